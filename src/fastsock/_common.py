@@ -1,0 +1,189 @@
+"""Pieces shared by both implementations, written once in plain Python.
+
+Nothing here touches a socket's I/O: it formats, validates and composes the
+public classes, so the compiled and the pure implementation behave the same
+by construction.  The compiled module imports this one; never the reverse.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket as _stdlib
+from typing import Any, Callable, Iterable, Optional, Protocol, TypeVar, Union
+
+AF_INET: int = _stdlib.AF_INET
+AF_INET6: int = _stdlib.AF_INET6
+AF_UNIX: int = _stdlib.AF_UNIX
+SOCK_STREAM: int = _stdlib.SOCK_STREAM
+SOCK_DGRAM: int = _stdlib.SOCK_DGRAM
+
+SUPPORTED_FAMILIES = (AF_INET, AF_INET6, AF_UNIX)
+
+_FAMILY_NAMES = {AF_INET: "AF_INET", AF_INET6: "AF_INET6", AF_UNIX: "AF_UNIX"}
+_TYPE_NAMES = {SOCK_STREAM: "SOCK_STREAM", SOCK_DGRAM: "SOCK_DGRAM"}
+
+# The largest timeout the C layer can turn into a monotonic deadline without
+# overflowing; the stdlib refuses the same range with the same exception.
+MAX_TIMEOUT = 9.2e9
+
+Address = Union[tuple, str, bytes]
+
+
+def family_name(family: int) -> str:
+    return _FAMILY_NAMES.get(family, str(family))
+
+
+def type_name(kind: int) -> str:
+    return _TYPE_NAMES.get(kind, str(kind))
+
+
+def normalize_timeout(value: object) -> float:
+    """Return the timeout in seconds, or -1.0 for None (block forever).
+
+    Validation and messages follow ``socket.settimeout``.
+    """
+    if value is None:
+        return -1.0
+    if isinstance(value, float):
+        seconds = value
+    else:
+        try:
+            seconds = float(value.__index__())  # type: ignore[attr-defined]
+        except AttributeError:
+            raise TypeError(
+                f"'{type(value).__name__}' object cannot be interpreted as an integer"
+            ) from None
+    if math.isnan(seconds):
+        raise ValueError("Invalid value NaN (not a number)")
+    if seconds < 0:
+        raise ValueError("Timeout value out of range")
+    if seconds > MAX_TIMEOUT:
+        raise OverflowError("timestamp out of range for platform time_t")
+    return seconds
+
+
+def socket_repr(sock: Any) -> str:
+    """``<fastsock.StreamSocket fd=5, family=AF_INET, type=SOCK_STREAM, laddr=…>``."""
+    name = f"fastsock.{type(sock).__name__}"
+    fd = sock.fileno()
+    head = f"<{name}{' [closed]' if fd == -1 else ''} fd={fd}, " \
+           f"family={family_name(sock.family)}, type={type_name(sock.type)}"
+    if fd != -1:
+        for label, getter in (("laddr", sock.getsockname), ("raddr", sock.getpeername)):
+            try:
+                addr = getter()
+            except OSError:
+                continue
+            if addr not in ("", None):
+                head += f", {label}={addr!r}"
+    return head + ">"
+
+
+def unix_path_bytes(path: object) -> bytes:
+    """Encode an AF_UNIX address the way the stdlib does, refusing embedded NULs.
+
+    The stdlib binds a silently truncated path when a NUL follows the first
+    byte; we refuse.  A leading NUL (a Linux abstract name) is allowed.
+    """
+    if isinstance(path, str):
+        raw = os.fsencode(path)
+    elif isinstance(path, os.PathLike):
+        raw = os.fsencode(path)
+    else:
+        try:
+            raw = bytes(memoryview(path))  # type: ignore[arg-type]
+        except TypeError:
+            raise TypeError(
+                f"a bytes-like object is required, not '{type(path).__name__}'"
+            ) from None
+    if b"\0" in raw[1:]:
+        raise ValueError("AF_UNIX path must not contain a null byte after the first")
+    return raw
+
+
+class _Socketlike(Protocol):
+    def settimeout(self, value: Optional[float]) -> None: ...
+    def bind(self, address: Any) -> None: ...
+    def connect(self, address: Any) -> None: ...
+    def setsockopt(self, level: int, optname: int, value: Any) -> None: ...
+    def listen(self, backlog: int = ...) -> None: ...
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Socketlike)
+
+
+def create_connection(
+    stream_class: Callable[[int], S],
+    address: Any,
+    timeout: Optional[float],
+    source_address: Any,
+) -> S:
+    """Connect to ``address``, trying every address the resolver returns."""
+    if isinstance(address, (str, bytes, os.PathLike)):
+        sock = stream_class(AF_UNIX)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    if not isinstance(address, tuple) or len(address) != 2:
+        raise TypeError("address must be a (host, port) tuple or an AF_UNIX path")
+    host, port = address
+    errors: list[Exception] = []
+    for family, _, _, _, sockaddr in _resolve(host, port):
+        sock = stream_class(family)
+        try:
+            sock.settimeout(timeout)
+            if source_address is not None:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            errors.append(exc)
+        except BaseException:
+            sock.close()
+            raise
+    if not errors:
+        raise OSError("getaddrinfo returns an empty list")
+    try:
+        raise errors[0]
+    finally:
+        errors = []  # break the traceback -> frame -> errors cycle
+
+
+def _resolve(host: Any, port: Any) -> Iterable[tuple]:
+    infos = _stdlib.getaddrinfo(host, port, 0, SOCK_STREAM)
+    return [info for info in infos if info[0] in SUPPORTED_FAMILIES]
+
+
+def create_server(
+    stream_class: Callable[[int], S],
+    address: Any,
+    family: int,
+    backlog: int,
+    reuse_port: bool,
+) -> S:
+    """A listening stream socket; loopback of ``family`` when no address is given."""
+    if address is None:
+        address = ("::1", 0) if family == AF_INET6 else ("127.0.0.1", 0)
+        if family == AF_UNIX:
+            raise ValueError("an AF_UNIX server needs a path")
+    if reuse_port and not hasattr(_stdlib, "SO_REUSEPORT"):
+        raise ValueError("SO_REUSEPORT not supported on this platform")
+    sock = stream_class(family)
+    try:
+        if family != AF_UNIX:
+            sock.setsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

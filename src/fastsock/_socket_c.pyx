@@ -1,0 +1,918 @@
+"""The compiled implementation: StreamSocket and DatagramSocket over the POSIX
+sockets API.
+
+Every operation is a tiny ``noexcept nogil`` function (``_do_*``) run by one
+helper, ``_Socket._call``, that does what CPython's ``sock_call_ex`` does:
+the syscall, EINTR -> signal check -> retry (PEP 475), EAGAIN on a socket
+with a timeout -> ``poll()`` without the GIL until the monotonic deadline,
+then ``TimeoutError("timed out")``.  The GIL is released only around calls
+that can block: syscalls on blocking descriptors, and ``poll()``.
+
+Closing a socket while another thread is blocked in a call on it shuts the
+socket down (which wakes the call) and leaves the real ``close()`` to the
+last call on its way out, so a blocked call can never touch a descriptor
+number the OS has meanwhile handed to another file.
+"""
+
+from cpython.buffer cimport (
+    PyBUF_SIMPLE,
+    PyBUF_WRITABLE,
+    PyBuffer_Release,
+    PyObject_GetBuffer,
+)
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_XDECREF
+from libc.errno cimport (
+    EAFNOSUPPORT,
+    EBADF,
+    ECONNRESET,
+    EINPROGRESS,
+    EINTR,
+    errno,
+)
+from libc.limits cimport INT_MAX
+from libc.math cimport ceil
+from libc.string cimport memcpy, memset, strlen
+from posix.fcntl cimport F_GETFL, O_NONBLOCK, fcntl
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from posix.unistd cimport close as c_close
+
+from .includes cimport sockapi as c
+
+import os as _os
+import socket as _stdlib  # for the exception class gaierror only, never for I/O
+import warnings as _warnings
+
+from . import _common
+
+cdef extern from "<sys/ioctl.h>" nogil:
+    int ioctl(int fd, unsigned long request, ...)
+    enum: FIONBIO
+
+cdef extern from "Python.h":
+    PyObject *PyBytes_FromStringAndSize_ptr "PyBytes_FromStringAndSize" (
+        const char *v, Py_ssize_t size) except NULL
+    int _PyBytes_Resize(PyObject **bytes, Py_ssize_t newsize) except -1
+    object PyUnicode_DecodeFSDefaultAndSize(const char *s, Py_ssize_t size)
+
+
+IMPLEMENTATION = "cython"
+
+AF_INET = c.AF_INET
+AF_INET6 = c.AF_INET6
+AF_UNIX = c.AF_UNIX
+SOCK_STREAM = c.SOCK_STREAM
+SOCK_DGRAM = c.SOCK_DGRAM
+SHUT_RD = c.SHUT_RD
+SHUT_WR = c.SHUT_WR
+SHUT_RDWR = c.SHUT_RDWR
+
+__all__ = [
+    "IMPLEMENTATION", "StreamSocket", "DatagramSocket", "socketpair",
+    "create_connection", "create_server", "AF_INET", "AF_INET6", "AF_UNIX",
+    "SOCK_STREAM", "SOCK_DGRAM", "SHUT_RD", "SHUT_WR", "SHUT_RDWR",
+]
+
+cdef enum:
+    # recv() of up to this many bytes reads into the stack and copies out:
+    # cheaper than allocating bufsize bytes and shrinking the result
+    STACK_RECV_MAX = 8192
+    GETSOCKOPT_BUFLEN_MAX = 1024
+
+cdef gaierror = _stdlib.gaierror
+
+
+# -- errors -------------------------------------------------------------------
+
+cdef int raise_errno(int err) except -1:
+    """Raise the OSError subclass that matches ``err``, with errno and strerror."""
+    global errno
+    errno = err
+    PyErr_SetFromErrno(OSError)
+    return -1
+
+
+cdef int raise_timeout() except -1:
+    raise TimeoutError("timed out")
+
+
+cdef int raise_gaierror(int code, int err) except -1:
+    if code == c.EAI_SYSTEM:
+        return raise_errno(err)
+    raise gaierror(code, c.gai_strerror(code).decode("utf-8", "replace"))
+
+
+# -- time ---------------------------------------------------------------------
+
+cdef inline double monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+
+
+# -- the syscalls, one small function each ------------------------------------
+# Each returns the syscall's result (-1 with errno set on failure).
+
+ctypedef ssize_t (*sock_func)(int fd, void *data) noexcept nogil
+
+cdef struct IOArgs:
+    char *buf
+    size_t len
+    int flags
+    c.sockaddr_storage addr
+    c.socklen_t addrlen
+
+
+cdef ssize_t _do_recv(int fd, void *data) noexcept nogil:
+    cdef IOArgs *a = <IOArgs *>data
+    return c.recv(fd, a.buf, a.len, a.flags)
+
+
+cdef ssize_t _do_send(int fd, void *data) noexcept nogil:
+    cdef IOArgs *a = <IOArgs *>data
+    return c.send(fd, a.buf, a.len, a.flags | c.MSG_NOSIGNAL)
+
+
+cdef ssize_t _do_recvfrom(int fd, void *data) noexcept nogil:
+    cdef IOArgs *a = <IOArgs *>data
+    a.addrlen = sizeof(a.addr)
+    return c.recvfrom(fd, a.buf, a.len, a.flags, <c.sockaddr *>&a.addr, &a.addrlen)
+
+
+cdef ssize_t _do_sendto(int fd, void *data) noexcept nogil:
+    cdef IOArgs *a = <IOArgs *>data
+    return c.sendto(fd, a.buf, a.len, a.flags | c.MSG_NOSIGNAL,
+                    <c.sockaddr *>&a.addr, a.addrlen)
+
+
+cdef ssize_t _do_accept(int fd, void *data) noexcept nogil:
+    cdef IOArgs *a = <IOArgs *>data
+    a.addrlen = sizeof(a.addr)
+    return c.accept4(fd, <c.sockaddr *>&a.addr, &a.addrlen, c.SOCK_CLOEXEC)
+
+
+# -- addresses ----------------------------------------------------------------
+
+cdef bytes host_bytes(object host):
+    """The stdlib's idna_converter: str (IDNA-encoded when not ASCII), bytes, bytearray."""
+    cdef bytes raw
+    if isinstance(host, str):
+        try:
+            raw = (<str>host).encode("ascii")
+        except UnicodeEncodeError:
+            raw = (<str>host).encode("idna")
+    elif isinstance(host, (bytes, bytearray)):
+        raw = bytes(host)
+    else:
+        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+    if b"\0" in raw:
+        raise TypeError("host name must not contain null character")
+    return raw
+
+
+cdef int resolve_host(bytes host, int family, void *dst) except -1:
+    """Fill an in_addr/in6_addr from a numeric address or a name, like setipaddr()."""
+    cdef const char *name = host
+    cdef c.addrinfo hints
+    cdef c.addrinfo *res = NULL
+    cdef int code, err
+    if name[0] == 0:
+        if family == c.AF_INET:
+            (<c.in_addr *>dst).s_addr = c.htonl(c.INADDR_ANY)
+        else:
+            memcpy(dst, &c.in6addr_any, sizeof(c.in6_addr))
+        return 0
+    if family == c.AF_INET and host == b"<broadcast>":
+        (<c.in_addr *>dst).s_addr = c.htonl(c.INADDR_BROADCAST)
+        return 0
+    if c.inet_pton(family, name, dst) == 1:
+        return 0
+    memset(&hints, 0, sizeof(hints))
+    hints.ai_family = family
+    with nogil:
+        code = c.getaddrinfo(name, NULL, &hints, &res)
+        err = errno
+    if code != 0:
+        return raise_gaierror(code, err)
+    try:
+        if family == c.AF_INET:
+            memcpy(dst, &(<c.sockaddr_in *>res.ai_addr).sin_addr, sizeof(c.in_addr))
+        else:
+            memcpy(dst, &(<c.sockaddr_in6 *>res.ai_addr).sin6_addr, sizeof(c.in6_addr))
+    finally:
+        c.freeaddrinfo(res)
+    return 0
+
+
+cdef int check_port(object port, const char *caller) except -1:
+    cdef int value = port
+    if value < 0 or value > 0xFFFF:
+        raise OverflowError(f"{caller.decode()}(): port must be 0-65535.")
+    return value
+
+
+cdef int parse_address(int family, object address, c.sockaddr_storage *out,
+                       c.socklen_t *outlen, const char *caller) except -1:
+    """Turn a stdlib-style address into a sockaddr, with the stdlib's errors."""
+    cdef c.sockaddr_in *sin
+    cdef c.sockaddr_in6 *sin6
+    cdef c.sockaddr_un *sun
+    cdef bytes raw
+    cdef Py_ssize_t n
+    cdef int port
+    cdef unsigned int flowinfo = 0, scope_id = 0
+    memset(out, 0, sizeof(c.sockaddr_storage))
+    if family == c.AF_INET:
+        if not isinstance(address, tuple):
+            raise TypeError(f"{caller.decode()}(): AF_INET address must be tuple, "
+                            f"not {type(address).__name__}")
+        if len(address) != 2:
+            raise TypeError("AF_INET address must be a pair (host, port)")
+        raw = host_bytes(address[0])
+        port = address[1]
+        sin = <c.sockaddr_in *>out
+        resolve_host(raw, c.AF_INET, &sin.sin_addr)
+        sin.sin_family = c.AF_INET
+        sin.sin_port = c.htons(<unsigned short>check_port(port, caller))
+        outlen[0] = sizeof(c.sockaddr_in)
+        return 0
+    if family == c.AF_INET6:
+        if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
+            raise TypeError(
+                "AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
+        raw = host_bytes(address[0])
+        port = address[1]
+        if len(address) > 2:
+            flowinfo = address[2]
+        if len(address) > 3:
+            scope_id = address[3]
+        sin6 = <c.sockaddr_in6 *>out
+        resolve_host(raw, c.AF_INET6, &sin6.sin6_addr)
+        sin6.sin6_family = c.AF_INET6
+        sin6.sin6_port = c.htons(<unsigned short>check_port(port, caller))
+        if flowinfo > 0xFFFFF:
+            raise OverflowError(f"{caller.decode()}(): flowinfo must be 0-1048575.")
+        sin6.sin6_flowinfo = c.htonl(flowinfo)
+        sin6.sin6_scope_id = scope_id
+        outlen[0] = sizeof(c.sockaddr_in6)
+        return 0
+    # AF_UNIX: the encoding and the embedded-NUL check are shared with the
+    # pure implementation so both refuse the same paths the same way
+    raw = _common.unix_path_bytes(address)
+    n = len(raw)
+    sun = <c.sockaddr_un *>out
+    if (n > 0 and (<const char *>raw)[0] == 0 and <size_t>n > sizeof(sun.sun_path)) or \
+            (n > 0 and (<const char *>raw)[0] != 0 and <size_t>n >= sizeof(sun.sun_path)):
+        raise OSError("AF_UNIX path too long")
+    sun.sun_family = c.AF_UNIX
+    memcpy(sun.sun_path, <const char *>raw, n)
+    outlen[0] = <c.socklen_t>(c.FASTSOCK_SUN_PATH_OFFSET + n)
+    return 0
+
+
+cdef object make_address(const c.sockaddr_storage *addr, c.socklen_t addrlen):
+    """The stdlib's makesockaddr(): a sockaddr back into a Python address."""
+    cdef char text[c.INET6_ADDRSTRLEN + 1]
+    cdef const c.sockaddr_in *sin
+    cdef const c.sockaddr_in6 *sin6
+    cdef const c.sockaddr_un *sun
+    cdef size_t pathlen, n
+    if addrlen == 0:
+        return None  # e.g. a datagram from an unbound AF_UNIX socket
+    if addr.ss_family == c.AF_INET:
+        sin = <const c.sockaddr_in *>addr
+        c.inet_ntop(c.AF_INET, &sin.sin_addr, text, sizeof(text))
+        return (text.decode("ascii"), c.ntohs(sin.sin_port))
+    if addr.ss_family == c.AF_INET6:
+        sin6 = <const c.sockaddr_in6 *>addr
+        c.inet_ntop(c.AF_INET6, &sin6.sin6_addr, text, sizeof(text))
+        return (text.decode("ascii"), c.ntohs(sin6.sin6_port),
+                c.ntohl(sin6.sin6_flowinfo), sin6.sin6_scope_id)
+    if addr.ss_family == c.AF_UNIX:
+        sun = <const c.sockaddr_un *>addr
+        pathlen = addrlen - c.FASTSOCK_SUN_PATH_OFFSET if addrlen > c.FASTSOCK_SUN_PATH_OFFSET else 0
+        if pathlen > sizeof(sun.sun_path):
+            pathlen = sizeof(sun.sun_path)
+        if pathlen > 0 and sun.sun_path[0] == 0:
+            return sun.sun_path[:pathlen]  # Linux abstract name: bytes, NUL first
+        n = 0
+        while n < pathlen and sun.sun_path[n] != 0:
+            n += 1
+        return PyUnicode_DecodeFSDefaultAndSize(sun.sun_path, n)
+    return (addr.ss_family, (<const char *>addr)[:addrlen])
+
+
+# -- buffers ------------------------------------------------------------------
+
+cdef int get_writable(object buffer, Py_buffer *view, str method) except -1:
+    try:
+        PyObject_GetBuffer(buffer, view, PyBUF_WRITABLE)
+    except (TypeError, BufferError):
+        raise TypeError(f"{method}() argument 1 must be read-write bytes-like object, "
+                        f"not {type(buffer).__name__}") from None
+    return 0
+
+
+cdef Py_ssize_t check_nbytes(Py_buffer *view, Py_ssize_t nbytes,
+                             str negative, str too_large) except -1:
+    if nbytes < 0:
+        PyBuffer_Release(view)
+        raise ValueError(negative)
+    if nbytes > view.len:
+        PyBuffer_Release(view)
+        raise ValueError(too_large)
+    return nbytes if nbytes else view.len
+
+
+# -- the socket ---------------------------------------------------------------
+
+cdef class _Socket:
+    """What stream and datagram sockets have in common."""
+
+    cdef int fd
+    cdef int family_
+    cdef int kind
+    cdef int proto_
+    cdef double timeout        # < 0: blocking; 0: non-blocking; > 0: seconds
+    cdef int busy              # calls that released the GIL while using fd
+    cdef int pending_close_fd  # closed by close() while busy; closed by the last call
+    cdef object __weakref__
+
+    def __cinit__(self):
+        self.fd = -1
+        self.pending_close_fd = -1
+        self.timeout = -1.0
+
+    cdef int _open(self, object family, int kind) except -1:
+        cdef int fam = family
+        cdef int fd
+        if fam != c.AF_INET and fam != c.AF_INET6 and fam != c.AF_UNIX:
+            return raise_errno(EAFNOSUPPORT)
+        fd = c.socket(fam, kind | c.SOCK_CLOEXEC, 0)
+        if fd < 0:
+            return raise_errno(errno)
+        self.fd = fd
+        self.family_ = fam
+        self.kind = kind
+        return 0
+
+    @classmethod
+    def from_fd(cls, fd):
+        """Take ownership of an open socket descriptor of this class's type.
+
+        The timeout starts as None for a blocking descriptor and 0.0 for a
+        non-blocking one.  On error the descriptor stays open and the caller's.
+        """
+        cdef int cfd = fd
+        cdef int kind = 0, family = 0, proto = 0, flags
+        cdef c.socklen_t optlen = sizeof(int)
+        if cfd < 0:
+            raise ValueError("negative file descriptor")
+        if c.getsockopt(cfd, c.SOL_SOCKET, c.SO_TYPE, &kind, &optlen) < 0:
+            raise_errno(errno)
+        optlen = sizeof(int)
+        c.getsockopt(cfd, c.SOL_SOCKET, c.SO_DOMAIN, &family, &optlen)
+        optlen = sizeof(int)
+        c.getsockopt(cfd, c.SOL_SOCKET, c.SO_PROTOCOL, &proto, &optlen)
+        expected = SOCK_STREAM if issubclass(cls, StreamSocket) else SOCK_DGRAM
+        if kind != expected or family not in _common.SUPPORTED_FAMILIES:
+            raise ValueError(
+                f"fd {cfd} is a {_common.family_name(family)} "
+                f"{_common.type_name(kind)} socket, not what {cls.__name__} wraps")
+        flags = fcntl(cfd, F_GETFL)
+        cdef _Socket self = cls.__new__(cls)
+        self.fd = cfd
+        self.family_ = family
+        self.kind = kind
+        self.proto_ = proto
+        self.timeout = 0.0 if flags >= 0 and (flags & O_NONBLOCK) else -1.0
+        return self
+
+    @classmethod
+    def from_socket(cls, sock):
+        """Take over a stdlib socket (which is detached) keeping its timeout."""
+        if not isinstance(sock, _stdlib.socket):
+            raise TypeError(f"expected a socket.socket, not {type(sock).__name__}")
+        timeout = sock.gettimeout()
+        fd = sock.fileno()
+        if fd == -1:
+            raise_errno(EBADF)
+        self = cls.from_fd(fd)
+        sock.detach()
+        self.settimeout(timeout)
+        return self
+
+    def to_socket(self):
+        """Hand the descriptor over to a new stdlib socket; this one is left closed."""
+        timeout = self.gettimeout()
+        family, kind = self.family_, self.kind
+        fd = self.detach()
+        if fd == -1:
+            raise_errno(EBADF)
+        sock = _stdlib.socket(family, kind, 0, fileno=fd)
+        sock.settimeout(timeout)
+        return sock
+
+    # -- the one helper every call goes through ------------------------------
+
+    cdef inline void _leave(self) noexcept:
+        self.busy -= 1
+        if self.busy == 0 and self.pending_close_fd >= 0:
+            c_close(self.pending_close_fd)
+            self.pending_close_fd = -1
+
+    cdef inline double _deadline(self) noexcept:
+        return monotonic() + self.timeout if self.timeout > 0 else -1.0
+
+    cdef int _wait(self, short events, double deadline) except -1:
+        """poll() without the GIL until ready (0) or past the deadline (1)."""
+        cdef c.pollfd pfd
+        cdef int rc, err, ms
+        cdef double remaining
+        while True:
+            if deadline < 0:
+                ms = -1
+            else:
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    return 1
+                ms = <int>ceil(remaining * 1000) if remaining < INT_MAX / 1000 else INT_MAX
+            pfd.fd = self.fd
+            if pfd.fd < 0:
+                return raise_errno(EBADF)
+            pfd.events = events
+            pfd.revents = 0
+            self.busy += 1
+            with nogil:
+                rc = c.poll(&pfd, 1, ms)
+                err = errno
+            self._leave()
+            if self.fd < 0:
+                return raise_errno(EBADF)
+            if rc > 0:
+                return 0
+            if rc < 0:
+                if err != EINTR:
+                    return raise_errno(err)
+                PyErr_CheckSignals()
+
+    cdef ssize_t _call(self, short events, sock_func func, void *data,
+                       double deadline) except -1:
+        """Run ``func`` on the descriptor the way CPython's sock_call_ex does."""
+        cdef ssize_t res
+        cdef int fd, err
+        while True:
+            fd = self.fd
+            if fd < 0:
+                return raise_errno(EBADF)
+            if self.timeout < 0:
+                # a blocking descriptor: the call may block, so drop the GIL
+                self.busy += 1
+                with nogil:
+                    res = func(fd, data)
+                    err = errno
+                self._leave()
+                if res >= 0:
+                    return res
+                if self.fd < 0:
+                    return raise_errno(EBADF)  # closed by another thread meanwhile
+            else:
+                res = func(fd, data)
+                if res >= 0:
+                    return res
+                err = errno
+            if err == EINTR:
+                PyErr_CheckSignals()
+                continue
+            if self.timeout > 0 and c.would_block(err):
+                if self._wait(events, deadline):
+                    return raise_timeout()
+                continue
+            return raise_errno(err)
+
+    cdef inline int _check_open(self) except -1:
+        if self.fd < 0:
+            return raise_errno(EBADF)
+        return 0
+
+    cdef int _eof_or_closed(self) except -1:
+        # a blocked receive woken by close() from another thread sees EOF;
+        # report the close instead
+        if self.fd < 0:
+            return raise_errno(EBADF)
+        return 0
+
+    # -- identity and lifetime ------------------------------------------------
+
+    @property
+    def family(self):
+        return self.family_
+
+    @property
+    def type(self):
+        return self.kind
+
+    @property
+    def proto(self):
+        return self.proto_
+
+    @property
+    def closed(self):
+        return self.fd < 0
+
+    def fileno(self):
+        return self.fd
+
+    def close(self):
+        """Close the socket; a no-op when already closed."""
+        cdef int fd = self.fd
+        if fd < 0:
+            return
+        self.fd = -1
+        if self.busy > 0:
+            # wake the calls blocked on fd; the last one out closes it
+            c.shutdown(fd, c.SHUT_RDWR)
+            self.pending_close_fd = fd
+            return
+        if c_close(fd) < 0 and errno != ECONNRESET and errno != EINTR:
+            raise_errno(errno)
+
+    def detach(self):
+        """Forget the descriptor without closing it and return it (-1 if closed)."""
+        cdef int fd = self.fd
+        self.fd = -1
+        return fd
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __repr__(self):
+        return _common.socket_repr(self)
+
+    def __del__(self):
+        if self.fd < 0:
+            return
+        try:
+            _warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
+        finally:
+            self.close()
+
+    def __dealloc__(self):
+        if self.fd >= 0:  # only if __del__ could not run
+            c_close(self.fd)
+
+    def __reduce__(self):
+        raise TypeError(f"cannot pickle '{type(self).__name__}' object")
+
+    # -- addresses and options ------------------------------------------------
+
+    def bind(self, address):
+        cdef c.sockaddr_storage addr
+        cdef c.socklen_t addrlen
+        parse_address(self.family_, address, &addr, &addrlen, "bind")
+        self._check_open()
+        if c.bind(self.fd, <c.sockaddr *>&addr, addrlen) < 0:
+            raise_errno(errno)
+
+    cdef int _connect(self, object address, bint raise_errors) except -1:
+        """connect() with the socket's timeout; returns 0 or, when not
+        raising, the errno (c.EWOULDBLOCK on timeout)."""
+        cdef c.sockaddr_storage addr
+        cdef c.socklen_t addrlen
+        cdef c.socklen_t optlen = sizeof(int)
+        cdef int fd, rc, err, soerr = 0
+        cdef double deadline
+        parse_address(self.family_, address, &addr, &addrlen, "connect")
+        self._check_open()
+        fd = self.fd
+        deadline = self._deadline()
+        if self.timeout < 0:
+            self.busy += 1
+            with nogil:
+                rc = c.connect(fd, <c.sockaddr *>&addr, addrlen)
+                err = errno
+            self._leave()
+        else:
+            rc = c.connect(fd, <c.sockaddr *>&addr, addrlen)
+            err = errno
+        if rc == 0:
+            return 0
+        if err == EINTR:
+            PyErr_CheckSignals()
+            # the connection goes on in the background (CPython issue 23618)
+            if self.timeout == 0:
+                err = EINTR
+            else:
+                err = EINPROGRESS
+        if err == EINPROGRESS and self.timeout != 0:
+            if self._wait(c.POLLOUT, deadline):
+                if raise_errors:
+                    raise_timeout()
+                return c.EWOULDBLOCK
+            if c.getsockopt(self.fd, c.SOL_SOCKET, c.SO_ERROR, &soerr, &optlen) < 0:
+                err = errno
+            else:
+                err = soerr
+            if err == 0:
+                return 0
+        if raise_errors:
+            raise_errno(err)
+        return err
+
+    def connect(self, address):
+        self._connect(address, True)
+
+    def connect_ex(self, address):
+        """connect() returning an errno (0 on success) instead of raising OSError."""
+        return self._connect(address, False)
+
+    def getsockname(self):
+        cdef c.sockaddr_storage addr
+        cdef c.socklen_t addrlen = sizeof(addr)
+        memset(&addr, 0, sizeof(addr))
+        self._check_open()
+        if c.getsockname(self.fd, <c.sockaddr *>&addr, &addrlen) < 0:
+            raise_errno(errno)
+        return make_address(&addr, addrlen)
+
+    def getpeername(self):
+        cdef c.sockaddr_storage addr
+        cdef c.socklen_t addrlen = sizeof(addr)
+        memset(&addr, 0, sizeof(addr))
+        self._check_open()
+        if c.getpeername(self.fd, <c.sockaddr *>&addr, &addrlen) < 0:
+            raise_errno(errno)
+        return make_address(&addr, addrlen)
+
+    def setsockopt(self, int level, int optname, value):
+        """Set an option from an int or from a bytes-like value."""
+        cdef int flag
+        cdef Py_buffer view
+        cdef int rc
+        if isinstance(value, int):
+            flag = value
+            self._check_open()
+            rc = c.setsockopt(self.fd, level, optname, &flag, sizeof(flag))
+        else:
+            PyObject_GetBuffer(value, &view, PyBUF_SIMPLE)
+            try:
+                self._check_open()
+                rc = c.setsockopt(self.fd, level, optname, view.buf, <c.socklen_t>view.len)
+            finally:
+                PyBuffer_Release(&view)
+        if rc < 0:
+            raise_errno(errno)
+
+    def getsockopt(self, int level, int optname, int buflen=0):
+        """An int option, or with ``buflen`` up to that many raw bytes."""
+        cdef int flag = 0
+        cdef char buf[GETSOCKOPT_BUFLEN_MAX]
+        cdef c.socklen_t optlen
+        self._check_open()
+        if buflen == 0:
+            optlen = sizeof(flag)
+            if c.getsockopt(self.fd, level, optname, &flag, &optlen) < 0:
+                raise_errno(errno)
+            return flag
+        if buflen < 0 or buflen > GETSOCKOPT_BUFLEN_MAX:
+            raise OSError("getsockopt buflen out of range")
+        optlen = buflen
+        if c.getsockopt(self.fd, level, optname, buf, &optlen) < 0:
+            raise_errno(errno)
+        return buf[:optlen]
+
+    def shutdown(self, int how):
+        self._check_open()
+        if c.shutdown(self.fd, how) < 0:
+            raise_errno(errno)
+
+    # -- timeouts -------------------------------------------------------------
+
+    def settimeout(self, value):
+        """None blocks, 0 never blocks, a positive number is a deadline in seconds."""
+        cdef double seconds = _common.normalize_timeout(value)
+        cdef int nonblocking = seconds >= 0
+        self.timeout = seconds
+        self._check_open()
+        if ioctl(self.fd, FIONBIO, &nonblocking) < 0:
+            raise_errno(errno)
+
+    def gettimeout(self):
+        return None if self.timeout < 0 else self.timeout
+
+    def setblocking(self, flag):
+        cdef long block = flag
+        self.settimeout(None if block else 0.0)
+
+    def getblocking(self):
+        return self.timeout != 0.0
+
+    # -- data -----------------------------------------------------------------
+
+    def recv(self, Py_ssize_t bufsize, int flags=0):
+        """Receive up to ``bufsize`` bytes; b"" means the peer closed."""
+        cdef IOArgs a
+        cdef char stack[STACK_RECV_MAX]
+        cdef PyObject *result
+        cdef ssize_t n
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        a.flags = flags
+        a.len = <size_t>bufsize
+        if bufsize <= STACK_RECV_MAX:
+            a.buf = stack
+            n = self._call(c.POLLIN, _do_recv, &a, self._deadline())
+            if n == 0:
+                self._eof_or_closed()
+            return PyBytes_FromStringAndSize(stack, n)
+        result = PyBytes_FromStringAndSize_ptr(NULL, bufsize)
+        a.buf = PyBytes_AS_STRING(<object>result)
+        try:
+            n = self._call(c.POLLIN, _do_recv, &a, self._deadline())
+            if n == 0:
+                self._eof_or_closed()
+            if n != bufsize:
+                _PyBytes_Resize(&result, n)
+        except BaseException:
+            Py_XDECREF(result)
+            raise
+        obj = <object>result
+        Py_DECREF(obj)
+        return obj
+
+    def recv_into(self, buffer, Py_ssize_t nbytes=0, int flags=0):
+        """Receive into a writable buffer; returns how many bytes were written."""
+        cdef Py_buffer view
+        cdef IOArgs a
+        cdef ssize_t n
+        get_writable(buffer, &view, "recv_into")
+        a.len = <size_t>check_nbytes(&view, nbytes, "negative buffersize in recv_into",
+                                     "buffer too small for requested bytes")
+        a.buf = <char *>view.buf
+        a.flags = flags
+        try:
+            n = self._call(c.POLLIN, _do_recv, &a, self._deadline())
+        finally:
+            PyBuffer_Release(&view)
+        if n == 0:
+            self._eof_or_closed()
+        return n
+
+    def send(self, data, int flags=0):
+        """Send some of ``data``; returns how many bytes went out."""
+        cdef Py_buffer view
+        cdef IOArgs a
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        a.buf = <char *>view.buf
+        a.len = <size_t>view.len
+        a.flags = flags
+        try:
+            return self._call(c.POLLOUT, _do_send, &a, self._deadline())
+        finally:
+            PyBuffer_Release(&view)
+
+
+cdef class StreamSocket(_Socket):
+    """A TCP (AF_INET, AF_INET6) or Unix stream (AF_UNIX) socket."""
+
+    def __init__(self, family=AF_INET):
+        if self.fd >= 0:
+            raise RuntimeError("socket already initialised")
+        self._open(family, c.SOCK_STREAM)
+
+    def listen(self, int backlog=128):
+        self._check_open()
+        if c.listen(self.fd, backlog if backlog > 0 else 0) < 0:
+            raise_errno(errno)
+
+    def accept(self):
+        """Wait for a connection: ``(StreamSocket, address)``; the new socket blocks."""
+        cdef IOArgs a
+        cdef int fd = <int>self._call(c.POLLIN, _do_accept, &a, self._deadline())
+        cdef StreamSocket conn = StreamSocket.__new__(StreamSocket)
+        conn.fd = fd
+        conn.family_ = self.family_
+        conn.kind = c.SOCK_STREAM
+        conn.proto_ = self.proto_
+        return conn, make_address(&a.addr, a.addrlen)
+
+    def sendall(self, data, int flags=0):
+        """Send all of ``data``; the timeout bounds the whole call."""
+        cdef Py_buffer view
+        cdef IOArgs a
+        cdef Py_ssize_t sent = 0
+        cdef double deadline = self._deadline()
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        a.flags = flags
+        try:
+            while True:
+                a.buf = <char *>view.buf + sent
+                a.len = <size_t>(view.len - sent)
+                sent += self._call(c.POLLOUT, _do_send, &a, deadline)
+                if sent >= view.len:
+                    break
+                PyErr_CheckSignals()
+        finally:
+            PyBuffer_Release(&view)
+
+
+cdef class DatagramSocket(_Socket):
+    """A UDP (AF_INET, AF_INET6) or Unix datagram (AF_UNIX) socket."""
+
+    def __init__(self, family=AF_INET):
+        if self.fd >= 0:
+            raise RuntimeError("socket already initialised")
+        self._open(family, c.SOCK_DGRAM)
+
+    def sendto(self, data, *args):
+        """``sendto(data, address)`` or ``sendto(data, flags, address)``."""
+        cdef Py_buffer view
+        cdef IOArgs a
+        if len(args) == 1:
+            a.flags = 0
+            address = args[0]
+        elif len(args) == 2:
+            a.flags = args[0]
+            address = args[1]
+        else:
+            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            parse_address(self.family_, address, &a.addr, &a.addrlen, "sendto")
+            a.buf = <char *>view.buf
+            a.len = <size_t>view.len
+            return self._call(c.POLLOUT, _do_sendto, &a, self._deadline())
+        finally:
+            PyBuffer_Release(&view)
+
+    def recvfrom(self, Py_ssize_t bufsize, int flags=0):
+        """Receive one datagram: ``(bytes, address)``."""
+        cdef IOArgs a
+        cdef ssize_t n
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recvfrom")
+        data = PyBytes_FromStringAndSize(NULL, bufsize)
+        a.buf = PyBytes_AS_STRING(data)
+        a.len = <size_t>bufsize
+        a.flags = flags
+        n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
+        if n != bufsize:
+            data = data[:n]
+        return data, make_address(&a.addr, a.addrlen)
+
+    def recvfrom_into(self, buffer, Py_ssize_t nbytes=0, int flags=0):
+        """Receive one datagram into a writable buffer: ``(nbytes, address)``."""
+        cdef Py_buffer view
+        cdef IOArgs a
+        cdef ssize_t n
+        get_writable(buffer, &view, "recvfrom_into")
+        a.len = <size_t>check_nbytes(&view, nbytes, "negative buffersize in recvfrom_into",
+                                     "nbytes is greater than the length of the buffer")
+        a.buf = <char *>view.buf
+        a.flags = flags
+        try:
+            n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
+        finally:
+            PyBuffer_Release(&view)
+        return n, make_address(&a.addr, a.addrlen)
+
+
+def socketpair(family=AF_UNIX, type=SOCK_STREAM):
+    """A pair of connected sockets: StreamSocket for SOCK_STREAM, else DatagramSocket."""
+    cdef int fds[2]
+    cdef int fam = family
+    cdef int kind = type
+    cdef _Socket a, b
+    if kind == c.SOCK_STREAM:
+        cls = StreamSocket
+    elif kind == c.SOCK_DGRAM:
+        cls = DatagramSocket
+    else:
+        raise ValueError("socketpair type must be SOCK_STREAM or SOCK_DGRAM")
+    if fam != c.AF_INET and fam != c.AF_INET6 and fam != c.AF_UNIX:
+        raise_errno(EAFNOSUPPORT)
+    if c.socketpair(fam, kind | c.SOCK_CLOEXEC, 0, fds) < 0:
+        raise_errno(errno)
+    pair = []
+    for fd in (fds[0], fds[1]):
+        sock = cls.__new__(cls)
+        (<_Socket>sock).fd = fd
+        (<_Socket>sock).family_ = fam
+        (<_Socket>sock).kind = kind
+        pair.append(sock)
+    return tuple(pair)
+
+
+def create_connection(address, timeout=None, *, source_address=None):
+    """Connect to ``(host, port)`` trying every resolved address, or to an AF_UNIX path."""
+    return _common.create_connection(StreamSocket, address, timeout, source_address)
+
+
+def create_server(address=None, *, family=AF_INET, backlog=128, reuse_port=False):
+    """A listening StreamSocket with SO_REUSEADDR, on loopback unless told otherwise."""
+    return _common.create_server(StreamSocket, address, family, backlog, reuse_port)

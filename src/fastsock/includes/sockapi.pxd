@@ -1,0 +1,143 @@
+# C declarations of the POSIX sockets API, as far as fastsock uses it.
+# Cython's bundled libc.* and posix.* cover the rest (errno, close, fcntl,
+# clock_gettime).
+
+cdef extern from "<errno.h>" nogil:
+    """
+    #define fastsock_would_block(err) ((err) == EAGAIN || (err) == EWOULDBLOCK)
+    """
+    enum: EWOULDBLOCK  # not in Cython's libc.errno
+    bint would_block "fastsock_would_block" (int err)
+
+cdef extern from "<sys/types.h>":
+    ctypedef unsigned int socklen_t
+    ctypedef unsigned short sa_family_t
+    ctypedef unsigned short in_port_t
+
+cdef extern from "<sys/socket.h>" nogil:
+    struct sockaddr:
+        sa_family_t sa_family
+
+    struct sockaddr_storage:
+        sa_family_t ss_family
+
+    enum:
+        AF_UNSPEC
+        AF_INET
+        AF_INET6
+        AF_UNIX
+        SOCK_STREAM
+        SOCK_DGRAM
+        SOCK_CLOEXEC
+        SOCK_NONBLOCK
+        SOL_SOCKET
+        SO_ERROR
+        SO_TYPE
+        SO_DOMAIN
+        SO_PROTOCOL
+        MSG_NOSIGNAL
+        SHUT_RD
+        SHUT_WR
+        SHUT_RDWR
+
+    int socket(int domain, int type, int protocol)
+    int socketpair(int domain, int type, int protocol, int sv[2])
+    int bind(int fd, const sockaddr *addr, socklen_t addrlen)
+    int listen(int fd, int backlog)
+    int accept4(int fd, sockaddr *addr, socklen_t *addrlen, int flags)
+    int connect(int fd, const sockaddr *addr, socklen_t addrlen)
+    ssize_t recv(int fd, void *buf, size_t len, int flags)
+    ssize_t send(int fd, const void *buf, size_t len, int flags)
+    ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
+                     sockaddr *src_addr, socklen_t *addrlen)
+    ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+                   const sockaddr *dest_addr, socklen_t addrlen)
+    int shutdown(int fd, int how)
+    int getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
+    int setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)
+    int getsockname(int fd, sockaddr *addr, socklen_t *addrlen)
+    int getpeername(int fd, sockaddr *addr, socklen_t *addrlen)
+
+cdef extern from "<netinet/in.h>" nogil:
+    struct in_addr:
+        unsigned int s_addr
+
+    struct in6_addr:
+        pass
+
+    struct sockaddr_in:
+        sa_family_t sin_family
+        in_port_t sin_port
+        in_addr sin_addr
+
+    struct sockaddr_in6:
+        sa_family_t sin6_family
+        in_port_t sin6_port
+        unsigned int sin6_flowinfo
+        in6_addr sin6_addr
+        unsigned int sin6_scope_id
+
+    enum:
+        INADDR_ANY
+        INADDR_BROADCAST
+        INET_ADDRSTRLEN
+        INET6_ADDRSTRLEN
+
+    in6_addr in6addr_any
+    unsigned short htons(unsigned short)
+    unsigned short ntohs(unsigned short)
+    unsigned int htonl(unsigned int)
+    unsigned int ntohl(unsigned int)
+
+cdef extern from "<arpa/inet.h>" nogil:
+    int inet_pton(int af, const char *src, void *dst)
+    const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
+
+cdef extern from "<sys/un.h>" nogil:
+    struct sockaddr_un:
+        sa_family_t sun_family
+        char sun_path[108]
+
+cdef extern from "<netdb.h>" nogil:
+    struct addrinfo:
+        int ai_flags
+        int ai_family
+        int ai_socktype
+        int ai_protocol
+        socklen_t ai_addrlen
+        sockaddr *ai_addr
+        char *ai_canonname
+        addrinfo *ai_next
+
+    enum:
+        AI_PASSIVE
+        EAI_SYSTEM
+
+    int getaddrinfo(const char *node, const char *service,
+                    const addrinfo *hints, addrinfo **res)
+    void freeaddrinfo(addrinfo *res)
+    const char *gai_strerror(int errcode)
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+
+    ctypedef unsigned long nfds_t
+
+    enum:
+        POLLIN
+        POLLOUT
+        POLLERR
+        POLLHUP
+
+    int poll(pollfd *fds, nfds_t nfds, int timeout)
+
+cdef extern from "<stddef.h>":
+    # offsetof(struct sockaddr_un, sun_path), the size of an unnamed address
+    """
+    #include <sys/un.h>
+    #define FASTSOCK_SUN_PATH_OFFSET offsetof(struct sockaddr_un, sun_path)
+    """
+    const size_t FASTSOCK_SUN_PATH_OFFSET

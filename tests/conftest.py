@@ -1,0 +1,83 @@
+"""Fixtures shared by every test: both implementations, loopback addresses,
+short Unix paths, and a check that no test leaks a file descriptor."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import shutil
+import socket
+import tempfile
+from types import ModuleType
+from typing import Iterator
+
+import pytest
+
+import fastsock
+
+IMPLEMENTATIONS = ["cython", "python"]
+_MODULES = {"cython": "fastsock._socket_c", "python": "fastsock._socket_py"}
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+HAS_IPV6 = _has_ipv6()
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def impl(request: pytest.FixtureRequest) -> ModuleType:
+    """The implementation module under test; every behavioural test runs on both."""
+    name = request.param
+    if name == "cython" and fastsock.IMPLEMENTATION != "cython":
+        # test_implementation.py fails loudly when this should not happen
+        pytest.skip("compiled extension not loaded")
+    return importlib.import_module(_MODULES[name])
+
+
+@pytest.fixture
+def unix_dir() -> Iterator[str]:
+    """A short private directory for AF_UNIX paths (sun_path holds 108 bytes)."""
+    path = tempfile.mkdtemp(prefix="fs-", dir="/tmp")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=["ipv4", "ipv6", "unix"])
+def stream_family(request: pytest.FixtureRequest, unix_dir: str) -> tuple[int, object]:
+    """(family, bind address) for each stream family on loopback."""
+    if request.param == "ipv4":
+        return socket.AF_INET, ("127.0.0.1", 0)
+    if request.param == "ipv6":
+        if not HAS_IPV6:
+            pytest.skip("no IPv6 loopback")
+        return socket.AF_INET6, ("::1", 0)
+    return socket.AF_UNIX, os.path.join(unix_dir, "s")
+
+
+def _open_fds() -> set[int]:
+    return set(int(fd) for fd in os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leak() -> Iterator[None]:
+    """Fail a test that leaves a descriptor open behind it."""
+    gc.collect()
+    before = _open_fds()
+    yield
+    gc.collect()
+    leaked = _open_fds() - before
+    # the listing itself opened a descriptor that is gone again; report only
+    # descriptors that are still open and are sockets
+    leaked = {fd for fd in leaked if os.path.exists(f"/proc/self/fd/{fd}")
+              and os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")}
+    assert not leaked, f"test leaked socket descriptors {sorted(leaked)}"
