@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import socket as _stdlib
-from typing import Any, Callable, Iterable, Optional, Protocol, TypeVar, Union
+from typing import Any, Callable, Iterable, Optional, Protocol, Tuple, TypeVar, Union
 
 AF_INET: int = _stdlib.AF_INET
 AF_INET6: int = _stdlib.AF_INET6
@@ -27,7 +27,7 @@ _TYPE_NAMES = {SOCK_STREAM: "SOCK_STREAM", SOCK_DGRAM: "SOCK_DGRAM"}
 # overflowing; the stdlib refuses the same range with the same exception.
 MAX_TIMEOUT = 9.2e9
 
-Address = Union[tuple, str, bytes]
+Address = Union[Tuple[Any, ...], str, bytes]
 
 
 def family_name(family: int) -> str:
@@ -156,7 +156,7 @@ def create_connection(
         errors = []  # break the traceback -> frame -> errors cycle
 
 
-def _resolve(host: Any, port: Any) -> Iterable[tuple]:
+def _resolve(host: Any, port: Any) -> Iterable[Tuple[Any, ...]]:
     infos = _stdlib.getaddrinfo(host, port, 0, SOCK_STREAM)
     return [info for info in infos if info[0] in SUPPORTED_FAMILIES]
 

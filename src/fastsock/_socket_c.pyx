@@ -474,10 +474,13 @@ cdef class _Socket:
                     res = func(fd, data)
                     err = errno
                 self._leave()
+                if self.fd < 0 and (res < 0 or (res == 0 and func != _do_accept
+                                                and events == c.POLLIN)):
+                    # closed by another thread meanwhile: the shutdown() that
+                    # woke this call looks like EOF; report the close instead
+                    return raise_errno(EBADF)
                 if res >= 0:
                     return res
-                if self.fd < 0:
-                    return raise_errno(EBADF)  # closed by another thread meanwhile
             else:
                 res = func(fd, data)
                 if res >= 0:
@@ -493,13 +496,6 @@ cdef class _Socket:
             return raise_errno(err)
 
     cdef inline int _check_open(self) except -1:
-        if self.fd < 0:
-            return raise_errno(EBADF)
-        return 0
-
-    cdef int _eof_or_closed(self) except -1:
-        # a blocked receive woken by close() from another thread sees EOF;
-        # report the close instead
         if self.fd < 0:
             return raise_errno(EBADF)
         return 0
@@ -597,6 +593,8 @@ cdef class _Socket:
                 rc = c.connect(fd, <c.sockaddr *>&addr, addrlen)
                 err = errno
             self._leave()
+            if self.fd < 0:
+                return raise_errno(EBADF)  # closed by another thread meanwhile
         else:
             rc = c.connect(fd, <c.sockaddr *>&addr, addrlen)
             err = errno
@@ -727,15 +725,11 @@ cdef class _Socket:
         if bufsize <= STACK_RECV_MAX:
             a.buf = stack
             n = self._call(c.POLLIN, _do_recv, &a, self._deadline())
-            if n == 0:
-                self._eof_or_closed()
             return PyBytes_FromStringAndSize(stack, n)
         result = PyBytes_FromStringAndSize_ptr(NULL, bufsize)
         a.buf = PyBytes_AS_STRING(<object>result)
         try:
             n = self._call(c.POLLIN, _do_recv, &a, self._deadline())
-            if n == 0:
-                self._eof_or_closed()
             if n != bufsize:
                 _PyBytes_Resize(&result, n)
         except BaseException:
@@ -759,8 +753,6 @@ cdef class _Socket:
             n = self._call(c.POLLIN, _do_recv, &a, self._deadline())
         finally:
             PyBuffer_Release(&view)
-        if n == 0:
-            self._eof_or_closed()
         return n
 
     def send(self, data, int flags=0):

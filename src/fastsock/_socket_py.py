@@ -8,6 +8,7 @@ It never imports the compiled module.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket as _stdlib
 import warnings
@@ -45,14 +46,16 @@ _NOSIGNAL: int = getattr(_stdlib, "MSG_NOSIGNAL", 0)
 _Self = TypeVar("_Self", bound="_Socket")
 
 
+def _closed_error() -> OSError:
+    return OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
 def _check_family(family: object) -> int:
     if not isinstance(family, int):
         raise TypeError(
             f"'{type(family).__name__}' object cannot be interpreted as an integer"
         )
     if family not in SUPPORTED_FAMILIES:
-        import errno
-
         raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
     return int(family)
 
@@ -60,7 +63,10 @@ def _check_family(family: object) -> int:
 class _Socket:
     """What stream and datagram sockets have in common."""
 
-    __slots__ = ("_sock", "__weakref__")
+    # _calls holds one entry per call in progress that may block, and
+    # _pending_close the descriptor that close() left to the last of them
+    # (list append/pop are atomic, so no lock is needed; see close()).
+    __slots__ = ("_sock", "_calls", "_pending_close", "__weakref__")
     _KIND: int = 0
 
     def __init__(self, family: int = AF_INET) -> None:
@@ -68,12 +74,47 @@ class _Socket:
         if _stdlib.getdefaulttimeout() is not None:
             sock.settimeout(None)  # fastsock sockets start blocking, always
         self._sock = sock
+        self._calls: list[None] = []
+        self._pending_close: list[int] = []
 
     @classmethod
     def _adopt(cls: type[_Self], sock: _stdlib.socket) -> _Self:
         self = cls.__new__(cls)
         self._sock = sock
+        self._calls = []
+        self._pending_close = []
         return self
+
+    def _call(self, receiving: bool, method: Any, *args: Any) -> Any:
+        """Run a call that may block so that close() from another thread
+        wakes it and it never touches a reused descriptor (see close())."""
+        calls = self._calls
+        calls.append(None)
+        try:
+            result = method(*args)
+        except OSError as exc:
+            if self._sock.fileno() == -1 and not isinstance(exc, TimeoutError):
+                raise _closed_error() from None
+            raise
+        finally:
+            calls.pop()
+            if not calls:
+                self._finish_close()
+        if receiving and self._sock.fileno() == -1 and not (
+            result[0] if isinstance(result, tuple) else result
+        ):
+            # the shutdown() that woke this call looks like EOF
+            raise _closed_error()
+        return result
+
+    def _finish_close(self) -> None:
+        pending = self._pending_close
+        while pending:
+            try:
+                fd = pending.pop()
+            except IndexError:
+                return
+            os.close(fd)
 
     @classmethod
     def from_fd(cls: type[_Self], fd: int) -> _Self:
@@ -147,7 +188,25 @@ class _Socket:
         return self._sock.fileno()
 
     def close(self) -> None:
-        self._sock.close()
+        """Close the socket; a no-op when already closed.
+
+        When another thread is blocked in a call on this socket, the socket
+        is shut down to wake it and the descriptor is closed by the last such
+        call on its way out, so it can never act on a reused descriptor.
+        """
+        if not self._calls:
+            self._sock.close()
+            return
+        try:
+            self._sock.shutdown(SHUT_RDWR)
+        except OSError:
+            pass
+        fd = self._sock.detach()
+        if fd == -1:
+            return
+        self._pending_close.append(fd)
+        if not self._calls:  # the last call finished meanwhile
+            self._finish_close()
 
     def detach(self) -> int:
         return self._sock.detach()
@@ -181,10 +240,10 @@ class _Socket:
         self._sock.bind(self._address(address))
 
     def connect(self, address: Any) -> None:
-        self._sock.connect(self._address(address))
+        self._call(False, self._sock.connect, self._address(address))
 
     def connect_ex(self, address: Any) -> int:
-        return self._sock.connect_ex(self._address(address))
+        return self._call(False, self._sock.connect_ex, self._address(address))  # type: ignore[no-any-return]
 
     def getsockname(self) -> Any:
         return self._sock.getsockname()
@@ -221,13 +280,13 @@ class _Socket:
     # -- data -----------------------------------------------------------------
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        return self._sock.recv(bufsize, flags)
+        return self._call(True, self._sock.recv, bufsize, flags)  # type: ignore[no-any-return]
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        return self._sock.recv_into(buffer, nbytes, flags)
+        return self._call(True, self._sock.recv_into, buffer, nbytes, flags)  # type: ignore[no-any-return]
 
     def send(self, data: Any, flags: int = 0) -> int:
-        return self._sock.send(data, flags | _NOSIGNAL)
+        return self._call(False, self._sock.send, data, flags | _NOSIGNAL)  # type: ignore[no-any-return]
 
 
 class StreamSocket(_Socket):
@@ -240,14 +299,14 @@ class StreamSocket(_Socket):
         self._sock.listen(backlog)
 
     def accept(self) -> Tuple["StreamSocket", Any]:
-        fd, address = self._sock._accept()  # type: ignore[attr-defined]
+        fd, address = self._call(False, self._sock._accept)  # type: ignore[attr-defined]
         conn = _stdlib.socket(self._sock.family, SOCK_STREAM, 0, fileno=fd)
         if conn.gettimeout() is not None:
             conn.settimeout(None)  # accepted sockets start blocking, as in C
         return StreamSocket._adopt(conn), address
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        self._sock.sendall(data, flags | _NOSIGNAL)
+        self._call(False, self._sock.sendall, data, flags | _NOSIGNAL)
 
 
 class DatagramSocket(_Socket):
@@ -263,13 +322,14 @@ class DatagramSocket(_Socket):
             flags, address = args
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
-        return self._sock.sendto(data, flags | _NOSIGNAL, self._address(address))
+        return self._call(  # type: ignore[no-any-return]
+            False, self._sock.sendto, data, flags | _NOSIGNAL, self._address(address))
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> Tuple[bytes, Any]:
-        return self._sock.recvfrom(bufsize, flags)
+        return self._call(True, self._sock.recvfrom, bufsize, flags)  # type: ignore[no-any-return]
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> Tuple[int, Any]:
-        return self._sock.recvfrom_into(buffer, nbytes, flags)
+        return self._call(True, self._sock.recvfrom_into, buffer, nbytes, flags)  # type: ignore[no-any-return]
 
 
 def socketpair(family: int = AF_UNIX, type: int = SOCK_STREAM) -> Tuple[Any, Any]:

@@ -1,0 +1,62 @@
+# The two commands a newcomer needs, each doing all set-up on a fresh machine:
+#   make test    the whole test suite (both implementations, mypy, benchmark smoke run)
+#   make bench   the benchmark against the stdlib socket module
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DEBUG_VENV := .venv-debug
+PYTEST_ARGS ?=
+
+SOURCES := $(wildcard src/fastsock/*.pyx src/fastsock/includes/*.pxd) setup.py
+
+.PHONY: test test-debug bench build typecheck clean help
+
+help:
+	@echo "make test        run the whole test suite (sets everything up)"
+	@echo "make bench       run the benchmark against stdlib socket (sets everything up)"
+	@echo "make test-debug  run the suite against a debug build (-O0 -g, line tracing)"
+	@echo "make clean       remove build outputs and virtual environments"
+
+$(VENV)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# rebuild the extension in place whenever a .pyx/.pxd changes
+src/fastsock/.built: $(VENV)/.installed $(SOURCES)
+	$(PY) setup.py --quiet build_ext --inplace
+	touch $@
+
+build: src/fastsock/.built
+
+typecheck: build
+	$(PY) -m mypy
+
+# pytest exits 5 when it collects nothing: for this suite that is a failure
+test: build
+	$(PY) -m pytest tests $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "no tests collected"; exit $$rc; }
+	$(PY) -m mypy
+	$(PY) -m pytest bench --benchmark-disable -q || { rc=$$?; [ $$rc -ne 5 ] || echo "no benchmarks collected"; exit $$rc; }
+
+$(DEBUG_VENV)/.installed: pyproject.toml setup.py $(SOURCES)
+	$(PYTHON) -m venv $(DEBUG_VENV)
+	$(DEBUG_VENV)/bin/python -m pip install --quiet --upgrade pip
+	FASTSOCK_DEBUG=1 $(DEBUG_VENV)/bin/python -m pip install --quiet '.[test]'
+	touch $@
+
+# the suite against the debug build, installed (not editable) in its own venv
+test-debug: $(DEBUG_VENV)/.installed
+	$(DEBUG_VENV)/bin/python -c 'import fastsock._socket_c as m, sys; sys.exit("site-packages" not in m.__file__)'
+	$(DEBUG_VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: build $(VENV)/.bench-installed
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf build dist src/*.egg-info src/fastsock/*.so src/fastsock/*.c \
+	       src/fastsock/*.html src/fastsock/.built $(VENV) $(DEBUG_VENV) .mypy_cache .pytest_cache
