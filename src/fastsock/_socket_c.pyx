@@ -42,6 +42,7 @@ from posix.unistd cimport close as c_close
 from .includes cimport sockapi as c
 
 import os as _os
+from operator import index as _index
 import socket as _stdlib  # for the exception class gaierror only, never for I/O
 import warnings as _warnings
 
@@ -82,6 +83,18 @@ cdef enum:
     GETSOCKOPT_BUFLEN_MAX = 1024
 
 cdef gaierror = _stdlib.gaierror
+
+# Bumped in a forked child: calls in progress in the parent's threads do not
+# exist there, so a socket's count of them is stale (see _Socket._enter).
+cdef unsigned long fork_generation = 0
+
+
+def _after_fork_in_child():
+    global fork_generation
+    fork_generation += 1
+
+
+_os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # -- errors -------------------------------------------------------------------
@@ -207,7 +220,7 @@ cdef int resolve_host(bytes host, int family, void *dst) except -1:
 
 
 cdef int check_port(object port, const char *caller) except -1:
-    cdef int value = port
+    value = _index(port)
     if value < 0 or value > 0xFFFF:
         raise OverflowError(f"{caller.decode()}(): port must be 0-65535.")
     return value
@@ -337,6 +350,7 @@ cdef class _Socket:
     cdef int proto_
     cdef double timeout        # < 0: blocking; 0: non-blocking; > 0: seconds
     cdef int busy              # calls that released the GIL while using fd
+    cdef unsigned long busy_generation  # fork_generation when busy was counted
     cdef int pending_close_fd  # closed by close() while busy; closed by the last call
     cdef object __weakref__
 
@@ -417,6 +431,12 @@ cdef class _Socket:
 
     # -- the one helper every call goes through ------------------------------
 
+    cdef inline void _enter(self) noexcept:
+        if self.busy_generation != fork_generation:
+            self.busy = 0  # counted in the parent before a fork
+            self.busy_generation = fork_generation
+        self.busy += 1
+
     cdef inline void _leave(self) noexcept:
         self.busy -= 1
         if self.busy == 0 and self.pending_close_fd >= 0:
@@ -444,7 +464,7 @@ cdef class _Socket:
                 return raise_errno(EBADF)
             pfd.events = events
             pfd.revents = 0
-            self.busy += 1
+            self._enter()
             with nogil:
                 rc = c.poll(&pfd, 1, ms)
                 err = errno
@@ -469,7 +489,7 @@ cdef class _Socket:
                 return raise_errno(EBADF)
             if self.timeout < 0:
                 # a blocking descriptor: the call may block, so drop the GIL
-                self.busy += 1
+                self._enter()
                 with nogil:
                     res = func(fd, data)
                     err = errno
@@ -527,7 +547,7 @@ cdef class _Socket:
         if fd < 0:
             return
         self.fd = -1
-        if self.busy > 0:
+        if self.busy > 0 and self.busy_generation == fork_generation:
             # wake the calls blocked on fd; the last one out closes it
             c.shutdown(fd, c.SHUT_RDWR)
             self.pending_close_fd = fd
@@ -584,11 +604,12 @@ cdef class _Socket:
         cdef int fd, rc, err, soerr = 0
         cdef double deadline
         parse_address(self.family_, address, &addr, &addrlen, "connect")
-        self._check_open()
         fd = self.fd
+        if fd < 0:
+            return raise_errno(EBADF) if raise_errors else EBADF
         deadline = self._deadline()
         if self.timeout < 0:
-            self.busy += 1
+            self._enter()
             with nogil:
                 rc = c.connect(fd, <c.sockaddr *>&addr, addrlen)
                 err = errno

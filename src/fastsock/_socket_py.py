@@ -45,6 +45,18 @@ _NOSIGNAL: int = getattr(_stdlib, "MSG_NOSIGNAL", 0)
 
 _Self = TypeVar("_Self", bound="_Socket")
 
+# Bumped in a forked child, where the parent's threads and their calls in
+# progress do not exist (see _Socket.close).
+_fork_generation = 0
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 def _closed_error() -> OSError:
     return OSError(errno.EBADF, os.strerror(errno.EBADF))
@@ -63,7 +75,9 @@ def _check_family(family: object) -> int:
 class _Socket:
     """What stream and datagram sockets have in common."""
 
-    # _calls holds one entry per call in progress that may block, and
+    # _calls holds one entry per call in progress that may block (the
+    # process's fork generation: entries copied into a forked child are
+    # stale there), and
     # _pending_close the descriptor that close() left to the last of them
     # (list append/pop are atomic, so no lock is needed; see close()).
     __slots__ = ("_sock", "_calls", "_pending_close", "__weakref__")
@@ -74,7 +88,7 @@ class _Socket:
         if _stdlib.getdefaulttimeout() is not None:
             sock.settimeout(None)  # fastsock sockets start blocking, always
         self._sock = sock
-        self._calls: list[None] = []
+        self._calls: list[int] = []
         self._pending_close: list[int] = []
 
     @classmethod
@@ -85,27 +99,34 @@ class _Socket:
         self._pending_close = []
         return self
 
-    def _call(self, receiving: bool, method: Any, *args: Any) -> Any:
-        """Run a call that may block so that close() from another thread
-        wakes it and it never touches a reused descriptor (see close())."""
+    # Calls that may block follow one pattern, written out in each hot method
+    # because a generic wrapper costs more than the call itself:
+    #
+    #     calls = self._calls; calls.append(_fork_generation)
+    #     try: result = <the stdlib call>
+    #     except OSError: self._raise_if_closed(); raise
+    #     finally: calls.pop(); if self._pending_close and not calls: self._finish_close()
+    #
+    # so that close() from another thread wakes the call, the call reports
+    # EBADF, and it never touches a reused descriptor (see close()).
+
+    def _call(self, method: Any, *args: Any) -> Any:
+        """The pattern above for the calls that are not hot."""
         calls = self._calls
-        calls.append(None)
+        calls.append(_fork_generation)
         try:
-            result = method(*args)
-        except OSError as exc:
-            if self._sock.fileno() == -1 and not isinstance(exc, TimeoutError):
-                raise _closed_error() from None
+            return method(*args)
+        except OSError:
+            self._raise_if_closed()
             raise
         finally:
             calls.pop()
-            if not calls:
+            if self._pending_close and not calls:
                 self._finish_close()
-        if receiving and self._sock.fileno() == -1 and not (
-            result[0] if isinstance(result, tuple) else result
-        ):
-            # the shutdown() that woke this call looks like EOF
-            raise _closed_error()
-        return result
+
+    def _raise_if_closed(self) -> None:
+        if self._sock.fileno() == -1:
+            raise _closed_error() from None
 
     def _finish_close(self) -> None:
         pending = self._pending_close
@@ -194,16 +215,20 @@ class _Socket:
         is shut down to wake it and the descriptor is closed by the last such
         call on its way out, so it can never act on a reused descriptor.
         """
-        if not self._calls:
+        if _fork_generation not in self._calls:  # none in progress in this process
             self._sock.close()
             return
-        try:
-            self._sock.shutdown(SHUT_RDWR)
-        except OSError:
-            pass
-        fd = self._sock.detach()
+        fd = self._sock.detach()  # from here on the calls see the socket closed
         if fd == -1:
             return
+        waker = _stdlib.socket(fileno=fd)
+        try:
+            waker.shutdown(SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            waker.detach()
+        # only now may a finishing call close fd, and the last one does
         self._pending_close.append(fd)
         if not self._calls:  # the last call finished meanwhile
             self._finish_close()
@@ -240,10 +265,10 @@ class _Socket:
         self._sock.bind(self._address(address))
 
     def connect(self, address: Any) -> None:
-        self._call(False, self._sock.connect, self._address(address))
+        self._call(self._sock.connect, self._address(address))
 
     def connect_ex(self, address: Any) -> int:
-        return self._call(False, self._sock.connect_ex, self._address(address))  # type: ignore[no-any-return]
+        return self._call(self._sock.connect_ex, self._address(address))  # type: ignore[no-any-return]
 
     def getsockname(self) -> Any:
         return self._sock.getsockname()
@@ -280,13 +305,50 @@ class _Socket:
     # -- data -----------------------------------------------------------------
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        return self._call(True, self._sock.recv, bufsize, flags)  # type: ignore[no-any-return]
+        calls = self._calls
+        calls.append(_fork_generation)
+        try:
+            data = self._sock.recv(bufsize, flags)
+        except OSError:
+            self._raise_if_closed()
+            raise
+        finally:
+            calls.pop()
+            if self._pending_close and not calls:
+                self._finish_close()
+        if not data and self._sock.fileno() == -1:
+            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+        return data
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        return self._call(True, self._sock.recv_into, buffer, nbytes, flags)  # type: ignore[no-any-return]
+        calls = self._calls
+        calls.append(_fork_generation)
+        try:
+            n = self._sock.recv_into(buffer, nbytes, flags)
+        except OSError:
+            self._raise_if_closed()
+            raise
+        finally:
+            calls.pop()
+            if self._pending_close and not calls:
+                self._finish_close()
+        if not n and self._sock.fileno() == -1:
+            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+        return n
 
     def send(self, data: Any, flags: int = 0) -> int:
-        return self._call(False, self._sock.send, data, flags | _NOSIGNAL)  # type: ignore[no-any-return]
+        calls = self._calls
+        calls.append(_fork_generation)
+        try:
+            n = self._sock.send(data, flags | _NOSIGNAL)
+        except OSError:
+            self._raise_if_closed()
+            raise
+        finally:
+            calls.pop()
+            if self._pending_close and not calls:
+                self._finish_close()
+        return n
 
 
 class StreamSocket(_Socket):
@@ -299,14 +361,24 @@ class StreamSocket(_Socket):
         self._sock.listen(backlog)
 
     def accept(self) -> Tuple["StreamSocket", Any]:
-        fd, address = self._call(False, self._sock._accept)  # type: ignore[attr-defined]
+        fd, address = self._call(self._sock._accept)  # type: ignore[attr-defined]
         conn = _stdlib.socket(self._sock.family, SOCK_STREAM, 0, fileno=fd)
         if conn.gettimeout() is not None:
             conn.settimeout(None)  # accepted sockets start blocking, as in C
         return StreamSocket._adopt(conn), address
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        self._call(False, self._sock.sendall, data, flags | _NOSIGNAL)
+        calls = self._calls
+        calls.append(_fork_generation)
+        try:
+            self._sock.sendall(data, flags | _NOSIGNAL)
+        except OSError:
+            self._raise_if_closed()
+            raise
+        finally:
+            calls.pop()
+            if self._pending_close and not calls:
+                self._finish_close()
 
 
 class DatagramSocket(_Socket):
@@ -322,14 +394,51 @@ class DatagramSocket(_Socket):
             flags, address = args
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
-        return self._call(  # type: ignore[no-any-return]
-            False, self._sock.sendto, data, flags | _NOSIGNAL, self._address(address))
+        address = self._address(address)
+        calls = self._calls
+        calls.append(_fork_generation)
+        try:
+            n = self._sock.sendto(data, flags | _NOSIGNAL, address)
+        except OSError:
+            self._raise_if_closed()
+            raise
+        finally:
+            calls.pop()
+            if self._pending_close and not calls:
+                self._finish_close()
+        return n
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> Tuple[bytes, Any]:
-        return self._call(True, self._sock.recvfrom, bufsize, flags)  # type: ignore[no-any-return]
+        calls = self._calls
+        calls.append(_fork_generation)
+        try:
+            result = self._sock.recvfrom(bufsize, flags)
+        except OSError:
+            self._raise_if_closed()
+            raise
+        finally:
+            calls.pop()
+            if self._pending_close and not calls:
+                self._finish_close()
+        if not result[0] and self._sock.fileno() == -1:
+            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+        return result
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> Tuple[int, Any]:
-        return self._call(True, self._sock.recvfrom_into, buffer, nbytes, flags)  # type: ignore[no-any-return]
+        calls = self._calls
+        calls.append(_fork_generation)
+        try:
+            result = self._sock.recvfrom_into(buffer, nbytes, flags)
+        except OSError:
+            self._raise_if_closed()
+            raise
+        finally:
+            calls.pop()
+            if self._pending_close and not calls:
+                self._finish_close()
+        if not result[0] and self._sock.fileno() == -1:
+            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+        return result
 
 
 def socketpair(family: int = AF_UNIX, type: int = SOCK_STREAM) -> Tuple[Any, Any]:
