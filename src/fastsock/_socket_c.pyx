@@ -22,6 +22,7 @@ from cpython.buffer cimport (
 )
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
+from cpython.number cimport PyNumber_AsSsize_t
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_XDECREF
 from libc.errno cimport (
@@ -32,7 +33,7 @@ from libc.errno cimport (
     EINTR,
     errno,
 )
-from libc.limits cimport INT_MAX
+from libc.limits cimport INT_MAX, INT_MIN
 from libc.math cimport ceil
 from libc.string cimport memcpy, memset, strlen
 from posix.fcntl cimport F_GETFL, O_NONBLOCK, fcntl
@@ -117,6 +118,18 @@ cdef int raise_gaierror(int code, int err) except -1:
     raise gaierror(code, c.gai_strerror(code).decode("utf-8", "replace"))
 
 
+# -- integers -----------------------------------------------------------------
+
+cdef int as_int(object value) except? -1:
+    """A C int from anything with __index__ (never a float), as the stdlib converts."""
+    cdef Py_ssize_t n = PyNumber_AsSsize_t(value, OverflowError)
+    if n > INT_MAX:
+        raise OverflowError("signed integer is greater than maximum")
+    if n < INT_MIN:
+        raise OverflowError("signed integer is less than minimum")
+    return <int>n
+
+
 # -- time ---------------------------------------------------------------------
 
 cdef inline double monotonic() noexcept nogil:
@@ -175,7 +188,10 @@ cdef bytes host_bytes(object host):
         try:
             raw = (<str>host).encode("ascii")
         except UnicodeEncodeError:
-            raw = (<str>host).encode("idna")
+            try:
+                raw = (<str>host).encode("idna")
+            except UnicodeError:
+                raise TypeError("encoding of hostname failed") from None
     elif isinstance(host, (bytes, bytearray)):
         raw = bytes(host)
     else:
@@ -234,8 +250,8 @@ cdef int parse_address(int family, object address, c.sockaddr_storage *out,
     cdef c.sockaddr_un *sun
     cdef bytes raw
     cdef Py_ssize_t n
-    cdef int port
-    cdef unsigned int flowinfo = 0, scope_id = 0
+    cdef unsigned int scope_id = 0
+    flowinfo = 0
     memset(out, 0, sizeof(c.sockaddr_storage))
     if family == c.AF_INET:
         if not isinstance(address, tuple):
@@ -244,7 +260,7 @@ cdef int parse_address(int family, object address, c.sockaddr_storage *out,
         if len(address) != 2:
             raise TypeError("AF_INET address must be a pair (host, port)")
         raw = host_bytes(address[0])
-        port = address[1]
+        port = _index(address[1])
         sin = <c.sockaddr_in *>out
         resolve_host(raw, c.AF_INET, &sin.sin_addr)
         sin.sin_family = c.AF_INET
@@ -252,22 +268,25 @@ cdef int parse_address(int family, object address, c.sockaddr_storage *out,
         outlen[0] = sizeof(c.sockaddr_in)
         return 0
     if family == c.AF_INET6:
-        if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
+        if not isinstance(address, tuple):
+            raise TypeError(f"{caller.decode()}(): AF_INET6 address must be tuple, "
+                            f"not {type(address).__name__}")
+        if not 2 <= len(address) <= 4:
             raise TypeError(
                 "AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
         raw = host_bytes(address[0])
-        port = address[1]
+        port = _index(address[1])
         if len(address) > 2:
-            flowinfo = address[2]
+            flowinfo = _index(address[2])
         if len(address) > 3:
-            scope_id = address[3]
+            scope_id = <unsigned int>(_index(address[3]) & 0xFFFFFFFF)  # wraps, as the stdlib's
         sin6 = <c.sockaddr_in6 *>out
         resolve_host(raw, c.AF_INET6, &sin6.sin6_addr)
         sin6.sin6_family = c.AF_INET6
         sin6.sin6_port = c.htons(<unsigned short>check_port(port, caller))
-        if flowinfo > 0xFFFFF:
+        if not 0 <= flowinfo <= 0xFFFFF:
             raise OverflowError(f"{caller.decode()}(): flowinfo must be 0-1048575.")
-        sin6.sin6_flowinfo = c.htonl(flowinfo)
+        sin6.sin6_flowinfo = c.htonl(<unsigned int>flowinfo)
         sin6.sin6_scope_id = scope_id
         outlen[0] = sizeof(c.sockaddr_in6)
         return 0
@@ -360,7 +379,7 @@ cdef class _Socket:
         self.timeout = -1.0
 
     cdef int _open(self, object family, int kind) except -1:
-        cdef int fam = family
+        cdef int fam = as_int(family)
         cdef int fd
         if fam != c.AF_INET and fam != c.AF_INET6 and fam != c.AF_UNIX:
             return raise_errno(EAFNOSUPPORT)
@@ -379,7 +398,7 @@ cdef class _Socket:
         The timeout starts as None for a blocking descriptor and 0.0 for a
         non-blocking one.  On error the descriptor stays open and the caller's.
         """
-        cdef int cfd = fd
+        cdef int cfd = as_int(fd)
         cdef int kind = 0, family = 0, proto = 0, flags
         cdef c.socklen_t optlen = sizeof(int)
         if cfd < 0:
@@ -603,7 +622,8 @@ cdef class _Socket:
         cdef c.socklen_t optlen = sizeof(int)
         cdef int fd, rc, err, soerr = 0
         cdef double deadline
-        parse_address(self.family_, address, &addr, &addrlen, "connect")
+        parse_address(self.family_, address, &addr, &addrlen,
+                      "connect" if raise_errors else "connect_ex")
         fd = self.fd
         if fd < 0:
             return raise_errno(EBADF) if raise_errors else EBADF
@@ -668,46 +688,53 @@ cdef class _Socket:
             raise_errno(errno)
         return make_address(&addr, addrlen)
 
-    def setsockopt(self, int level, int optname, value):
+    def setsockopt(self, level, optname, value):
         """Set an option from an int or from a bytes-like value."""
+        cdef int clevel = as_int(level), coptname = as_int(optname)
         cdef int flag
         cdef Py_buffer view
         cdef int rc
         if isinstance(value, int):
+            if not INT_MIN <= value <= INT_MAX:
+                # the stdlib then tries the value as bytes and fails so
+                raise TypeError(f"a bytes-like object is required, not '{type(value).__name__}'")
             flag = value
             self._check_open()
-            rc = c.setsockopt(self.fd, level, optname, &flag, sizeof(flag))
+            rc = c.setsockopt(self.fd, clevel, coptname, &flag, sizeof(flag))
         else:
             PyObject_GetBuffer(value, &view, PyBUF_SIMPLE)
             try:
                 self._check_open()
-                rc = c.setsockopt(self.fd, level, optname, view.buf, <c.socklen_t>view.len)
+                rc = c.setsockopt(self.fd, clevel, coptname, view.buf, <c.socklen_t>view.len)
             finally:
                 PyBuffer_Release(&view)
         if rc < 0:
             raise_errno(errno)
 
-    def getsockopt(self, int level, int optname, int buflen=0):
+    def getsockopt(self, level, optname, buflen=0):
         """An int option, or with ``buflen`` up to that many raw bytes."""
+        cdef int clevel = as_int(level), coptname = as_int(optname)
+        cdef int cbuflen = as_int(buflen)
         cdef int flag = 0
         cdef char buf[GETSOCKOPT_BUFLEN_MAX]
         cdef c.socklen_t optlen
         self._check_open()
-        if buflen == 0:
+        if cbuflen == 0:
             optlen = sizeof(flag)
-            if c.getsockopt(self.fd, level, optname, &flag, &optlen) < 0:
+            if c.getsockopt(self.fd, clevel, coptname, &flag, &optlen) < 0:
                 raise_errno(errno)
             return flag
-        if buflen < 0 or buflen > GETSOCKOPT_BUFLEN_MAX:
+        if cbuflen < 0 or cbuflen > GETSOCKOPT_BUFLEN_MAX:
             raise OSError("getsockopt buflen out of range")
-        optlen = buflen
-        if c.getsockopt(self.fd, level, optname, buf, &optlen) < 0:
+        optlen = cbuflen
+        if c.getsockopt(self.fd, clevel, coptname, buf, &optlen) < 0:
             raise_errno(errno)
         return buf[:optlen]
 
-    def shutdown(self, int how):
+    def shutdown(self, how):
+        cdef int chow = as_int(how)
         self._check_open()
-        if c.shutdown(self.fd, how) < 0:
+        if c.shutdown(self.fd, chow) < 0:
             raise_errno(errno)
 
     # -- timeouts -------------------------------------------------------------
@@ -725,7 +752,7 @@ cdef class _Socket:
         return None if self.timeout < 0 else self.timeout
 
     def setblocking(self, flag):
-        cdef long block = flag
+        cdef int block = as_int(flag)
         self.settimeout(None if block else 0.0)
 
     def getblocking(self):
@@ -733,7 +760,7 @@ cdef class _Socket:
 
     # -- data -----------------------------------------------------------------
 
-    def recv(self, Py_ssize_t bufsize, int flags=0):
+    def recv(self, Py_ssize_t bufsize, flags=0):
         """Receive up to ``bufsize`` bytes; b"" means the peer closed."""
         cdef IOArgs a
         cdef char stack[STACK_RECV_MAX]
@@ -741,7 +768,7 @@ cdef class _Socket:
         cdef ssize_t n
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
-        a.flags = flags
+        a.flags = as_int(flags)
         a.len = <size_t>bufsize
         if bufsize <= STACK_RECV_MAX:
             a.buf = stack
@@ -760,30 +787,30 @@ cdef class _Socket:
         Py_DECREF(obj)
         return obj
 
-    def recv_into(self, buffer, Py_ssize_t nbytes=0, int flags=0):
+    def recv_into(self, buffer, Py_ssize_t nbytes=0, flags=0):
         """Receive into a writable buffer; returns how many bytes were written."""
         cdef Py_buffer view
         cdef IOArgs a
         cdef ssize_t n
+        a.flags = as_int(flags)
         get_writable(buffer, &view, "recv_into")
         a.len = <size_t>check_nbytes(&view, nbytes, "negative buffersize in recv_into",
                                      "buffer too small for requested bytes")
         a.buf = <char *>view.buf
-        a.flags = flags
         try:
             n = self._call(c.POLLIN, _do_recv, &a, self._deadline())
         finally:
             PyBuffer_Release(&view)
         return n
 
-    def send(self, data, int flags=0):
+    def send(self, data, flags=0):
         """Send some of ``data``; returns how many bytes went out."""
         cdef Py_buffer view
         cdef IOArgs a
+        a.flags = as_int(flags)
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         a.buf = <char *>view.buf
         a.len = <size_t>view.len
-        a.flags = flags
         try:
             return self._call(c.POLLOUT, _do_send, &a, self._deadline())
         finally:
@@ -798,9 +825,10 @@ cdef class StreamSocket(_Socket):
             raise RuntimeError("socket already initialised")
         self._open(family, c.SOCK_STREAM)
 
-    def listen(self, int backlog=128):
+    def listen(self, backlog=128):
+        cdef int cbacklog = as_int(backlog)
         self._check_open()
-        if c.listen(self.fd, backlog if backlog > 0 else 0) < 0:
+        if c.listen(self.fd, cbacklog if cbacklog > 0 else 0) < 0:
             raise_errno(errno)
 
     def accept(self):
@@ -814,14 +842,14 @@ cdef class StreamSocket(_Socket):
         conn.proto_ = self.proto_
         return conn, make_address(&a.addr, a.addrlen)
 
-    def sendall(self, data, int flags=0):
+    def sendall(self, data, flags=0):
         """Send all of ``data``; the timeout bounds the whole call."""
         cdef Py_buffer view
         cdef IOArgs a
         cdef Py_ssize_t sent = 0
         cdef double deadline = self._deadline()
+        a.flags = as_int(flags)
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        a.flags = flags
         try:
             while True:
                 a.buf = <char *>view.buf + sent
@@ -850,7 +878,7 @@ cdef class DatagramSocket(_Socket):
             a.flags = 0
             address = args[0]
         elif len(args) == 2:
-            a.flags = args[0]
+            a.flags = as_int(args[0])
             address = args[1]
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
@@ -863,7 +891,7 @@ cdef class DatagramSocket(_Socket):
         finally:
             PyBuffer_Release(&view)
 
-    def recvfrom(self, Py_ssize_t bufsize, int flags=0):
+    def recvfrom(self, Py_ssize_t bufsize, flags=0):
         """Receive one datagram: ``(bytes, address)``."""
         cdef IOArgs a
         cdef ssize_t n
@@ -872,22 +900,22 @@ cdef class DatagramSocket(_Socket):
         data = PyBytes_FromStringAndSize(NULL, bufsize)
         a.buf = PyBytes_AS_STRING(data)
         a.len = <size_t>bufsize
-        a.flags = flags
+        a.flags = as_int(flags)
         n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
         if n != bufsize:
             data = data[:n]
         return data, make_address(&a.addr, a.addrlen)
 
-    def recvfrom_into(self, buffer, Py_ssize_t nbytes=0, int flags=0):
+    def recvfrom_into(self, buffer, Py_ssize_t nbytes=0, flags=0):
         """Receive one datagram into a writable buffer: ``(nbytes, address)``."""
         cdef Py_buffer view
         cdef IOArgs a
         cdef ssize_t n
+        a.flags = as_int(flags)
         get_writable(buffer, &view, "recvfrom_into")
         a.len = <size_t>check_nbytes(&view, nbytes, "negative buffersize in recvfrom_into",
                                      "nbytes is greater than the length of the buffer")
         a.buf = <char *>view.buf
-        a.flags = flags
         try:
             n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
         finally:
@@ -898,8 +926,8 @@ cdef class DatagramSocket(_Socket):
 def socketpair(family=AF_UNIX, type=SOCK_STREAM):
     """A pair of connected sockets: StreamSocket for SOCK_STREAM, else DatagramSocket."""
     cdef int fds[2]
-    cdef int fam = family
-    cdef int kind = type
+    cdef int fam = as_int(family)
+    cdef int kind = as_int(type)
     cdef _Socket a, b
     if kind == c.SOCK_STREAM:
         cls = StreamSocket
