@@ -71,7 +71,6 @@ def _open_fds() -> set[int]:
 @pytest.fixture(autouse=True)
 def no_fd_leak() -> Iterator[None]:
     """Fail a test that leaves a descriptor open behind it."""
-    gc.collect()
     before = _open_fds()
     yield
     gc.collect()
