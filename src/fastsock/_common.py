@@ -12,11 +12,11 @@ import os
 import socket as _stdlib
 from typing import Any, Callable, Iterable, Optional, Protocol, Tuple, TypeVar, Union
 
-AF_INET: int = _stdlib.AF_INET
-AF_INET6: int = _stdlib.AF_INET6
-AF_UNIX: int = _stdlib.AF_UNIX
-SOCK_STREAM: int = _stdlib.SOCK_STREAM
-SOCK_DGRAM: int = _stdlib.SOCK_DGRAM
+AF_INET: int = int(_stdlib.AF_INET)
+AF_INET6: int = int(_stdlib.AF_INET6)
+AF_UNIX: int = int(_stdlib.AF_UNIX)
+SOCK_STREAM: int = int(_stdlib.SOCK_STREAM)
+SOCK_DGRAM: int = int(_stdlib.SOCK_DGRAM)
 
 SUPPORTED_FAMILIES = (AF_INET, AF_INET6, AF_UNIX)
 

@@ -35,13 +35,13 @@ __all__ = [
 
 IMPLEMENTATION = "python"
 
-SHUT_RD: int = _stdlib.SHUT_RD
-SHUT_WR: int = _stdlib.SHUT_WR
-SHUT_RDWR: int = _stdlib.SHUT_RDWR
+SHUT_RD: int = int(_stdlib.SHUT_RD)
+SHUT_WR: int = int(_stdlib.SHUT_WR)
+SHUT_RDWR: int = int(_stdlib.SHUT_RDWR)
 
 # SIGPIPE must never kill the process, whatever the embedding application
 # did with the signal disposition.
-_NOSIGNAL: int = getattr(_stdlib, "MSG_NOSIGNAL", 0)
+_NOSIGNAL: int = int(getattr(_stdlib, "MSG_NOSIGNAL", 0))  # a plain int: enum | is slow
 
 _Self = TypeVar("_Self", bound="_Socket")
 

@@ -36,6 +36,7 @@ cdef extern from "<sys/socket.h>" nogil:
         SO_DOMAIN
         SO_PROTOCOL
         MSG_NOSIGNAL
+        MSG_DONTWAIT
         SHUT_RD
         SHUT_WR
         SHUT_RDWR
