@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+from ._common import IncompleteReadError, LimitOverrunError, MessageTooLargeError
+
 _NO_EXTENSIONS = _os.environ.get("FASTSOCK_NO_EXTENSIONS", "") not in ("", "0")
 
 if TYPE_CHECKING:
@@ -54,5 +56,8 @@ __all__ = [
     "SHUT_RD",
     "SHUT_WR",
     "SHUT_RDWR",
+    "IncompleteReadError",
+    "LimitOverrunError",
+    "MessageTooLargeError",
     "__version__",
 ]

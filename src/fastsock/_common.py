@@ -7,8 +7,12 @@ by construction.  The compiled module imports this one; never the reverse.
 
 from __future__ import annotations
 
+import fcntl
 import math
+import operator
 import os
+import stat
+import sys
 import socket as _stdlib
 from typing import Any, Callable, Iterable, Optional, Protocol, Tuple, TypeVar, Union
 
@@ -187,3 +191,88 @@ def create_server(
         sock.close()
         raise
     return sock
+
+
+# -- exceptions of the stream fast paths (raised by both implementations) ------
+
+
+class IncompleteReadError(EOFError):
+    """The peer closed the stream before a read was complete.
+
+    ``partial`` holds the bytes that did arrive (they are consumed);
+    ``expected`` is the number of bytes asked for, or None when reading up to
+    a delimiter.
+    """
+
+    def __init__(self, partial: bytes, expected: Optional[int]) -> None:
+        wanted = "undefined" if expected is None else str(expected)
+        super().__init__(f"{len(partial)} bytes read on a total of {wanted} expected bytes")
+        self.partial = partial
+        self.expected = expected
+
+    def __reduce__(self) -> Any:
+        return type(self), (self.partial, self.expected)
+
+
+class LimitOverrunError(Exception):
+    """No delimiter within ``limit`` bytes; the data stays buffered.
+
+    ``consumed`` is how many bytes are buffered and still to be read.
+    """
+
+    def __init__(self, message: str, consumed: int) -> None:
+        super().__init__(message)
+        self.consumed = consumed
+
+    def __reduce__(self) -> Any:
+        return type(self), (self.args[0], self.consumed)
+
+
+class MessageTooLargeError(ValueError):
+    """A length prefix announced more than ``max_size`` bytes.
+
+    Raised before anything is allocated; the prefix stays buffered, so the
+    stream is still positioned at that message (close the connection: a peer
+    that sends it is broken or hostile).
+    """
+
+    def __init__(self, size: int, max_size: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds max_size={max_size}")
+        self.size = size
+        self.max_size = max_size
+
+    def __reduce__(self) -> Any:
+        return type(self), (self.size, self.max_size)
+
+
+DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
+PREFIX_SIZES = (1, 2, 4, 8)
+
+
+def sendfile_plan(file: Any, offset: Any, count: Any) -> Tuple[int, int, int]:
+    """Validate sendfile()'s arguments: (descriptor, start offset, byte count).
+
+    Without ``count`` a regular file is sent from ``offset`` to its end and
+    anything else until it reports EOF.
+    """
+    fileno = getattr(file, "fileno", None)
+    if fileno is None:
+        raise TypeError(
+            f"sendfile() needs a file object with fileno(), not {type(file).__name__}")
+    readable = getattr(file, "readable", None)
+    if readable is not None and not readable():
+        raise ValueError("sendfile() needs a file opened for reading")
+    fd = fileno()
+    if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:
+        raise ValueError("sendfile() needs a file opened for reading")
+    start = operator.index(offset)
+    if start < 0:
+        raise ValueError("offset must not be negative")
+    if count is None:
+        info = os.fstat(fd)
+        want = max(info.st_size - start, 0) if stat.S_ISREG(info.st_mode) else sys.maxsize
+    else:
+        want = operator.index(count)
+        if want < 0:
+            raise ValueError("count must not be negative")
+    return fd, start, want

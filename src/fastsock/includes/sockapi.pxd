@@ -9,6 +9,23 @@ cdef extern from "<errno.h>" nogil:
     enum: EWOULDBLOCK  # not in Cython's libc.errno
     bint would_block "fastsock_would_block" (int err)
 
+from posix.types cimport off_t
+
+cdef extern from "<sys/uio.h>" nogil:
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+
+cdef extern from "<limits.h>" nogil:
+    enum: IOV_MAX
+
+cdef extern from "<sys/sendfile.h>" nogil:
+    ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+
+cdef extern from "<string.h>" nogil:
+    void *memmem(const void *haystack, size_t haystacklen,
+                 const void *needle, size_t needlelen)
+
 cdef extern from "<sys/types.h>":
     ctypedef unsigned int socklen_t
     ctypedef unsigned short sa_family_t
@@ -37,6 +54,7 @@ cdef extern from "<sys/socket.h>" nogil:
         SO_PROTOCOL
         MSG_NOSIGNAL
         MSG_DONTWAIT
+        MSG_PEEK
         SHUT_RD
         SHUT_WR
         SHUT_RDWR
@@ -54,6 +72,17 @@ cdef extern from "<sys/socket.h>" nogil:
     ssize_t sendto(int fd, const void *buf, size_t len, int flags,
                    const sockaddr *dest_addr, socklen_t addrlen)
     int shutdown(int fd, int how)
+
+    struct msghdr:
+        void *msg_name
+        socklen_t msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+
+    ssize_t sendmsg(int fd, const msghdr *msg, int flags)
     int getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
     int setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)
     int getsockname(int fd, sockaddr *addr, socklen_t *addrlen)
