@@ -1,0 +1,602 @@
+/*
+ * The C reference for the fastsock benchmarks, and the peer processes the
+ * Python benchmarks talk to.
+ *
+ *   ref peer echo tcp HOST PORT [cpu=N]     echo everything back until EOF
+ *   ref peer echo unix PATH [cpu=N]
+ *   ref peer source HOST PORT WSIZE [cpu=N] write WSIZE-byte buffers until the
+ *                                           reader goes away
+ *   ref run WORKLOAD key=value...           time WORKLOAD, print one JSON line
+ *
+ * Workloads (the same loops as the Python benchmarks):
+ *   percall        1-byte send + recv on an AF_UNIX socketpair     (msgs)
+ *   pingpong-tcp   size-byte request/response, echo peer forked    (msgs)
+ *   pingpong-unix
+ *   bulk           recv() of size-byte chunks into one buffer from a
+ *                  forked source peer                              (bytes)
+ *   connect        socket + connect + accept + close + close       (conns)
+ *   udp-drain      fill a receiver's queue, time draining it with
+ *                  non-blocking recvfrom until EAGAIN               (msgs)
+ *   udp-send       sendto loop to a receiver nobody reads           (msgs)
+ *
+ * Keys: batch (units per round; bytes for bulk), rounds, warmup, size,
+ * rcvbuf (udp-drain), wsize (bulk source), cpu, peer_cpu.
+ *
+ * Each round is timed with CLOCK_MONOTONIC; the result is
+ * units_per_round / median round time, the same definition the Python side
+ * uses with pytest-benchmark's median.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_ROUNDS 100000
+
+static void die(const char *what)
+{
+    fprintf(stderr, "ref: %s: %s\n", what, strerror(errno));
+    exit(2);
+}
+
+static void fail(const char *what)
+{
+    fprintf(stderr, "ref: %s\n", what);
+    exit(2);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void pin(long cpu)
+{
+    cpu_set_t set;
+    if (cpu < 0)
+        return;
+    CPU_ZERO(&set);
+    CPU_SET((int)cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) < 0)
+        die("sched_setaffinity");
+}
+
+/* -- parameters ------------------------------------------------------------ */
+
+struct params {
+    long batch, rounds, warmup, size, rcvbuf, wsize, cpu, peer_cpu;
+};
+
+static void parse_params(struct params *p, int argc, char **argv)
+{
+    p->batch = 1000;
+    p->rounds = 10;
+    p->warmup = 1;
+    p->size = 64;
+    p->rcvbuf = 8 << 20;
+    p->wsize = 256 << 10;
+    p->cpu = -1;
+    p->peer_cpu = -1;
+    for (int i = 0; i < argc; i++) {
+        char *eq = strchr(argv[i], '=');
+        long value;
+        if (!eq)
+            fail("parameters are key=value");
+        value = strtol(eq + 1, NULL, 10);
+        *eq = '\0';
+        if (!strcmp(argv[i], "batch")) p->batch = value;
+        else if (!strcmp(argv[i], "rounds")) p->rounds = value;
+        else if (!strcmp(argv[i], "warmup")) p->warmup = value;
+        else if (!strcmp(argv[i], "size")) p->size = value;
+        else if (!strcmp(argv[i], "rcvbuf")) p->rcvbuf = value;
+        else if (!strcmp(argv[i], "wsize")) p->wsize = value;
+        else if (!strcmp(argv[i], "cpu")) p->cpu = value;
+        else if (!strcmp(argv[i], "peer_cpu")) p->peer_cpu = value;
+        else fail("unknown parameter");
+        *eq = '=';
+    }
+    if (p->rounds < 1 || p->rounds > MAX_ROUNDS || p->batch < 0 || p->warmup < 0
+            || p->size < 1 || p->wsize < 1)
+        fail("parameter out of range");
+}
+
+/* -- sockets --------------------------------------------------------------- */
+
+static void send_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            die("send");
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+static void recv_exact(int fd, char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = recv(fd, buf, len, 0);
+        if (n == 0)
+            fail("recv: unexpected EOF");
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            die("recv");
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+static void set_nodelay(int fd)
+{
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+        die("setsockopt TCP_NODELAY");
+}
+
+static void loopback(struct sockaddr_in *sin, int port)
+{
+    memset(sin, 0, sizeof(*sin));
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((unsigned short)port);
+    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+}
+
+static int listen_tcp(struct sockaddr_in *bound)
+{
+    socklen_t len = sizeof(*bound);
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        die("socket");
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    loopback(bound, 0);
+    if (bind(fd, (struct sockaddr *)bound, sizeof(*bound)) < 0)
+        die("bind");
+    if (listen(fd, 128) < 0)
+        die("listen");
+    if (getsockname(fd, (struct sockaddr *)bound, &len) < 0)
+        die("getsockname");
+    return fd;
+}
+
+static void unix_address(struct sockaddr_un *sun, const char *path)
+{
+    memset(sun, 0, sizeof(*sun));
+    sun->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sun->sun_path))
+        fail("AF_UNIX path too long");
+    strcpy(sun->sun_path, path);
+}
+
+static int listen_unix(const char *path)
+{
+    struct sockaddr_un sun;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        die("socket");
+    unix_address(&sun, path);
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+        die("bind");
+    if (listen(fd, 128) < 0)
+        die("listen");
+    return fd;
+}
+
+static int connect_tcp(const char *host, int port)
+{
+    struct sockaddr_in sin;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        die("socket");
+    loopback(&sin, port);
+    if (inet_pton(AF_INET, host, &sin.sin_addr) != 1)
+        fail("not an IPv4 address");
+    if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0)
+        die("connect");
+    set_nodelay(fd);
+    return fd;
+}
+
+static int connect_unix(const char *path)
+{
+    struct sockaddr_un sun;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        die("socket");
+    unix_address(&sun, path);
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+        die("connect");
+    return fd;
+}
+
+static int accept_one(int listener)
+{
+    int fd;
+    do {
+        fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        die("accept");
+    return fd;
+}
+
+/* -- peers ----------------------------------------------------------------- */
+
+static int peer_echo(int fd)
+{
+    static char buf[65536];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n == 0)
+            return 0;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == ECONNRESET ? 0 : 1;
+        }
+        for (ssize_t off = 0; off < n;) {
+            ssize_t m = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+            if (m < 0) {
+                if (errno == EINTR)
+                    continue;
+                return 0;  /* the reader went away */
+            }
+            off += m;
+        }
+    }
+}
+
+static int peer_source(int fd, long wsize)
+{
+    char *buf = malloc((size_t)wsize);
+    if (!buf)
+        fail("out of memory");
+    memset(buf, 'x', (size_t)wsize);
+    for (;;) {
+        ssize_t n = send(fd, buf, (size_t)wsize, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            free(buf);
+            /* EPIPE / ECONNRESET: the reader closed, which is how a run ends */
+            return (errno == EPIPE || errno == ECONNRESET) ? 0 : 1;
+        }
+    }
+}
+
+static int peer_main(int argc, char **argv)
+{
+    long cpu = -1;
+    int fd;
+    if (argc > 0 && !strncmp(argv[argc - 1], "cpu=", 4)) {
+        cpu = strtol(argv[argc - 1] + 4, NULL, 10);
+        argc--;
+    }
+    pin(cpu);
+    if (argc == 4 && !strcmp(argv[0], "echo") && !strcmp(argv[1], "tcp")) {
+        fd = connect_tcp(argv[2], atoi(argv[3]));
+        return peer_echo(fd);
+    }
+    if (argc == 3 && !strcmp(argv[0], "echo") && !strcmp(argv[1], "unix")) {
+        fd = connect_unix(argv[2]);
+        return peer_echo(fd);
+    }
+    if (argc == 4 && !strcmp(argv[0], "source")) {
+        fd = connect_tcp(argv[1], atoi(argv[2]));
+        return peer_source(fd, atol(argv[3]));
+    }
+    fail("usage: ref peer echo tcp HOST PORT | echo unix PATH | source HOST PORT WSIZE");
+    return 2;
+}
+
+/* A peer in a forked child: the same peer code the Python benchmarks run. */
+static pid_t fork_peer(int listener, const char *kind, int port, const char *path,
+                       const struct params *p)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid > 0)
+        return pid;
+    close(listener);
+    pin(p->peer_cpu);
+    if (!strcmp(kind, "echo-tcp"))
+        _exit(peer_echo(connect_tcp("127.0.0.1", port)));
+    if (!strcmp(kind, "echo-unix"))
+        _exit(peer_echo(connect_unix(path)));
+    _exit(peer_source(connect_tcp("127.0.0.1", port), p->wsize));
+}
+
+static void reap(pid_t pid)
+{
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            die("waitpid");
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail("peer process failed");
+}
+
+/* -- timing ---------------------------------------------------------------- */
+
+struct bench;
+typedef long (*round_fn)(struct bench *b);
+
+struct bench {
+    const struct params *p;
+    int a, b;                    /* the sockets a workload uses */
+    struct sockaddr_in addr;     /* where a workload sends or connects */
+    char *buf;
+    long fill;                   /* datagrams per udp-drain fill */
+};
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static void run_rounds(const char *workload, const char *unit, struct bench *b,
+                       round_fn setup, round_fn body)
+{
+    const struct params *p = b->p;
+    static double times[MAX_ROUNDS];
+    double units = 0, median;
+    for (long i = 0; i < p->warmup; i++) {
+        if (setup)
+            setup(b);
+        body(b);
+    }
+    for (long i = 0; i < p->rounds; i++) {
+        double t0;
+        long done;
+        if (setup)
+            setup(b);
+        t0 = now();
+        done = body(b);
+        times[i] = now() - t0;
+        units += (double)done;
+    }
+    units /= (double)p->rounds;
+    qsort(times, (size_t)p->rounds, sizeof(double), cmp_double);
+    median = p->rounds % 2 ? times[p->rounds / 2]
+                           : (times[p->rounds / 2 - 1] + times[p->rounds / 2]) / 2;
+    printf("{\"workload\": \"%s\", \"unit\": \"%s\", \"rounds\": %ld, "
+           "\"units_per_round\": %.1f, \"median_s\": %.9g, \"min_s\": %.9g, "
+           "\"max_s\": %.9g, \"per_s\": %.6g}\n",
+           workload, unit, p->rounds, units, median, times[0], times[p->rounds - 1],
+           median > 0 ? units / median : 0.0);
+}
+
+/* -- workloads ------------------------------------------------------------- */
+
+static long percall_round(struct bench *b)
+{
+    char byte = 'x', in;
+    for (long i = 0; i < b->p->batch; i++) {
+        if (send(b->a, &byte, 1, MSG_NOSIGNAL) != 1)
+            die("send");
+        if (recv(b->b, &in, 1, 0) != 1)
+            die("recv");
+    }
+    return b->p->batch;
+}
+
+static long pingpong_round(struct bench *b)
+{
+    for (long i = 0; i < b->p->batch; i++) {
+        send_all(b->a, b->buf, (size_t)b->p->size);
+        recv_exact(b->a, b->buf, (size_t)b->p->size);
+    }
+    return b->p->batch;
+}
+
+static long bulk_round(struct bench *b)
+{
+    long remaining = b->p->batch;
+    while (remaining > 0) {
+        size_t want = remaining < b->p->size ? (size_t)remaining : (size_t)b->p->size;
+        ssize_t n = recv(b->a, b->buf, want, 0);
+        if (n == 0)
+            fail("recv: unexpected EOF");
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            die("recv");
+        }
+        remaining -= n;
+    }
+    return b->p->batch;
+}
+
+static long connect_round(struct bench *b)
+{
+    for (long i = 0; i < b->p->batch; i++) {
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), s;
+        if (c < 0)
+            die("socket");
+        if (connect(c, (struct sockaddr *)&b->addr, sizeof(b->addr)) < 0)
+            die("connect");
+        s = accept_one(b->a);
+        close(c);
+        close(s);
+    }
+    return b->p->batch;
+}
+
+static long udp_fill(struct bench *b)
+{
+    for (long i = 0; i < b->fill; i++) {
+        if (sendto(b->b, b->buf, (size_t)b->p->size, MSG_NOSIGNAL,
+                   (struct sockaddr *)&b->addr, sizeof(b->addr)) < 0)
+            die("sendto");
+    }
+    return b->fill;
+}
+
+static long udp_drain(struct bench *b)
+{
+    struct sockaddr_storage from;
+    long count = 0;
+    for (;;) {
+        socklen_t fromlen = sizeof(from);
+        ssize_t n = recvfrom(b->a, b->buf, 2048, 0, (struct sockaddr *)&from, &fromlen);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return count;
+            if (errno == EINTR)
+                continue;
+            die("recvfrom");
+        }
+        count++;
+    }
+}
+
+static long udp_send_round(struct bench *b)
+{
+    for (long i = 0; i < b->p->batch; i++) {
+        if (sendto(b->b, b->buf, (size_t)b->p->size, MSG_NOSIGNAL,
+                   (struct sockaddr *)&b->addr, sizeof(b->addr)) < 0)
+            die("sendto");
+    }
+    return b->p->batch;
+}
+
+static int udp_socket(void)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        die("socket");
+    return fd;
+}
+
+static void bind_loopback(int fd, struct sockaddr_in *bound)
+{
+    socklen_t len = sizeof(*bound);
+    loopback(bound, 0);
+    if (bind(fd, (struct sockaddr *)bound, sizeof(*bound)) < 0)
+        die("bind");
+    if (getsockname(fd, (struct sockaddr *)bound, &len) < 0)
+        die("getsockname");
+}
+
+static int run_main(int argc, char **argv)
+{
+    struct params p;
+    struct bench b;
+    const char *w;
+    if (argc < 1)
+        fail("usage: ref run WORKLOAD key=value...");
+    w = argv[0];
+    parse_params(&p, argc - 1, argv + 1);
+    pin(p.cpu);
+    memset(&b, 0, sizeof(b));
+    b.p = &p;
+    b.a = b.b = -1;
+    b.buf = malloc((size_t)(p.size > 65536 ? p.size : 65536));
+    if (!b.buf)
+        fail("out of memory");
+    memset(b.buf, 'x', (size_t)(p.size > 65536 ? p.size : 65536));
+
+    if (!strcmp(w, "percall")) {
+        int fds[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
+            die("socketpair");
+        b.a = fds[0];
+        b.b = fds[1];
+        run_rounds(w, "msgs", &b, NULL, percall_round);
+        close(b.a);
+        close(b.b);
+    } else if (!strcmp(w, "pingpong-tcp") || !strcmp(w, "pingpong-unix")
+               || !strcmp(w, "bulk")) {
+        char dir[] = "/tmp/fsbref-XXXXXX", path[64] = "";
+        int listener, tcp = strcmp(w, "pingpong-unix") != 0;
+        const char *kind = !strcmp(w, "bulk") ? "source" : tcp ? "echo-tcp" : "echo-unix";
+        pid_t pid;
+        struct sockaddr_in bound;
+        if (tcp) {
+            listener = listen_tcp(&bound);
+        } else {
+            if (!mkdtemp(dir))
+                die("mkdtemp");
+            snprintf(path, sizeof(path), "%s/s", dir);
+            listener = listen_unix(path);
+        }
+        pid = fork_peer(listener, kind, tcp ? ntohs(bound.sin_port) : 0, path, &p);
+        b.a = accept_one(listener);
+        close(listener);
+        if (tcp)
+            set_nodelay(b.a);
+        if (!strcmp(w, "bulk"))
+            run_rounds(w, "bytes", &b, NULL, bulk_round);
+        else
+            run_rounds(w, "msgs", &b, NULL, pingpong_round);
+        close(b.a);
+        reap(pid);
+        if (!tcp) {
+            unlink(path);
+            rmdir(dir);
+        }
+    } else if (!strcmp(w, "connect")) {
+        b.a = listen_tcp(&b.addr);
+        run_rounds(w, "conns", &b, NULL, connect_round);
+        close(b.a);
+    } else if (!strcmp(w, "udp-drain")) {
+        int size = (int)p.rcvbuf;
+        b.a = udp_socket();
+        if (setsockopt(b.a, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+            setsockopt(b.a, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+        bind_loopback(b.a, &b.addr);
+        if (fcntl(b.a, F_SETFL, fcntl(b.a, F_GETFL) | O_NONBLOCK) < 0)
+            die("fcntl");
+        b.b = udp_socket();
+        b.fill = p.batch;
+        run_rounds(w, "msgs", &b, udp_fill, udp_drain);
+        close(b.a);
+        close(b.b);
+    } else if (!strcmp(w, "udp-send")) {
+        int sink = udp_socket();
+        bind_loopback(sink, &b.addr);
+        b.b = udp_socket();
+        run_rounds(w, "msgs", &b, NULL, udp_send_round);
+        close(b.b);
+        close(sink);
+    } else {
+        fail("unknown workload");
+    }
+    free(b.buf);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (argc >= 2 && !strcmp(argv[1], "peer"))
+        return peer_main(argc - 2, argv + 2);
+    if (argc >= 2 && !strcmp(argv[1], "run"))
+        return run_main(argc - 2, argv + 2);
+    fail("usage: ref peer ... | ref run WORKLOAD key=value...");
+    return 2;
+}

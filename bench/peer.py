@@ -1,0 +1,70 @@
+"""The benchmark peers on stdlib sockets, used when no C compiler is around
+(bench/c/ref.c has the same peers in C, and they are preferred).
+
+    python bench/peer.py echo tcp HOST PORT [cpu=N]
+    python bench/peer.py echo unix PATH [cpu=N]
+    python bench/peer.py source HOST PORT WSIZE [cpu=N]
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+
+def _connect_tcp(host: str, port: int) -> socket.socket:
+    sock = socket.create_connection((host, port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _connect_unix(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    return sock
+
+
+def echo(sock: socket.socket) -> int:
+    buf = bytearray(65536)
+    view = memoryview(buf)
+    while True:
+        try:
+            n = sock.recv_into(buf)
+        except ConnectionResetError:
+            return 0
+        if n == 0:
+            return 0
+        try:
+            sock.sendall(view[:n])
+        except (BrokenPipeError, ConnectionResetError):
+            return 0
+
+
+def source(sock: socket.socket, wsize: int) -> int:
+    data = b"x" * wsize
+    while True:
+        try:
+            sock.send(data)
+        except (BrokenPipeError, ConnectionResetError):
+            return 0  # the reader closed: the run is over
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[-1].startswith("cpu="):
+        os.sched_setaffinity(0, {int(argv.pop()[4:])})
+    if len(argv) == 4 and argv[:2] == ["echo", "tcp"]:
+        with _connect_tcp(argv[2], int(argv[3])) as sock:
+            return echo(sock)
+    if len(argv) == 3 and argv[:2] == ["echo", "unix"]:
+        with _connect_unix(argv[2]) as sock:
+            return echo(sock)
+    if len(argv) == 4 and argv[0] == "source":
+        with _connect_tcp(argv[1], int(argv[2])) as sock:
+            return source(sock, int(argv[3]))
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,366 @@
+"""Turn the pytest-benchmark JSON of several passes into the summary: per
+workload and variant the median throughput across passes and its spread,
+the ratios between variants, a text and a Markdown table, and a chart."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from ._harness import CREF
+
+STDLIB, PURE, COMPILED = "stdlib", "fastsock-py", "fastsock-c"
+COLUMNS = ("workload", "stdlib", "fastsock pure", "fastsock compiled",
+           "compiled ÷ stdlib", "compiled ÷ C")
+NOISE_MARK = "~"
+PEER_KINDS = {"c": "C (bench/c/ref.c)", "python": "stdlib Python (bench/peer.py)"}
+
+
+# -- aggregation ---------------------------------------------------------------
+
+def quartiles(values: Iterable[float]) -> tuple[float, float]:
+    """The first and third quartile (both the value itself for one value)."""
+    data = sorted(values)
+    if len(data) < 2:
+        return data[0], data[0]
+    q1, _, q3 = statistics.quantiles(data, n=4, method="inclusive")
+    return q1, q3
+
+
+@dataclass
+class Cell:
+    """One workload × variant: its throughput in each pass."""
+
+    per_pass: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.per_pass.values())
+
+    @property
+    def low(self) -> float:
+        """The first quartile across passes."""
+        return quartiles(self.per_pass.values())[0]
+
+    @property
+    def high(self) -> float:
+        """The third quartile across passes."""
+        return quartiles(self.per_pass.values())[1]
+
+    @property
+    def spread_pct(self) -> float:
+        """The interquartile range across passes, as a percentage of the median."""
+        return 100.0 * (self.high - self.low) / self.median if self.median else 0.0
+
+    def overlaps(self, other: "Cell") -> bool:
+        return self.low <= other.high and other.low <= self.high
+
+    def as_dict(self) -> dict[str, Any]:
+        values = self.per_pass.values()
+        return {"median": self.median, "q1": self.low, "q3": self.high,
+                "iqr_pct": round(self.spread_pct, 2), "min": min(values), "max": max(values),
+                "per_pass": [self.per_pass[k] for k in sorted(self.per_pass)]}
+
+
+@dataclass
+class Ratio:
+    value: float              # median of the per-pass ratios
+    low: float                # their first and third quartile
+    high: float
+    of_medians: float         # the ratio of the two variants' medians
+    within_noise: bool        # the two variants' interquartile ranges overlap
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "per_pass_q1": self.low, "per_pass_q3": self.high,
+                "ratio_of_medians": self.of_medians, "within_noise": self.within_noise}
+
+
+def _ratio(num: Optional[Cell], den: Optional[Cell]) -> Optional[Ratio]:
+    """num ÷ den pass by pass (the two ran minutes apart at most, seconds
+    apart within a pass), summarised by the median and quartiles."""
+    if num is None or den is None or not num.per_pass or not den.per_pass:
+        return None
+    if not den.median:
+        return None
+    of_medians = num.median / den.median
+    common = sorted(set(num.per_pass) & set(den.per_pass))
+    per_pass = [num.per_pass[p] / den.per_pass[p] for p in common if den.per_pass[p]]
+    if not per_pass:
+        return Ratio(of_medians, of_medians, of_medians, of_medians, num.overlaps(den))
+    q1, q3 = quartiles(per_pass)
+    return Ratio(statistics.median(per_pass), q1, q3, of_medians, num.overlaps(den))
+
+
+@dataclass
+class Row:
+    workload: str
+    unit: str
+    ref: str
+    cells: dict[str, Cell] = field(default_factory=dict)
+    c_ref: Optional[Cell] = None
+
+    def ratio(self, variant: str, base: str = STDLIB) -> Optional[Ratio]:
+        num = self.c_ref if variant == CREF else self.cells.get(variant)
+        den = self.c_ref if base == CREF else self.cells.get(base)
+        return _ratio(num, den)
+
+    def as_dict(self) -> dict[str, Any]:
+        variants = {name: cell.as_dict() for name, cell in self.cells.items()}
+        if self.c_ref is not None:
+            variants[CREF] = self.c_ref.as_dict()
+        ratios = {}
+        for key, (num, den) in {
+            "pure_vs_stdlib": (PURE, STDLIB),
+            "compiled_vs_stdlib": (COMPILED, STDLIB),
+            "c_vs_stdlib": (CREF, STDLIB),
+            "compiled_vs_c": (COMPILED, CREF),
+        }.items():
+            ratio = self.ratio(num, den)
+            ratios[key] = ratio.as_dict() if ratio else None
+        return {"workload": self.workload, "unit": self.unit, "c_reference": self.ref,
+                "variants": variants, "ratios": ratios}
+
+
+def load_passes(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    return [json.loads(Path(p).read_text()) for p in paths]
+
+
+def aggregate(passes: list[dict[str, Any]]) -> list[Row]:
+    """Rows in the order the workloads first ran; the C reference joins the
+    row whose ``ref`` names it."""
+    rows: dict[str, Row] = {}
+    c_cells: dict[str, Cell] = {}
+    for index, data in enumerate(passes):
+        for bench in data.get("benchmarks", []):
+            info = bench.get("extra_info", {})
+            value = info.get("throughput")
+            if value is None or "workload" not in info:
+                continue
+            workload, variant = info["workload"], info["variant"]
+            if variant == CREF:
+                c_cells.setdefault(workload, Cell()).per_pass[index] = float(value)
+                continue
+            row = rows.get(workload)
+            if row is None:
+                row = rows[workload] = Row(workload, info.get("throughput_unit", ""),
+                                           info.get("ref", workload))
+            row.cells.setdefault(variant, Cell()).per_pass[index] = float(value)
+    for row in rows.values():
+        row.c_ref = c_cells.get(row.ref)
+    return list(rows.values())
+
+
+# -- formatting ----------------------------------------------------------------
+
+def fmt_value(value: float, unit: str) -> str:
+    if unit == "MB/s":
+        return f"{value:,.0f}"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def fmt_cell(cell: Optional[Cell], unit: str) -> str:
+    if cell is None or not cell.per_pass:
+        return "–"
+    text = fmt_value(cell.median, unit)
+    if len(cell.per_pass) > 1:
+        text += f" ±{cell.spread_pct / 2:.1f}%"
+    return text
+
+
+def fmt_ratio(ratio: Optional[Ratio], passes: int) -> str:
+    if ratio is None:
+        return "–"
+    text = f"{ratio.value:.2f}×"
+    if passes > 1:
+        text += f" ({ratio.low:.2f}–{ratio.high:.2f})"
+    return f"{text} {NOISE_MARK}" if ratio.within_noise else f"{text}  "
+
+
+def table_rows(rows: list[Row]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for row in rows:
+        passes = max((len(c.per_pass) for c in row.cells.values()), default=0)
+        out.append((
+            f"{row.workload} ({row.unit})",
+            fmt_cell(row.cells.get(STDLIB), row.unit),
+            fmt_cell(row.cells.get(PURE), row.unit),
+            fmt_cell(row.cells.get(COMPILED), row.unit),
+            fmt_ratio(row.ratio(COMPILED, STDLIB), passes),
+            fmt_ratio(row.ratio(COMPILED, CREF), passes),
+        ))
+    return out
+
+
+LEGEND = (
+    "Throughput: the median across passes of each pass's value (units per "
+    "median round time); ± is half the interquartile range across passes, as "
+    "% of the median.  Ratios are taken pass by pass (the variants of a "
+    "workload run back to back, so this cancels most of the machine-speed "
+    "drift between passes): the median of the per-pass ratios and, in "
+    "parentheses, their interquartile range.  ~ marks a ratio within noise: "
+    "the two variants' interquartile ranges across passes overlap.  C is "
+    "bench/c/ref.c doing the same work in C (bulk: recv into one buffer, the "
+    "reference for both recv rows)."
+)
+
+
+def text_table(rows: list[Row]) -> str:
+    body = table_rows(rows)
+    widths = [max(len(r[i]) for r in [COLUMNS, *body]) for i in range(len(COLUMNS))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])
+                         for i, c in enumerate(cells))
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(COLUMNS), rule, *(line(r) for r in body)])
+
+
+def markdown_table(rows: list[Row]) -> str:
+    body = table_rows(rows)
+    lines = ["| " + " | ".join(COLUMNS) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|"]
+    lines += ["| " + " | ".join(c.strip().replace("|", "\\|") for c in r) + " |"
+              for r in body]
+    return "\n".join(lines)
+
+
+# -- the machine ---------------------------------------------------------------
+
+def machine_description() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 0
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    return (f"{machine['cpu']}, {machine['cores']} cores ({machine['usable_cores']} usable), "
+            f"{machine['kernel']}, {machine['python']}, {machine['date']}")
+
+
+# -- outputs -------------------------------------------------------------------
+
+def summary_markdown(rows: list[Row], machine: dict[str, Any], settings: dict[str, Any]) -> str:
+    lines = [
+        "# fastsock benchmark summary",
+        "",
+        f"- CPU: {machine['cpu']}",
+        f"- Cores: {machine['cores']} ({machine['usable_cores']} usable by the run)",
+        f"- Kernel: {machine['kernel']}",
+        f"- Python: {machine['python']}",
+        f"- Date: {machine['date']}",
+        f"- Run: `{settings['command']}` — mode {settings['mode']}, "
+        f"{settings['passes']} passes; peer processes of the Python variants: "
+        f"{PEER_KINDS.get(settings['peer'], settings['peer'])}; "
+        f"C reference: {settings['c_reference']}"
+        + (f", pinned: {settings['pin']}" if settings.get("pin") else ""),
+        "",
+        markdown_table(rows),
+        "",
+        LEGEND,
+        "",
+        "![throughput relative to stdlib](bench.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_summary_json(path: Path, rows: list[Row], machine: dict[str, Any],
+                       settings: dict[str, Any]) -> None:
+    data = {"machine": machine, "settings": settings, "legend": LEGEND,
+            "rows": [row.as_dict() for row in rows]}
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def chart(path: Path, rows: list[Row], machine: dict[str, Any], passes: int) -> None:
+    """One bar group per workload: pure, compiled and C, each ÷ stdlib, on a
+    log scale (so 0.5× and 2× are as far from 1× as each other)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    series = [(PURE, "fastsock pure ÷ stdlib", "#9dbfe3"),
+              (COMPILED, "fastsock compiled ÷ stdlib", "#1f5fa6"),
+              (CREF, "C reference ÷ stdlib", "#a8a8a8")]
+    shown = [row for row in rows if row.cells.get(STDLIB)]
+    height = 0.26
+    fig, ax = plt.subplots(figsize=(10, 1.9 + 0.62 * len(shown)), dpi=110)
+    extremes: list[float] = [1.0]
+    for s_index, (variant, label, color) in enumerate(series):
+        ys, xs, lo, hi = [], [], [], []
+        for r_index, row in enumerate(shown):
+            ratio = row.ratio(variant, STDLIB)
+            if ratio is None:
+                continue
+            ys.append((len(shown) - 1 - r_index) + (1 - s_index) * height)
+            xs.append(ratio.value)
+            lo.append(max(0.0, ratio.value - ratio.low))
+            hi.append(max(0.0, ratio.high - ratio.value))
+        if not xs:
+            continue
+        whiskers = passes > 1
+        # bars grow from 1× (left for slower than stdlib, right for faster)
+        ax.barh(ys, [x - 1.0 for x in xs], left=1.0, height=height * 0.9, color=color,
+                label=label, xerr=[lo, hi] if whiskers else None,
+                error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#444444"})
+        for y, x, below, above in zip(ys, xs, lo, hi):
+            left, right = (x - below, x + above) if whiskers else (x, x)
+            extremes += [left, right]
+            if x >= 1.0:
+                ax.text(right * 1.02, y, f"{x:.2f}×", va="center", ha="left", fontsize=7.5)
+            else:
+                ax.text(left / 1.02, y, f"{x:.2f}×", va="center", ha="right", fontsize=7.5)
+    low = max(min(extremes) / 1.35, 1e-3)
+    high = max(extremes) * 1.35
+    ax.set_xscale("log", base=2)
+    ax.set_xlim(min(low, 0.5), max(high, 2.0))
+    ticks = [t for t in (1 / 16, 1 / 8, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 16)
+             if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{t:g}×" for t in ticks], fontsize=8.5)
+    ax.axvline(1.0, color="black", linewidth=1, linestyle="--")
+    ax.set_yticks(range(len(shown)))
+    ax.set_yticklabels([row.workload for row in reversed(shown)], fontsize=9)
+    ax.set_ylim(-0.6, len(shown) - 0.4)
+    ax.set_xlabel("throughput relative to the stdlib socket module (log scale; higher is "
+                  "better; whiskers: interquartile range of the per-pass ratios)",
+                  fontsize=8.5)
+    ax.set_title(f"fastsock vs stdlib socket — median of {passes} pass"
+                 f"{'es' if passes != 1 else ''}\n{machine_line(machine)}", fontsize=9.5,
+                 pad=28)
+    ax.grid(axis="x", linestyle=":", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8,
+              frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
