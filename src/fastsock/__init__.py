@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from ._common import IncompleteReadError, LimitOverrunError, MessageTooLargeError
+from ._common import (
+    UDP_GRO,
+    UDP_GSO,
+    IncompleteReadError,
+    LimitOverrunError,
+    MessageTooLargeError,
+    TruncatedDatagramError,
+    iter_segments,
+)
 
 _NO_EXTENSIONS = _os.environ.get("FASTSOCK_NO_EXTENSIONS", "") not in ("", "0")
 
@@ -59,5 +67,10 @@ __all__ = [
     "IncompleteReadError",
     "LimitOverrunError",
     "MessageTooLargeError",
+    "DatagramBatch",
+    "TruncatedDatagramError",
+    "iter_segments",
+    "UDP_GSO",
+    "UDP_GRO",
     "__version__",
 ]

@@ -276,3 +276,62 @@ def sendfile_plan(file: Any, offset: Any, count: Any) -> Tuple[int, int, int]:
         if want < 0:
             raise ValueError("count must not be negative")
     return fd, start, want
+
+
+# -- datagram fast paths (shared by both implementations) -----------------------
+
+SOL_UDP = 17
+UDP_SEGMENT_OPT = 103  # <netinet/udp.h> UDP_SEGMENT
+UDP_GRO_OPT = 104  # <netinet/udp.h> UDP_GRO
+MAX_UDP_PAYLOAD = 65507
+MAX_SLOT_SIZE = 65536
+
+
+def _probe_udp_option(option: int) -> bool:
+    """Whether this kernel knows a UDP socket option (a getsockopt probe)."""
+    try:
+        with _stdlib.socket(AF_INET, SOCK_DGRAM) as probe:
+            probe.getsockopt(SOL_UDP, option)
+        return True
+    except OSError:
+        return False
+
+
+UDP_GSO: bool = _probe_udp_option(UDP_SEGMENT_OPT)
+UDP_GRO: bool = _probe_udp_option(UDP_GRO_OPT)
+
+
+class TruncatedDatagramError(ValueError):
+    """A datagram was longer than the room given for it.
+
+    ``messages`` holds everything the call received (the truncated data
+    included), ``truncated`` the indices of the cut ones: nothing is lost.
+    """
+
+    def __init__(self, messages: list[Any], truncated: list[int]) -> None:
+        super().__init__(
+            f"{len(truncated)} of {len(messages)} datagrams were longer than the buffer")
+        self.messages = messages
+        self.truncated = truncated
+
+    def __reduce__(self) -> Any:
+        return type(self), (self.messages, self.truncated)
+
+
+def iter_segments(data: Any, segment_size: int) -> Any:
+    """The datagrams of a coalesced GRO buffer, as memoryviews."""
+    size = operator.index(segment_size)
+    if size <= 0:
+        raise ValueError("segment_size must be positive")
+    view = memoryview(data).cast("B")
+    return (view[start:start + size] for start in range(0, len(view), size))
+
+
+def check_size(value: Any, name: str, maximum: int) -> int:
+    """A positive size no larger than ``maximum``, or ValueError."""
+    size = operator.index(value)
+    if size <= 0:
+        raise ValueError(f"{name} must be positive")
+    if size > maximum:
+        raise ValueError(f"{name} must be at most {maximum}")
+    return size

@@ -15,6 +15,7 @@ number the OS has meanwhile handed to another file.
 """
 
 from cpython.buffer cimport (
+    PyBuffer_FillInfo,
     PyBUF_SIMPLE,
     PyBUF_WRITABLE,
     PyBuffer_Release,
@@ -35,8 +36,16 @@ from libc.errno cimport (
 )
 from libc.limits cimport INT_MAX, INT_MIN
 from libc.math cimport ceil
-from libc.string cimport memcpy, memmove, memset, strlen
-from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_RawFree, PyMem_RawRealloc
+from libc.string cimport memcmp, memcpy, memmove, memset, strlen
+from cpython.mem cimport (
+    PyMem_Calloc,
+    PyMem_Free,
+    PyMem_Malloc,
+    PyMem_RawCalloc,
+    PyMem_RawFree,
+    PyMem_RawMalloc,
+    PyMem_RawRealloc,
+)
 from posix.fcntl cimport F_GETFL, O_NONBLOCK, fcntl
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport close as c_close, pread
@@ -52,9 +61,16 @@ import warnings as _warnings
 from . import _common
 from ._common import (
     DEFAULT_MAX_MESSAGE,
+    MAX_SLOT_SIZE,
+    MAX_UDP_PAYLOAD,
+    UDP_GRO,
+    UDP_GSO,
     IncompleteReadError,
     LimitOverrunError,
     MessageTooLargeError,
+    TruncatedDatagramError,
+    check_size,
+    iter_segments,
 )
 
 cdef extern from "<sys/ioctl.h>" nogil:
@@ -84,6 +100,7 @@ __all__ = [
     "create_connection", "create_server", "AF_INET", "AF_INET6", "AF_UNIX",
     "SOCK_STREAM", "SOCK_DGRAM", "SHUT_RD", "SHUT_WR", "SHUT_RDWR",
     "IncompleteReadError", "LimitOverrunError", "MessageTooLargeError",
+    "DatagramBatch", "TruncatedDatagramError", "iter_segments", "UDP_GSO", "UDP_GRO",
 ]
 
 cdef enum:
@@ -93,6 +110,7 @@ cdef enum:
     GETSOCKOPT_BUFLEN_MAX = 1024
     # sends up to this size on a blocking socket first try with MSG_DONTWAIT
     TRY_SEND_MAX = 65536
+    SEND_BACKOFF = 8
     # the receive buffer of a stream socket starts at this size, and reads
     # into it ask for at least this much
     RECV_BUFFER_INITIAL = 65536
@@ -219,6 +237,27 @@ cdef struct SendfileArgs:
 cdef ssize_t _do_sendfile(int fd, void *data) noexcept nogil:
     cdef SendfileArgs *a = <SendfileArgs *>data
     return c.sendfile(fd, a.in_fd, &a.offset, a.count)
+
+
+cdef struct MmsgArgs:
+    c.mmsghdr *msgs
+    unsigned int count
+    int flags
+
+
+cdef ssize_t _do_recvmmsg(int fd, void *data) noexcept nogil:
+    cdef MmsgArgs *a = <MmsgArgs *>data
+    return c.recvmmsg(fd, a.msgs, a.count, a.flags, NULL)
+
+
+cdef ssize_t _do_sendmmsg(int fd, void *data) noexcept nogil:
+    cdef MmsgArgs *a = <MmsgArgs *>data
+    return c.sendmmsg(fd, a.msgs, a.count, a.flags | c.MSG_NOSIGNAL)
+
+
+cdef ssize_t _do_recvmsg(int fd, void *data) noexcept nogil:
+    cdef MsgArgs *a = <MsgArgs *>data
+    return c.recvmsg(fd, &a.msg, a.flags)
 
 
 # -- addresses ----------------------------------------------------------------
@@ -498,6 +537,7 @@ cdef class _Socket:
     cdef int pending_close_fd  # closed by close() while busy; closed by the last call
     cdef RecvBuffer rbuf       # stream sockets: received, not yet returned
     cdef bint receiving        # a buffered receive is in progress
+    cdef int send_backoff      # sends left that skip the MSG_DONTWAIT try
     cdef object __weakref__
 
     def __cinit__(self):
@@ -662,18 +702,33 @@ cdef class _Socket:
             return raise_errno(err)
 
     cdef ssize_t _send(self, sock_func func, IOArgs *a, double deadline) except -1:
-        """A send through ``_call``; on a blocking socket a small send first
+        """A send through ``_call``.  On a blocking socket a small send first
         tries not to block, with the GIL held: there is room in the common
-        case, and keeping the GIL is then cheaper than releasing it."""
-        cdef ssize_t res
+        case, and keeping the GIL is then cheaper than releasing it.  What
+        that try leaves (all, or the rest of a partial send) goes on as an
+        ordinary blocking send, so the result is what a blocking send gives;
+        and after a try that found no room the next few sends skip it."""
+        cdef ssize_t sent
         cdef int flags = a.flags
-        if self.timeout < 0 and a.len <= TRY_SEND_MAX and self.fd >= 0:
-            a.flags = flags | c.MSG_DONTWAIT
-            res = func(self.fd, a)
-            a.flags = flags
-            if res >= 0:
-                return res
-        return self._call(c.POLLOUT, func, a, deadline)
+        if self.timeout >= 0 or a.len > TRY_SEND_MAX or self.fd < 0:
+            return self._call(c.POLLOUT, func, a, deadline)
+        if self.send_backoff:
+            self.send_backoff -= 1
+            return self._call(c.POLLOUT, func, a, deadline)
+        a.flags = flags | c.MSG_DONTWAIT
+        sent = func(self.fd, a)
+        a.flags = flags
+        if sent == <ssize_t>a.len:
+            return sent
+        self.send_backoff = SEND_BACKOFF
+        if sent <= 0:
+            return self._call(c.POLLOUT, func, a, deadline)
+        a.buf += sent
+        a.len -= <size_t>sent
+        try:
+            return sent + self._call(c.POLLOUT, func, a, deadline)
+        except Exception:
+            return sent  # these bytes are out; the error shows on the next call
 
     cdef int _check_not_receiving(self) except -1:
         if self.receiving:
@@ -1470,6 +1525,12 @@ cdef class StreamSocket(_Socket):
 cdef class DatagramSocket(_Socket):
     """A UDP (AF_INET, AF_INET6) or Unix datagram (AF_UNIX) socket."""
 
+    cdef DatagramBatch scratch   # reused by recv_many
+    cdef bint gso_usable         # cleared when the kernel refuses UDP_SEGMENT
+
+    def __cinit__(self):
+        self.gso_usable = UDP_GSO
+
     def __init__(self, family=AF_INET):
         if self.fd >= 0:
             raise RuntimeError("socket already initialised")
@@ -1527,6 +1588,384 @@ cdef class DatagramSocket(_Socket):
             PyBuffer_Release(&view)
         return n, make_address(&a.addr, a.addrlen)
 
+    # -- batches, GSO and GRO ---------------------------------------------------
+
+    cdef Py_ssize_t _recv_into_batch(self, DatagramBatch batch) except -1:
+        cdef MmsgArgs a
+        batch._prepare()
+        a.msgs = batch.msgs
+        a.count = <unsigned int>batch.count
+        # wait for the first datagram only; MSG_TRUNC reports real lengths
+        a.flags = c.MSG_WAITFORONE | c.MSG_TRUNC
+        batch.filled = self._call(c.POLLIN, _do_recvmmsg, &a, self._deadline())
+        return batch.filled
+
+    def recv_batch(self, DatagramBatch batch not None):
+        """Fill ``batch`` with what has arrived (waiting for the first datagram
+        within the timeout) in one recvmmsg; returns how many datagrams."""
+        return self._recv_into_batch(batch)
+
+    def recv_many(self, max_count=64, bufsize=2048):
+        """A list of ``(bytes, address)``: the first datagram (waiting within
+        the timeout) and whatever else is already queued, up to max_count."""
+        cdef Py_ssize_t count = check_size(max_count, "max_count", 1 << 20)
+        cdef Py_ssize_t size = check_size(bufsize, "bufsize", MAX_SLOT_SIZE)
+        cdef DatagramBatch batch = self.scratch
+        cdef Py_ssize_t n, k
+        cdef list messages, cut = []
+        if batch is None or batch.count != count or batch.slot_size != size:
+            batch = self.scratch = DatagramBatch(count, size)
+        n = self._recv_into_batch(batch)
+        messages = []
+        for k in range(n):
+            messages.append((PyBytes_FromStringAndSize(batch.memory + k * size, batch._stored(k)),
+                             batch._address(k)))
+            if batch.msgs[k].msg_hdr.msg_flags & c.MSG_TRUNC:
+                cut.append(k)
+        if cut:
+            raise TruncatedDatagramError(messages, cut)
+        return messages
+
+    cdef Py_ssize_t _send_mmsg(self, c.mmsghdr *msgs, Py_ssize_t n) except -1:
+        """sendmmsg() until all n are sent; the count so far when an error
+        follows a partial send (no error is lost: the next call reports it)."""
+        cdef MmsgArgs a
+        cdef Py_ssize_t sent = 0
+        cdef double deadline = self._deadline()
+        a.flags = 0
+        while sent < n:
+            a.msgs = msgs + sent
+            a.count = <unsigned int>min(n - sent, <Py_ssize_t>c.UIO_MAXIOV)
+            try:
+                sent += self._call(c.POLLOUT, _do_sendmmsg, &a, deadline)
+            except OSError:
+                if sent:
+                    return sent
+                raise
+        return sent
+
+    cdef object _send_many(self, list items, object address, bint per_item_address):
+        cdef Py_ssize_t n = len(items), acquired = 0, i
+        cdef Py_buffer *views
+        cdef c.mmsghdr *msgs
+        cdef c.iovec *iovs
+        cdef c.sockaddr_storage *addrs
+        cdef c.socklen_t addrlen = 0
+        views = <Py_buffer *>PyMem_Calloc(<size_t>(n + 1), sizeof(Py_buffer))
+        msgs = <c.mmsghdr *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.mmsghdr))
+        iovs = <c.iovec *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.iovec))
+        addrs = <c.sockaddr_storage *>PyMem_Calloc(
+            <size_t>(n if per_item_address else 1) + 1, sizeof(c.sockaddr_storage))
+        try:
+            if not (views and msgs and iovs and addrs):
+                raise MemoryError()
+            if address is not None:
+                parse_address(self.family_, address, &addrs[0], &addrlen, "sendto")
+            for i in range(n):
+                if per_item_address:
+                    data, item_address = items[i]
+                    parse_address(self.family_, item_address, &addrs[i], &addrlen, "sendto")
+                    msgs[i].msg_hdr.msg_name = &addrs[i]
+                    msgs[i].msg_hdr.msg_namelen = addrlen
+                else:
+                    data = items[i]
+                    if address is not None:
+                        msgs[i].msg_hdr.msg_name = &addrs[0]
+                        msgs[i].msg_hdr.msg_namelen = addrlen
+                PyObject_GetBuffer(data, &views[i], PyBUF_SIMPLE)
+                acquired += 1
+                iovs[i].iov_base = views[i].buf
+                iovs[i].iov_len = <size_t>views[i].len
+                msgs[i].msg_hdr.msg_iov = &iovs[i]
+                msgs[i].msg_hdr.msg_iovlen = 1
+            if n == 0:
+                return 0
+            return self._send_mmsg(msgs, n)
+        finally:
+            for i in range(acquired):
+                PyBuffer_Release(&views[i])
+            PyMem_Free(views)
+            PyMem_Free(msgs)
+            PyMem_Free(iovs)
+            PyMem_Free(addrs)
+
+    def send_many(self, buffers, address=None):
+        """Send each buffer as one datagram (to ``address``, or the connected
+        peer) with sendmmsg; returns how many were sent."""
+        return self._send_many(list(buffers), address, False)
+
+    def sendto_many(self, pairs):
+        """Send ``(data, address)`` pairs with sendmmsg; returns how many were sent."""
+        return self._send_many(list(pairs), None, True)
+
+    def send_segments(self, buffer, segment_size, address=None):
+        """Send ``buffer`` as datagrams of ``segment_size`` bytes (the last may
+        be shorter): with UDP GSO, many per sendmsg, where the kernel has it;
+        else with sendmmsg.  Returns how many datagrams were sent."""
+        cdef Py_ssize_t seg = check_size(segment_size, "segment_size", MAX_UDP_PAYLOAD)
+        cdef Py_buffer view
+        cdef Py_ssize_t sent = 0
+        PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
+        try:
+            if view.len == 0:
+                return 0
+            if self.gso_usable and self.family_ != c.AF_UNIX:
+                sent = self._send_gso(&view, seg, address)
+            if sent * seg < view.len:
+                sent += self._send_slices(&view, seg, sent, address)
+            return sent
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef Py_ssize_t _send_gso(self, Py_buffer *view, Py_ssize_t seg, object address) except -1:
+        """Segments through UDP_SEGMENT; stops early (returning the count so
+        far) when the kernel refuses it, so the caller sends the rest plainly."""
+        cdef MsgArgs a
+        cdef c.sockaddr_storage addr
+        cdef c.socklen_t addrlen = 0
+        cdef c.iovec iov
+        cdef char control[64]
+        cdef c.cmsghdr *cmsg
+        cdef Py_ssize_t per_call, offset = 0, chunk, sent = 0
+        cdef double deadline = self._deadline()
+        per_call = min(<Py_ssize_t>c.FASTSOCK_GSO_MAX_SEGMENTS, MAX_UDP_PAYLOAD // seg)
+        if per_call < 2:
+            return 0  # nothing to gain
+        memset(&a, 0, sizeof(a))
+        if address is not None:
+            parse_address(self.family_, address, &addr, &addrlen, "sendto")
+            a.msg.msg_name = &addr
+            a.msg.msg_namelen = addrlen
+        a.msg.msg_iov = &iov
+        a.msg.msg_iovlen = 1
+        while offset < view.len:
+            chunk = min(per_call * seg, view.len - offset)
+            iov.iov_base = <char *>view.buf + offset
+            iov.iov_len = <size_t>chunk
+            memset(control, 0, sizeof(control))
+            a.msg.msg_control = control
+            a.msg.msg_controllen = c.CMSG_SPACE(sizeof(unsigned short))
+            cmsg = c.CMSG_FIRSTHDR(&a.msg)
+            cmsg.cmsg_level = c.SOL_UDP
+            cmsg.cmsg_type = c.UDP_SEGMENT
+            cmsg.cmsg_len = c.CMSG_LEN(sizeof(unsigned short))
+            (<unsigned short *>c.CMSG_DATA(cmsg))[0] = <unsigned short>seg
+            try:
+                self._call(c.POLLOUT, _do_sendmsg, &a, deadline)
+            except OSError as exc:
+                if exc.errno in _GSO_REFUSED:
+                    self.gso_usable = False  # e.g. a segment larger than the path MTU
+                    return sent
+                if sent:
+                    return sent
+                raise
+            sent += (chunk + seg - 1) // seg
+            offset += chunk
+        return sent
+
+    cdef Py_ssize_t _send_slices(self, Py_buffer *view, Py_ssize_t seg, Py_ssize_t first,
+                                 object address) except -1:
+        """Segments from index ``first`` on, one datagram each, with sendmmsg."""
+        cdef Py_ssize_t total = (view.len + seg - 1) // seg
+        cdef Py_ssize_t n = total - first, i, start
+        cdef c.mmsghdr *msgs = <c.mmsghdr *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.mmsghdr))
+        cdef c.iovec *iovs = <c.iovec *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.iovec))
+        cdef c.sockaddr_storage addr
+        cdef c.socklen_t addrlen = 0
+        try:
+            if not (msgs and iovs):
+                raise MemoryError()
+            if address is not None:
+                parse_address(self.family_, address, &addr, &addrlen, "sendto")
+            for i in range(n):
+                start = (first + i) * seg
+                iovs[i].iov_base = <char *>view.buf + start
+                iovs[i].iov_len = <size_t>min(seg, view.len - start)
+                msgs[i].msg_hdr.msg_iov = &iovs[i]
+                msgs[i].msg_hdr.msg_iovlen = 1
+                if address is not None:
+                    msgs[i].msg_hdr.msg_name = &addr
+                    msgs[i].msg_hdr.msg_namelen = addrlen
+            return self._send_mmsg(msgs, n)
+        finally:
+            PyMem_Free(msgs)
+            PyMem_Free(iovs)
+
+    def set_gro(self, enabled=True):
+        """Turn UDP receive coalescing on or off; returns whether it is on
+        (False where the kernel or the family lacks it)."""
+        cdef int value = 1 if enabled else 0
+        self._check_open()
+        if self.family_ == c.AF_UNIX or not UDP_GRO:
+            return False
+        if c.setsockopt(self.fd, c.SOL_UDP, c.UDP_GRO, &value, sizeof(value)) < 0:
+            return False
+        return bool(value)
+
+    def recv_gro(self, bufsize=65535):
+        """``(data, address, segment_size)``: several coalesced datagrams of
+        segment_size bytes (the last may be shorter), or one datagram with
+        ``segment_size == len(data)``."""
+        cdef Py_ssize_t size = check_size(bufsize, "bufsize", MAX_SLOT_SIZE)
+        cdef MsgArgs a
+        cdef c.iovec iov
+        cdef c.sockaddr_storage addr
+        cdef char control[64]
+        cdef c.cmsghdr *cmsg
+        cdef ssize_t n
+        cdef int segment = 0
+        data = PyBytes_FromStringAndSize(NULL, size)
+        memset(&a, 0, sizeof(a))
+        iov.iov_base = PyBytes_AS_STRING(data)
+        iov.iov_len = <size_t>size
+        a.msg.msg_iov = &iov
+        a.msg.msg_iovlen = 1
+        a.msg.msg_name = &addr
+        a.msg.msg_namelen = sizeof(addr)
+        a.msg.msg_control = control
+        a.msg.msg_controllen = sizeof(control)
+        a.flags = 0
+        n = self._call(c.POLLIN, _do_recvmsg, &a, self._deadline())
+        cmsg = c.CMSG_FIRSTHDR(&a.msg)
+        while cmsg != NULL:
+            if cmsg.cmsg_level == c.SOL_UDP and cmsg.cmsg_type == c.UDP_GRO:
+                memcpy(&segment, c.CMSG_DATA(cmsg), sizeof(int))
+            cmsg = c.CMSG_NXTHDR(&a.msg, cmsg)
+        data = data[:n]
+        result = (data, make_address(&addr, a.msg.msg_namelen), segment if segment > 0 else n)
+        if a.msg.msg_flags & c.MSG_TRUNC:
+            raise TruncatedDatagramError([result], [0])
+        return result
+
+
+# -- batches of datagrams -----------------------------------------------------
+
+cdef class DatagramBatch:
+    """Reusable memory for ``DatagramSocket.recv_batch``: ``count`` slots of
+    ``slot_size`` bytes, with their lengths and senders.
+
+    ``data(i)`` is a memoryview into the batch's own memory; while any such
+    view is alive, ``recv_batch`` refuses to overwrite the batch (BufferError).
+    """
+
+    cdef char *memory
+    cdef c.mmsghdr *msgs
+    cdef c.iovec *iovs
+    cdef c.sockaddr_storage *addrs
+    cdef readonly Py_ssize_t count
+    cdef readonly Py_ssize_t slot_size
+    cdef Py_ssize_t filled
+    cdef int exports
+    # the last decoded sender: a datagram from the same one reuses the tuple
+    cdef c.sockaddr_storage cached_raw
+    cdef c.socklen_t cached_len
+    cdef object cached_address
+
+    def __cinit__(self, count, slot_size=2048):
+        cdef Py_ssize_t i
+        self.count = check_size(count, "count", 1 << 20)
+        self.slot_size = check_size(slot_size, "slot_size", MAX_SLOT_SIZE)
+        self.memory = <char *>PyMem_RawMalloc(<size_t>(self.count * self.slot_size))
+        self.msgs = <c.mmsghdr *>PyMem_RawCalloc(<size_t>self.count, sizeof(c.mmsghdr))
+        self.iovs = <c.iovec *>PyMem_RawCalloc(<size_t>self.count, sizeof(c.iovec))
+        self.addrs = <c.sockaddr_storage *>PyMem_RawCalloc(<size_t>self.count,
+                                                          sizeof(c.sockaddr_storage))
+        if not (self.memory and self.msgs and self.iovs and self.addrs):
+            raise MemoryError()
+        for i in range(self.count):
+            self.iovs[i].iov_base = self.memory + i * self.slot_size
+            self.iovs[i].iov_len = <size_t>self.slot_size
+            self.msgs[i].msg_hdr.msg_iov = &self.iovs[i]
+            self.msgs[i].msg_hdr.msg_iovlen = 1
+            self.msgs[i].msg_hdr.msg_name = &self.addrs[i]
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.memory)
+        PyMem_RawFree(self.msgs)
+        PyMem_RawFree(self.iovs)
+        PyMem_RawFree(self.addrs)
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        PyBuffer_FillInfo(view, self, self.memory, self.count * self.slot_size, 0, flags)
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+
+    cdef int _prepare(self) except -1:
+        cdef Py_ssize_t i
+        if self.exports:
+            raise BufferError("the batch still has memoryviews alive; release them "
+                              "before receiving into it again")
+        for i in range(self.count):
+            self.msgs[i].msg_hdr.msg_namelen = sizeof(c.sockaddr_storage)
+            self.msgs[i].msg_hdr.msg_flags = 0
+            self.msgs[i].msg_len = 0
+        self.filled = 0
+        return 0
+
+    cdef inline Py_ssize_t _index(self, object i) except -1:
+        cdef Py_ssize_t k = PyNumber_AsSsize_t(i, IndexError)
+        if k < 0:
+            k += self.filled
+        if not 0 <= k < self.filled:
+            raise IndexError("batch index out of range")
+        return k
+
+    cdef inline Py_ssize_t _stored(self, Py_ssize_t k) noexcept:
+        return min(<Py_ssize_t>self.msgs[k].msg_len, self.slot_size)
+
+    def __len__(self):
+        return self.filled
+
+    def data(self, i):
+        """Slot i's datagram as a memoryview into the batch."""
+        cdef Py_ssize_t k = self._index(i)
+        start = k * self.slot_size
+        return memoryview(self)[start:start + self._stored(k)]
+
+    def length(self, i):
+        """The datagram's real length (more than slot_size when truncated)."""
+        return self.msgs[self._index(i)].msg_len
+
+    def truncated(self, i):
+        return bool(self.msgs[self._index(i)].msg_hdr.msg_flags & c.MSG_TRUNC)
+
+    def address(self, i):
+        """The sender of datagram i (the same tuple as the previous sender's
+        when they are equal)."""
+        cdef Py_ssize_t k = self._index(i)
+        return self._address(k)
+
+    cdef object _address(self, Py_ssize_t k):
+        cdef c.socklen_t n = self.msgs[k].msg_hdr.msg_namelen
+        if self.cached_address is not None and n == self.cached_len and \
+                memcmp(&self.addrs[k], &self.cached_raw, n) == 0:
+            return self.cached_address
+        address = make_address(&self.addrs[k], n)
+        memcpy(&self.cached_raw, &self.addrs[k], n)
+        self.cached_len = n
+        self.cached_address = address
+        return address
+
+    def __iter__(self):
+        cdef Py_ssize_t k
+        whole = memoryview(self)
+        for k in range(self.filled):
+            start = k * self.slot_size
+            yield whole[start:start + self._stored(k)], self._address(k)
+
+    def __repr__(self):
+        return (f"<fastsock.DatagramBatch {self.filled}/{self.count} slots "
+                f"of {self.slot_size} bytes>")
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle 'DatagramBatch' object")
+
+
+_GSO_REFUSED = frozenset(
+    getattr(_errno, name) for name in ("EINVAL", "EIO", "ENOPROTOOPT", "EOPNOTSUPP")
+    if hasattr(_errno, name))
 
 _SENDFILE_UNSUPPORTED = frozenset(
     getattr(_errno, name) for name in ("EINVAL", "ENOSYS", "EOPNOTSUPP", "ESPIPE")

@@ -55,6 +55,8 @@ cdef extern from "<sys/socket.h>" nogil:
         MSG_NOSIGNAL
         MSG_DONTWAIT
         MSG_PEEK
+        MSG_TRUNC
+        MSG_WAITFORONE
         SHUT_RD
         SHUT_WR
         SHUT_RDWR
@@ -83,6 +85,25 @@ cdef extern from "<sys/socket.h>" nogil:
         int msg_flags
 
     ssize_t sendmsg(int fd, const msghdr *msg, int flags)
+    ssize_t recvmsg(int fd, msghdr *msg, int flags)
+
+    struct mmsghdr:
+        msghdr msg_hdr
+        unsigned int msg_len
+
+    int recvmmsg(int fd, mmsghdr *msgvec, unsigned int vlen, int flags, void *timeout)
+    int sendmmsg(int fd, mmsghdr *msgvec, unsigned int vlen, int flags)
+
+    struct cmsghdr:
+        size_t cmsg_len
+        int cmsg_level
+        int cmsg_type
+
+    cmsghdr *CMSG_FIRSTHDR(msghdr *msg)
+    cmsghdr *CMSG_NXTHDR(msghdr *msg, cmsghdr *cmsg)
+    unsigned char *CMSG_DATA(cmsghdr *cmsg)
+    size_t CMSG_SPACE(size_t length)
+    size_t CMSG_LEN(size_t length)
     int getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
     int setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)
     int getsockname(int fd, sockaddr *addr, socklen_t *addrlen)
@@ -118,6 +139,30 @@ cdef extern from "<netinet/in.h>" nogil:
     unsigned short ntohs(unsigned short)
     unsigned int htonl(unsigned int)
     unsigned int ntohl(unsigned int)
+
+cdef extern from "<netinet/udp.h>" nogil:
+    """
+    #ifndef SOL_UDP
+    #define SOL_UDP 17
+    #endif
+    #ifndef UDP_SEGMENT
+    #define UDP_SEGMENT 103
+    #endif
+    #ifndef UDP_GRO
+    #define UDP_GRO 104
+    #endif
+    #ifndef UIO_MAXIOV
+    #define UIO_MAXIOV 1024
+    #endif
+    /* the most segments one UDP_SEGMENT send may carry (the kernel's UDP_MAX_SEGMENTS) */
+    #define FASTSOCK_GSO_MAX_SEGMENTS 64
+    """
+    enum:
+        SOL_UDP
+        UDP_SEGMENT
+        UDP_GRO
+        UIO_MAXIOV
+        FASTSOCK_GSO_MAX_SEGMENTS
 
 cdef extern from "<arpa/inet.h>" nogil:
     int inet_pton(int af, const char *src, void *dst)
