@@ -5,6 +5,10 @@ of the variants rotates from pass to pass), writing pytest-benchmark JSON to
 the results folder.  The summary takes, per workload and variant, the median
 throughput across passes and its spread, and writes a table (printed, and in
 summary.md), summary.json and bench.png.
+
+The framing workloads (2,000,000 messages a round, some variants taking
+seconds) run in every K-th pass only (K per mode, or --heavy-every), unless
+--only narrows the run.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from ._harness import PROGRESS_FD_ENV, build_cref, sizes_for
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = "results"  # relative to the repository root
-PASSES = {"quick": 4, "normal": 12, "long": 20}
+PASSES = {"quick": 4, "normal": 8, "long": 20}
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -41,7 +45,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                       help="more passes and bigger sizes, for a more precise run")
     parser.set_defaults(mode="normal")
     parser.add_argument("--passes", type=int, metavar="N",
-                        help="number of passes (default: quick 4, normal 12, long 20)")
+                        help="number of passes (default: quick 4, normal 8, long 20)")
     parser.add_argument("--only", metavar="PATTERN",
                         help="run only the benchmarks matching this pytest -k expression")
     parser.add_argument("--pin", type=int, metavar="CPU",
@@ -56,11 +60,16 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--peer", choices=["auto", "c", "python"], default="auto",
                         help="peer processes: compiled C (auto when a compiler exists) "
                              "or bench/peer.py")
+    parser.add_argument("--heavy-every", type=int, metavar="K",
+                        help="run the framing workloads in every K-th pass only "
+                             "(default: quick 2, normal 6, long 4; 1 with --only)")
     args = parser.parse_args(argv)
     if args.passes is not None and args.passes < 1:
         parser.error("--passes must be at least 1")
     if args.bulk_mib is not None and args.bulk_mib < 1:
         parser.error("--bulk-mib must be at least 1")
+    if args.heavy_every is not None and args.heavy_every < 1:
+        parser.error("--heavy-every must be at least 1")
     return args
 
 
@@ -147,12 +156,13 @@ class Progress:
 
 
 def run_pass(index: int, passes: int, args: argparse.Namespace, results: Path,
-             pin: Optional[str]) -> tuple[Path, Progress]:
+             pin: Optional[str], heavy_every: int) -> tuple[Path, Progress]:
     json_path = results / f"pass-{index + 1:02d}.json"
     log_path = results / f"pass-{index + 1:02d}.log"
     cmd = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q",
            f"--benchmark-json={json_path}", f"--bench-size={args.mode}",
-           f"--bench-shift={index}", f"--bench-peer={args.peer}",
+           f"--bench-shift={index}", f"--bench-heavy-every={heavy_every}",
+           f"--bench-peer={args.peer}",
            "--benchmark-columns=median,iqr,rounds", "--benchmark-sort=fullname"]
     if args.bulk_mib:
         cmd.append(f"--bench-bulk-mib={args.bulk_mib}")
@@ -203,12 +213,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     pin = choose_pinning(args.pin)
     machine = report.machine_description()
     sizes = sizes_for(args.mode, args.bulk_mib)
+    heavy_every = args.heavy_every or (1 if args.only else sizes.heavy_every)
+    heavy_passes = [i + 1 for i in range(passes) if i % heavy_every == 0]
 
     print(f"fastsock benchmark: {args.mode} run, {passes} pass{'es' if passes != 1 else ''}, "
           f"results in {display_path(results)}/", flush=True)
     print(f"machine: {report.machine_line(machine)}", flush=True)
     if pin:
         print(f"pinned: benchmark on CPU {pin.split(',')[0]}, peers on CPU {pin.split(',')[1]}")
+    if len(heavy_passes) < passes:
+        print(f"framing workloads ({sizes.framing:,} messages a round): passes "
+              f"{', '.join(map(str, heavy_passes))} of {passes}", flush=True)
     try:
         import fastsock._socket_c  # noqa: F401
     except ImportError as exc:
@@ -226,14 +241,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     json_paths = []
     skips: list[str] = []
     for index in range(passes):
-        path, progress = run_pass(index, passes, args, results, pin)
+        path, progress = run_pass(index, passes, args, results, pin, heavy_every)
         json_paths.append(path)
         skips += [s for s in progress.skips if s not in skips]
     for note in skips:
         print(f"skipped: {note}")
 
-    rows = report.aggregate(report.load_passes(json_paths))
-    if not rows:
+    summary = report.aggregate(report.load_passes(json_paths))
+    if not summary.rows:
         sys.exit("no benchmark produced a result")
     settings = {
         "command": shlex.join(["python", "-m", "bench",
@@ -245,19 +260,31 @@ def main(argv: Optional[list[str]] = None) -> int:
         "peer": peer_kind,
         "c_reference": build.compiler if build.binary else build.reason,
         "sizes": dataclasses.asdict(sizes),
+        "heavy_passes": heavy_passes if len(heavy_passes) < passes else None,
         "pass_files": [display_path(p) for p in json_paths],
     }
     print()
-    print(report.text_table(rows))
+    print(report.text_table(summary.rows))
     print()
     print(textwrap.fill(report.LEGEND, width=100))
+    if summary.groups:
+        print()
+        print(textwrap.fill(report.BASELINE_LEGEND, width=100))
+        print()
+        print(report.variants_text_table(summary.groups))
+        targets = report.check_targets(summary.groups)
+        if targets:
+            print()
+            print("targets (compiled fastsock):")
+            for line in report.targets_lines(targets):
+                print(f"  {line}")
 
     settings["wall_time_s"] = round(time.monotonic() - started, 1)
     md_path, json_path, png_path = (results / "summary.md", results / "summary.json",
                                     results / "bench.png")
-    md_path.write_text(report.summary_markdown(rows, machine, settings))
-    report.write_summary_json(json_path, rows, machine, settings)
-    report.chart(png_path, rows, machine, passes)
+    md_path.write_text(report.summary_markdown(summary, machine, settings))
+    report.write_summary_json(json_path, summary, machine, settings)
+    report.chart(png_path, summary.rows, machine, passes)
     print()
     print(f"wrote {display_path(md_path)}, {display_path(json_path)}, {display_path(png_path)} "
           f"and {len(json_paths)} pass files")

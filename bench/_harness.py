@@ -67,6 +67,94 @@ def udp_send_name(size: int) -> str:
     return f"udp sendto {size}B"
 
 
+# The stream fast-path workloads have more variants than stdlib / pure /
+# compiled: each is one benchmark group (``workload``) whose variants carry a
+# label such as "stdlib makefile" or "fastsock-c recv_msgs".  The variant
+# named ``baseline`` is the stdlib idiom the others are compared with; each
+# fastsock method also gets a row of the main table (``row``), where the
+# baseline stands in the stdlib column.
+
+FRAME_PAYLOAD = 64
+FRAME_PREFIX = 4
+FRAMING_RECV_BUFSIZE = 256 << 10
+EXACT_CHUNK = 1 << 20
+SEND_HEADER = 16
+SEND_BODIES = {"4K": 4 << 10, "64K": 64 << 10}
+
+
+# the stdlib idiom each multi-variant workload is compared with
+FRAMING_BASELINE = "stdlib makefile"
+EXACT_BASELINE = "stdlib recv"
+SENDS_BASELINE = "stdlib sendall(header + body)"
+
+
+def framing_name(transport: str) -> str:
+    return f"framing {FRAME_PAYLOAD}B {transport}"
+
+
+def framing_row(transport: str, method: str) -> str:
+    return f"{framing_name(transport)} {method}"
+
+
+def exact_name() -> str:
+    return "bulk 1M: recv vs recv_exactly_into"
+
+
+def exact_row() -> str:
+    return "bulk recv_exactly_into 1M"
+
+
+def sends_name(body_label: str) -> str:
+    return f"send {SEND_HEADER}B header + {body_label} body"
+
+
+def sends_row(body_label: str, method: str) -> str:
+    return f"send hdr+{body_label} {method}"
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One variant of a multi-variant workload: its label in the tables, the
+    module family it uses ("stdlib", "asyncio", "fastsock-py", "fastsock-c"),
+    and the method or idiom it times."""
+
+    label: str
+    family: str
+    method: str
+
+    @property
+    def id(self) -> str:
+        """The test id: short, and usable in a -k expression."""
+        prefix = {"fastsock-py": "py-", "fastsock-c": "c-"}.get(self.family, "")
+        return prefix + self.method.replace("+", "_").replace("(", "_").replace(")", "")
+
+    @property
+    def is_fastsock(self) -> bool:
+        return self.family in ("fastsock-py", "fastsock-c")
+
+
+def fastsock_impls(*methods: str) -> list[Impl]:
+    """The pure and the compiled variant of each method, in that order."""
+    return [Impl(f"{family} {method}", family, method)
+            for method in methods for family in ("fastsock-py", "fastsock-c")]
+
+
+def fastsock_variant(impl: Impl, *needed: str) -> Variant:
+    """The fastsock module of ``impl``; skips the test when it cannot be
+    imported or its StreamSocket lacks one of the ``needed`` methods."""
+    import pytest
+
+    try:
+        variant = Variant(impl.family)
+    except ImportError as exc:
+        pytest.skip(f"{impl.family} not importable: {exc}")
+    missing = [name for name in needed if not hasattr(variant.module.StreamSocket, name)]
+    if missing:
+        pytest.skip(f"{variant.module.__name__}.StreamSocket has no "
+                    + ", ".join(missing) + " yet")
+    return variant
+
+
 # -- sizes ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -84,6 +172,14 @@ class Sizes:
     udp_send: int       # datagrams per round
     udp_fill: int       # at most this many datagrams queued per drain round
     udp_rounds: int
+    framing: int = 2000         # length-prefixed messages per round
+    framing_rounds: int = 1
+    framing_warmup: int = 0     # messages received untimed before the rounds
+    sends_small: int = 50       # header + 4 KiB body messages per round
+    sends_large: int = 10       # header + 64 KiB body messages per round
+    sends_rounds: int = 1
+    heavy_every: int = 1        # python -m bench: the framing workloads run in
+                                # every heavy_every-th pass only
 
     @property
     def bulk_per_round(self) -> int:
@@ -94,16 +190,23 @@ MODES = {
     # --benchmark-disable: every benchmark once, small, to show it still works
     "smoke": Sizes("smoke", rounds=1, warmup=0, percall=50, pingpong=20,
                    bulk_total=1 << 20, bulk_rounds=1, connect=5, udp_send=50,
-                   udp_fill=64, udp_rounds=1),
+                   udp_fill=64, udp_rounds=1, framing=2000, framing_rounds=1,
+                   framing_warmup=0, sends_small=50, sends_large=10, sends_rounds=1),
     "quick": Sizes("quick", rounds=12, warmup=1, percall=2000, pingpong=500,
                    bulk_total=32 << 20, bulk_rounds=8, connect=200, udp_send=2000,
-                   udp_fill=2048, udp_rounds=12),
+                   udp_fill=2048, udp_rounds=12, framing=200_000, framing_rounds=1,
+                   framing_warmup=20_000, sends_small=2000, sends_large=300,
+                   sends_rounds=5, heavy_every=2),
     "normal": Sizes("normal", rounds=15, warmup=2, percall=4000, pingpong=600,
                     bulk_total=256 << 20, bulk_rounds=32, connect=300, udp_send=3000,
-                    udp_fill=4096, udp_rounds=15),
+                    udp_fill=4096, udp_rounds=15, framing=2_000_000, framing_rounds=1,
+                    framing_warmup=50_000, sends_small=4000, sends_large=600,
+                    sends_rounds=5, heavy_every=6),
     "long": Sizes("long", rounds=30, warmup=3, percall=8000, pingpong=1000,
                   bulk_total=1 << 30, bulk_rounds=64, connect=500, udp_send=6000,
-                  udp_fill=8192, udp_rounds=30),
+                  udp_fill=8192, udp_rounds=30, framing=2_000_000, framing_rounds=3,
+                  framing_warmup=100_000, sends_small=10_000, sends_large=1500,
+                  sends_rounds=15, heavy_every=4),
 }
 
 
@@ -267,7 +370,8 @@ def served_peer(variant: Variant, peers: Peers, transport: str,
 
     The variant listens, the peer connects; the accepted socket is the one
     the workload uses.  ``transport`` is "tcp" or "unix"; ``peer_args`` is
-    the peer mode ("echo" or "source" plus extra arguments after the address).
+    the peer mode ("echo", "frames", "sink", or "source", TCP only) plus extra
+    arguments after the address.
     """
     tmpdir = None
     proc = None
@@ -281,10 +385,10 @@ def served_peer(variant: Variant, peers: Peers, transport: str,
     try:
         mode, *extra = peer_args
         if transport == "unix":
-            where = ["unix", address] if mode == "echo" else [address]
+            where = [address] if mode == "source" else ["unix", address]
         else:
             port = str(listener.getsockname()[1])
-            where = ["tcp", "127.0.0.1", port] if mode == "echo" else ["127.0.0.1", port]
+            where = ["127.0.0.1", port] if mode == "source" else ["tcp", "127.0.0.1", port]
         proc = peers.spawn(mode, *where, *extra)
         ready, _, _ = select.select([listener.fileno()], [], [], PEER_TIMEOUT)
         if not ready:
@@ -384,6 +488,7 @@ def measure(
     run: Callable[[], Any],
     setup: Optional[Callable[[], Any]] = None,
     rounds: Optional[int] = None,
+    warmup: Optional[int] = None,
     ref: Optional[str] = None,
     **info: Any,
 ) -> None:
@@ -393,7 +498,8 @@ def measure(
     benchmark.extra_info.update(workload=workload, variant=variant, unit=unit,
                                 ref=ref or workload, mode=sizes.mode, **info)
     benchmark.pedantic(run, setup=setup, rounds=rounds or sizes.rounds,
-                       warmup_rounds=sizes.warmup, iterations=1)
+                       warmup_rounds=sizes.warmup if warmup is None else warmup,
+                       iterations=1)
     per_round = float(units() if callable(units) else units)
     benchmark.extra_info["units_per_round"] = per_round
     per_s = None

@@ -3,6 +3,9 @@ C reference and the peer processes; plus the order in which a pass runs.
 
 With ``--benchmark-disable`` every benchmark runs once on small sizes (the
 "smoke" mode), which is how the test suite keeps them working.
+
+Workloads with more variants than stdlib / pure / compiled parametrize
+``impl`` (an :class:`Impl`) instead of using the ``variant`` fixture.
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bench-bulk-mib", type=int, default=None,
                     help="MiB received per bulk case (all rounds together)")
     group.addoption("--bench-shift", type=int, default=0,
-                    help="rotate the order of the variants within each workload")
+                    help="rotate the order of the variants within each workload "
+                         "(python -m bench passes the pass index)")
+    group.addoption("--bench-heavy-every", type=int, default=1, metavar="K",
+                    help="run the benchmarks marked bench_heavy only when "
+                         "--bench-shift is a multiple of K")
     group.addoption("--bench-peer", choices=["auto", "c", "python"], default="auto",
                     help="peer processes: the compiled C peer or bench/peer.py")
     group.addoption("--bench-pin", default=os.environ.get("FASTSOCK_BENCH_PIN"),
@@ -43,6 +50,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "bench_heavy: a long workload that python -m bench runs in some passes only")
     Pinning.parse(config.getoption("bench_pin")).apply_to_self()
 
 
@@ -61,27 +70,43 @@ def _variant_of(item: pytest.Item) -> tuple[Any, str]:
     if name.endswith("_cref"):
         variant = CREF
         name = name[: -len("_cref")]
+    elif "impl" in params:
+        variant = params.pop("impl").label
     else:
         variant = str(params.pop("variant", ""))
     key = (str(item.path), name, tuple(sorted((k, str(v)) for k, v in params.items())))
     return key, variant
 
 
+def _is_heavy(item: pytest.Item) -> bool:
+    return item.get_closest_marker("bench_heavy") is not None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the variants of one workload back to back, in an order rotated by
-    --bench-shift, so each variant takes each position across passes."""
-    order = list(VARIANTS) + [CREF]
-    shift = config.getoption("bench_shift") % len(order)
-    order = order[shift:] + order[:shift]
+    --bench-shift, so each variant takes each position across passes.
+
+    With --bench-heavy-every K the bench_heavy workloads run only when the
+    shift is a multiple of K, and rotate by shift // K."""
+    shift = config.getoption("bench_shift")
+    every = max(1, config.getoption("bench_heavy_every"))
+    if shift % every:
+        dropped = [item for item in items if _is_heavy(item)]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if not _is_heavy(item)]
+    canonical = list(VARIANTS) + [CREF]
     groups: dict[Any, list[tuple[str, pytest.Item]]] = {}
     for item in items:
         key, variant = _variant_of(item)
         groups.setdefault(key, []).append((variant, item))
-    items[:] = [
-        item
-        for members in groups.values()
-        for _, item in sorted(members, key=lambda m: order.index(m[0]) if m[0] in order else -1)
-    ]
+    items[:] = []
+    for members in groups.values():
+        # stdlib / pure / compiled / C; a multi-variant workload as collected
+        if all(variant in canonical for variant, _ in members):
+            members.sort(key=lambda m: canonical.index(m[0]))
+        turn = (shift // every if _is_heavy(members[0][1]) else shift) % len(members)
+        items += [item for _, item in members[turn:] + members[:turn]]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

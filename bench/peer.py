@@ -4,12 +4,20 @@
     python bench/peer.py echo tcp HOST PORT [cpu=N]
     python bench/peer.py echo unix PATH [cpu=N]
     python bench/peer.py source HOST PORT WSIZE [cpu=N]
+    python bench/peer.py frames tcp HOST PORT SIZE [cpu=N]
+    python bench/peer.py frames unix PATH SIZE [cpu=N]
+    python bench/peer.py sink tcp HOST PORT [cpu=N]
+    python bench/peer.py sink unix PATH [cpu=N]
+
+frames writes SIZE-byte messages, each after a 4-byte big-endian length,
+until the reader goes away; sink reads and discards until EOF.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import struct
 import sys
 
 
@@ -50,6 +58,37 @@ def source(sock: socket.socket, wsize: int) -> int:
             return 0  # the reader closed: the run is over
 
 
+def frames(sock: socket.socket, size: int) -> int:
+    frame = struct.pack(">I", size) + b"m" * size
+    stream = memoryview(frame * max(1, (256 << 10) // len(frame)))
+    try:
+        while True:
+            sock.sendall(stream)  # whole frames only, whatever the partial writes
+    except (BrokenPipeError, ConnectionResetError):
+        return 0
+
+
+def sink(sock: socket.socket) -> int:
+    buf = bytearray(256 << 10)
+    try:
+        while sock.recv_into(buf):
+            pass
+    except ConnectionResetError:
+        pass
+    return 0
+
+
+def _is_address(where: list[str]) -> bool:
+    """``tcp HOST PORT`` or ``unix PATH``."""
+    return (len(where) == 3 and where[0] == "tcp") or (len(where) == 2 and where[0] == "unix")
+
+
+def _connect(where: list[str]) -> socket.socket:
+    if where[0] == "tcp":
+        return _connect_tcp(where[1], int(where[2]))
+    return _connect_unix(where[1])
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[-1].startswith("cpu="):
         os.sched_setaffinity(0, {int(argv.pop()[4:])})
@@ -62,6 +101,12 @@ def main(argv: list[str]) -> int:
     if len(argv) == 4 and argv[0] == "source":
         with _connect_tcp(argv[1], int(argv[2])) as sock:
             return source(sock, int(argv[3]))
+    if argv and argv[0] == "frames" and _is_address(argv[1:-1]):
+        with _connect(argv[1:-1]) as sock:
+            return frames(sock, int(argv[-1]))
+    if argv and argv[0] == "sink" and _is_address(argv[1:]):
+        with _connect(argv[1:]) as sock:
+            return sink(sock)
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -1,6 +1,14 @@
 """Turn the pytest-benchmark JSON of several passes into the summary: per
 workload and variant the median throughput across passes and its spread,
-the ratios between variants, a text and a Markdown table, and a chart."""
+the ratios between variants, a text and a Markdown table, and a chart.
+
+Most workloads have three variants (stdlib, pure, compiled) and the C
+reference: one row of the main table each.  The stream fast-path workloads
+(framing, exact bulk reads, header + body sends) have more: each is a
+:class:`Group` of named variants with a stdlib baseline idiom.  They get a
+second table listing every variant against the baseline and C, a row of the
+main table per fastsock method (the baseline in the stdlib column), and
+the project's targets checked against them."""
 
 from __future__ import annotations
 
@@ -13,12 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from ._harness import CREF
+from ._harness import (
+    CREF,
+    EXACT_BASELINE,
+    FRAMING_BASELINE,
+    SEND_BODIES,
+    SENDS_BASELINE,
+    exact_name,
+    framing_name,
+    sends_name,
+)
 
 STDLIB, PURE, COMPILED = "stdlib", "fastsock-py", "fastsock-c"
 COLUMNS = ("workload", "stdlib", "fastsock pure", "fastsock compiled",
            "compiled ÷ stdlib", "compiled ÷ C")
+VARIANT_COLUMNS = ("workload", "variant", "throughput", "÷ baseline", "÷ C")
 NOISE_MARK = "~"
+BASELINE_MARK = "*"
 PEER_KINDS = {"c": "C (bench/c/ref.c)", "python": "stdlib Python (bench/peer.py)"}
 
 
@@ -104,6 +123,7 @@ class Row:
     ref: str
     cells: dict[str, Cell] = field(default_factory=dict)
     c_ref: Optional[Cell] = None
+    baseline: Optional[str] = None   # the stdlib column is this idiom of a Group
 
     def ratio(self, variant: str, base: str = STDLIB) -> Optional[Ratio]:
         num = self.c_ref if variant == CREF else self.cells.get(variant)
@@ -123,18 +143,81 @@ class Row:
         }.items():
             ratio = self.ratio(num, den)
             ratios[key] = ratio.as_dict() if ratio else None
-        return {"workload": self.workload, "unit": self.unit, "c_reference": self.ref,
-                "variants": variants, "ratios": ratios}
+        out = {"workload": self.workload, "unit": self.unit, "c_reference": self.ref,
+               "variants": variants, "ratios": ratios}
+        if self.baseline:
+            out["stdlib_is"] = self.baseline
+        return out
+
+    @property
+    def label(self) -> str:
+        mark = f" {BASELINE_MARK}" if self.baseline else ""
+        return f"{self.workload}{mark}"
+
+
+@dataclass
+class Group:
+    """A workload with named variants ("stdlib makefile", "fastsock-c
+    recv_msgs", ...), one of them the baseline, plus the C reference."""
+
+    workload: str
+    unit: str
+    baseline: str
+    cells: dict[str, Cell] = field(default_factory=dict)
+    c_ref: Optional[Cell] = None
+    rows: dict[str, dict[str, str]] = field(default_factory=dict)  # row -> {family: variant}
+
+    def cell(self, variant: str) -> Optional[Cell]:
+        return self.c_ref if variant == CREF else self.cells.get(variant)
+
+    def ratio(self, variant: str, base: str) -> Optional[Ratio]:
+        return _ratio(self.cell(variant), self.cell(base))
+
+    def variants(self) -> list[str]:
+        return list(self.cells) + ([CREF] if self.c_ref is not None else [])
+
+    def table_rows(self) -> list[Row]:
+        """One main-table row per fastsock method: baseline, pure, compiled, C."""
+        out = []
+        for name, members in self.rows.items():
+            cells = {STDLIB: self.cells[self.baseline]} if self.baseline in self.cells else {}
+            for family, column in ((PURE, PURE), (COMPILED, COMPILED)):
+                if family in members and members[family] in self.cells:
+                    cells[column] = self.cells[members[family]]
+            out.append(Row(name, self.unit, self.workload, cells, self.c_ref, self.baseline))
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        variants = {}
+        for name in self.variants():
+            cell = self.cell(name)
+            assert cell is not None
+            entry = cell.as_dict()
+            for key, base in (("vs_baseline", self.baseline), ("vs_c", CREF)):
+                ratio = self.ratio(name, base) if name != base else None
+                entry[key] = ratio.as_dict() if ratio else None
+            variants[name] = entry
+        return {"workload": self.workload, "unit": self.unit, "baseline": self.baseline,
+                "variants": variants}
 
 
 def load_passes(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return [json.loads(Path(p).read_text()) for p in paths]
 
 
-def aggregate(passes: list[dict[str, Any]]) -> list[Row]:
+@dataclass
+class Summary:
+    rows: list[Row]       # the main table, multi-variant groups included
+    groups: list[Group]   # the multi-variant workloads, for the second table
+
+
+def aggregate(passes: list[dict[str, Any]]) -> Summary:
     """Rows in the order the workloads first ran; the C reference joins the
-    row whose ``ref`` names it."""
+    row whose ``ref`` names it.  A result whose extra_info names a
+    ``baseline`` belongs to a multi-variant group."""
+    order: dict[str, str] = {}        # workload -> "row" or "group", first-run order
     rows: dict[str, Row] = {}
+    groups: dict[str, Group] = {}
     c_cells: dict[str, Cell] = {}
     for index, data in enumerate(passes):
         for bench in data.get("benchmarks", []):
@@ -143,17 +226,100 @@ def aggregate(passes: list[dict[str, Any]]) -> list[Row]:
             if value is None or "workload" not in info:
                 continue
             workload, variant = info["workload"], info["variant"]
+            unit = info.get("throughput_unit", "")
+            if info.get("baseline"):
+                order.setdefault(workload, "group")
+                group = groups.get(workload)
+                if group is None:
+                    group = groups[workload] = Group(workload, unit, info["baseline"])
+                if variant == CREF:
+                    group.c_ref = group.c_ref or Cell()
+                    group.c_ref.per_pass[index] = float(value)
+                    continue
+                group.cells.setdefault(variant, Cell()).per_pass[index] = float(value)
+                if info.get("row") and info.get("impl"):
+                    group.rows.setdefault(info["row"], {})[info["impl"]] = variant
+                continue
             if variant == CREF:
                 c_cells.setdefault(workload, Cell()).per_pass[index] = float(value)
                 continue
+            order.setdefault(workload, "row")
             row = rows.get(workload)
             if row is None:
-                row = rows[workload] = Row(workload, info.get("throughput_unit", ""),
-                                           info.get("ref", workload))
+                row = rows[workload] = Row(workload, unit, info.get("ref", workload))
             row.cells.setdefault(variant, Cell()).per_pass[index] = float(value)
     for row in rows.values():
         row.c_ref = c_cells.get(row.ref)
-    return list(rows.values())
+    table: list[Row] = []
+    for workload, kind in order.items():
+        if kind == "row":
+            table.append(rows[workload])
+        else:
+            table += groups[workload].table_rows()
+    return Summary(table, list(groups.values()))
+
+
+# -- the project's targets -----------------------------------------------------
+
+@dataclass(frozen=True)
+class Target:
+    """``variant`` of ``workload`` should reach ``at_least`` × ``against``."""
+
+    what: str
+    workload: str
+    variant: str
+    against: str
+    at_least: float
+
+
+def _targets() -> list[Target]:
+    out = []
+    for transport in ("unix", "tcp"):
+        name = framing_name(transport)
+        out += [Target(f"{name}: recv_msgs ≥ 5× the makefile idiom", name,
+                       "fastsock-c recv_msgs", FRAMING_BASELINE, 5.0),
+                Target(f"{name}: recv_msg ≥ 1.5× the makefile idiom", name,
+                       "fastsock-c recv_msg", FRAMING_BASELINE, 1.5)]
+    out += [Target("bulk 1M: recv_exactly_into ≥ 1.2× stdlib recv", exact_name(),
+                   "fastsock-c recv_exactly_into", EXACT_BASELINE, 1.2),
+            Target("bulk 1M: recv_exactly_into ≥ 0.95× C", exact_name(),
+                   "fastsock-c recv_exactly_into", CREF, 0.95)]
+    for body in SEND_BODIES:
+        out.append(Target(f"{body} body: sendall_buffers ≥ 1× stdlib sendall(header + body)",
+                          sends_name(body), "fastsock-c sendall_buffers", SENDS_BASELINE,
+                          1.0))
+    return out
+
+
+TARGETS = _targets()
+
+
+@dataclass
+class TargetResult:
+    target: Target
+    ratio: Optional[Ratio]
+
+    @property
+    def status(self) -> str:
+        if self.ratio is None:
+            return "not measured"
+        met = self.ratio.value >= self.target.at_least
+        if self.ratio.low < self.target.at_least <= self.ratio.high:
+            return ("met" if met else "not met") + " (the per-pass ratios straddle it)"
+        return "met" if met else "NOT met"
+
+    def as_dict(self) -> dict[str, Any]:
+        t = self.target
+        return {"target": t.what, "workload": t.workload, "variant": t.variant,
+                "against": t.against, "at_least": t.at_least, "status": self.status,
+                "ratio": self.ratio.as_dict() if self.ratio else None}
+
+
+def check_targets(groups: list[Group]) -> list[TargetResult]:
+    """The targets whose workload ran (compiled fastsock against its reference)."""
+    by_name = {group.workload: group for group in groups}
+    return [TargetResult(t, by_name[t.workload].ratio(t.variant, t.against))
+            for t in TARGETS if t.workload in by_name]
 
 
 # -- formatting ----------------------------------------------------------------
@@ -190,7 +356,7 @@ def table_rows(rows: list[Row]) -> list[tuple[str, ...]]:
     for row in rows:
         passes = max((len(c.per_pass) for c in row.cells.values()), default=0)
         out.append((
-            f"{row.workload} ({row.unit})",
+            f"{row.label} ({row.unit})",
             fmt_cell(row.cells.get(STDLIB), row.unit),
             fmt_cell(row.cells.get(PURE), row.unit),
             fmt_cell(row.cells.get(COMPILED), row.unit),
@@ -212,26 +378,73 @@ LEGEND = (
     "reference for both recv rows)."
 )
 
+BASELINE_LEGEND = (
+    f"{BASELINE_MARK} A stream fast-path workload: its stdlib column is the stdlib "
+    "idiom it is compared with (framing: makefile('rb') with read(4) + read(n); "
+    "bulk 1M: recv(1 MiB); sends: sendall(header + body)); the table of every "
+    "variant below lists the others, each ÷ that baseline and ÷ C, ratios taken "
+    "pass by pass as above.  The framing workloads may run in fewer passes than "
+    "the rest (see the run settings)."
+)
 
-def text_table(rows: list[Row]) -> str:
-    body = table_rows(rows)
-    widths = [max(len(r[i]) for r in [COLUMNS, *body]) for i in range(len(COLUMNS))]
+
+def variant_table_rows(groups: list[Group]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for group in groups:
+        passes = max((len(c.per_pass) for c in group.cells.values()), default=0)
+        for i, name in enumerate(group.variants()):
+            label = "C reference" if name == CREF else name
+            base = ("baseline" if name == group.baseline
+                    else fmt_ratio(group.ratio(name, group.baseline), passes))
+            vs_c = "–" if name == CREF else fmt_ratio(group.ratio(name, CREF), passes)
+            out.append((f"{group.workload} ({group.unit})" if i == 0 else "", label,
+                        fmt_cell(group.cell(name), group.unit), base, vs_c))
+    return out
+
+
+def _text(columns: tuple[str, ...], body: list[tuple[str, ...]], left: int = 1) -> str:
+    widths = [max(len(r[i]) for r in [columns, *body]) for i in range(len(columns))]
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])
-                         for i, c in enumerate(cells))
+        return "  ".join(c.ljust(widths[i]) if i < left else c.rjust(widths[i])
+                         for i, c in enumerate(cells)).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(COLUMNS), rule, *(line(r) for r in body)])
+    return "\n".join([line(columns), rule, *(line(r) for r in body)])
 
 
-def markdown_table(rows: list[Row]) -> str:
-    body = table_rows(rows)
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|"]
+def _markdown(columns: tuple[str, ...], body: list[tuple[str, ...]], left: int = 1) -> str:
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join(["---"] * left + ["---:"] * (len(columns) - left)) + "|"]
     lines += ["| " + " | ".join(c.strip().replace("|", "\\|") for c in r) + " |"
               for r in body]
     return "\n".join(lines)
+
+
+def variants_text_table(groups: list[Group]) -> str:
+    return _text(VARIANT_COLUMNS, variant_table_rows(groups), left=2)
+
+
+def variants_markdown_table(groups: list[Group]) -> str:
+    return _markdown(VARIANT_COLUMNS, variant_table_rows(groups), left=2)
+
+
+def targets_lines(results: list[TargetResult]) -> list[str]:
+    out = []
+    for result in results:
+        ratio = result.ratio
+        shown = (f"{ratio.value:.2f}× (per-pass {ratio.low:.2f}–{ratio.high:.2f})"
+                 if ratio else "–")
+        out.append(f"{result.target.what}: {shown} — {result.status}")
+    return out
+
+
+def text_table(rows: list[Row]) -> str:
+    return _text(COLUMNS, table_rows(rows))
+
+
+def markdown_table(rows: list[Row]) -> str:
+    return _markdown(COLUMNS, table_rows(rows))
 
 
 # -- the machine ---------------------------------------------------------------
@@ -266,7 +479,9 @@ def machine_line(machine: dict[str, Any]) -> str:
 
 # -- outputs -------------------------------------------------------------------
 
-def summary_markdown(rows: list[Row], machine: dict[str, Any], settings: dict[str, Any]) -> str:
+def summary_markdown(summary: Summary, machine: dict[str, Any],
+                     settings: dict[str, Any]) -> str:
+    rows = summary.rows
     lines = [
         "# fastsock benchmark summary",
         "",
@@ -280,21 +495,28 @@ def summary_markdown(rows: list[Row], machine: dict[str, Any], settings: dict[st
         f"{PEER_KINDS.get(settings['peer'], settings['peer'])}; "
         f"C reference: {settings['c_reference']}"
         + (f", pinned: {settings['pin']}" if settings.get("pin") else ""),
-        "",
-        markdown_table(rows),
-        "",
-        LEGEND,
-        "",
-        "![throughput relative to stdlib](bench.png)",
-        "",
     ]
+    if settings.get("heavy_passes"):
+        lines.append("- Framing workloads: passes "
+                     + ", ".join(map(str, settings["heavy_passes"])) + " only")
+    lines += ["", markdown_table(rows), "", LEGEND, ""]
+    if summary.groups:
+        lines += [BASELINE_LEGEND, "", "## Every variant of the stream fast-path workloads",
+                  "", variants_markdown_table(summary.groups), ""]
+        results = check_targets(summary.groups)
+        if results:
+            lines += ["## Targets", ""] + [f"- {line}" for line in targets_lines(results)]
+            lines.append("")
+    lines += ["![throughput relative to stdlib](bench.png)", ""]
     return "\n".join(lines)
 
 
-def write_summary_json(path: Path, rows: list[Row], machine: dict[str, Any],
+def write_summary_json(path: Path, summary: Summary, machine: dict[str, Any],
                        settings: dict[str, Any]) -> None:
     data = {"machine": machine, "settings": settings, "legend": LEGEND,
-            "rows": [row.as_dict() for row in rows]}
+            "rows": [row.as_dict() for row in summary.rows],
+            "groups": [group.as_dict() for group in summary.groups],
+            "targets": [result.as_dict() for result in check_targets(summary.groups)]}
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -342,17 +564,19 @@ def chart(path: Path, rows: list[Row], machine: dict[str, Any], passes: int) -> 
     high = max(extremes) * 1.35
     ax.set_xscale("log", base=2)
     ax.set_xlim(min(low, 0.5), max(high, 2.0))
-    ticks = [t for t in (1 / 16, 1 / 8, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 16)
+    ticks = [t for t in (1 / 16, 1 / 8, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 16, 32, 64)
              if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticklabels([f"{t:g}×" for t in ticks], fontsize=8.5)
     ax.axvline(1.0, color="black", linewidth=1, linestyle="--")
     ax.set_yticks(range(len(shown)))
-    ax.set_yticklabels([row.workload for row in reversed(shown)], fontsize=9)
+    ax.set_yticklabels([row.label for row in reversed(shown)], fontsize=9)
     ax.set_ylim(-0.6, len(shown) - 0.4)
     ax.set_xlabel("throughput relative to the stdlib socket module (log scale; higher is "
-                  "better; whiskers: interquartile range of the per-pass ratios)",
+                  "better; whiskers: interquartile range of the per-pass ratios)"
+                  + (f"\n{BASELINE_MARK} relative to the stdlib baseline idiom of the workload"
+                     if any(row.baseline for row in shown) else ""),
                   fontsize=8.5)
     ax.set_title(f"fastsock vs stdlib socket — median of {passes} pass"
                  f"{'es' if passes != 1 else ''}\n{machine_line(machine)}", fontsize=9.5,

@@ -6,6 +6,12 @@
  *   ref peer echo unix PATH [cpu=N]
  *   ref peer source HOST PORT WSIZE [cpu=N] write WSIZE-byte buffers until the
  *                                           reader goes away
+ *   ref peer frames tcp HOST PORT SIZE [cpu=N]
+ *   ref peer frames unix PATH SIZE [cpu=N]  write a stream of SIZE-byte messages,
+ *                                           each after a 4-byte big-endian
+ *                                           length, until the reader goes away
+ *   ref peer sink tcp HOST PORT [cpu=N]     read and discard until EOF
+ *   ref peer sink unix PATH [cpu=N]
  *   ref run WORKLOAD key=value...           time WORKLOAD, print one JSON line
  *
  * Workloads (the same loops as the Python benchmarks):
@@ -14,13 +20,21 @@
  *   pingpong-unix
  *   bulk           recv() of size-byte chunks into one buffer from a
  *                  forked source peer                              (bytes)
+ *   bulk-exact     the same, each size-byte chunk filled completely
+ *                  before the next (recv until full)                (bytes)
+ *   frames-tcp     batch length-prefixed size-byte messages from a
+ *   frames-unix    forked frames peer: recv into one buffer, split
+ *                  the frames in place                             (msgs)
+ *   send-hdr       sendmsg of a hsize-byte header + size-byte body
+ *                  to a forked sink peer over TCP                  (msgs)
  *   connect        socket + connect + accept + close + close       (conns)
  *   udp-drain      fill a receiver's queue, time draining it with
  *                  non-blocking recvfrom until EAGAIN               (msgs)
  *   udp-send       sendto loop to a receiver nobody reads           (msgs)
  *
  * Keys: batch (units per round; bytes for bulk), rounds, warmup, size,
- * rcvbuf (udp-drain), wsize (bulk source), cpu, peer_cpu.
+ * rcvbuf (udp-drain), wsize (bulk source; the frames receive buffer),
+ * hsize (send-hdr), cpu, peer_cpu.
  *
  * Each round is timed with CLOCK_MONOTONIC; the result is
  * units_per_round / median round time, the same definition the Python side
@@ -79,7 +93,7 @@ static void pin(long cpu)
 /* -- parameters ------------------------------------------------------------ */
 
 struct params {
-    long batch, rounds, warmup, size, rcvbuf, wsize, cpu, peer_cpu;
+    long batch, rounds, warmup, size, rcvbuf, wsize, hsize, cpu, peer_cpu;
 };
 
 static void parse_params(struct params *p, int argc, char **argv)
@@ -90,6 +104,7 @@ static void parse_params(struct params *p, int argc, char **argv)
     p->size = 64;
     p->rcvbuf = 8 << 20;
     p->wsize = 256 << 10;
+    p->hsize = 16;
     p->cpu = -1;
     p->peer_cpu = -1;
     for (int i = 0; i < argc; i++) {
@@ -105,13 +120,14 @@ static void parse_params(struct params *p, int argc, char **argv)
         else if (!strcmp(argv[i], "size")) p->size = value;
         else if (!strcmp(argv[i], "rcvbuf")) p->rcvbuf = value;
         else if (!strcmp(argv[i], "wsize")) p->wsize = value;
+        else if (!strcmp(argv[i], "hsize")) p->hsize = value;
         else if (!strcmp(argv[i], "cpu")) p->cpu = value;
         else if (!strcmp(argv[i], "peer_cpu")) p->peer_cpu = value;
         else fail("unknown parameter");
         *eq = '=';
     }
     if (p->rounds < 1 || p->rounds > MAX_ROUNDS || p->batch < 0 || p->warmup < 0
-            || p->size < 1 || p->wsize < 1)
+            || p->size < 1 || p->wsize < 1 || p->hsize < 0)
         fail("parameter out of range");
 }
 
@@ -285,6 +301,56 @@ static int peer_source(int fd, long wsize)
     }
 }
 
+/* The pre-framed stream: as many whole frames as fit in about 256 KiB,
+ * written again and again, partial writes continued where they stopped so
+ * the reader always sees whole frames in sequence. */
+static int peer_frames(int fd, long size)
+{
+    long frame = 4 + size, count = (256L << 10) / frame, len, off = 0;
+    char *buf;
+    if (count < 1)
+        count = 1;
+    len = count * frame;
+    buf = malloc((size_t)len);
+    if (!buf)
+        fail("out of memory");
+    for (long i = 0; i < count; i++) {
+        unsigned char *f = (unsigned char *)buf + i * frame;
+        f[0] = (unsigned char)(size >> 24);
+        f[1] = (unsigned char)(size >> 16);
+        f[2] = (unsigned char)(size >> 8);
+        f[3] = (unsigned char)size;
+        memset(f + 4, 'm', (size_t)size);
+    }
+    for (;;) {
+        ssize_t n = send(fd, buf + off, (size_t)(len - off), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            free(buf);
+            return (errno == EPIPE || errno == ECONNRESET) ? 0 : 1;
+        }
+        off += n;
+        if (off == len)
+            off = 0;
+    }
+}
+
+static int peer_sink(int fd)
+{
+    static char buf[256 << 10];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n == 0)
+            return 0;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == ECONNRESET ? 0 : 1;
+        }
+    }
+}
+
 static int peer_main(int argc, char **argv)
 {
     long cpu = -1;
@@ -306,7 +372,25 @@ static int peer_main(int argc, char **argv)
         fd = connect_tcp(argv[1], atoi(argv[2]));
         return peer_source(fd, atol(argv[3]));
     }
-    fail("usage: ref peer echo tcp HOST PORT | echo unix PATH | source HOST PORT WSIZE");
+    if (argc == 5 && !strcmp(argv[0], "frames") && !strcmp(argv[1], "tcp")) {
+        fd = connect_tcp(argv[2], atoi(argv[3]));
+        return peer_frames(fd, atol(argv[4]));
+    }
+    if (argc == 4 && !strcmp(argv[0], "frames") && !strcmp(argv[1], "unix")) {
+        fd = connect_unix(argv[2]);
+        return peer_frames(fd, atol(argv[3]));
+    }
+    if (argc == 4 && !strcmp(argv[0], "sink") && !strcmp(argv[1], "tcp")) {
+        fd = connect_tcp(argv[2], atoi(argv[3]));
+        return peer_sink(fd);
+    }
+    if (argc == 3 && !strcmp(argv[0], "sink") && !strcmp(argv[1], "unix")) {
+        fd = connect_unix(argv[2]);
+        return peer_sink(fd);
+    }
+    fail("usage: ref peer echo tcp HOST PORT | echo unix PATH | source HOST PORT WSIZE"
+         " | frames tcp HOST PORT SIZE | frames unix PATH SIZE | sink tcp HOST PORT"
+         " | sink unix PATH");
     return 2;
 }
 
@@ -325,6 +409,12 @@ static pid_t fork_peer(int listener, const char *kind, int port, const char *pat
         _exit(peer_echo(connect_tcp("127.0.0.1", port)));
     if (!strcmp(kind, "echo-unix"))
         _exit(peer_echo(connect_unix(path)));
+    if (!strcmp(kind, "frames-tcp"))
+        _exit(peer_frames(connect_tcp("127.0.0.1", port), p->size));
+    if (!strcmp(kind, "frames-unix"))
+        _exit(peer_frames(connect_unix(path), p->size));
+    if (!strcmp(kind, "sink-tcp"))
+        _exit(peer_sink(connect_tcp("127.0.0.1", port)));
     _exit(peer_source(connect_tcp("127.0.0.1", port), p->wsize));
 }
 
@@ -350,6 +440,9 @@ struct bench {
     struct sockaddr_in addr;     /* where a workload sends or connects */
     char *buf;
     long fill;                   /* datagrams per udp-drain fill */
+    char *rx;                    /* frames: the receive buffer, wsize bytes */
+    long rx_start, rx_end;       /* its unconsumed bytes, kept across rounds */
+    unsigned long checksum;      /* frames: keeps the split from being optimised out */
 };
 
 static int cmp_double(const void *x, const void *y)
@@ -427,6 +520,96 @@ static long bulk_round(struct bench *b)
             die("recv");
         }
         remaining -= n;
+    }
+    return b->p->batch;
+}
+
+static long bulk_exact_round(struct bench *b)
+{
+    long remaining = b->p->batch;
+    while (remaining > 0) {
+        size_t want = remaining < b->p->size ? (size_t)remaining : (size_t)b->p->size;
+        recv_exact(b->a, b->buf, want);
+        remaining -= (long)want;
+    }
+    return b->p->batch;
+}
+
+/* Receive into one buffer and walk the frames where they lie: each message
+ * is a pointer and a length into the buffer; a partial frame at the end is
+ * moved to the front before the next recv. */
+static long frames_round(struct bench *b)
+{
+    long count = 0, cap = b->p->wsize;
+    char *rx = b->rx;
+    while (count < b->p->batch) {
+        while (count < b->p->batch && b->rx_end - b->rx_start >= 4) {
+            const unsigned char *f = (const unsigned char *)rx + b->rx_start;
+            unsigned long len = ((unsigned long)f[0] << 24) | ((unsigned long)f[1] << 16)
+                                | ((unsigned long)f[2] << 8) | f[3];
+            if (len > (unsigned long)(cap - 4))
+                fail("frames: message larger than the receive buffer");
+            if ((unsigned long)(b->rx_end - b->rx_start - 4) < len)
+                break;
+            b->checksum += len + (len ? (unsigned char)f[4] : 0);
+            b->rx_start += 4 + (long)len;
+            count++;
+        }
+        if (count == b->p->batch)
+            break;
+        if (b->rx_start > 0) {
+            memmove(rx, rx + b->rx_start, (size_t)(b->rx_end - b->rx_start));
+            b->rx_end -= b->rx_start;
+            b->rx_start = 0;
+        }
+        for (;;) {
+            ssize_t n = recv(b->a, rx + b->rx_end, (size_t)(cap - b->rx_end), 0);
+            if (n == 0)
+                fail("recv: unexpected EOF");
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                die("recv");
+            }
+            b->rx_end += n;
+            break;
+        }
+    }
+    return count;
+}
+
+static long send_hdr_round(struct bench *b)
+{
+    struct iovec iov[2];
+    struct msghdr msg;
+    size_t hsize = (size_t)b->p->hsize, size = (size_t)b->p->size;
+    for (long i = 0; i < b->p->batch; i++) {
+        ssize_t n;
+        iov[0].iov_base = b->rx;
+        iov[0].iov_len = hsize;
+        iov[1].iov_base = b->buf;
+        iov[1].iov_len = size;
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = iov;
+        msg.msg_iovlen = 2;
+        for (;;) {
+            n = sendmsg(b->a, &msg, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                die("sendmsg");
+            }
+            /* a partial write: advance the vector and send the rest */
+            while (msg.msg_iovlen > 0 && (size_t)n >= msg.msg_iov[0].iov_len) {
+                n -= (ssize_t)msg.msg_iov[0].iov_len;
+                msg.msg_iov++;
+                msg.msg_iovlen--;
+            }
+            if (msg.msg_iovlen == 0)
+                break;
+            msg.msg_iov[0].iov_base = (char *)msg.msg_iov[0].iov_base + n;
+            msg.msg_iov[0].iov_len -= (size_t)n;
+        }
     }
     return b->p->batch;
 }
@@ -530,10 +713,16 @@ static int run_main(int argc, char **argv)
         close(b.a);
         close(b.b);
     } else if (!strcmp(w, "pingpong-tcp") || !strcmp(w, "pingpong-unix")
-               || !strcmp(w, "bulk")) {
+               || !strcmp(w, "bulk") || !strcmp(w, "bulk-exact")
+               || !strcmp(w, "frames-tcp") || !strcmp(w, "frames-unix")
+               || !strcmp(w, "send-hdr")) {
         char dir[] = "/tmp/fsbref-XXXXXX", path[64] = "";
-        int listener, tcp = strcmp(w, "pingpong-unix") != 0;
-        const char *kind = !strcmp(w, "bulk") ? "source" : tcp ? "echo-tcp" : "echo-unix";
+        int listener, tcp = strcmp(w, "pingpong-unix") != 0 && strcmp(w, "frames-unix") != 0;
+        int frames = !strncmp(w, "frames-", 7);
+        const char *kind = !strncmp(w, "bulk", 4) ? "source"
+                           : frames ? (tcp ? "frames-tcp" : "frames-unix")
+                           : !strcmp(w, "send-hdr") ? "sink-tcp"
+                           : tcp ? "echo-tcp" : "echo-unix";
         pid_t pid;
         struct sockaddr_in bound;
         if (tcp) {
@@ -549,10 +738,25 @@ static int run_main(int argc, char **argv)
         close(listener);
         if (tcp)
             set_nodelay(b.a);
+        if (frames || !strcmp(w, "send-hdr")) {
+            b.rx = malloc((size_t)(frames ? p.wsize : p.hsize + 1));
+            if (!b.rx)
+                fail("out of memory");
+            memset(b.rx, 'h', (size_t)(frames ? p.wsize : p.hsize + 1));
+        }
         if (!strcmp(w, "bulk"))
             run_rounds(w, "bytes", &b, NULL, bulk_round);
+        else if (!strcmp(w, "bulk-exact"))
+            run_rounds(w, "bytes", &b, NULL, bulk_exact_round);
+        else if (frames)
+            run_rounds(w, "msgs", &b, NULL, frames_round);
+        else if (!strcmp(w, "send-hdr"))
+            run_rounds(w, "msgs", &b, NULL, send_hdr_round);
         else
             run_rounds(w, "msgs", &b, NULL, pingpong_round);
+        if (frames && b.checksum == 0)
+            fail("frames: nothing was received");
+        free(b.rx);
         close(b.a);
         reap(pid);
         if (!tcp) {
