@@ -335,3 +335,12 @@ def check_size(value: Any, name: str, maximum: int) -> int:
     if size > maximum:
         raise ValueError(f"{name} must be at most {maximum}")
     return size
+
+
+def set_file_position(file: Any, fd: int, position: int) -> None:
+    """After sendfile(): the file's position is where sending stopped."""
+    seek = getattr(file, "seek", None)
+    if seek is not None:
+        seek(position)
+    else:
+        os.lseek(fd, position, os.SEEK_SET)

@@ -422,7 +422,7 @@ cdef object make_address(const c.sockaddr_storage *addr, c.socklen_t addrlen):
 cdef int get_writable(object buffer, Py_buffer *view, str method) except -1:
     try:
         PyObject_GetBuffer(buffer, view, PyBUF_WRITABLE)
-    except (TypeError, BufferError):
+    except Exception:  # not a buffer, read-only, not contiguous, ...
         raise TypeError(f"{method}() argument 1 must be read-write bytes-like object, "
                         f"not {type(buffer).__name__}") from None
     return 0
@@ -767,6 +767,8 @@ cdef class _Socket:
         if fd < 0:
             return
         self.fd = -1
+        if not self.receiving:
+            self.rbuf.start = self.rbuf.end = 0  # unread data goes with the socket
         if self.busy > 0 and self.busy_generation == fork_generation:
             # wake the calls blocked on fd; the last one out closes it
             c.shutdown(fd, c.SHUT_RDWR)
@@ -972,6 +974,7 @@ cdef class _Socket:
             raise ValueError("negative buffersize in recv")
         a.flags = as_int(flags)
         if self.receiving or self.rbuf.end > self.rbuf.start:
+            self._check_open()
             self._check_not_receiving()
             n = min(bufsize, self.rbuf.end - self.rbuf.start)
             if a.flags & c.MSG_PEEK:
@@ -1007,6 +1010,7 @@ cdef class _Socket:
         a.buf = <char *>view.buf
         if self.receiving or self.rbuf.end > self.rbuf.start:
             try:
+                self._check_open()
                 self._check_not_receiving()
                 n = min(<Py_ssize_t>a.len, self.rbuf.end - self.rbuf.start)
                 memcpy(a.buf, self.rbuf.data + self.rbuf.start, n)
@@ -1104,6 +1108,20 @@ cdef class StreamSocket(_Socket):
         a.len = <size_t>(self.rbuf.capacity - self.rbuf.end)
         a.flags = 0
         n = self._call(c.POLLIN, _do_recv, &a, deadline)
+        self.rbuf.end += n
+        return n
+
+    cdef Py_ssize_t _fill_nowait(self) except -1:
+        """Append what the kernel already holds, never waiting; 0 when it
+        holds nothing (or at EOF, or on an error: the next call reports those)."""
+        cdef ssize_t n
+        if self.fd < 0:
+            return 0
+        rb_reserve_tail(&self.rbuf, FILL_MIN)
+        n = c.recv(self.fd, self.rbuf.data + self.rbuf.end,
+                   <size_t>(self.rbuf.capacity - self.rbuf.end), c.MSG_DONTWAIT)
+        if n <= 0:
+            return 0
         self.rbuf.end += n
         return n
 
@@ -1267,7 +1285,7 @@ cdef class StreamSocket(_Socket):
         PyBuffer_Release(&view)
         if empty:
             raise ValueError("recv_iter() needs a non-empty buffer")
-        return self._iter_received(memoryview(buffer))
+        return self._iter_received(memoryview(buffer).cast("B"))
 
     def _iter_received(self, view):
         while True:
@@ -1324,6 +1342,9 @@ cdef class StreamSocket(_Socket):
             self._take_msgs(messages, count, psize, cmax)
             if not messages:
                 messages.append(self._recv_one(psize, cmax, self._deadline()))
+                self._take_msgs(messages, count, psize, cmax)
+            # and whatever the kernel already holds, without waiting
+            while len(messages) < count and self._fill_nowait():
                 self._take_msgs(messages, count, psize, cmax)
             return messages
         finally:
@@ -1488,8 +1509,7 @@ cdef class StreamSocket(_Socket):
                     break  # end of file
                 total += n
         finally:
-            if total and hasattr(file, "seek"):
-                file.seek(start + total)
+            _common.set_file_position(file, in_fd, start + total)
         return total
 
     cdef Py_ssize_t _sendfile_by_reading(self, int in_fd, c.off_t start, Py_ssize_t want,

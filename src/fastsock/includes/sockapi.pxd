@@ -20,7 +20,35 @@ cdef extern from "<limits.h>" nogil:
     enum: IOV_MAX
 
 cdef extern from "<sys/sendfile.h>" nogil:
-    ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+    """
+    #include <signal.h>
+    #include <errno.h>
+    #include <time.h>
+    /* sendfile() has no MSG_NOSIGNAL: block SIGPIPE in this thread for the
+       call, and take back a SIGPIPE it raised (one not pending before). */
+    static ssize_t fastsock_sendfile_nosignal(int out_fd, int in_fd, off_t *offset, size_t count) {
+        sigset_t pipe_only, old_mask, pending;
+        struct timespec no_wait = {0, 0};
+        int was_pending, saved;
+        ssize_t n;
+        sigemptyset(&pipe_only);
+        sigaddset(&pipe_only, SIGPIPE);
+        sigpending(&pending);
+        was_pending = sigismember(&pending, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe_only, &old_mask);
+        n = sendfile(out_fd, in_fd, offset, count);
+        if (n < 0 && errno == EPIPE && !was_pending) {
+            saved = errno;
+            while (sigtimedwait(&pipe_only, NULL, &no_wait) < 0 && errno == EINTR) {}
+            errno = saved;
+        }
+        saved = errno;
+        pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+        errno = saved;
+        return n;
+    }
+    """
+    ssize_t sendfile "fastsock_sendfile_nosignal" (int out_fd, int in_fd, off_t *offset, size_t count)
 
 cdef extern from "<string.h>" nogil:
     void *memmem(const void *haystack, size_t haystacklen,
