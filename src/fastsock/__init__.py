@@ -31,6 +31,7 @@ _NO_EXTENSIONS = _os.environ.get("FASTSOCK_NO_EXTENSIONS", "") not in ("", "0")
 if TYPE_CHECKING:
     # type checkers see the pure module: it is the typed reference
     from ._socket_py import (
+        DatagramBatch,
         AF_INET, AF_INET6, AF_UNIX, IMPLEMENTATION, SHUT_RD, SHUT_RDWR, SHUT_WR,
         SOCK_DGRAM, SOCK_STREAM, DatagramSocket, StreamSocket, create_connection,
         create_server, socketpair,

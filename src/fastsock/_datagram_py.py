@@ -1,0 +1,279 @@
+"""The pure-Python datagram fast paths (docs/datagram-fast-paths.md): the same
+results as the compiled recvmmsg/sendmmsg paths, from loops over the stdlib.
+
+``DatagramFastPaths`` is mixed into ``_socket_py.DatagramSocket``; it relies
+on that class's ``_sock`` (the stdlib socket), ``_call`` and ``_address``.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket as _stdlib
+import struct
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Tuple
+
+from ._common import (
+    AF_UNIX,
+    MAX_SLOT_SIZE,
+    MAX_UDP_PAYLOAD,
+    SOL_UDP,
+    UDP_GRO,
+    UDP_GRO_OPT,
+    UDP_GSO,
+    UDP_SEGMENT_OPT,
+    TruncatedDatagramError,
+    check_size,
+)
+
+_TRUNC: int = int(_stdlib.MSG_TRUNC)
+_DONTWAIT: int = int(_stdlib.MSG_DONTWAIT)
+_NOSIGNAL: int = int(getattr(_stdlib, "MSG_NOSIGNAL", 0))
+_GSO_MAX_SEGMENTS = 64  # the kernel's UDP_MAX_SEGMENTS
+_GSO_REFUSED = frozenset({errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
+_GRO_INFO = struct.Struct("=i")
+_GRO_CONTROL = _stdlib.CMSG_SPACE(_GRO_INFO.size)
+
+
+class DatagramBatch:
+    """Reusable memory for ``DatagramSocket.recv_batch``: ``count`` slots of
+    ``slot_size`` bytes, with their lengths and senders.
+
+    ``data(i)`` is a memoryview into the batch's own memory; while any such
+    view is alive, ``recv_batch`` refuses to overwrite the batch (BufferError).
+    """
+
+    __slots__ = ("count", "slot_size", "_memory", "_lengths", "_senders", "_filled")
+
+    def __init__(self, count: int, slot_size: int = 2048) -> None:
+        self.count = check_size(count, "count", 1 << 20)
+        self.slot_size = check_size(slot_size, "slot_size", MAX_SLOT_SIZE)
+        self._memory = bytearray(self.count * self.slot_size)
+        self._lengths = [0] * self.count
+        self._senders: list[Any] = [None] * self.count
+        self._filled = 0
+
+    def _prepare(self) -> memoryview:
+        try:  # a bytearray refuses to grow while a view of it is alive
+            self._memory.append(0)
+        except BufferError:
+            raise BufferError("the batch still has memoryviews alive; release them "
+                              "before receiving into it again") from None
+        self._memory.pop()
+        self._filled = 0
+        return memoryview(self._memory)
+
+    def _slot(self, i: Any) -> int:
+        k = i.__index__() if not isinstance(i, int) else i
+        if k < 0:
+            k += self._filled
+        if not 0 <= k < self._filled:
+            raise IndexError("batch index out of range")
+        return k
+
+    def __len__(self) -> int:
+        return self._filled
+
+    def data(self, i: int) -> memoryview:
+        """Slot i's datagram as a memoryview into the batch."""
+        k = self._slot(i)
+        start = k * self.slot_size
+        return memoryview(self._memory)[start:start + min(self._lengths[k], self.slot_size)]
+
+    def length(self, i: int) -> int:
+        """The datagram's real length (more than slot_size when truncated)."""
+        return self._lengths[self._slot(i)]
+
+    def truncated(self, i: int) -> bool:
+        return self._lengths[self._slot(i)] > self.slot_size
+
+    def address(self, i: int) -> Any:
+        """The sender of datagram i (the same tuple as the previous sender's
+        when they are equal)."""
+        return self._senders[self._slot(i)]
+
+    def __iter__(self) -> Iterator[Tuple[memoryview, Any]]:
+        whole = memoryview(self._memory)
+        size = self.slot_size
+        for k in range(self._filled):
+            start = k * size
+            yield whole[start:start + min(self._lengths[k], size)], self._senders[k]
+
+    def __repr__(self) -> str:
+        return (f"<fastsock.DatagramBatch {self._filled}/{self.count} slots "
+                f"of {self.slot_size} bytes>")
+
+    def __reduce__(self) -> Any:
+        raise TypeError("cannot pickle 'DatagramBatch' object")
+
+
+class DatagramFastPaths:
+    """Batch receive and send, GSO and GRO for DatagramSocket."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:  # provided by _socket_py._Socket
+        _sock: _stdlib.socket
+
+        def _call(self, method: Any, *args: Any) -> Any: ...
+
+        def _address(self, address: Any) -> Any: ...
+
+    # -- receiving -----------------------------------------------------------
+
+    def _receive_into(self, memory: memoryview, count: int, size: int,
+                      lengths: list[int], senders: list[Any]) -> int:
+        """The first datagram (waiting per the timeout), then whatever else is
+        queued; MSG_TRUNC makes each length the datagram's real one."""
+        sock = self._sock
+        n, sender = self._call(sock.recvfrom_into, memory[:size], size, _TRUNC)
+        lengths[0] = n
+        senders[0] = sender
+        received = 1
+        if count == 1:
+            return 1
+        timeout = sock.gettimeout()
+        if timeout:  # with a timeout the stdlib would wait: drain without one
+            sock.settimeout(0.0)
+        try:
+            while received < count:
+                start = received * size
+                try:
+                    n, sender = sock.recvfrom_into(memory[start:start + size], size,
+                                                   _TRUNC | _DONTWAIT)
+                except OSError:
+                    break  # nothing more queued (an error shows on the next call)
+                lengths[received] = n
+                previous = senders[received - 1]
+                senders[received] = previous if sender == previous else sender
+                received += 1
+        finally:
+            if timeout:
+                sock.settimeout(timeout)
+        return received
+
+    def recv_batch(self, batch: DatagramBatch) -> int:
+        """Fill ``batch`` with what has arrived (waiting for the first datagram
+        within the timeout); returns how many datagrams."""
+        if not isinstance(batch, DatagramBatch):
+            raise TypeError(f"recv_batch() needs a DatagramBatch, not {type(batch).__name__}")
+        memory = batch._prepare()
+        try:
+            batch._filled = self._receive_into(memory, batch.count, batch.slot_size,
+                                               batch._lengths, batch._senders)
+        finally:
+            memory.release()
+        return batch._filled
+
+    def recv_many(self, max_count: int = 64, bufsize: int = 2048) -> list[Tuple[bytes, Any]]:
+        """A list of ``(bytes, address)``: the first datagram (waiting within
+        the timeout) and whatever else is already queued, up to max_count."""
+        count = check_size(max_count, "max_count", 1 << 20)
+        size = check_size(bufsize, "bufsize", MAX_SLOT_SIZE)
+        memory = bytearray(count * size)
+        lengths = [0] * count
+        senders: list[Any] = [None] * count
+        with memoryview(memory) as view:
+            n = self._receive_into(view, count, size, lengths, senders)
+        messages = [(bytes(memory[k * size:k * size + min(lengths[k], size)]), senders[k])
+                    for k in range(n)]
+        cut = [k for k in range(n) if lengths[k] > size]
+        if cut:
+            raise TruncatedDatagramError(messages, cut)
+        return messages
+
+    # -- sending -------------------------------------------------------------
+
+    def _send_each(self, items: Iterable[Tuple[Any, Any]]) -> int:
+        """Send (data, address-or-None) items until done; the count so far
+        when an error follows a partial send."""
+        sock = self._sock
+        sent = 0
+        for data, address in items:
+            try:
+                if address is None:
+                    self._call(sock.send, data, _NOSIGNAL)
+                else:
+                    self._call(sock.sendto, data, _NOSIGNAL, address)
+            except OSError:
+                if sent:
+                    return sent
+                raise
+            sent += 1
+        return sent
+
+    def _prepared(self, buffers: Iterable[Any], address: Any) -> list[Tuple[memoryview, Any]]:
+        target = None if address is None else self._address(address)
+        return [(memoryview(data), target) for data in buffers]
+
+    def send_many(self, buffers: Iterable[Any], address: Any = None) -> int:
+        """Send each buffer as one datagram (to ``address``, or the connected
+        peer); returns how many were sent."""
+        return self._send_each(self._prepared(buffers, address))
+
+    def sendto_many(self, pairs: Iterable[Tuple[Any, Any]]) -> int:
+        """Send ``(data, address)`` pairs; returns how many were sent."""
+        return self._send_each([(memoryview(data), self._address(address))
+                                for data, address in pairs])
+
+    def send_segments(self, buffer: Any, segment_size: int, address: Any = None) -> int:
+        """Send ``buffer`` as datagrams of ``segment_size`` bytes (the last may
+        be shorter), with UDP GSO where the kernel has it; returns how many."""
+        seg = check_size(segment_size, "segment_size", MAX_UDP_PAYLOAD)
+        view = memoryview(buffer).cast("B")
+        target = None if address is None else self._address(address)
+        sent = 0
+        if len(view) and UDP_GSO and self._sock.family != AF_UNIX:
+            sent = self._send_gso(view, seg, target)
+        slices = [(view[start:start + seg], target)
+                  for start in range(sent * seg, len(view), seg)]
+        return sent + (self._send_each(slices) if slices else 0)
+
+    def _send_gso(self, view: memoryview, seg: int, target: Any) -> int:
+        per_call = min(_GSO_MAX_SEGMENTS, MAX_UDP_PAYLOAD // seg)
+        if per_call < 2:
+            return 0
+        control = [(SOL_UDP, UDP_SEGMENT_OPT, struct.pack("=H", seg))]
+        sock = self._sock
+        sent = offset = 0
+        while offset < len(view):
+            chunk = view[offset:offset + per_call * seg]
+            try:
+                if target is None:
+                    self._call(sock.sendmsg, [chunk], control, _NOSIGNAL)
+                else:
+                    self._call(sock.sendmsg, [chunk], control, _NOSIGNAL, target)
+            except OSError as exc:
+                if exc.errno in _GSO_REFUSED or sent:
+                    return sent  # the rest goes out one datagram at a time
+                raise
+            sent += (len(chunk) + seg - 1) // seg
+            offset += len(chunk)
+        return sent
+
+    # -- GRO -----------------------------------------------------------------
+
+    def set_gro(self, enabled: bool = True) -> bool:
+        """Turn UDP receive coalescing on or off; returns whether it is on."""
+        self._sock.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_TYPE)  # EBADF when closed
+        if self._sock.family == AF_UNIX or not UDP_GRO:
+            return False
+        value = 1 if enabled else 0
+        try:
+            self._sock.setsockopt(SOL_UDP, UDP_GRO_OPT, value)
+        except OSError:
+            return False
+        return bool(value)
+
+    def recv_gro(self, bufsize: int = 65535) -> Tuple[bytes, Any, int]:
+        """``(data, address, segment_size)``: coalesced datagrams of
+        segment_size bytes (the last may be shorter), or one datagram."""
+        size = check_size(bufsize, "bufsize", MAX_SLOT_SIZE)
+        data, ancillary, flags, address = self._call(self._sock.recvmsg, size, _GRO_CONTROL)
+        segment: Optional[int] = None
+        for level, kind, info in ancillary:
+            if level == SOL_UDP and kind == UDP_GRO_OPT and len(info) >= _GRO_INFO.size:
+                segment = _GRO_INFO.unpack_from(info)[0]
+        result = (data, address, segment if segment else len(data))
+        if flags & _TRUNC:
+            raise TruncatedDatagramError([result], [0])
+        return result
