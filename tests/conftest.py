@@ -7,10 +7,13 @@ import gc
 import importlib
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
+import time
 from types import ModuleType
-from typing import Iterator
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import pytest
 
@@ -30,6 +33,40 @@ def _has_ipv6() -> bool:
 
 
 HAS_IPV6 = _has_ipv6()
+
+
+class Worker(threading.Thread):
+    """Runs ``target`` in a thread, keeping its result or exception and when
+    it ended; ``blocked_signals`` are blocked there so they reach the main
+    thread.  ``finish()`` joins (bounded) and returns the result or raises."""
+
+    def __init__(self, target: Callable[[], Any], name: Optional[str] = None,
+                 blocked_signals: Iterable[signal.Signals] = ()) -> None:
+        super().__init__(daemon=True, name=name)
+        self._target_fn = target
+        self._blocked = set(blocked_signals)
+        self.entered = threading.Event()
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self.ended_at: Optional[float] = None
+
+    def run(self) -> None:
+        if self._blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, self._blocked)
+        self.entered.set()
+        try:
+            self.result = self._target_fn()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.ended_at = time.monotonic()
+
+    def finish(self, timeout: float = 15.0) -> Any:
+        self.join(timeout)
+        assert not self.is_alive(), f"{self.name} did not finish in {timeout} s"
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)

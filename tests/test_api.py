@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
+from conftest import HAS_IPV6
 
 AF_INET = socket.AF_INET
 AF_INET6 = socket.AF_INET6
@@ -29,16 +30,6 @@ SOCK_STREAM = socket.SOCK_STREAM
 SOCK_DGRAM = socket.SOCK_DGRAM
 
 
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(AF_INET6) as probe:
-            probe.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-HAS_IPV6 = _has_ipv6()
 needs_ipv6 = pytest.mark.skipif(not HAS_IPV6, reason="no IPv6 loopback")
 
 

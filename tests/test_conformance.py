@@ -27,6 +27,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Any, Callable, Iterator, Optional, Union
 
 import pytest
+from conftest import HAS_IPV6
 
 AF_INET = socket.AF_INET
 AF_INET6 = socket.AF_INET6
@@ -35,16 +36,6 @@ SOCK_STREAM = socket.SOCK_STREAM
 SOCK_DGRAM = socket.SOCK_DGRAM
 
 
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(AF_INET6) as probe:
-            probe.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-HAS_IPV6 = _has_ipv6()
 
 
 class Returns:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import threading
 import time
 from types import ModuleType
 from typing import Any, Callable, Iterator
@@ -14,7 +13,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import fastsock
-from conftest import HAS_IPV6
+from conftest import HAS_IPV6, Worker
 
 FAMILIES = ["ipv4", "ipv6", "unix"]
 
@@ -50,31 +49,6 @@ def _numbered(count: int, size: int = 32) -> list[bytes]:
     return [struct.pack(">I", i) + bytes([i % 251]) * (size - 4) for i in range(count)]
 
 
-class _Background:
-    """Run a send in a thread: an AF_UNIX datagram sender blocks while the
-    receiver's queue is full, so it must not run before the receiving."""
-
-    def __init__(self, call: Any) -> None:
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self._call = call
-        self._thread = threading.Thread(target=self._run)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.result = self._call()
-        except BaseException as exc:  # reported by join()
-            self.error = exc
-
-    def join(self) -> Any:
-        self._thread.join(10)
-        assert not self._thread.is_alive(), "sender did not finish"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
 def _drain(receiver: Any, expected: int, bufsize: int = 2048) -> list[tuple[bytes, Any]]:
     got: list[tuple[bytes, Any]] = []
     deadline = time.monotonic() + 5
@@ -86,9 +60,10 @@ def _drain(receiver: Any, expected: int, bufsize: int = 2048) -> list[tuple[byte
 def test_send_many_then_recv_many_in_order(pair: tuple[Any, Any, Any]) -> None:
     receiver, sender, address = pair
     datagrams = _numbered(500)
-    sending = _Background(lambda: sender.send_many(datagrams, address))
+    sending = Worker(lambda: sender.send_many(datagrams, address))
+    sending.start()
     got = _drain(receiver, 500)
-    assert sending.join() == 500
+    assert sending.finish() == 500
     assert [data for data, _ in got] == datagrams
     senders = {repr(peer) for _, peer in got}
     assert len(senders) == 1
@@ -140,7 +115,8 @@ def test_batch_receive(pair: tuple[Any, Any, Any], impl: ModuleType) -> None:
     batch = impl.DatagramBatch(64, 256)
     assert (batch.count, batch.slot_size, len(batch)) == (64, 256, 0)
     datagrams = _numbered(200, 100)
-    sending = _Background(lambda: sender.send_many(datagrams, address))
+    sending = Worker(lambda: sender.send_many(datagrams, address))
+    sending.start()
     received: list[bytes] = []
     deadline = time.monotonic() + 5
     while len(received) < 200 and time.monotonic() < deadline:
@@ -152,7 +128,7 @@ def test_batch_receive(pair: tuple[Any, Any, Any], impl: ModuleType) -> None:
                 received.append(bytes(view))
         sender_address = batch.address(0)
         assert batch.address(n - 1) is sender_address  # repeated sender: cached tuple
-    assert sending.join() == 200
+    assert sending.finish() == 200
     assert received == datagrams
 
 
@@ -215,9 +191,10 @@ def test_truncation_is_reported(impl: ModuleType) -> None:
 def test_send_segments_matches_plain_datagrams(pair: tuple[Any, Any, Any]) -> None:
     receiver, sender, address = pair
     payload = os.urandom(1000 * 150 + 123)
-    sending = _Background(lambda: sender.send_segments(payload, 1000, address))
+    sending = Worker(lambda: sender.send_segments(payload, 1000, address))
+    sending.start()
     got = _drain(receiver, 151)
-    assert sending.join() == 151
+    assert sending.finish() == 151
     assert [len(d) for d, _ in got] == [1000] * 150 + [123]
     assert b"".join(d for d, _ in got) == payload
 

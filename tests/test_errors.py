@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import pytest
+from conftest import HAS_IPV6
 
 AF_INET = socket.AF_INET
 AF_INET6 = socket.AF_INET6
@@ -26,16 +27,6 @@ SOCK_DGRAM = socket.SOCK_DGRAM
 SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path) on Linux
 
 
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(AF_INET6) as probe:
-            probe.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-HAS_IPV6 = _has_ipv6()
 needs_ipv6 = pytest.mark.skipif(not HAS_IPV6, reason="no IPv6 loopback")
 
 LOOPBACK: dict[int, str] = {AF_INET: "127.0.0.1", AF_INET6: "::1"}

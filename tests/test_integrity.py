@@ -15,33 +15,13 @@ from types import ModuleType
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
+from conftest import Worker
 
 pytestmark = pytest.mark.slow
 
 STREAM_BYTES = 64 * 1024 * 1024
 DATAGRAMS = 6000
 MAX_DATAGRAM = 1400
-
-
-class Worker(threading.Thread):
-    def __init__(self, target: Callable[[], Any], name: str) -> None:
-        super().__init__(daemon=True, name=name)
-        self._target_fn = target
-        self.result: Any = None
-        self.error: Optional[BaseException] = None
-
-    def run(self) -> None:
-        try:
-            self.result = self._target_fn()
-        except BaseException as exc:
-            self.error = exc
-
-    def finish(self, timeout: float) -> Any:
-        self.join(timeout)
-        assert not self.is_alive(), f"{self.name} did not finish in {timeout} s"
-        if self.error is not None:
-            raise self.error
-        return self.result
 
 
 @contextlib.contextmanager

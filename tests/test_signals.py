@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
+from conftest import Worker as SharedWorker
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "setitimer") or not hasattr(signal, "pthread_sigmask"),
@@ -25,29 +26,11 @@ WATCHDOG_S = 5.0
 PROMPT_S = 2.0
 
 
-class Worker(threading.Thread):
-    """A thread that blocks the signals under test, so they reach the main
-    thread, and keeps its target's result or exception."""
+class Worker(SharedWorker):
+    """A thread that blocks the signals under test, so they reach the main thread."""
 
     def __init__(self, target: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self._target_fn = target
-        self.result: Any = None
-        self.error: Optional[BaseException] = None
-
-    def run(self) -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
-        try:
-            self.result = self._target_fn()
-        except BaseException as exc:
-            self.error = exc
-
-    def finish(self, timeout: float = 10.0) -> Any:
-        self.join(timeout)
-        assert not self.is_alive(), "helper thread did not finish"
-        if self.error is not None:
-            raise self.error
-        return self.result
+        super().__init__(target, blocked_signals=_HANDLED)
 
 
 @contextlib.contextmanager

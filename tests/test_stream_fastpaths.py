@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import pytest
+from conftest import Worker as Background
 
 from fastsock import _common
 
@@ -67,29 +68,6 @@ def stream_pair(impl: ModuleType, transport: str) -> Iterator[tuple[Any, Any]]:
 def pair(impl: ModuleType, request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
     with stream_pair(impl, request.param) as both:
         yield both
-
-
-class Background(threading.Thread):
-    """Runs ``target`` and keeps its result or exception."""
-
-    def __init__(self, target: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self._target_fn = target
-        self.result: Any = None
-        self.error: Optional[BaseException] = None
-
-    def run(self) -> None:
-        try:
-            self.result = self._target_fn()
-        except BaseException as exc:
-            self.error = exc
-
-    def finish(self, timeout: float = 15.0) -> Any:
-        self.join(timeout)
-        assert not self.is_alive(), "helper thread did not finish"
-        if self.error is not None:
-            raise self.error
-        return self.result
 
 
 @contextlib.contextmanager

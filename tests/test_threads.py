@@ -16,36 +16,9 @@ from types import ModuleType
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
+from conftest import Worker
 
 PROMPT_S = 2.0
-
-
-class Worker(threading.Thread):
-    """Runs ``target`` and keeps its result or exception and when it ended."""
-
-    def __init__(self, target: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self._target_fn = target
-        self.entered = threading.Event()
-        self.result: Any = None
-        self.error: Optional[BaseException] = None
-        self.ended_at: Optional[float] = None
-
-    def run(self) -> None:
-        self.entered.set()
-        try:
-            self.result = self._target_fn()
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self.ended_at = time.monotonic()
-
-    def finish(self, timeout: float = 15.0) -> Any:
-        self.join(timeout)
-        assert not self.is_alive(), "thread did not finish"
-        if self.error is not None:
-            raise self.error
-        return self.result
 
 
 @contextlib.contextmanager
