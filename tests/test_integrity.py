@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from types import ModuleType
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator
 
 import pytest
 from conftest import Worker

@@ -25,7 +25,7 @@ import threading
 import time
 from functools import partial
 from types import ModuleType
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest

@@ -10,7 +10,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import threading
 import time
 from types import ModuleType
 from typing import Any, Callable, Iterator, Optional
