@@ -112,6 +112,32 @@ def sends_row(body_label: str, method: str) -> str:
     return f"send hdr+{body_label} {method}"
 
 
+# The datagram fast paths: 64-byte datagrams on 127.0.0.1, one multi-variant
+# group each for the receive drain, the send and the end-to-end case.
+
+UDP_BATCH_SIZE = 64         # bytes per datagram
+UDP_BATCH_COUNT = 64        # datagrams per recv_many / recv_batch / send_many call
+UDP_DRAIN_BASELINE = "stdlib recvfrom"
+UDP_SEND_BASELINE = "stdlib sendto"
+UDP_E2E_BASELINE = "stdlib sendto → recvfrom"
+
+
+def udp_batch_drain_name() -> str:
+    return f"udp drain {UDP_BATCH_SIZE}B: recvfrom vs batched receives"
+
+
+def udp_batch_send_name() -> str:
+    return f"udp send {UDP_BATCH_SIZE}B: sendto vs batched sends"
+
+
+def udp_e2e_name() -> str:
+    return f"udp end-to-end {UDP_BATCH_SIZE}B: sendto → recvfrom vs GSO → GRO"
+
+
+def udp_batch_row(kind: str, method: str) -> str:
+    return f"udp {kind} {UDP_BATCH_SIZE}B {method}"
+
+
 @dataclass(frozen=True)
 class Impl:
     """One variant of a multi-variant workload: its label in the tables, the
@@ -139,18 +165,20 @@ def fastsock_impls(*methods: str) -> list[Impl]:
             for method in methods for family in ("fastsock-py", "fastsock-c")]
 
 
-def fastsock_variant(impl: Impl, *needed: str) -> Variant:
+def fastsock_variant(impl: Impl, *needed: str, cls: str = "StreamSocket") -> Variant:
     """The fastsock module of ``impl``; skips the test when it cannot be
-    imported or its StreamSocket lacks one of the ``needed`` methods."""
+    imported or its ``cls`` (StreamSocket, DatagramSocket) lacks one of the
+    ``needed`` methods."""
     import pytest
 
     try:
         variant = Variant(impl.family)
     except ImportError as exc:
         pytest.skip(f"{impl.family} not importable: {exc}")
-    missing = [name for name in needed if not hasattr(variant.module.StreamSocket, name)]
+    kind = getattr(variant.module, cls, None)
+    missing = [name for name in needed if not hasattr(kind, name)]
     if missing:
-        pytest.skip(f"{variant.module.__name__}.StreamSocket has no "
+        pytest.skip(f"{variant.module.__name__}.{cls} has no "
                     + ", ".join(missing) + " yet")
     return variant
 
@@ -180,6 +208,8 @@ class Sizes:
     sends_rounds: int = 1
     heavy_every: int = 1        # python -m bench: the framing workloads run in
                                 # every heavy_every-th pass only
+    udp_e2e: int = 200          # datagrams received per end-to-end round of the
+                                # stdlib baseline (the GRO variants: 16 times more)
 
     @property
     def bulk_per_round(self) -> int:
@@ -191,22 +221,23 @@ MODES = {
     "smoke": Sizes("smoke", rounds=1, warmup=0, percall=50, pingpong=20,
                    bulk_total=1 << 20, bulk_rounds=1, connect=5, udp_send=50,
                    udp_fill=64, udp_rounds=1, framing=2000, framing_rounds=1,
-                   framing_warmup=0, sends_small=50, sends_large=10, sends_rounds=1),
+                   framing_warmup=0, sends_small=50, sends_large=10, sends_rounds=1,
+                   udp_e2e=200),
     "quick": Sizes("quick", rounds=12, warmup=1, percall=2000, pingpong=500,
                    bulk_total=32 << 20, bulk_rounds=8, connect=200, udp_send=2000,
                    udp_fill=2048, udp_rounds=12, framing=200_000, framing_rounds=1,
                    framing_warmup=20_000, sends_small=2000, sends_large=300,
-                   sends_rounds=5, heavy_every=2),
+                   sends_rounds=5, heavy_every=2, udp_e2e=4000),
     "normal": Sizes("normal", rounds=15, warmup=2, percall=4000, pingpong=600,
                     bulk_total=256 << 20, bulk_rounds=32, connect=300, udp_send=3000,
                     udp_fill=4096, udp_rounds=15, framing=2_000_000, framing_rounds=1,
                     framing_warmup=50_000, sends_small=4000, sends_large=600,
-                    sends_rounds=5, heavy_every=6),
+                    sends_rounds=5, heavy_every=6, udp_e2e=6000),
     "long": Sizes("long", rounds=30, warmup=3, percall=8000, pingpong=1000,
                   bulk_total=1 << 30, bulk_rounds=64, connect=500, udp_send=6000,
                   udp_fill=8192, udp_rounds=30, framing=2_000_000, framing_rounds=3,
                   framing_warmup=100_000, sends_small=10_000, sends_large=1500,
-                  sends_rounds=15, heavy_every=4),
+                  sends_rounds=15, heavy_every=4, udp_e2e=20_000),
 }
 
 
@@ -519,16 +550,19 @@ def measure_cref(
     cworkload: str,
     unit: str,
     params: dict[str, int],
+    variant: str = CREF,
     **info: Any,
 ) -> None:
     """Run the C reference for one workload.  It times itself; the time
-    pytest-benchmark shows for it is the whole process, start-up included."""
+    pytest-benchmark shows for it is the whole process, start-up included.
+    ``variant`` names a second C variant of a multi-variant workload (the
+    one named CREF is what the ÷ C ratios divide by)."""
     import pytest
 
     if build.binary is None:
         pytest.skip(build.reason)
     benchmark.group = workload
-    benchmark.extra_info.update(workload=workload, variant=CREF, unit=unit, ref=workload,
+    benchmark.extra_info.update(workload=workload, variant=variant, unit=unit, ref=workload,
                                 mode=sizes.mode, self_timed=True, **info)
     argv = [str(build.binary), "run", cworkload]
     argv += [f"{key}={value}" for key, value in params.items()]

@@ -3,8 +3,9 @@ workload and variant the median throughput across passes and its spread,
 the ratios between variants, a text and a Markdown table, and a chart.
 
 Most workloads have three variants (stdlib, pure, compiled) and the C
-reference: one row of the main table each.  The stream fast-path workloads
-(framing, exact bulk reads, header + body sends) have more: each is a
+reference: one row of the main table each.  The fast-path workloads
+(framing, exact bulk reads, header + body sends, and the datagram drain,
+send and end-to-end cases) have more: each is a
 :class:`Group` of named variants with a stdlib baseline idiom.  They get a
 second table listing every variant against the baseline and C, a row of the
 main table per fastsock method (the baseline in the stdlib column), and
@@ -27,9 +28,13 @@ from ._harness import (
     FRAMING_BASELINE,
     SEND_BODIES,
     SENDS_BASELINE,
+    UDP_DRAIN_BASELINE,
+    UDP_SEND_BASELINE,
     exact_name,
     framing_name,
     sends_name,
+    udp_batch_drain_name,
+    udp_batch_send_name,
 )
 
 STDLIB, PURE, COMPILED = "stdlib", "fastsock-py", "fastsock-c"
@@ -288,6 +293,17 @@ def _targets() -> list[Target]:
         out.append(Target(f"{body} body: sendall_buffers ≥ 1× stdlib sendall(header + body)",
                           sends_name(body), "fastsock-c sendall_buffers", SENDS_BASELINE,
                           1.0))
+    drain, send = udp_batch_drain_name(), udp_batch_send_name()
+    out += [Target("udp drain 64B: recv_many ≥ 1.9× stdlib recvfrom", drain,
+                   "fastsock-c recv_many", UDP_DRAIN_BASELINE, 1.9),
+            Target("udp drain 64B: recv_batch ≥ 1.9× stdlib recvfrom", drain,
+                   "fastsock-c recv_batch", UDP_DRAIN_BASELINE, 1.9),
+            Target("udp drain 64B: recvfrom ≥ 1.3× stdlib recvfrom", drain,
+                   "fastsock-c recvfrom", UDP_DRAIN_BASELINE, 1.3),
+            Target("udp send 64B: send_many ≥ 1.1× stdlib sendto", send,
+                   "fastsock-c send_many", UDP_SEND_BASELINE, 1.1),
+            Target("udp send 64B: send_segments ≥ 5× stdlib sendto", send,
+                   "fastsock-c send_segments", UDP_SEND_BASELINE, 5.0)]
     return out
 
 
@@ -379,9 +395,10 @@ LEGEND = (
 )
 
 BASELINE_LEGEND = (
-    f"{BASELINE_MARK} A stream fast-path workload: its stdlib column is the stdlib "
+    f"{BASELINE_MARK} A fast-path workload: its stdlib column is the stdlib "
     "idiom it is compared with (framing: makefile('rb') with read(4) + read(n); "
-    "bulk 1M: recv(1 MiB); sends: sendall(header + body)); the table of every "
+    "bulk 1M: recv(1 MiB); sends: sendall(header + body); udp: a recvfrom or "
+    "sendto loop, end-to-end: sendto → recvfrom); the table of every "
     "variant below lists the others, each ÷ that baseline and ÷ C, ratios taken "
     "pass by pass as above.  The framing workloads may run in fewer passes than "
     "the rest (see the run settings)."
@@ -501,7 +518,7 @@ def summary_markdown(summary: Summary, machine: dict[str, Any],
                      + ", ".join(map(str, settings["heavy_passes"])) + " only")
     lines += ["", markdown_table(rows), "", LEGEND, ""]
     if summary.groups:
-        lines += [BASELINE_LEGEND, "", "## Every variant of the stream fast-path workloads",
+        lines += [BASELINE_LEGEND, "", "## Every variant of the fast-path workloads",
                   "", variants_markdown_table(summary.groups), ""]
         results = check_targets(summary.groups)
         if results:

@@ -31,10 +31,15 @@
  *   udp-drain      fill a receiver's queue, time draining it with
  *                  non-blocking recvfrom until EAGAIN               (msgs)
  *   udp-send       sendto loop to a receiver nobody reads           (msgs)
+ *   udp-drain-mmsg udp-drain with recvmmsg of vlen 2048-byte slots  (msgs)
+ *   udp-send-mmsg  udp-send with sendmmsg of vlen datagrams a call  (msgs)
+ *   udp-send-gso   udp-send with one sendmsg of vlen size-byte
+ *                  segments a call (UDP_SEGMENT)                   (msgs)
  *
  * Keys: batch (units per round; bytes for bulk), rounds, warmup, size,
  * rcvbuf (udp-drain), wsize (bulk source; the frames receive buffer),
- * hsize (send-hdr), cpu, peer_cpu.
+ * hsize (send-hdr), vlen (datagrams per call of the udp-*-mmsg and
+ * udp-send-gso workloads), cpu, peer_cpu.
  *
  * Each round is timed with CLOCK_MONOTONIC; the result is
  * units_per_round / median round time, the same definition the Python side
@@ -46,6 +51,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <netinet/udp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -59,6 +65,15 @@
 #include <unistd.h>
 
 #define MAX_ROUNDS 100000
+#define MAX_VLEN 1024
+#define SLOT_SIZE 2048
+
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
 
 static void die(const char *what)
 {
@@ -93,7 +108,7 @@ static void pin(long cpu)
 /* -- parameters ------------------------------------------------------------ */
 
 struct params {
-    long batch, rounds, warmup, size, rcvbuf, wsize, hsize, cpu, peer_cpu;
+    long batch, rounds, warmup, size, rcvbuf, wsize, hsize, vlen, cpu, peer_cpu;
 };
 
 static void parse_params(struct params *p, int argc, char **argv)
@@ -105,6 +120,7 @@ static void parse_params(struct params *p, int argc, char **argv)
     p->rcvbuf = 8 << 20;
     p->wsize = 256 << 10;
     p->hsize = 16;
+    p->vlen = 64;
     p->cpu = -1;
     p->peer_cpu = -1;
     for (int i = 0; i < argc; i++) {
@@ -121,13 +137,15 @@ static void parse_params(struct params *p, int argc, char **argv)
         else if (!strcmp(argv[i], "rcvbuf")) p->rcvbuf = value;
         else if (!strcmp(argv[i], "wsize")) p->wsize = value;
         else if (!strcmp(argv[i], "hsize")) p->hsize = value;
+        else if (!strcmp(argv[i], "vlen")) p->vlen = value;
         else if (!strcmp(argv[i], "cpu")) p->cpu = value;
         else if (!strcmp(argv[i], "peer_cpu")) p->peer_cpu = value;
         else fail("unknown parameter");
         *eq = '=';
     }
     if (p->rounds < 1 || p->rounds > MAX_ROUNDS || p->batch < 0 || p->warmup < 0
-            || p->size < 1 || p->wsize < 1 || p->hsize < 0)
+            || p->size < 1 || p->wsize < 1 || p->hsize < 0
+            || p->vlen < 1 || p->vlen > MAX_VLEN)
         fail("parameter out of range");
 }
 
@@ -667,6 +685,101 @@ static long udp_send_round(struct bench *b)
     return b->p->batch;
 }
 
+static long udp_drain_mmsg(struct bench *b)
+{
+    static struct mmsghdr msgs[MAX_VLEN];
+    static struct iovec iov[MAX_VLEN];
+    static struct sockaddr_storage from[MAX_VLEN];
+    long count = 0;
+    int vlen = (int)b->p->vlen;
+    for (;;) {
+        int n;
+        for (int i = 0; i < vlen; i++) {
+            iov[i].iov_base = b->rx + (size_t)i * SLOT_SIZE;
+            iov[i].iov_len = SLOT_SIZE;
+            memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_name = &from[i];
+            msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
+        }
+        n = recvmmsg(b->a, msgs, (unsigned)vlen, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return count;
+            if (errno == EINTR)
+                continue;
+            die("recvmmsg");
+        }
+        for (int i = 0; i < n; i++)
+            b->checksum += msgs[i].msg_len;
+        count += n;
+    }
+}
+
+static long udp_send_mmsg_round(struct bench *b)
+{
+    static struct mmsghdr msgs[MAX_VLEN];
+    static struct iovec iov;
+    long sent = 0;
+    iov.iov_base = b->buf;
+    iov.iov_len = (size_t)b->p->size;
+    while (sent < b->p->batch) {
+        long want = b->p->batch - sent < b->p->vlen ? b->p->batch - sent : b->p->vlen;
+        int n;
+        for (long i = 0; i < want; i++) {
+            memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+            msgs[i].msg_hdr.msg_iov = &iov;
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_name = &b->addr;
+            msgs[i].msg_hdr.msg_namelen = sizeof(b->addr);
+        }
+        n = sendmmsg(b->b, msgs, (unsigned)want, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            die("sendmmsg");
+        }
+        sent += n;
+    }
+    return sent;
+}
+
+static long udp_send_gso_round(struct bench *b)
+{
+    char control[CMSG_SPACE(sizeof(uint16_t))];
+    long sent = 0;
+    uint16_t segment = (uint16_t)b->p->size;
+    while (sent < b->p->batch) {
+        long want = b->p->batch - sent < b->p->vlen ? b->p->batch - sent : b->p->vlen;
+        struct iovec iov = {b->buf, (size_t)(want * b->p->size)};
+        struct msghdr msg;
+        struct cmsghdr *cm;
+        memset(&msg, 0, sizeof(msg));
+        memset(control, 0, sizeof(control));
+        msg.msg_name = &b->addr;
+        msg.msg_namelen = sizeof(b->addr);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        if (want > 1) {
+            msg.msg_control = control;
+            msg.msg_controllen = sizeof(control);
+            cm = CMSG_FIRSTHDR(&msg);
+            cm->cmsg_level = SOL_UDP;
+            cm->cmsg_type = UDP_SEGMENT;
+            cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            memcpy(CMSG_DATA(cm), &segment, sizeof(segment));
+        }
+        if (sendmsg(b->b, &msg, MSG_NOSIGNAL) < 0) {
+            if (errno == EINTR)
+                continue;
+            die("sendmsg UDP_SEGMENT");
+        }
+        sent += want;
+    }
+    return sent;
+}
+
 static int udp_socket(void)
 {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -767,8 +880,8 @@ static int run_main(int argc, char **argv)
         b.a = listen_tcp(&b.addr);
         run_rounds(w, "conns", &b, NULL, connect_round);
         close(b.a);
-    } else if (!strcmp(w, "udp-drain")) {
-        int size = (int)p.rcvbuf;
+    } else if (!strcmp(w, "udp-drain") || !strcmp(w, "udp-drain-mmsg")) {
+        int size = (int)p.rcvbuf, mmsg = !strcmp(w, "udp-drain-mmsg");
         b.a = udp_socket();
         if (setsockopt(b.a, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
             setsockopt(b.a, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
@@ -777,14 +890,33 @@ static int run_main(int argc, char **argv)
             die("fcntl");
         b.b = udp_socket();
         b.fill = p.batch;
-        run_rounds(w, "msgs", &b, udp_fill, udp_drain);
+        if (mmsg) {
+            b.rx = malloc((size_t)p.vlen * SLOT_SIZE);
+            if (!b.rx)
+                fail("out of memory");
+            run_rounds(w, "msgs", &b, udp_fill, udp_drain_mmsg);
+            if (b.checksum == 0)
+                fail("udp-drain-mmsg: nothing was received");
+            free(b.rx);
+        } else {
+            run_rounds(w, "msgs", &b, udp_fill, udp_drain);
+        }
         close(b.a);
         close(b.b);
-    } else if (!strcmp(w, "udp-send")) {
+    } else if (!strcmp(w, "udp-send") || !strcmp(w, "udp-send-mmsg")
+               || !strcmp(w, "udp-send-gso")) {
         int sink = udp_socket();
         bind_loopback(sink, &b.addr);
         b.b = udp_socket();
-        run_rounds(w, "msgs", &b, NULL, udp_send_round);
+        if (!strcmp(w, "udp-send-gso")) {
+            if (p.vlen * p.size > 65507)
+                fail("udp-send-gso: vlen * size above 65507");
+            run_rounds(w, "msgs", &b, NULL, udp_send_gso_round);
+        } else if (!strcmp(w, "udp-send-mmsg")) {
+            run_rounds(w, "msgs", &b, NULL, udp_send_mmsg_round);
+        } else {
+            run_rounds(w, "msgs", &b, NULL, udp_send_round);
+        }
         close(b.b);
         close(sink);
     } else {

@@ -1547,6 +1547,9 @@ cdef class DatagramSocket(_Socket):
 
     cdef DatagramBatch scratch   # reused by recv_many
     cdef bint gso_usable         # cleared when the kernel refuses UDP_SEGMENT
+    cdef c.sockaddr_storage last_raw  # the last sender, raw and decoded
+    cdef c.socklen_t last_len
+    cdef object last_address
 
     def __cinit__(self):
         self.gso_usable = UDP_GSO
@@ -1581,16 +1584,33 @@ cdef class DatagramSocket(_Socket):
         """Receive one datagram: ``(bytes, address)``."""
         cdef IOArgs a
         cdef ssize_t n
+        cdef char stack[STACK_RECV_MAX]
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
+        a.flags = as_int(flags)
+        a.len = <size_t>bufsize
+        if bufsize <= STACK_RECV_MAX:
+            a.buf = stack
+            n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
+            return PyBytes_FromStringAndSize(stack, n), self._sender(&a)
         data = PyBytes_FromStringAndSize(NULL, bufsize)
         a.buf = PyBytes_AS_STRING(data)
-        a.len = <size_t>bufsize
-        a.flags = as_int(flags)
         n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
         if n != bufsize:
             data = data[:n]
-        return data, make_address(&a.addr, a.addrlen)
+        return data, self._sender(&a)
+
+    cdef object _sender(self, IOArgs *a):
+        """The sender's address; the previous tuple again when it is the same
+        sender (a datagram stream mostly comes from a few peers)."""
+        if self.last_address is not None and a.addrlen == self.last_len and \
+                memcmp(&a.addr, &self.last_raw, a.addrlen) == 0:
+            return self.last_address
+        address = make_address(&a.addr, a.addrlen)
+        memcpy(&self.last_raw, &a.addr, a.addrlen)
+        self.last_len = a.addrlen
+        self.last_address = address
+        return address
 
     def recvfrom_into(self, buffer, Py_ssize_t nbytes=0, flags=0):
         """Receive one datagram into a writable buffer: ``(nbytes, address)``."""
@@ -1606,7 +1626,7 @@ cdef class DatagramSocket(_Socket):
             n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
         finally:
             PyBuffer_Release(&view)
-        return n, make_address(&a.addr, a.addrlen)
+        return n, self._sender(&a)
 
     # -- batches, GSO and GRO ---------------------------------------------------
 
