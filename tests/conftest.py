@@ -3,6 +3,7 @@ short Unix paths, and a check that no test leaks a file descriptor."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
@@ -99,6 +100,26 @@ def stream_family(request: pytest.FixtureRequest, unix_dir: str) -> tuple[int, o
             pytest.skip("no IPv6 loopback")
         return socket.AF_INET6, ("::1", 0)
     return socket.AF_UNIX, os.path.join(unix_dir, "s")
+
+
+@contextlib.contextmanager
+def connected(impl: ModuleType, transport: str,
+              timeout: float = 5.0) -> Iterator[tuple[Any, Any]]:
+    """A connected (a, b) stream pair of ``impl``: a Unix socketpair or TCP
+    on 127.0.0.1, both blocking; closed afterwards."""
+    if transport == "unix":
+        a, b = impl.socketpair()
+    else:
+        with impl.create_server(("127.0.0.1", 0)) as server:
+            a = impl.create_connection(server.getsockname(), timeout=timeout)
+            try:
+                b, _ = server.accept()
+            except BaseException:
+                a.close()
+                raise
+        a.settimeout(None)
+    with a, b:
+        yield a, b
 
 
 def _open_fds() -> set[int]:

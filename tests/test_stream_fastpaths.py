@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pytest
 from conftest import Worker as Background
+from conftest import connected
 
 from fastsock import _common
 
@@ -48,18 +49,7 @@ SHUT_RDWR = socket.SHUT_RDWR
 @contextlib.contextmanager
 def stream_pair(impl: ModuleType, transport: str) -> Iterator[tuple[Any, Any]]:
     """(sender, receiver), both blocking; the receiver times out after TIMEOUT."""
-    if transport == "unix":
-        a, b = impl.socketpair()
-    else:
-        with impl.create_server(("127.0.0.1", 0)) as server:
-            a = impl.create_connection(server.getsockname(), timeout=TIMEOUT)
-            try:
-                b, _ = server.accept()
-            except BaseException:
-                a.close()
-                raise
-        a.settimeout(None)
-    with a, b:
+    with connected(impl, transport, TIMEOUT) as (a, b):
         b.settimeout(TIMEOUT)
         yield a, b
 

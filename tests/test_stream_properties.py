@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
+from conftest import connected
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import fastsock
@@ -59,18 +60,9 @@ transports = st.sampled_from(["unix", "tcp"])
 
 
 @contextlib.contextmanager
-def connected(impl: ModuleType, transport: str) -> Iterator[tuple[Any, Any]]:
-    if transport == "unix":
-        a, b = impl.socketpair()
-    else:
-        with impl.create_server(("127.0.0.1", 0)) as server:
-            a = impl.create_connection(server.getsockname(), timeout=TIMEOUT)
-            try:
-                b, _ = server.accept()
-            except BaseException:
-                a.close()
-                raise
-    with a, b:
+def timed_pair(impl: ModuleType, transport: str) -> Iterator[tuple[Any, Any]]:
+    """A connected pair, both ends timing out after TIMEOUT."""
+    with connected(impl, transport, TIMEOUT) as (a, b):
         a.settimeout(TIMEOUT)
         b.settimeout(TIMEOUT)
         yield a, b
@@ -117,7 +109,7 @@ class Sender(threading.Thread):
 def exchange(impl: ModuleType, transport: str, stream: bytes, split_sizes: list[int],
              pause_flags: list[bool], receive: Callable[[Any], Any]) -> Any:
     """Send ``stream`` as planned while ``receive`` runs on the other end."""
-    with connected(impl, transport) as (a, b):
+    with timed_pair(impl, transport) as (a, b):
         sender = Sender(a, stream, split_sizes, pause_flags)
         sender.start()
         try:
