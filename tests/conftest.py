@@ -13,6 +13,7 @@ import socket
 import tempfile
 import threading
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterable, Iterator, Optional
 
@@ -138,3 +139,31 @@ def no_fd_leak() -> Iterator[None]:
     leaked = {fd for fd in leaked if os.path.exists(f"/proc/self/fd/{fd}")
               and os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")}
     assert not leaked, f"test leaked socket descriptors {sorted(leaked)}"
+
+
+# -- the web demo: a site on disk and the server on either implementation -------
+
+
+@pytest.fixture(scope="module", params=IMPLEMENTATIONS)
+def web_impl(request: pytest.FixtureRequest) -> str:
+    """The implementation the web server subprocess runs on."""
+    if request.param == "cython" and fastsock.IMPLEMENTATION != "cython":
+        pytest.skip("compiled extension not loaded")
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, bytes]]:
+    """(root, {url path: contents}) of a directory made for serving."""
+    from web_support import make_site
+    root = tmp_path_factory.mktemp("site") / "root"
+    root.mkdir()
+    return root, make_site(root)
+
+
+@pytest.fixture(scope="module")
+def served(web_impl: str, site: tuple[Path, dict[str, bytes]]) -> Iterator[Any]:
+    """One server per module and implementation, serving ``site``."""
+    from web_support import running_server
+    with running_server(web_impl, site[0]) as server:
+        yield server

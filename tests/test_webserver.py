@@ -1,0 +1,510 @@
+"""The demo web server over real sockets, on both implementations: static
+files, headers, conditional and range requests, directories, keep-alive and
+pipelining, limits and timeouts, workers, logging and graceful shutdown."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import HAS_IPV6
+from web_support import (
+    ServerProcess,
+    exchange,
+    get,
+    read_head,
+    read_responses,
+    recv_all,
+    running_server,
+    status_of,
+)
+
+Site = tuple[Path, dict[str, bytes]]
+
+
+# -- files and headers ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/index.html", "/data.json", "/image.png", "/big.bin",
+                                  "/empty.txt", "/sub/file.txt", "/inside-link.txt"])
+def test_files_are_served_whole(served: ServerProcess, site: Site, path: str) -> None:
+    response = get(served.address, path)
+    assert response.status == 200
+    assert response.body == site[1][path]
+    assert int(response.headers["content-length"]) == len(site[1][path])
+
+
+def test_response_headers(served: ServerProcess, site: Site) -> None:
+    response = get(served.address, "/data.json")
+    headers = response.headers
+    assert headers["server"].startswith("fastsock/")
+    sent = email.utils.parsedate_to_datetime(headers["date"]).timestamp()
+    assert abs(sent - time.time()) < 60
+    mtime = int((site[0] / "data.json").stat().st_mtime)
+    assert email.utils.parsedate_to_datetime(headers["last-modified"]).timestamp() == mtime
+    assert re.fullmatch(r'"[0-9a-f]+-[0-9a-f]+"', headers["etag"])
+    assert headers["accept-ranges"] == "bytes"
+    assert "connection" not in headers  # HTTP/1.1 keeps alive without saying so
+
+
+@pytest.mark.parametrize("path, content_type", [
+    ("/index.html", "text/html; charset=utf-8"),
+    ("/data.json", "application/json; charset=utf-8"),
+    ("/image.png", "image/png"),
+    ("/style.css", "text/css; charset=utf-8"),
+    ("/notes.txt", "text/plain; charset=utf-8"),
+    ("/blob.unknownext", "application/octet-stream"),
+])
+def test_content_types(served: ServerProcess, path: str, content_type: str) -> None:
+    assert get(served.address, path).headers["content-type"] == content_type
+
+
+def test_javascript_content_type(served: ServerProcess) -> None:
+    kind = get(served.address, "/app.js").headers["content-type"]
+    assert kind in ("text/javascript; charset=utf-8", "application/javascript; charset=utf-8")
+
+
+def test_percent_encoded_names(served: ServerProcess, site: Site) -> None:
+    assert get(served.address, "/caf%C3%A9%20menu.txt").body == site[1]["/caf\u00e9 menu.txt"]
+    assert get(served.address, "/%3Cb%3E%26%22odd.txt").body == site[1]['/<b>&"odd.txt']
+    assert get(served.address, "/index.html?query=ignored#x").status == 200
+
+
+def test_head_has_headers_and_no_body(served: ServerProcess, site: Site) -> None:
+    with socket.create_connection(served.address, timeout=10) as sock:
+        sock.sendall(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        head = read_head(sock)
+        assert head.status == 200
+        assert int(head.headers["content-length"]) == len(site[1]["/big.bin"])
+        # the connection is clean: the next response starts right after the head
+        sock.sendall(b"GET /data.json HTTP/1.1\r\nHost: t\r\n\r\n")
+        (after,) = read_responses(sock, 1)
+    assert after.body == site[1]["/data.json"]
+
+
+def test_missing_file_is_404_and_keeps_the_connection(served: ServerProcess) -> None:
+    with socket.create_connection(served.address, timeout=10) as sock:
+        sock.sendall(b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\nGET /data.json HTTP/1.1\r\nHost: t\r\n\r\n")
+        first, second = read_responses(sock, 2)
+    assert (first.status, second.status) == (404, 200)
+    assert b"404 Not Found" in first.body
+
+
+def test_other_methods_are_405_with_allow(served: ServerProcess) -> None:
+    with socket.create_connection(served.address, timeout=10) as sock:
+        sock.sendall(b"POST /index.html HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+                     b"DELETE /index.html HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"GET /data.json HTTP/1.1\r\nHost: t\r\n\r\n")
+        post, delete, after = read_responses(sock, 3)
+    assert post.status == delete.status == 405
+    assert post.headers["allow"] == "GET, HEAD"
+    assert after.status == 200  # the body of the POST was read and dropped
+
+
+# -- conditional requests ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/data.json", "/big.bin"])
+def test_if_none_match(served: ServerProcess, path: str) -> None:
+    etag = get(served.address, path).headers["etag"]
+    for value in (etag, f'"nope", {etag}', f"W/{etag}", "*"):
+        response = get(served.address, path, [f"If-None-Match: {value}"])
+        assert response.status == 304, value
+        assert response.body == b""
+        assert response.headers["etag"] == etag
+    assert get(served.address, path, ['If-None-Match: "other"']).status == 200
+
+
+def test_if_modified_since(served: ServerProcess, site: Site) -> None:
+    mtime = (site[0] / "notes.txt").stat().st_mtime
+    same = email.utils.formatdate(mtime, usegmt=True)
+    before = email.utils.formatdate(mtime - 3600, usegmt=True)
+    assert get(served.address, "/notes.txt", [f"If-Modified-Since: {same}"]).status == 304
+    assert get(served.address, "/notes.txt", [f"If-Modified-Since: {before}"]).status == 200
+    assert get(served.address, "/notes.txt", ["If-Modified-Since: garbage"]).status == 200
+    # If-None-Match wins over If-Modified-Since
+    response = get(served.address, "/notes.txt",
+                   ['If-None-Match: "other"', f"If-Modified-Since: {same}"])
+    assert response.status == 200
+
+
+def test_changed_file_is_served_fresh(served: ServerProcess, site: Site) -> None:
+    target = site[0] / "changing.txt"
+    target.write_bytes(b"first version\n")
+    try:
+        assert get(served.address, "/changing.txt").body == b"first version\n"
+        target.write_bytes(b"the second, longer version\n")
+        assert get(served.address, "/changing.txt").body == b"the second, longer version\n"
+        target.unlink()
+        assert get(served.address, "/changing.txt").status == 404
+    finally:
+        target.unlink(missing_ok=True)
+
+
+# -- ranges -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/notes.txt", "/big.bin"])
+@pytest.mark.parametrize("spec, start, end", [
+    ("bytes=5-9", 5, 9), ("bytes=0-0", 0, 0), ("bytes=7-", 7, None),
+    ("bytes=-4", -4, None), ("bytes=3-99999999", 3, None), ("bytes=-999999999", 0, None),
+])
+def test_single_range(served: ServerProcess, site: Site, path: str, spec: str,
+                      start: int, end: Any) -> None:
+    body = site[1][path]
+    size = len(body)
+    expected = body[start:] if end is None else body[start:end + 1]
+    first = start % size if start < 0 else start
+    response = get(served.address, path, [f"Range: {spec}"])
+    assert response.status == 206
+    assert response.body == expected
+    assert response.headers["content-range"] == f"bytes {first}-{first + len(expected) - 1}/{size}"
+
+
+@pytest.mark.parametrize("spec", ["bytes=999999999-", "bytes=-0"])
+def test_unsatisfiable_range_is_416(served: ServerProcess, site: Site, spec: str) -> None:
+    response = get(served.address, "/notes.txt", [f"Range: {spec}"])
+    assert response.status == 416
+    assert response.headers["content-range"] == f"bytes */{len(site[1]['/notes.txt'])}"
+
+
+@pytest.mark.parametrize("spec", ["bytes=0-1,4-5", "items=0-3", "bytes=5-2", "bytes=x-y", "bytes"])
+def test_ranges_we_ignore_get_everything(served: ServerProcess, site: Site, spec: str) -> None:
+    response = get(served.address, "/notes.txt", [f"Range: {spec}"])
+    assert response.status == 200
+    assert response.body == site[1]["/notes.txt"]
+
+
+def test_if_range(served: ServerProcess, site: Site) -> None:
+    etag = get(served.address, "/notes.txt").headers["etag"]
+    assert get(served.address, "/notes.txt", ["Range: bytes=0-3", f"If-Range: {etag}"]).status == 206
+    stale = get(served.address, "/notes.txt", ["Range: bytes=0-3", 'If-Range: "stale"'])
+    assert stale.status == 200 and stale.body == site[1]["/notes.txt"]
+
+
+# -- directories ----------------------------------------------------------------------------------
+
+
+def test_directory_without_slash_redirects(served: ServerProcess) -> None:
+    response = get(served.address, "/sub")
+    assert response.status == 301
+    assert response.headers["location"] == "/sub/"
+    assert get(served.address, "/sub?a=1").headers["location"] == "/sub/?a=1"
+
+
+def test_directory_index_html(served: ServerProcess, site: Site) -> None:
+    assert get(served.address, "/").body == site[1]["/index.html"]
+    assert get(served.address, "/withindex/").body == site[1]["/withindex/index.html"]
+
+
+def test_directory_listing_links_and_escapes(served: ServerProcess) -> None:
+    response = get(served.address, "/sub/")
+    assert response.status == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert b'<a href="file.txt">file.txt</a>' in response.body
+    assert b'href="../"' in response.body
+    (served.directory / "list-me").mkdir(exist_ok=True)
+    (served.directory / "list-me" / '<i>"x".txt').write_bytes(b"x")
+    listing = get(served.address, "/list-me/").body
+    assert b'<i>"x".txt' not in listing           # names are escaped in HTML
+    assert b"&lt;i&gt;&quot;x&quot;.txt" in listing
+    assert b'href="%3Ci%3E%22x%22.txt"' in listing  # and percent-encoded in links
+
+
+# -- keep-alive, pipelining, HTTP/1.0 -------------------------------------------------------------
+
+
+def test_many_requests_on_one_connection(served: ServerProcess, site: Site) -> None:
+    paths = ["/data.json", "/notes.txt", "/image.png", "/sub/file.txt"] * 25
+    with socket.create_connection(served.address, timeout=10) as sock:
+        for path in paths:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            (response,) = read_responses(sock, 1)
+            assert response.body == site[1][path]
+
+
+def test_pipelined_requests_are_answered_in_order(served: ServerProcess, site: Site) -> None:
+    paths = ["/data.json", "/nope", "/big.bin", "/notes.txt", "/sub", "/image.png"] * 8
+    batch = b"".join(f"GET {p} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for p in paths)
+    with socket.create_connection(served.address, timeout=20) as sock:
+        sock.sendall(batch)
+        responses = read_responses(sock, len(paths), timeout=30)
+    assert len(responses) == len(paths)
+    for path, response in zip(paths, responses):
+        if path in site[1]:
+            assert response.status == 200 and response.body == site[1][path], path
+        else:
+            assert response.status in (301, 404), path
+
+
+def test_http10_closes_unless_asked_to_keep_alive(served: ServerProcess, site: Site) -> None:
+    raw = exchange(served.address, b"GET /data.json HTTP/1.0\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\nConnection: close\r\n" in raw
+    assert raw.endswith(site[1]["/data.json"])
+    with socket.create_connection(served.address, timeout=10) as sock:
+        sock.sendall(b"GET /data.json HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        (first,) = read_responses(sock, 1)
+        assert first.headers["connection"] == "keep-alive"
+        sock.sendall(b"GET /notes.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        (second,) = read_responses(sock, 1)
+    assert second.body == site[1]["/notes.txt"]
+
+
+def test_connection_close_is_honoured(served: ServerProcess, site: Site) -> None:
+    raw = exchange(served.address,
+                   b"GET /data.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                   b"GET /notes.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert raw.count(b"HTTP/1.1 ") == 1  # nothing after the response that closed
+    assert raw.endswith(site[1]["/data.json"])
+
+
+def test_client_half_close_still_gets_its_answers(served: ServerProcess, site: Site) -> None:
+    raw = exchange(served.address, b"GET /data.json HTTP/1.1\r\nHost: t\r\n\r\n" * 3)
+    assert raw.count(site[1]["/data.json"]) == 3
+
+
+def test_large_body_to_a_slow_reader_is_complete(served: ServerProcess, site: Site) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        sock.settimeout(20)
+        sock.connect(served.address)
+        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)  # let the server fill the socket and wait for writability
+        (response,) = read_responses(sock, 1, timeout=30)
+    assert hashlib.sha256(response.body).digest() == hashlib.sha256(site[1]["/big.bin"]).digest()
+
+
+# -- paths that must not escape ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/escape", 403), ("/escape-dir/", 403), ("/escape-dir/secret.txt", 403),
+    ("/fifo", 403),
+])
+def test_links_out_and_special_files_are_refused(served: ServerProcess, path: str,
+                                                  status: int) -> None:
+    assert get(served.address, path).status == status
+    assert get(served.address, "/data.json").status == 200  # and nothing got stuck
+
+
+# -- logging, binding, workers ------------------------------------------------------------------
+
+
+def test_access_log_in_common_log_format(web_impl: str, site: Site) -> None:
+    with running_server(web_impl, site[0]) as server:
+        get(server.address, "/data.json")
+        get(server.address, "/nope")
+        exchange(server.address, b"GET /a\x1b[31m\"b HTTP/1.1\r\nHost: t\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while server.log().count("\n") < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = server.log().splitlines()
+    pattern = r'127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] "(.*)" (\d{3}) (\d+|-)'
+    entries = [re.fullmatch(pattern, line) for line in lines]
+    assert all(entries), lines
+    assert entries[0] and entries[0].groups() == ("GET /data.json HTTP/1.1", "200",
+                                                  str(len(site[1]["/data.json"])))
+    assert entries[1] and entries[1].group(2) == "404"
+    # control characters and quotes cannot forge log lines or fields
+    assert "\x1b" not in "".join(lines)
+
+
+def test_quiet_has_no_access_log(web_impl: str, site: Site) -> None:
+    with running_server(web_impl, site[0], "--quiet") as server:
+        get(server.address, "/data.json")
+        log = server.log()
+    assert log == ""
+
+
+def test_binds_loopback_by_default(web_impl: str, site: Site) -> None:
+    with running_server(web_impl, site[0]) as server:
+        assert server.host == "127.0.0.1"
+        assert "every network interface" not in server.log()
+
+
+def test_warns_when_binding_every_interface(web_impl: str, site: Site) -> None:
+    with running_server(web_impl, site[0], bind="0.0.0.0") as server:
+        assert get(("127.0.0.1", server.port), "/data.json").status == 200
+        assert "every network interface" in server.log()
+
+
+@pytest.mark.skipif(not HAS_IPV6, reason="no IPv6 loopback")
+def test_serves_ipv6(web_impl: str, site: Site) -> None:
+    with running_server(web_impl, site[0], bind="::1") as server:
+        assert server.host == "::1"
+        assert get(("::1", server.port), "/data.json").body == site[1]["/data.json"]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_workers_share_the_port(web_impl: str, site: Site) -> None:
+    with running_server(web_impl, site[0], "--workers", "3", "--quiet") as server:
+        workers = _children(server.proc.pid)
+        assert len(workers) == 3
+        for _ in range(30):
+            assert get(server.address, "/data.json").status == 200
+        code = server.stop()
+        assert code == 0
+        assert all(not os.path.exists(f"/proc/{pid}/stat") or _is_zombie(pid) for pid in workers)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_crashed_worker_is_replaced(web_impl: str, site: Site) -> None:
+    with running_server(web_impl, site[0], "--workers", "2", "--quiet") as server:
+        first = _children(server.proc.pid)
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            now = _children(server.proc.pid)
+            if len(now) == 2 and first[0] not in now:
+                break
+            time.sleep(0.1)
+        assert len(_children(server.proc.pid)) == 2
+        for _ in range(10):
+            assert get(server.address, "/data.json").status == 200
+
+
+def test_port_in_use_is_a_clear_error(web_impl: str, site: Site) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "fastsock.webserver", "--port", str(port), "-d", str(site[0])],
+            capture_output=True, text=True, timeout=30,
+            env=dict(os.environ, FASTSOCK_NO_EXTENSIONS="1" if web_impl == "python" else "0"))
+    assert result.returncode == 1
+    assert "Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "70000"], "--port must be 0-65535"),
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--directory", "/nonexistent/dir"], "not a directory"),
+])
+def test_bad_arguments(args: list[str], message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "fastsock.webserver", *args],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+# -- limits and timeouts ------------------------------------------------------------------------
+
+
+def test_idle_keep_alive_connection_is_closed(web_impl: str, site: Site) -> None:
+    with running_server(web_impl, site[0], "--idle-timeout", "0.5", "--quiet") as server:
+        with socket.create_connection(server.address, timeout=10) as sock:
+            sock.sendall(b"GET /data.json HTTP/1.1\r\nHost: t\r\n\r\n")
+            read_responses(sock, 1)
+            started = time.monotonic()
+            assert recv_all(sock, timeout=10) == b""
+            assert time.monotonic() - started < 8
+
+
+def test_slow_request_gets_408(web_impl: str, site: Site) -> None:
+    with running_server(web_impl, site[0], "--request-timeout", "1", "--quiet") as server:
+        with socket.create_connection(server.address, timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(b"GET / HTTP/1.1\r\n")
+            raw = b""
+            for i in range(40):  # one header byte every 0.1 s: never finishes in time
+                try:
+                    sock.sendall(b"X"[:1] if i else b"X-Slow: ")
+                except OSError:
+                    break
+                time.sleep(0.1)
+                sock.settimeout(0.001)
+                try:
+                    raw += sock.recv(65536)
+                except (TimeoutError, BlockingIOError):
+                    pass
+                except ConnectionResetError:
+                    break
+                if raw:
+                    break
+            sock.settimeout(10)
+            raw += recv_all(sock, 10)
+        assert status_of(raw) == 408
+        assert time.monotonic() - started < 8
+        assert get(server.address, "/data.json").status == 200
+
+
+def test_connection_limit_makes_clients_wait(web_impl: str, site: Site) -> None:
+    with running_server(web_impl, site[0], "--max-connections", "2", "--quiet") as server:
+        first = socket.create_connection(server.address, timeout=10)
+        second = socket.create_connection(server.address, timeout=10)
+        try:
+            for sock in (first, second):
+                sock.sendall(b"GET /data.json HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert read_responses(sock, 1)[0].status == 200
+            with socket.create_connection(server.address, timeout=10) as third:
+                third.sendall(b"GET /data.json HTTP/1.1\r\nHost: t\r\n\r\n")
+                third.settimeout(0.5)
+                with pytest.raises(TimeoutError):
+                    third.recv(1)      # waits in the backlog
+                first.close()
+                assert read_responses(third, 1, timeout=10)[0].status == 200
+        finally:
+            first.close()
+            second.close()
+
+
+# -- graceful shutdown --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_shutdown_finishes_responses_in_flight(web_impl: str, site: Site, sig: int) -> None:
+    server = ServerProcess(web_impl, site[0], "--quiet")
+    try:
+        with socket.socket() as slow, socket.create_connection(server.address, 10) as idle:
+            slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+            slow.settimeout(20)
+            slow.connect(server.address)
+            slow.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            first = slow.recv(4096)  # the response has started
+            server.proc.send_signal(sig)
+            time.sleep(0.3)
+            with pytest.raises(OSError):  # no longer accepting
+                socket.create_connection(server.address, timeout=2).close()
+            assert recv_all(idle, 10) == b""  # idle keep-alive connections are closed
+            rest = recv_all(slow, 30)
+            raw = first + rest
+            head, _, body = raw.partition(b"\r\n\r\n")
+            assert b"200 OK" in head
+            assert body == site[1]["/big.bin"]
+        assert server.proc.wait(20) == 0
+    finally:
+        server.close()
