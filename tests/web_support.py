@@ -283,7 +283,10 @@ def nginx_server(root: Path) -> Iterator[Tuple[str, int]]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     temp = {name: work / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    # run as root, nginx drops its worker to nobody, who cannot read a private temp dir
+    user = "user root;" if os.geteuid() == 0 else ""
     (work / "nginx.conf").write_text(f"""
+{user}
 worker_processes 1;
 daemon off;
 pid {work}/nginx.pid;
