@@ -9,12 +9,13 @@ PYTEST_ARGS ?=
 
 SOURCES := $(wildcard src/fastsock/*.pyx src/fastsock/includes/*.pxd) setup.py
 
-.PHONY: test test-debug bench build typecheck clean help
+.PHONY: test test-debug bench bench-web build typecheck clean help
 
 help:
 	@echo "make test        run the whole test suite (sets everything up)"
 	@echo "make bench       run the benchmark against stdlib socket (sets everything up)"
 	@echo "make test-debug  run the suite against a debug build (-O0 -g, line tracing)"
+	@echo "make bench-web   load-test the demo web server with wrk (needs wrk, nginx)"
 	@echo "make clean       remove build outputs and virtual environments"
 
 $(VENV)/.installed: pyproject.toml setup.py
@@ -56,6 +57,10 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 
 bench: build $(VENV)/.bench-installed
 	$(PY) -m bench $(BENCH_ARGS)
+
+# the demo web server under wrk against http.server, uvloop+httptools and nginx
+bench-web: build $(VENV)/.bench-installed
+	$(PY) -m bench.web $(BENCH_WEB_ARGS)
 
 clean:
 	rm -rf build dist src/*.egg-info src/fastsock/*.so src/fastsock/*.c \

@@ -508,3 +508,17 @@ def test_shutdown_finishes_responses_in_flight(web_impl: str, site: Site, sig: i
         assert server.proc.wait(20) == 0
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("module", ["fastsock.webserver", "fastsock.webclient"])
+def test_missing_httptools_is_a_clear_message(tmp_path: Path, module: str) -> None:
+    blocker = tmp_path / "httptools"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('httptools is not installed')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", module, "http://127.0.0.1:1/"
+                             if module.endswith("client") else "--port=0"],
+                            capture_output=True, text=True, timeout=30, env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == \
+        "fastsock's web demo needs httptools: pip install 'fastsock[web]'"

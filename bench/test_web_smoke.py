@@ -1,0 +1,36 @@
+"""Keeps ``python -m bench.web`` working: one short round against the demo
+server and nginx (the full run is ``make bench-web``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_web_load_benchmark_runs(tmp_path: Path) -> None:
+    for program in ("wrk", "nginx"):
+        if shutil.which(program) is None:
+            if os.environ.get("CI"):
+                pytest.fail(f"{program} is not installed (.ci/run installs it)")
+            pytest.skip(f"{program} is not installed")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.web", "--seconds", "1", "--rounds", "1",
+         "--servers", "fastsock-c,fastsock-py,nginx-1-worker", "--results", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads((tmp_path / "summary.json").read_text())
+    for workload in ("keep-alive", "pipelined"):
+        for server in ("fastsock-c", "fastsock-py", "nginx-1-worker"):
+            row = data["summary"][workload][server]
+            assert row["rps"] > 0 and row["errors"] == 0, (workload, server, row)
+            assert row["cpu_us_per_request"] > 0
+    assert len(data["targets"]) == 3  # http.server is not in this run
+    assert "**keep-alive**" in (tmp_path / "summary.md").read_text()
