@@ -49,7 +49,7 @@ request = function() return batch end
 done = function(summary, latency, requests)
   local errors = summary.errors
   io.write(string.format(
-    'WRK_JSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, '
+    'WRK_JSON {"requests": %d, "duration_us": %d, "p50_us": %.0f, "p99_us": %.0f, '
     .. '"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}\\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
     errors.connect, errors.read, errors.write, errors.status, errors.timeout))

@@ -33,7 +33,8 @@ import time
 import urllib.parse
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, TextIO, Tuple, Union
+from typing import (Any, Callable, Deque, Dict, List, Optional, Sequence, TextIO, Tuple, Union,
+                    cast)
 
 import fastsock
 
@@ -47,6 +48,7 @@ SERVER_NAME = f"fastsock/{fastsock.__version__}"
 
 _READ_SIZE = 65536
 _MAX_IOV = 64            # buffers per send_buffers call
+_JOIN_LIMIT = 256 * 1024  # queued bytes up to which responses are joined into one send
 _ALLOWED = "GET, HEAD"
 
 REASONS = {
@@ -94,6 +96,12 @@ class _Reject(Exception):
 
 
 # -- HTTP helpers -------------------------------------------------------------
+
+_HOST, _CONDITIONAL, _CONTENT_LENGTH = 1, 2, 3
+_NOTABLE_HEADERS = {
+    b"host": _HOST, b"content-length": _CONTENT_LENGTH, b"if-none-match": _CONDITIONAL,
+    b"if-modified-since": _CONDITIONAL, b"range": _CONDITIONAL, b"if-range": _CONDITIONAL,
+}
 
 
 class _DateCache:
@@ -268,7 +276,8 @@ class _Connection:
         self.peer = peer
         self.parser = server._httptools.HttpRequestParser(self)
         self.out: Deque[_Output] = deque()
-        self.out_bytes = 0
+        self.out_bytes = 0              # bytes queued in out, files not counted
+        self.files = 0                  # file bodies queued in out
         self.writing = False            # registered for writability instead of reads
         self.close_after_flush = False  # a response said "Connection: close"
         self.eof = False                # the client will send nothing more
@@ -280,6 +289,7 @@ class _Connection:
         self.url = b""
         self.headers: List[Tuple[bytes, bytes]] = []
         self.hosts = 0
+        self.conditional = False        # a header that can change the answer to a GET
         self.body_bytes = 0
 
     # parser callbacks
@@ -290,6 +300,7 @@ class _Connection:
         self.url = b""
         self.headers = []
         self.hosts = 0
+        self.conditional = False
         self.body_bytes = 0
 
     def on_url(self, url: bytes) -> None:
@@ -305,12 +316,14 @@ class _Connection:
         limits = self.server.limits
         if self.head_bytes > limits.max_header_bytes or len(headers) > limits.max_headers:
             raise _Reject(431)
-        size = len(name)
-        if size == 4 and name.lower() == b"host":
-            self.hosts += 1
-        elif size == 14 and name.lower() == b"content-length":
-            # refuse an oversized body before it arrives (llhttp checks the syntax)
-            if value.strip().isdigit() and int(value) > limits.max_body:
+        kind = _NOTABLE_HEADERS.get(name.lower())
+        if kind is not None:
+            if kind == _HOST:
+                self.hosts += 1
+            elif kind == _CONDITIONAL:
+                self.conditional = True
+            elif value.strip().isdigit() and int(value) > limits.max_body:
+                # refuse an oversized body before it arrives (llhttp checks the syntax)
                 raise _Reject(413)
 
     def on_headers_complete(self) -> None:
@@ -614,14 +627,8 @@ class Server:
                                 extra=f"Allow: {_ALLOWED}\r\n")
             return
         path, _, query = target.partition(b"?")
-        conditional = False
-        for name, _value in headers:
-            lowered = name.lower()
-            if lowered in (b"if-none-match", b"if-modified-since", b"range", b"if-range"):
-                conditional = True
-                break
         entry = self.cache.get(path)
-        if entry is not None and not conditional and keep_alive and version == "1.1":
+        if entry is not None and not conn.conditional and keep_alive and version == "1.1":
             # the hot path: a cached small file, revalidated with one stat
             try:
                 key = _stat_key(os.stat(entry.path))
@@ -776,6 +783,7 @@ class Server:
                     conn.out_bytes += length
                 else:
                     conn.out.append(_FileBody(file, start, length))
+                    conn.files += 1
                     file = None  # the queue owns it now
             if not keep_alive:
                 conn.close_after_flush = True
@@ -897,10 +905,17 @@ class Server:
                         return
                     first.file.close()
                     out.popleft()
+                    conn.files -= 1
                     continue
                 if len(out) == 1 or type(out[1]) is _FileBody:
                     sent = sock.send(first)
                     buffers: Sequence[Any] = (first,)
+                elif conn.out_bytes <= _JOIN_LIMIT and conn.files == 0:
+                    # many small responses (pipelining): one copy beats a long iovec
+                    buffers = (b"".join(cast("Deque[bytes]", out)),)  # no files queued
+                    out.clear()
+                    out.append(buffers[0])
+                    sent = sock.send(buffers[0])
                 else:
                     buffers = []
                     for item in out:
