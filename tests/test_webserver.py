@@ -522,3 +522,34 @@ def test_missing_httptools_is_a_clear_message(tmp_path: Path, module: str) -> No
     assert result.returncode == 1
     assert result.stderr.strip() == \
         "fastsock's web demo needs httptools: pip install 'fastsock[web]'"
+
+
+# -- in process: the Server class on either implementation and either poller -------------------
+
+
+@pytest.mark.parametrize("use_selectors", [False, True], ids=["epoll", "selectors"])
+def test_server_class_in_process(impl: Any, site: Site, use_selectors: bool) -> None:
+    import io
+    import threading
+
+    from fastsock import webserver
+
+    log = io.StringIO()
+    listener = impl.create_server(("127.0.0.1", 0))
+    server = webserver.Server(listener, str(site[0]), log=log, use_selectors=use_selectors)
+    address = listener.getsockname()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        paths = ["/data.json", "/big.bin", "/nope", "/image.png"] * 3
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(b"".join(f"GET {p} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for p in paths))
+            responses = read_responses(sock, len(paths), timeout=30)
+        assert [r.status for r in responses] == [200, 200, 404, 200] * 3
+        assert responses[1].body == site[1]["/big.bin"]
+    finally:
+        server.stop()
+        thread.join(20)
+    assert not thread.is_alive()
+    assert listener.closed
+    assert log.getvalue().count('"GET /big.bin HTTP/1.1" 200') == 3
