@@ -31,10 +31,7 @@ from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tupl
 
 import fastsock
 
-try:
-    import httptools
-except ImportError:  # pragma: no cover - exercised by a test in a subprocess
-    httptools = None  # type: ignore[assignment]
+from ._web_parser import require_httptools
 
 USER_AGENT = f"fastsock-webclient/{fastsock.__version__}"
 _READ_SIZE = 65536
@@ -103,13 +100,6 @@ class Response:
         lines = [f"HTTP/{self.version} {self.status} {self.reason}"]
         lines += [f"{key}: {value}" for key, value in self.headers]
         return "\r\n".join(lines) + "\r\n\r\n"
-
-
-def require_httptools() -> Any:
-    if httptools is None:
-        raise SystemExit(
-            "fastsock's web demo needs httptools: pip install 'fastsock[web]'")
-    return httptools
 
 
 @dataclass

@@ -38,10 +38,7 @@ from typing import (Any, Callable, Deque, Dict, List, Optional, Sequence, TextIO
 
 import fastsock
 
-try:
-    import httptools
-except ImportError:  # pragma: no cover - exercised by a test in a subprocess
-    httptools = None  # type: ignore[assignment]
+from ._web_parser import require_httptools
 
 DEFAULT_PORT = 28333
 SERVER_NAME = f"fastsock/{fastsock.__version__}"
@@ -59,14 +56,6 @@ REASONS = {
     500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
     505: "HTTP Version Not Supported",
 }
-
-
-def require_httptools() -> Any:
-    """The httptools module, or SystemExit with the install command."""
-    if httptools is None:
-        raise SystemExit(
-            "fastsock's web demo needs httptools: pip install 'fastsock[web]'")
-    return httptools
 
 
 @dataclass
