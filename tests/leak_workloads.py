@@ -162,8 +162,12 @@ def calls(m: ModuleType, stack: ExitStack) -> Body:
 
 def refused(m: ModuleType, stack: ExitStack) -> Body:
     """ConnectionRefusedError from create_connection and connect; connect_ex."""
-    with m.create_server(("127.0.0.1", 0)) as closed:
-        address = closed.getsockname()
+    # a port that is bound but not listening refuses connections, and being
+    # bound it can be neither a client's ephemeral port (no self-connect)
+    # nor another process's listener
+    closed = stack.enter_context(socket.socket())
+    closed.bind(("127.0.0.1", 0))
+    address = closed.getsockname()
     directory = tempfile.mkdtemp(prefix="fs-leak-", dir="/tmp")
     stack.callback(shutil.rmtree, directory, True)
     missing = os.path.join(directory, "nobody")
