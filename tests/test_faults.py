@@ -78,7 +78,10 @@ def test_peer_reset_during_sendall(impl: ModuleType, timeout: Optional[float]) -
         # the socket reports the dead connection from now on, and closes cleanly
         with pytest.raises((ConnectionResetError, BrokenPipeError)):
             a.sendall(b"more")
-        assert a.recv(16) == b""
+        try:
+            assert a.recv(16) == b""
+        except ConnectionResetError:
+            pass  # the kernel may report the reset once more to a receive
 
 
 @pytest.mark.parametrize("timeout", TIMEOUTS)

@@ -422,7 +422,7 @@ def test_signal_storm_during_256mib_transfer(impl: ModuleType, family: str,
           f"{during} signals handled in {elapsed:.2f} s")
     assert count == STORM_BYTES
     assert received == sent
-    assert during >= 50, f"only {during} signals handled during the transfer"
+    assert during >= 20, f"only {during} signals handled during the transfer"
 
 
 @pytest.mark.parametrize("timeout", TIMEOUTS)
@@ -459,7 +459,7 @@ def test_signal_storm_during_long_blocking_accept(
                 assert client_thread.finish() == b"world"
     print(f"{impl.IMPLEMENTATION} {family}: accept waited {waited:.2f} s, {during} signals")
     assert waited >= 0.8, "accept returned before the client connected"
-    assert during >= 50, f"only {during} signals handled while blocked"
+    assert during >= 20, f"only {during} signals handled while blocked"
 
 
 @pytest.mark.parametrize("family", ["tcp", "unix"])
@@ -481,4 +481,4 @@ def test_signal_storm_sendall_timeout_still_honoured(impl: ModuleType, family: s
         assert not fired.is_set(), "the deadline was lost: the watchdog had to end the call"
     print(f"{impl.IMPLEMENTATION} {family}: timed out after {elapsed:.2f} s, {during} signals")
     assert timeout * 0.9 <= elapsed < timeout + 5.0, f"timed out after {elapsed:.2f} s"
-    assert during >= 50, f"only {during} signals handled while waiting"
+    assert during >= 20, f"only {during} signals handled while waiting"
