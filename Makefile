@@ -9,12 +9,13 @@ PYTEST_ARGS ?=
 
 SOURCES := $(wildcard src/fastsock/*.pyx src/fastsock/includes/*.pxd) setup.py
 
-.PHONY: test test-debug bench bench-web build typecheck clean help
+.PHONY: test test-debug leak-test bench bench-web build typecheck clean help
 
 help:
 	@echo "make test        run the whole test suite (sets everything up)"
 	@echo "make bench       run the benchmark against stdlib socket (sets everything up)"
 	@echo "make test-debug  run the suite against a debug build (-O0 -g, line tracing)"
+	@echo "make leak-test   the leak tests at full counts (100k connections, 1M calls; minutes)"
 	@echo "make bench-web   load-test the demo web server with wrk (needs wrk, nginx)"
 	@echo "make clean       remove build outputs and virtual environments"
 
@@ -50,6 +51,10 @@ $(DEBUG_VENV)/.installed: pyproject.toml setup.py $(SOURCES)
 test-debug: $(DEBUG_VENV)/.installed
 	$(DEBUG_VENV)/bin/python -c 'import fastsock._socket_c as m, sys; sys.exit("site-packages" not in m.__file__)'
 	$(DEBUG_VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+
+# the leak workloads at full counts, both implementations, printing what they measured
+leak-test: build
+	$(PY) -m pytest tests/test_leaks.py -m leak_full -v -s $(PYTEST_ARGS)
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test,bench]'

@@ -345,10 +345,18 @@ def test_fork_child_close_while_parent_thread_blocked(impl: ModuleType) -> None:
         try:
             time.sleep(0.2)
             assert thread.is_alive()
+            fd, inode = a.fileno(), _inode(a.fileno())
+
+            def close_in_child() -> None:
+                a.close()
+                # nothing is in progress in the child: the descriptor is
+                # closed there and then, not left for a call that never ends
+                assert not _still_open(fd, inode)
+
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
-                status = _in_child(a.close)
-            assert status == 0
+                status = _in_child(close_in_child)
+            assert status == 0, "the child's close() left its descriptor open"
             time.sleep(0.2)
             try:
                 b.sendall(b"still here")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import signal
 import threading
@@ -328,3 +329,156 @@ def test_blocking_recv_with_signals_completes_many_times(impl: ModuleType) -> No
                     assert recv_exact(a, 32) == i.to_bytes(4, "big") * 8
             feeding.finish()
     assert ticks.count >= 20
+
+
+# -- a storm of signals: a no-op handler every 100 µs ------------------------------
+
+STORM_S = 0.0001
+STORM_BYTES = 256 * 1024 * 1024
+STORM_CHUNK = 4 * 1024 * 1024
+
+
+def _storm_chunks() -> Iterator[bytes]:
+    """STORM_BYTES in chunks that differ from each other (a numbered header)."""
+    body = os.urandom(STORM_CHUNK)
+    for i in range(STORM_BYTES // STORM_CHUNK):
+        yield i.to_bytes(8, "big") + body[8:]
+
+
+def _storm_pair(impl: ModuleType, family: str) -> tuple[Any, Any]:
+    if family == "unix":
+        a, b = impl.socketpair()
+        return a, b
+    with impl.create_server(("127.0.0.1", 0)) as server:
+        a = impl.create_connection(server.getsockname(), timeout=10)
+        a.settimeout(None)
+        b, _ = server.accept()
+    return a, b
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("direction", ["send", "receive"])
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+def test_signal_storm_during_256mib_transfer(impl: ModuleType, family: str,
+                                             direction: str) -> None:
+    """256 MiB through sendall (or recv_into/recv_exactly_into/recv) in the
+    thread that takes the signals, one every 100 µs: every byte arrives, in
+    order (SHA-256 of both ends)."""
+    a, b = _storm_pair(impl, family)
+    ticks = Ticks()
+
+    def send_all(sock: Any) -> str:
+        digest = hashlib.sha256()
+        for chunk in _storm_chunks():
+            digest.update(chunk)
+            sock.sendall(chunk)
+        sock.shutdown(impl.SHUT_WR)
+        return digest.hexdigest()
+
+    def receive_all(sock: Any, mixed: bool) -> tuple[str, int]:
+        digest = hashlib.sha256()
+        buf = bytearray(256 * 1024)
+        view = memoryview(buf)
+        got = 0
+        for i in itertools.count():
+            if mixed and i % 3 == 1:
+                want = min(len(buf), STORM_BYTES - got)
+                if want == 0:
+                    n = sock.recv_into(view)
+                else:
+                    n = sock.recv_exactly_into(view, want)
+                chunk: Any = view[:n]
+            elif mixed and i % 3 == 2:
+                chunk = sock.recv(len(buf))
+                n = len(chunk)
+            else:
+                n = sock.recv_into(view)
+                chunk = view[:n]
+            if n == 0:
+                break
+            digest.update(chunk)
+            got += n
+        return digest.hexdigest(), got
+
+    with a, b:
+        if direction == "send":
+            with started(lambda: receive_all(b, mixed=False)) as peer, \
+                    watchdog(b.close, after=120):
+                start = time.monotonic()
+                with itimer(ticks, STORM_S, STORM_S):
+                    sent = send_all(a)
+                    during = ticks.count
+                elapsed = time.monotonic() - start
+                received, count = peer.finish(120)
+        else:
+            with started(lambda: send_all(b)) as peer, watchdog(b.close, after=120):
+                start = time.monotonic()
+                with itimer(ticks, STORM_S, STORM_S):
+                    received, count = receive_all(a, mixed=True)
+                    during = ticks.count
+                elapsed = time.monotonic() - start
+                sent = peer.finish(120)
+    print(f"{impl.IMPLEMENTATION} {family} {direction}: {count} bytes, "
+          f"{during} signals handled in {elapsed:.2f} s")
+    assert count == STORM_BYTES
+    assert received == sent
+    assert during >= 20, f"only {during} signals handled during the transfer"
+
+
+@pytest.mark.parametrize("timeout", TIMEOUTS)
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+def test_signal_storm_during_long_blocking_accept(
+        impl: ModuleType, family: str, timeout: Optional[float], unix_dir: str) -> None:
+    """accept() blocked for a second under a signal every 100 µs still
+    accepts the connection that finally comes, and data flows."""
+    if family == "tcp":
+        server = impl.create_server(("127.0.0.1", 0))
+    else:
+        server = impl.create_server(os.path.join(unix_dir, "srv"), family=impl.AF_UNIX)
+    address = server.getsockname()
+    server.settimeout(timeout)
+
+    def connect_and_talk() -> bytes:
+        with impl.create_connection(address, timeout=10) as client:
+            client.sendall(b"hello")
+            return bytes(client.recv_exactly(5))
+
+    ticks = Ticks()
+    with server:
+        with started(_later(1.0, connect_and_talk)) as client_thread, \
+                watchdog(lambda: impl.create_connection(address, timeout=1).close(), after=30):
+            start = time.monotonic()
+            with itimer(ticks, STORM_S, STORM_S):
+                conn, _ = server.accept()
+                during = ticks.count
+            waited = time.monotonic() - start
+            with conn:
+                conn.settimeout(10)
+                assert conn.recv_exactly(5) == b"hello"
+                conn.sendall(b"world")
+                assert client_thread.finish() == b"world"
+    print(f"{impl.IMPLEMENTATION} {family}: accept waited {waited:.2f} s, {during} signals")
+    assert waited >= 0.8, "accept returned before the client connected"
+    assert during >= 20, f"only {during} signals handled while blocked"
+
+
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+def test_signal_storm_sendall_timeout_still_honoured(impl: ModuleType, family: str) -> None:
+    """sendall to a peer that never reads, timeout 1 s, a signal every
+    100 µs: TimeoutError, neither early nor much late."""
+    timeout = 1.0
+    a, b = _storm_pair(impl, family)
+    ticks = Ticks()
+    with a, b:
+        a.settimeout(timeout)
+        with watchdog(lambda: b.shutdown(impl.SHUT_RDWR), after=30) as fired:
+            start = time.monotonic()
+            with itimer(ticks, STORM_S, STORM_S):
+                with pytest.raises(TimeoutError):
+                    a.sendall(b"x" * (64 * 1024 * 1024))
+                during = ticks.count
+            elapsed = time.monotonic() - start
+        assert not fired.is_set(), "the deadline was lost: the watchdog had to end the call"
+    print(f"{impl.IMPLEMENTATION} {family}: timed out after {elapsed:.2f} s, {during} signals")
+    assert timeout * 0.9 <= elapsed < timeout + 5.0, f"timed out after {elapsed:.2f} s"
+    assert during >= 20, f"only {during} signals handled while waiting"
