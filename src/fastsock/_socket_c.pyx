@@ -965,7 +965,12 @@ cdef class _Socket:
     # -- data -----------------------------------------------------------------
 
     def recv(self, Py_ssize_t bufsize, flags=0):
-        """Receive up to ``bufsize`` bytes; b"" means the peer closed."""
+        """Receive up to ``bufsize`` bytes; b"" means the peer closed.
+
+        With MSG_TRUNC a datagram socket reports a datagram's real length,
+        which may exceed ``bufsize``: the result is still only the (at most
+        ``bufsize``) bytes received, never more.
+        """
         cdef IOArgs a
         cdef char stack[STACK_RECV_MAX]
         cdef PyObject *result
@@ -984,11 +989,11 @@ cdef class _Socket:
         if bufsize <= STACK_RECV_MAX:
             a.buf = stack
             n = self._call(c.POLLIN, _do_recv, &a, self._deadline())
-            return PyBytes_FromStringAndSize(stack, n)
+            return PyBytes_FromStringAndSize(stack, min(n, bufsize))
         result = PyBytes_FromStringAndSize_ptr(NULL, bufsize)
         a.buf = PyBytes_AS_STRING(<object>result)
         try:
-            n = self._call(c.POLLIN, _do_recv, &a, self._deadline())
+            n = min(self._call(c.POLLIN, _do_recv, &a, self._deadline()), bufsize)
             if n != bufsize:
                 _PyBytes_Resize(&result, n)
         except BaseException:
@@ -1581,7 +1586,8 @@ cdef class DatagramSocket(_Socket):
             PyBuffer_Release(&view)
 
     def recvfrom(self, Py_ssize_t bufsize, flags=0):
-        """Receive one datagram: ``(bytes, address)``."""
+        """Receive one datagram: ``(bytes, address)``; at most ``bufsize``
+        bytes, even when MSG_TRUNC makes the call report a longer datagram."""
         cdef IOArgs a
         cdef ssize_t n
         cdef char stack[STACK_RECV_MAX]
@@ -1592,10 +1598,10 @@ cdef class DatagramSocket(_Socket):
         if bufsize <= STACK_RECV_MAX:
             a.buf = stack
             n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
-            return PyBytes_FromStringAndSize(stack, n), self._sender(&a)
+            return PyBytes_FromStringAndSize(stack, min(n, bufsize)), self._sender(&a)
         data = PyBytes_FromStringAndSize(NULL, bufsize)
         a.buf = PyBytes_AS_STRING(data)
-        n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
+        n = min(self._call(c.POLLIN, _do_recvfrom, &a, self._deadline()), bufsize)
         if n != bufsize:
             data = data[:n]
         return data, self._sender(&a)
