@@ -1770,7 +1770,7 @@ cdef class DatagramSocket(_Socket):
         cdef c.sockaddr_storage addr
         cdef c.socklen_t addrlen = 0
         cdef c.iovec iov
-        cdef char control[64]
+        cdef c.cmsg_buffer control
         cdef c.cmsghdr *cmsg
         cdef Py_ssize_t per_call, offset = 0, chunk, sent = 0
         cdef double deadline = self._deadline()
@@ -1788,8 +1788,8 @@ cdef class DatagramSocket(_Socket):
             chunk = min(per_call * seg, view.len - offset)
             iov.iov_base = <char *>view.buf + offset
             iov.iov_len = <size_t>chunk
-            memset(control, 0, sizeof(control))
-            a.msg.msg_control = control
+            memset(&control, 0, sizeof(control))
+            a.msg.msg_control = control.buf
             a.msg.msg_controllen = c.CMSG_SPACE(sizeof(unsigned short))
             cmsg = c.CMSG_FIRSTHDR(&a.msg)
             cmsg.cmsg_level = c.SOL_UDP
@@ -1856,7 +1856,7 @@ cdef class DatagramSocket(_Socket):
         cdef MsgArgs a
         cdef c.iovec iov
         cdef c.sockaddr_storage addr
-        cdef char control[64]
+        cdef c.cmsg_buffer control
         cdef c.cmsghdr *cmsg
         cdef ssize_t n
         cdef int segment = 0
@@ -1868,13 +1868,14 @@ cdef class DatagramSocket(_Socket):
         a.msg.msg_iovlen = 1
         a.msg.msg_name = &addr
         a.msg.msg_namelen = sizeof(addr)
-        a.msg.msg_control = control
-        a.msg.msg_controllen = sizeof(control)
+        a.msg.msg_control = control.buf
+        a.msg.msg_controllen = sizeof(control.buf)
         a.flags = 0
         n = self._call(c.POLLIN, _do_recvmsg, &a, self._deadline())
         cmsg = c.CMSG_FIRSTHDR(&a.msg)
         while cmsg != NULL:
-            if cmsg.cmsg_level == c.SOL_UDP and cmsg.cmsg_type == c.UDP_GRO:
+            if cmsg.cmsg_level == c.SOL_UDP and cmsg.cmsg_type == c.UDP_GRO and \
+                    cmsg.cmsg_len >= c.CMSG_LEN(sizeof(int)):
                 memcpy(&segment, c.CMSG_DATA(cmsg), sizeof(int))
             cmsg = c.CMSG_NXTHDR(&a.msg, cmsg)
         data = data[:n]
