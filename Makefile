@@ -5,16 +5,19 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DEBUG_VENV := .venv-debug
+ASAN_VENV  := .venv-asan
 PYTEST_ARGS ?=
 
 SOURCES := $(wildcard src/fastsock/*.pyx src/fastsock/includes/*.pxd) setup.py
 
-.PHONY: test test-debug leak-test bench bench-web build typecheck clean help
+.PHONY: test test-debug asan-test valgrind-test leak-test bench bench-web build typecheck clean help
 
 help:
 	@echo "make test        run the whole test suite (sets everything up)"
 	@echo "make bench       run the benchmark against stdlib socket (sets everything up)"
 	@echo "make test-debug  run the suite against a debug build (-O0 -g, line tracing)"
+	@echo "make asan-test   run the suite against an AddressSanitizer+UBSan build; fails on any report"
+	@echo "make valgrind-test  run the memory-safety subset of the suite under valgrind memcheck"
 	@echo "make leak-test   the leak tests at full counts (100k connections, 1M calls; minutes)"
 	@echo "make bench-web   load-test the demo web server with wrk (needs wrk, nginx)"
 	@echo "make clean       remove build outputs and virtual environments"
@@ -52,6 +55,22 @@ test-debug: $(DEBUG_VENV)/.installed
 	$(DEBUG_VENV)/bin/python -c 'import fastsock._socket_c as m, sys; sys.exit("site-packages" not in m.__file__)'
 	$(DEBUG_VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
+$(ASAN_VENV)/.installed: pyproject.toml setup.py $(SOURCES)
+	$(PYTHON) -m venv $(ASAN_VENV)
+	$(ASAN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	FASTSOCK_SANITIZE=1 $(ASAN_VENV)/bin/python -m pip install --quiet '.[test]'
+	touch $@
+
+# the suite against the ASan+UBSan build (installed in its own venv), with
+# leak detection; any sanitizer report from any interpreter fails the run
+asan-test: $(ASAN_VENV)/.installed
+	tools/sanitizers/asan-test $(ASAN_VENV) $(PYTEST_ARGS)
+
+# the I/O, framing, batch, option, error and close-while-blocked tests of the
+# compiled module under valgrind memcheck, against the normal build
+valgrind-test: build
+	tools/sanitizers/valgrind-test $(VENV) $(PYTEST_ARGS)
+
 # the leak workloads at full counts, both implementations, printing what they measured
 leak-test: build
 	$(PY) -m pytest tests/test_leaks.py -m leak_full -v -s $(PYTEST_ARGS)
@@ -69,4 +88,4 @@ bench-web: build $(VENV)/.bench-installed
 
 clean:
 	rm -rf build dist src/*.egg-info src/fastsock/*.so src/fastsock/*.c \
-	       src/fastsock/*.html src/fastsock/.built $(VENV) $(DEBUG_VENV) .mypy_cache .pytest_cache
+	       src/fastsock/*.html src/fastsock/.built $(VENV) $(DEBUG_VENV) $(ASAN_VENV) .mypy_cache .pytest_cache

@@ -37,6 +37,14 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def sanitized() -> bool:
+    """Whether AddressSanitizer's runtime is loaded (``make asan-test``): its
+    quarantine holds freed memory back by design, so the resident set grows
+    without a leak, and LeakSanitizer checks this process's leaks instead."""
+    with open("/proc/self/maps") as maps:
+        return "libasan" in maps.read()
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * _PAGE
@@ -410,7 +418,7 @@ def measure(module: str, workload: str, count: int) -> dict[str, Any]:
         "fds_before": fds_before, "fds_after": open_fds(),
         "rss_checkpoint": rss_checkpoint, "rss_end": rss_end,
         "traced_checkpoint": traced_checkpoint, "traced_end": traced_end,
-        "seconds": seconds,
+        "seconds": seconds, "sanitized": sanitized(),
     }
 
 

@@ -965,7 +965,12 @@ cdef class _Socket:
     # -- data -----------------------------------------------------------------
 
     def recv(self, Py_ssize_t bufsize, flags=0):
-        """Receive up to ``bufsize`` bytes; b"" means the peer closed."""
+        """Receive up to ``bufsize`` bytes; b"" means the peer closed.
+
+        With MSG_TRUNC a datagram socket reports a datagram's real length,
+        which may exceed ``bufsize``: the result is still only the (at most
+        ``bufsize``) bytes received, never more.
+        """
         cdef IOArgs a
         cdef char stack[STACK_RECV_MAX]
         cdef PyObject *result
@@ -984,11 +989,11 @@ cdef class _Socket:
         if bufsize <= STACK_RECV_MAX:
             a.buf = stack
             n = self._call(c.POLLIN, _do_recv, &a, self._deadline())
-            return PyBytes_FromStringAndSize(stack, n)
+            return PyBytes_FromStringAndSize(stack, min(n, bufsize))
         result = PyBytes_FromStringAndSize_ptr(NULL, bufsize)
         a.buf = PyBytes_AS_STRING(<object>result)
         try:
-            n = self._call(c.POLLIN, _do_recv, &a, self._deadline())
+            n = min(self._call(c.POLLIN, _do_recv, &a, self._deadline()), bufsize)
             if n != bufsize:
                 _PyBytes_Resize(&result, n)
         except BaseException:
@@ -1581,7 +1586,8 @@ cdef class DatagramSocket(_Socket):
             PyBuffer_Release(&view)
 
     def recvfrom(self, Py_ssize_t bufsize, flags=0):
-        """Receive one datagram: ``(bytes, address)``."""
+        """Receive one datagram: ``(bytes, address)``; at most ``bufsize``
+        bytes, even when MSG_TRUNC makes the call report a longer datagram."""
         cdef IOArgs a
         cdef ssize_t n
         cdef char stack[STACK_RECV_MAX]
@@ -1592,10 +1598,10 @@ cdef class DatagramSocket(_Socket):
         if bufsize <= STACK_RECV_MAX:
             a.buf = stack
             n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
-            return PyBytes_FromStringAndSize(stack, n), self._sender(&a)
+            return PyBytes_FromStringAndSize(stack, min(n, bufsize)), self._sender(&a)
         data = PyBytes_FromStringAndSize(NULL, bufsize)
         a.buf = PyBytes_AS_STRING(data)
-        n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
+        n = min(self._call(c.POLLIN, _do_recvfrom, &a, self._deadline()), bufsize)
         if n != bufsize:
             data = data[:n]
         return data, self._sender(&a)
@@ -1764,7 +1770,7 @@ cdef class DatagramSocket(_Socket):
         cdef c.sockaddr_storage addr
         cdef c.socklen_t addrlen = 0
         cdef c.iovec iov
-        cdef char control[64]
+        cdef c.cmsg_buffer control
         cdef c.cmsghdr *cmsg
         cdef Py_ssize_t per_call, offset = 0, chunk, sent = 0
         cdef double deadline = self._deadline()
@@ -1782,8 +1788,8 @@ cdef class DatagramSocket(_Socket):
             chunk = min(per_call * seg, view.len - offset)
             iov.iov_base = <char *>view.buf + offset
             iov.iov_len = <size_t>chunk
-            memset(control, 0, sizeof(control))
-            a.msg.msg_control = control
+            memset(&control, 0, sizeof(control))
+            a.msg.msg_control = control.buf
             a.msg.msg_controllen = c.CMSG_SPACE(sizeof(unsigned short))
             cmsg = c.CMSG_FIRSTHDR(&a.msg)
             cmsg.cmsg_level = c.SOL_UDP
@@ -1850,7 +1856,7 @@ cdef class DatagramSocket(_Socket):
         cdef MsgArgs a
         cdef c.iovec iov
         cdef c.sockaddr_storage addr
-        cdef char control[64]
+        cdef c.cmsg_buffer control
         cdef c.cmsghdr *cmsg
         cdef ssize_t n
         cdef int segment = 0
@@ -1862,13 +1868,14 @@ cdef class DatagramSocket(_Socket):
         a.msg.msg_iovlen = 1
         a.msg.msg_name = &addr
         a.msg.msg_namelen = sizeof(addr)
-        a.msg.msg_control = control
-        a.msg.msg_controllen = sizeof(control)
+        a.msg.msg_control = control.buf
+        a.msg.msg_controllen = sizeof(control.buf)
         a.flags = 0
         n = self._call(c.POLLIN, _do_recvmsg, &a, self._deadline())
         cmsg = c.CMSG_FIRSTHDR(&a.msg)
         while cmsg != NULL:
-            if cmsg.cmsg_level == c.SOL_UDP and cmsg.cmsg_type == c.UDP_GRO:
+            if cmsg.cmsg_level == c.SOL_UDP and cmsg.cmsg_type == c.UDP_GRO and \
+                    cmsg.cmsg_len >= c.CMSG_LEN(sizeof(int)):
                 memcpy(&segment, c.CMSG_DATA(cmsg), sizeof(int))
             cmsg = c.CMSG_NXTHDR(&a.msg, cmsg)
         data = data[:n]

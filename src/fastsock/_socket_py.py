@@ -482,6 +482,10 @@ class _Socket:
                 self._finish_close()
         if not data and self._sock.fileno() == -1:
             raise _closed_error()  # the shutdown() that woke the call looks like EOF
+        if len(data) > bufsize:
+            # MSG_TRUNC on a datagram: the stdlib sizes the result by the
+            # datagram's real length, past the bytes it received
+            data = data[:bufsize]
         return data
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
@@ -1240,6 +1244,10 @@ class DatagramSocket(DatagramFastPaths, _Socket):
                 self._finish_close()
         if not result[0] and self._sock.fileno() == -1:
             raise _closed_error()  # the shutdown() that woke the call looks like EOF
+        if len(result[0]) > bufsize:
+            # MSG_TRUNC: the stdlib sizes the result by the datagram's real
+            # length, past the bytes it received
+            result = (result[0][:bufsize], result[1])
         return result
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> Tuple[int, Any]:

@@ -137,6 +137,18 @@ cdef extern from "<sys/socket.h>" nogil:
     int getsockname(int fd, sockaddr *addr, socklen_t *addrlen)
     int getpeername(int fd, sockaddr *addr, socklen_t *addrlen)
 
+cdef extern from "<sys/socket.h>" nogil:
+    # room for one small control message, aligned as struct cmsghdr must be
+    # (cmsg(3)): a plain char array on the stack need not be
+    """
+    typedef union {
+        char buf[64];
+        struct cmsghdr align;
+    } fastsock_cmsg_buffer;
+    """
+    ctypedef union cmsg_buffer "fastsock_cmsg_buffer":
+        char buf[64]
+
 cdef extern from "<netinet/in.h>" nogil:
     struct in_addr:
         unsigned int s_addr
