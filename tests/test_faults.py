@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -461,3 +462,74 @@ def test_close_while_blocked_never_touches_a_reused_descriptor(
                 reuser.check_and_close()
     print(f"{impl.IMPLEMENTATION} {op}: fd number reused in {reused} of {ROUNDS} rounds")
     assert reused > 0, "the descriptor number was never reused: the test proved nothing"
+
+
+# -- allocation failures right after accept() ------------------------------------------
+
+_NOMEMORY_CHILD = textwrap.dedent("""
+    import importlib, json, os, sys, _testcapi
+    m = importlib.import_module(sys.argv[1])
+    server = m.create_server(("127.0.0.1", 0))
+    address = server.getsockname()
+    outcomes = {"accepted": 0, "MemoryError": 0, "fds leaked": 0}
+    for start in range(60):
+        client = m.create_connection(address, timeout=10)
+        before = len(os.listdir("/proc/self/fd"))
+        conn = None
+        _testcapi.set_nomemory(start, 0)   # allocation number `start` onward fails
+        try:
+            conn, _ = server.accept()
+        except MemoryError:
+            pass
+        finally:
+            _testcapi.remove_mem_hooks()
+        if conn is None:
+            outcomes["MemoryError"] += 1
+            outcomes["fds leaked"] += len(os.listdir("/proc/self/fd")) - before
+        else:
+            outcomes["accepted"] += 1
+            outcomes["fds leaked"] += len(os.listdir("/proc/self/fd")) - before - 1
+            conn.close()
+        client.close()
+    server.close()
+    print(json.dumps(outcomes))
+""")
+
+
+def test_allocation_failure_in_accept_closes_the_new_descriptor(impl: ModuleType) -> None:
+    """Each allocation accept() makes after the connection is taken fails in
+    turn: a MemoryError must not leave the accepted descriptor open."""
+    pytest.importorskip("_testcapi")
+    if impl.IMPLEMENTATION == "python":
+        pytest.skip("the stdlib's socket._accept itself leaks the descriptor when building "
+                    "its result fails; the twin's own steps are tested below")
+    module = "fastsock._socket_c"
+    proc = subprocess.run([sys.executable, "-X", "dev", "-W", "ignore", "-c", _NOMEMORY_CHILD,
+                           module], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    outcomes = json.loads(proc.stdout.splitlines()[-1])
+    assert outcomes["MemoryError"] >= 1 and outcomes["accepted"] >= 1, outcomes
+    assert outcomes["fds leaked"] == 0, outcomes
+
+
+@pytest.mark.parametrize("failing", ["socket", "_adopt"])
+def test_pure_accept_closes_the_new_descriptor_when_wrapping_fails(
+        failing: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pure twin wraps the accepted descriptor in two steps (a stdlib
+    socket, then a StreamSocket); a failure in either closes the descriptor."""
+    from fastsock import _socket_py
+
+    def out_of_memory(*args: Any, **kwargs: Any) -> Any:
+        raise MemoryError
+
+    with _socket_py.create_server(("127.0.0.1", 0)) as server, \
+            _socket_py.create_connection(server.getsockname(), timeout=10):
+        before = len(os.listdir("/proc/self/fd"))
+        if failing == "socket":
+            monkeypatch.setattr(_socket_py._stdlib, "socket", out_of_memory)
+        else:
+            monkeypatch.setattr(_socket_py.StreamSocket, "_adopt", out_of_memory)
+        with pytest.raises(MemoryError):
+            server.accept()
+        monkeypatch.undo()
+        assert len(os.listdir("/proc/self/fd")) == before

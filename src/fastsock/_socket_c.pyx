@@ -1062,12 +1062,19 @@ cdef class StreamSocket(_Socket):
         """Wait for a connection: ``(StreamSocket, address)``; the new socket blocks."""
         cdef IOArgs a
         cdef int fd = <int>self._call(c.POLLIN, _do_accept, &a, self._deadline())
-        cdef StreamSocket conn = StreamSocket.__new__(StreamSocket)
+        cdef StreamSocket conn
+        cdef object address
+        try:
+            address = make_address(&a.addr, a.addrlen)
+            conn = StreamSocket.__new__(StreamSocket)
+        except BaseException:  # MemoryError: nothing owns the new descriptor yet
+            c_close(fd)
+            raise
         conn.fd = fd
         conn.family_ = self.family_
         conn.kind = c.SOCK_STREAM
         conn.proto_ = self.proto_
-        return conn, make_address(&a.addr, a.addrlen)
+        return conn, address
 
     def sendall(self, data, flags=0):
         """Send all of ``data``; the timeout bounds the whole call."""

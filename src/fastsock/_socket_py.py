@@ -568,10 +568,18 @@ class StreamSocket(_Socket):
 
     def accept(self) -> Tuple["StreamSocket", Any]:
         fd, address = self._call(self._sock._accept)  # type: ignore[attr-defined]
-        conn = _stdlib.socket(self._sock.family, SOCK_STREAM, 0, fileno=fd)
-        if conn.gettimeout() is not None:
-            conn.settimeout(None)  # accepted sockets start blocking, as in C
-        return StreamSocket._adopt(conn), address
+        try:
+            conn = _stdlib.socket(self._sock.family, SOCK_STREAM, 0, fileno=fd)
+        except BaseException:  # MemoryError: nothing owns the new descriptor yet
+            os.close(fd)
+            raise
+        try:
+            if conn.gettimeout() is not None:
+                conn.settimeout(None)  # accepted sockets start blocking, as in C
+            return StreamSocket._adopt(conn), address
+        except BaseException:
+            conn.close()
+            raise
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         calls = self._calls
