@@ -526,7 +526,7 @@ def test_pure_accept_closes_the_new_descriptor_when_wrapping_fails(
             _socket_py.create_connection(server.getsockname(), timeout=10):
         before = len(os.listdir("/proc/self/fd"))
         if failing == "socket":
-            monkeypatch.setattr(_socket_py._stdlib, "socket", out_of_memory)
+            monkeypatch.setattr(socket, "socket", out_of_memory)  # the stdlib module the twin wraps
         else:
             monkeypatch.setattr(_socket_py.StreamSocket, "_adopt", out_of_memory)
         with pytest.raises(MemoryError):
