@@ -222,6 +222,10 @@ SOCKET_CASES: list[SocketCase] = [
                lambda s, c: s.bind(("::1", 0, "0")), TypeError, message=False),
     SocketCase("inet6 host is IPv4 literal", AF_INET6, S,
                lambda s, c: s.bind(("127.0.0.1", 0)), socket.gaierror),
+    SocketCase("inet6 host <broadcast>", AF_INET6, D,
+               lambda s, c: s.bind(("<broadcast>", 0)), OSError),
+    SocketCase("inet6 host 255.255.255.255", AF_INET6, D,
+               lambda s, c: s.sendto(b"x", ("255.255.255.255", 9)), OSError),
     SocketCase("inet6 host with NUL", AF_INET6, S,
                lambda s, c: s.bind(("::1\0", 0)), TypeError),
     # AF_UNIX addresses

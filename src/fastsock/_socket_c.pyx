@@ -294,7 +294,9 @@ cdef int resolve_host(bytes host, int family, void *dst) except -1:
         else:
             memcpy(dst, &c.in6addr_any, sizeof(c.in6_addr))
         return 0
-    if family == c.AF_INET and host == b"<broadcast>":
+    if host == b"<broadcast>" or host == b"255.255.255.255":
+        if family != c.AF_INET:
+            raise OSError("address family mismatched")  # as the stdlib's setipaddr()
         (<c.in_addr *>dst).s_addr = c.htonl(c.INADDR_BROADCAST)
         return 0
     if c.inet_pton(family, name, dst) == 1:
