@@ -360,7 +360,7 @@ cdef int parse_address(int family, object address, c.sockaddr_storage *out,
         raw = host_bytes(address[0])
         port = _index(address[1])
         if len(address) > 2:
-            flowinfo = _index(address[2])
+            flowinfo = _index(address[2]) & 0xFFFFFFFF  # wraps, as the stdlib's
         if len(address) > 3:
             scope_id = <unsigned int>(_index(address[3]) & 0xFFFFFFFF)  # wraps, as the stdlib's
         sin6 = <c.sockaddr_in6 *>out
