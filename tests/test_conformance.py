@@ -418,6 +418,9 @@ CLOSED_STREAM: list[tuple[str, Callable[[Any, SimpleNamespace], object], Expecte
     ("gettimeout", lambda s, c: s.gettimeout(), Returns(None)),
     ("recv negative", lambda s, c: s.recv(-1), ValueError),
     ("bind bad port", lambda s, c: s.bind(("127.0.0.1", 65536)), OverflowError),
+    # the address is looked at first: its errors win over EBADF
+    ("connect IPv6 literal", lambda s, c: s.connect(("::1", 80)), socket.gaierror),
+    ("connect_ex IPv6 literal", lambda s, c: s.connect_ex(("::1", 80)), socket.gaierror),
 ]
 
 CLOSED_DGRAM: list[tuple[str, Callable[[Any, SimpleNamespace], object], Expected]] = [
@@ -425,6 +428,9 @@ CLOSED_DGRAM: list[tuple[str, Callable[[Any, SimpleNamespace], object], Expected
     ("sendto with flags", lambda s, c: s.sendto(b"x", 0, c.udp), OSError),
     ("recvfrom", lambda s, c: s.recvfrom(1), OSError),
     ("recvfrom_into", lambda s, c: s.recvfrom_into(bytearray(1)), OSError),
+    ("sendto IPv6 literal", lambda s, c: s.sendto(b"x", ("::1", 9)), socket.gaierror),
+    ("sendto with flags IPv6 literal", lambda s, c: s.sendto(b"x", 0, ("::1", 9)),
+     socket.gaierror),
 ]
 
 SOCKET_CASES += [SocketCase(f"closed stream {name}", AF_INET, S, op, exp, state="closed")

@@ -278,10 +278,12 @@ class _Socket:
         """The pattern above for the calls that are not hot."""
         calls = self._calls
         calls.append(_fork_generation)
+        was_open = self._sock.fileno() != -1
         try:
             return method(*args)
         except OSError:
-            self._raise_if_closed()
+            if was_open:  # closed meanwhile; on a closed socket the stdlib's error stands
+                self._raise_if_closed()
             raise
         finally:
             calls.pop()
@@ -1215,10 +1217,12 @@ class DatagramSocket(DatagramFastPaths, _Socket):
         address = self._address(address)
         calls = self._calls
         calls.append(_fork_generation)
+        was_open = self._sock.fileno() != -1
         try:
             n = self._sock.sendto(data, flags | _NOSIGNAL, address)
         except OSError:
-            self._raise_if_closed()
+            if was_open:  # closed meanwhile; on a closed socket the stdlib's error stands
+                self._raise_if_closed()
             raise
         finally:
             calls.pop()
