@@ -2,6 +2,9 @@
 
 FASTSOCK_DEBUG=1 builds with -O0 -g and line tracing (for coverage,
 profilers and debuggers); the test suite runs under either build.
+FASTSOCK_FUZZ=1 builds for the fuzz targets (`make fuzz`, with CC=clang):
+AddressSanitizer plus libFuzzer's coverage instrumentation, with the
+generated C kept under build/fuzz.
 """
 
 import os
@@ -10,6 +13,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("FASTSOCK_DEBUG", "") not in ("", "0")
+FUZZ = os.environ.get("FASTSOCK_FUZZ", "") not in ("", "0")
 
 # Every Cython directive, in one place.
 DIRECTIVES = {
@@ -20,9 +24,16 @@ DIRECTIVES = {
     "linetrace": DEBUG,
 }
 
+SANITIZE = ["-fsanitize=address,fuzzer-no-link"]
+LDFLAGS: list[str] = []
+
 if DEBUG:
     CFLAGS = ["-O0", "-g3", "-Wall", "-Wno-unused-function"]
     MACROS = [("CYTHON_TRACE_NOGIL", "1"), ("FASTSOCK_DEBUG", "1")]
+elif FUZZ:
+    CFLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", *SANITIZE, "-Wall", "-Wno-unused-function"]
+    LDFLAGS = SANITIZE
+    MACROS = [("FASTSOCK_FUZZ", "1")]
 else:
     CFLAGS = ["-O2", "-Wall", "-Wno-unused-function"]
     MACROS = []
@@ -32,6 +43,7 @@ extensions = [
         "fastsock._socket_c",
         ["src/fastsock/_socket_c.pyx"],
         extra_compile_args=CFLAGS,
+        extra_link_args=LDFLAGS,
         define_macros=MACROS,
     ),
 ]
@@ -42,6 +54,7 @@ setup(
         compiler_directives=DIRECTIVES,
         include_path=["src"],
         annotate=DEBUG,
+        build_dir="build/fuzz/c" if FUZZ else None,
         # the debug build must not reuse C generated without line tracing
         force=DEBUG,
     ),

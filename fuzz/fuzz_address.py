@@ -24,7 +24,7 @@ from typing import Any
 import atheris
 
 import harness
-from harness import LOOPBACK_HOSTS, Weird, integer
+from harness import LOOPBACK_HOSTS, Weird, integer, pick
 
 FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
 HOST_ALPHABET = "0123456789abcdef.:%lo<>broadcastABCDEF[]"
@@ -40,21 +40,21 @@ def numeric(host: str, family: int) -> bool:
 
 
 def host(fdp: atheris.FuzzedDataProvider, family: int, safe: bool) -> Any:
-    pick = fdp.ConsumeIntInRange(0, 9)
-    if pick <= 3 or safe:
-        return fdp.PickValueInList(list(LOOPBACK_HOSTS) + ["0.0.0.0", "::"])
-    if pick == 4:
-        text = "".join(fdp.PickValueInList(HOST_ALPHABET) for _ in range(fdp.ConsumeIntInRange(0, 40)))
+    choice = fdp.ConsumeIntInRange(0, 9)
+    if choice <= 3 or safe:
+        return pick(fdp, list(LOOPBACK_HOSTS) + ["0.0.0.0", "::"])
+    if choice == 4:
+        text = "".join(pick(fdp, HOST_ALPHABET) for _ in range(fdp.ConsumeIntInRange(0, 40)))
         # never a name the resolver would look up elsewhere
         if text and text != "<broadcast>" and not numeric(text, family):
             text = "127.0.0.1" if family == socket.AF_INET else "::1"
         return text
-    if pick == 5:
-        return fdp.PickValueInList(["<broadcast>", "127.0.0.1\0", "::1\0x", "fe80::1%lo", "\udcff"])
-    if pick == 6:
-        raw = fdp.PickValueInList([b"127.0.0.1", b"::1", b"", b"\0", b"127.0.0.1\0"])
+    if choice == 5:
+        return pick(fdp, ["<broadcast>", "127.0.0.1\0", "::1\0x", "fe80::1%lo", "\udcff"])
+    if choice == 6:
+        raw = pick(fdp, [b"127.0.0.1", b"::1", b"", b"\0", b"127.0.0.1\0"])
         return bytearray(raw) if fdp.ConsumeBool() else raw
-    return fdp.PickValueInList([None, 1, 1.5, Weird(), ("127.0.0.1",), memoryview(b"::1")])
+    return pick(fdp, [None, 1, 1.5, Weird(), ("127.0.0.1",), memoryview(b"::1")])
 
 
 def inet_address(fdp: atheris.FuzzedDataProvider, family: int, safe: bool) -> Any:
@@ -71,25 +71,28 @@ def inet_address(fdp: atheris.FuzzedDataProvider, family: int, safe: bool) -> An
 
 
 def unix_address(fdp: atheris.FuzzedDataProvider) -> Any:
-    pick = fdp.ConsumeIntInRange(0, 9)
-    size = fdp.PickValueInList([0, 1, 5, SUN_PATH_MAX - 2, SUN_PATH_MAX - 1, SUN_PATH_MAX,
+    choice = fdp.ConsumeIntInRange(0, 9)
+    size = pick(fdp, [0, 1, 5, SUN_PATH_MAX - 2, SUN_PATH_MAX - 1, SUN_PATH_MAX,
                                 SUN_PATH_MAX + 1, 300, fdp.ConsumeIntInRange(0, 200)])
     raw = fdp.ConsumeBytes(size)
     raw = raw.replace(b"/", b"_")  # stay inside the private directory
-    if pick <= 2:
+    if choice <= 2:
         return b"\0" + raw[:size]  # abstract
-    if pick <= 5:
+    if choice <= 5:
         return os.fsdecode(raw.replace(b"\0", b"_")) if fdp.ConsumeBool() else raw.replace(b"\0", b"_")
-    if pick == 6:
+    if choice == 6:
         return raw  # may hold NULs anywhere
-    if pick == 7:
+    if choice == 7:
         return bytearray(raw)
-    if pick == 8:
+    if choice == 8:
         return memoryview(raw)
-    return fdp.PickValueInList([None, 5, ("x", 1), Weird(), raw.decode("latin-1")])
+    return pick(fdp, [None, 5, ("x", 1), Weird(), raw.decode("latin-1")])
 
 
 def cleanup(address: Any) -> None:
+    """Remove the file a bind to a path made (so the other implementation can bind it)."""
+    if isinstance(address, (bytearray, memoryview)):
+        address = bytes(address)
     if isinstance(address, (str, bytes)) and address and address[:1] not in ("\0", b"\0"):
         try:
             os.unlink(address)
@@ -99,9 +102,9 @@ def cleanup(address: Any) -> None:
 
 def one_input(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    family = fdp.PickValueInList(FAMILIES)
-    kind = fdp.PickValueInList([socket.SOCK_DGRAM, socket.SOCK_STREAM])
-    op = fdp.PickValueInList(["bind", "bind", "connect", "connect_ex", "sendto"])
+    family = pick(fdp, FAMILIES)
+    kind = pick(fdp, [socket.SOCK_DGRAM, socket.SOCK_STREAM])
+    op = pick(fdp, ["bind", "bind", "connect", "connect_ex", "sendto"])
     closed = fdp.ConsumeIntInRange(0, 7) == 0
     if op == "sendto":
         kind = socket.SOCK_DGRAM
@@ -133,6 +136,9 @@ def one_input(data: bytes) -> None:
             # the port is the kernel's choice when 0: compare the rest
             names = {k: (kind_, v[:1] + v[2:] if isinstance(v, tuple) else v)
                      for k, (kind_, v) in names.items()}
+        elif len(address) == 0:
+            # autobind: the kernel picks an abstract name; compare its form
+            names = {k: (kind_, (type(v), len(v), v[:1])) for k, (kind_, v) in names.items()}
         harness.same(f"getsockname after bind({address!r})", names)
 
 

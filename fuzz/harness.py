@@ -109,8 +109,8 @@ def same(label: str, results: dict[str, tuple[str, Any]],
 
 def integer(fdp: atheris.FuzzedDataProvider, small: int = 70000) -> Any:
     """An int-like argument: mostly plausible, sometimes extreme or of a wrong type."""
-    pick = fdp.ConsumeIntInRange(0, 15)
-    if pick < 9:
+    choice = fdp.ConsumeIntInRange(0, 15)
+    if choice < 9:
         return fdp.ConsumeIntInRange(0, small)
     return [
         lambda: -fdp.ConsumeIntInRange(1, 1 << 40),
@@ -120,7 +120,7 @@ def integer(fdp: atheris.FuzzedDataProvider, small: int = 70000) -> Any:
         lambda: float(fdp.ConsumeIntInRange(0, 10)),
         lambda: None,
         lambda: Weird(),
-    ][pick - 9]()
+    ][choice - 9]()
 
 
 def unix_dir() -> str:
@@ -152,3 +152,8 @@ def main(one_input: Callable[[bytes], None]) -> None:
     socket.setdefaulttimeout(CALL_TIMEOUT)
     atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()
+
+
+def pick(fdp: atheris.FuzzedDataProvider, choices: Any) -> Any:
+    """One of ``choices`` (any sequence)."""
+    return choices[fdp.ConsumeIntInRange(0, len(choices) - 1)]
