@@ -318,6 +318,15 @@ cdef int resolve_host(bytes host, int family, void *dst) except -1:
     return 0
 
 
+cdef object parse_port(object port, const char *caller):
+    """The port as the stdlib's argument parsing takes it: beyond a C int it
+    is refused at once, before the host is resolved."""
+    value = _index(port)
+    if value < INT_MIN or value > INT_MAX:
+        raise OverflowError(f"{caller.decode()}(): port must be 0-65535.")
+    return value
+
+
 cdef int check_port(object port, const char *caller) except -1:
     value = _index(port)
     if value < 0 or value > 0xFFFF:
@@ -343,7 +352,7 @@ cdef int parse_address(int family, object address, c.sockaddr_storage *out,
         if len(address) != 2:
             raise TypeError("AF_INET address must be a pair (host, port)")
         raw = host_bytes(address[0])
-        port = _index(address[1])
+        port = parse_port(address[1], caller)
         sin = <c.sockaddr_in *>out
         resolve_host(raw, c.AF_INET, &sin.sin_addr)
         sin.sin_family = c.AF_INET
@@ -358,7 +367,7 @@ cdef int parse_address(int family, object address, c.sockaddr_storage *out,
             raise TypeError(
                 "AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
         raw = host_bytes(address[0])
-        port = _index(address[1])
+        port = parse_port(address[1], caller)
         if len(address) > 2:
             flowinfo = _index(address[2]) & 0xFFFFFFFF  # wraps, as the stdlib's
         if len(address) > 3:
