@@ -67,6 +67,18 @@ def normalize_timeout(value: object) -> float:
     return seconds
 
 
+def stored_timeout(seconds: float) -> float:
+    """A normalized timeout as the stdlib keeps it, so that gettimeout()
+    returns what the stdlib's would: whole nanoseconds, rounded up (a
+    positive timeout never becomes 0), read back as seconds."""
+    if seconds <= 0.0:
+        return seconds
+    ns = math.ceil(seconds * 1e9)
+    if ns % 1_000_000_000 == 0:
+        return float(ns // 1_000_000_000)
+    return ns / 1e9
+
+
 def socket_repr(sock: Any) -> str:
     """``<fastsock.StreamSocket fd=5, family=AF_INET, type=SOCK_STREAM, laddr=…>``."""
     name = f"fastsock.{type(sock).__name__}"

@@ -956,7 +956,7 @@ cdef class _Socket:
 
     def settimeout(self, value):
         """None blocks, 0 never blocks, a positive number is a deadline in seconds."""
-        cdef double seconds = _common.normalize_timeout(value)
+        cdef double seconds = _common.stored_timeout(_common.normalize_timeout(value))
         cdef int nonblocking = seconds >= 0
         self.timeout = seconds
         self._check_open()
