@@ -38,6 +38,16 @@ SOCK_DGRAM = socket.SOCK_DGRAM
 
 
 
+class Index:
+    """An int only through ``__index__``, which the stdlib accepts wherever it takes an int."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
 class Returns:
     """The stdlib does not raise: it returns ``value`` (compared with ==)."""
 
@@ -308,6 +318,16 @@ SOCKET_CASES: list[SocketCase] = [
     SocketCase("send flags float", AF_UNIX, S,
                lambda s, c: s.send(b"", 0.0), TypeError, message=False),
     SocketCase("send unconnected", AF_INET, S, lambda s, c: s.send(b"x"), BrokenPipeError),
+    SocketCase("send flags __index__", AF_INET, S,
+               lambda s, c: s.send(b"x", Index(0)), BrokenPipeError),
+    SocketCase("sendall flags __index__", AF_INET, S,
+               lambda s, c: s.sendall(b"x", Index(0)), BrokenPipeError),
+    SocketCase("sendto flags __index__", AF_INET, D,
+               lambda s, c: s.sendto(b"x", Index(0), c.udp), Returns(1)),
+    SocketCase("sendto flags float, message", AF_INET, D,
+               lambda s, c: s.sendto(b"x", 1.0, c.udp), TypeError),
+    SocketCase("send flags float, message", AF_INET, S,
+               lambda s, c: s.send(b"x", 1.0), TypeError),
     SocketCase("sendall str", AF_UNIX, S, lambda s, c: s.sendall("text"), TypeError),
     SocketCase("sendall list", AF_UNIX, S, lambda s, c: s.sendall([1]), TypeError),
     SocketCase("sendall non-contiguous", AF_UNIX, S,

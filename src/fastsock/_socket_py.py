@@ -86,6 +86,12 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _flags(flags: Any) -> int:
+    """Send flags with MSG_NOSIGNAL added; anything with __index__ is an int
+    here, as for the stdlib."""
+    return (flags if type(flags) is int else _index(flags)) | _NOSIGNAL
+
+
 def _closed_error() -> OSError:
     return OSError(errno.EBADF, os.strerror(errno.EBADF))
 
@@ -506,7 +512,7 @@ class _Socket:
         calls = self._calls
         calls.append(_fork_generation)
         try:
-            n = self._sock.send(data, flags | _NOSIGNAL)
+            n = self._sock.send(data, _flags(flags))
         except OSError:
             self._raise_if_closed()
             raise
@@ -575,7 +581,7 @@ class StreamSocket(_Socket):
         calls = self._calls
         calls.append(_fork_generation)
         try:
-            self._sock.sendall(data, flags | _NOSIGNAL)
+            self._sock.sendall(data, _flags(flags))
         except OSError:
             self._raise_if_closed()
             raise
@@ -1219,7 +1225,7 @@ class DatagramSocket(DatagramFastPaths, _Socket):
         calls.append(_fork_generation)
         was_open = self._sock.fileno() != -1
         try:
-            n = self._sock.sendto(data, flags | _NOSIGNAL, address)
+            n = self._sock.sendto(data, _flags(flags), address)
         except OSError:
             if was_open:  # closed meanwhile; on a closed socket the stdlib's error stands
                 self._raise_if_closed()
