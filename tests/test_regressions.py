@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import socket
 from types import ModuleType
+from typing import Optional
 
 import pytest
+from conftest import Worker
 
 
 def test_batch_send_on_closed_socket_reports_the_address_error(impl: ModuleType) -> None:
@@ -19,3 +21,33 @@ def test_batch_send_on_closed_socket_reports_the_address_error(impl: ModuleType)
         sock.send_many([b"x"], ("::1", 9))
     with pytest.raises(socket.gaierror):
         sock.sendto_many([(b"x", ("::1", 9))])
+
+
+@pytest.mark.parametrize("timeout", [None, 0.0, 5.0])
+def test_zero_byte_receives_return_at_once(impl: ModuleType, timeout: Optional[float]) -> None:
+    # the compiled recv(0) and recv_into(<empty>) asked the kernel for 0
+    # bytes, which waits for data on a Unix stream: a blocking socket hung, a
+    # non-blocking one raised BlockingIOError, a timeout ran out; the stdlib
+    # returns at once without touching the socket (a datagram stays queued)
+    stream_a, stream_b = impl.socketpair()
+    dgram_a, dgram_b = impl.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with stream_a, stream_b, dgram_a, dgram_b:
+        stream_b.settimeout(timeout)
+        dgram_b.settimeout(timeout)
+        dgram_a.send(b"kept")
+
+        def receive_nothing() -> list[object]:
+            return [stream_b.recv(0), stream_b.recv_into(bytearray(0)),
+                    stream_b.recv(0, socket.MSG_DONTWAIT),
+                    dgram_b.recv(0), dgram_b.recv_into(bytearray(0))]
+
+        worker = Worker(receive_nothing, name="zero-byte receives")
+        worker.start()
+        worker.join(3.0)
+        if worker.is_alive():
+            stream_b.close()  # wakes the blocked call
+            dgram_b.close()
+            worker.join(5.0)
+            pytest.fail("a zero-byte receive blocked")
+        assert worker.finish() == [b"", 0, b"", b"", 0]
+        assert dgram_b.recv(10) == b"kept"

@@ -991,6 +991,11 @@ cdef class _Socket:
             if a.flags & c.MSG_PEEK:
                 return PyBytes_FromStringAndSize(self.rbuf.data + self.rbuf.start, n)
             return rb_take(&self.rbuf, n)
+        if bufsize == 0:
+            # as the stdlib: at once, without asking the kernel (which
+            # would wait for data on a Unix stream, or drop a datagram)
+            self._check_open()
+            return b""
         a.len = <size_t>bufsize
         if bufsize <= STACK_RECV_MAX:
             a.buf = stack
@@ -1030,6 +1035,10 @@ cdef class _Socket:
             finally:
                 PyBuffer_Release(&view)
             return n
+        if a.len == 0:  # as in recv(0)
+            PyBuffer_Release(&view)
+            self._check_open()
+            return 0
         try:
             n = self._call(c.POLLIN, _do_recv, &a, self._deadline())
         finally:
