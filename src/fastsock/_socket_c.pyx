@@ -23,6 +23,7 @@ from cpython.buffer cimport (
 )
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
+from cpython.long cimport PyLong_AsSsize_t
 from cpython.number cimport PyNumber_AsSsize_t
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_XDECREF
@@ -435,12 +436,23 @@ cdef int get_writable(object buffer, Py_buffer *view, str method) except -1:
         PyObject_GetBuffer(buffer, view, PyBUF_WRITABLE)
     except Exception:  # not a buffer, read-only, not contiguous, ...
         raise TypeError(f"{method}() argument 1 must be read-write bytes-like object, "
-                        f"not {type(buffer).__name__}") from None
+                        f"not {'None' if buffer is None else type(buffer).__name__}") from None
     return 0
 
 
-cdef Py_ssize_t check_nbytes(Py_buffer *view, Py_ssize_t nbytes,
+cdef Py_ssize_t check_nbytes(Py_buffer *view, object nbytes_arg, object flags, int *cflags,
                              str negative, str too_large) except -1:
+    """The byte count to use (0: the whole buffer), converting ``nbytes``
+    and then ``flags`` (when ``cflags`` is given) after the buffer and
+    checking them, in the stdlib's order; on error the view is released."""
+    cdef Py_ssize_t nbytes
+    try:
+        nbytes = PyLong_AsSsize_t(_index(nbytes_arg))
+        if cflags != NULL:
+            cflags[0] = as_int(flags)
+    except BaseException:
+        PyBuffer_Release(view)
+        raise
     if nbytes < 0:
         PyBuffer_Release(view)
         raise ValueError(negative)
@@ -1014,14 +1026,14 @@ cdef class _Socket:
         Py_DECREF(obj)
         return obj
 
-    def recv_into(self, buffer, Py_ssize_t nbytes=0, flags=0):
+    def recv_into(self, buffer, nbytes=0, flags=0):
         """Receive into a writable buffer; returns how many bytes were written."""
         cdef Py_buffer view
         cdef IOArgs a
         cdef ssize_t n
-        a.flags = as_int(flags)
         get_writable(buffer, &view, "recv_into")
-        a.len = <size_t>check_nbytes(&view, nbytes, "negative buffersize in recv_into",
+        a.len = <size_t>check_nbytes(&view, nbytes, flags, &a.flags,
+                                     "negative buffersize in recv_into",
                                      "buffer too small for requested bytes")
         a.buf = <char *>view.buf
         if self.receiving or self.rbuf.end > self.rbuf.start:
@@ -1235,12 +1247,13 @@ cdef class StreamSocket(_Socket):
         finally:
             self.receiving = False
 
-    def recv_exactly_into(self, buffer, Py_ssize_t nbytes=0):
+    def recv_exactly_into(self, buffer, nbytes=0):
         """Fill ``nbytes`` (default: all) of a writable buffer; returns nbytes."""
         cdef Py_buffer view
         cdef Py_ssize_t size, got = 0
         get_writable(buffer, &view, "recv_exactly_into")
-        size = check_nbytes(&view, nbytes, "negative buffersize in recv_exactly_into",
+        size = check_nbytes(&view, nbytes, None, NULL,
+                            "negative buffersize in recv_exactly_into",
                             "buffer too small for requested bytes")
         try:
             self._begin_receive()
@@ -1632,14 +1645,14 @@ cdef class DatagramSocket(_Socket):
         self.last_address = address
         return address
 
-    def recvfrom_into(self, buffer, Py_ssize_t nbytes=0, flags=0):
+    def recvfrom_into(self, buffer, nbytes=0, flags=0):
         """Receive one datagram into a writable buffer: ``(nbytes, address)``."""
         cdef Py_buffer view
         cdef IOArgs a
         cdef ssize_t n
-        a.flags = as_int(flags)
         get_writable(buffer, &view, "recvfrom_into")
-        a.len = <size_t>check_nbytes(&view, nbytes, "negative buffersize in recvfrom_into",
+        a.len = <size_t>check_nbytes(&view, nbytes, flags, &a.flags,
+                                     "negative buffersize in recvfrom_into",
                                      "nbytes is greater than the length of the buffer")
         a.buf = <char *>view.buf
         try:
