@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 from types import ModuleType
-from typing import Optional
+from typing import Any, Optional
 
 import pytest
 from conftest import Worker
@@ -51,3 +51,49 @@ def test_zero_byte_receives_return_at_once(impl: ModuleType, timeout: Optional[f
             pytest.fail("a zero-byte receive blocked")
         assert worker.finish() == [b"", 0, b"", b"", 0]
         assert dgram_b.recv(10) == b"kept"
+
+
+NONCONTIGUOUS = memoryview(bytearray(8))[::2]
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.send_msg(NONCONTIGUOUS),
+    lambda s: s.sendall_buffers([b"x", NONCONTIGUOUS]),
+    lambda s: s.recv_until(NONCONTIGUOUS),
+], ids=["send_msg", "sendall_buffers", "recv_until"])
+def test_stream_fast_paths_refuse_noncontiguous_buffers_with_buffererror(
+        impl: ModuleType, call: Any) -> None:
+    # as send() and the stdlib do; the pure twin raised TypeError
+    a, b = impl.socketpair()
+    with a, b:
+        with pytest.raises(BufferError, match="not C-contiguous"):
+            call(a)
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.send_msg("text"),
+    lambda s: s.sendall_buffers(["text"]),
+    lambda s: s.recv_until("text"),
+], ids=["send_msg", "sendall_buffers", "recv_until"])
+def test_stream_fast_paths_refuse_non_buffers_with_the_c_message(
+        impl: ModuleType, call: Any) -> None:
+    a, b = impl.socketpair()
+    with a, b:
+        with pytest.raises(TypeError) as info:
+            call(a)
+        assert str(info.value) == "a bytes-like object is required, not 'str'"
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.send_many([NONCONTIGUOUS]),
+    lambda s: s.send_segments(NONCONTIGUOUS, 2),
+], ids=["send_many", "send_segments"])
+def test_datagram_fast_paths_refuse_noncontiguous_buffers_with_buffererror(
+        impl: ModuleType, call: Any) -> None:
+    a, b = impl.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        with pytest.raises(BufferError, match="not C-contiguous"):
+            call(a)
+        with pytest.raises(TypeError) as info:
+            a.send_many(["text"])
+        assert str(info.value) == "a bytes-like object is required, not 'str'"

@@ -96,6 +96,23 @@ def socket_repr(sock: Any) -> str:
     return head + ">"
 
 
+def readable_view(data: Any) -> memoryview:
+    """A flat unsigned-byte view of a bytes-like object, refused the way the
+    buffer protocol refuses it in C (the compiled module's and the stdlib's
+    errors): TypeError for a non-buffer, BufferError for a non-contiguous one."""
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(
+            f"a bytes-like object is required, not '{type(data).__name__}'") from None
+    if not view.c_contiguous:
+        view.release()
+        raise BufferError("memoryview: underlying buffer is not C-contiguous")
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    return view
+
+
 def unix_path_bytes(path: object) -> bytes:
     """Encode an AF_UNIX address the way the stdlib does, refusing embedded NULs.
 

@@ -23,6 +23,7 @@ from ._common import (
     UDP_SEGMENT_OPT,
     TruncatedDatagramError,
     check_size,
+    readable_view,
 )
 
 _TRUNC: int = int(_stdlib.MSG_TRUNC)
@@ -203,7 +204,7 @@ class DatagramFastPaths:
 
     def _prepared(self, buffers: Iterable[Any], address: Any) -> list[Tuple[memoryview, Any]]:
         target = None if address is None else self._address(address)
-        return [(memoryview(data), target) for data in buffers]
+        return [(readable_view(data), target) for data in buffers]
 
     def send_many(self, buffers: Iterable[Any], address: Any = None) -> int:
         """Send each buffer as one datagram (to ``address``, or the connected
@@ -212,14 +213,14 @@ class DatagramFastPaths:
 
     def sendto_many(self, pairs: Iterable[Tuple[Any, Any]]) -> int:
         """Send ``(data, address)`` pairs; returns how many were sent."""
-        return self._send_each([(memoryview(data), self._address(address))
+        return self._send_each([(readable_view(data), self._address(address))
                                 for data, address in pairs])
 
     def send_segments(self, buffer: Any, segment_size: int, address: Any = None) -> int:
         """Send ``buffer`` as datagrams of ``segment_size`` bytes (the last may
         be shorter), with UDP GSO where the kernel has it; returns how many."""
         seg = check_size(segment_size, "segment_size", MAX_UDP_PAYLOAD)
-        view = memoryview(buffer).cast("B")
+        view = readable_view(buffer)
         target = None if address is None else self._address(address)
         sent = 0
         if len(view) and UDP_GSO and self._sock.family != AF_UNIX:

@@ -175,17 +175,9 @@ def _writable_bytes(buffer: Any, nbytes: Any, method: str) -> memoryview:
 
 
 def _readable_bytes(data: Any) -> memoryview:
-    """A flat unsigned-byte view of a bytes-like object (TypeError otherwise)."""
-    view = memoryview(data)
-    if view.format != "B" or view.ndim != 1 or not view.c_contiguous:
-        try:
-            view = view.cast("B")
-        except TypeError:
-            view.release()
-            raise TypeError(
-                f"a contiguous bytes-like object is required, not '{type(data).__name__}'"
-            ) from None
-    return view
+    """A flat unsigned-byte view of a bytes-like object (TypeError for a
+    non-buffer, BufferError for a non-contiguous one, as in C)."""
+    return _common.readable_view(data)
 
 
 class _Steps:
