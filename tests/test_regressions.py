@@ -97,3 +97,28 @@ def test_datagram_fast_paths_refuse_noncontiguous_buffers_with_buffererror(
         with pytest.raises(TypeError) as info:
             a.send_many(["text"])
         assert str(info.value) == "a bytes-like object is required, not 'str'"
+
+
+@pytest.mark.parametrize("nbytes", [2**63, -2**63 - 1])
+def test_receive_into_nbytes_beyond_ssize_t_is_overflowerror(impl: ModuleType,
+                                                              nbytes: int) -> None:
+    # as the stdlib's recv_into; the pure twin's own checks (recv_exactly_into,
+    # and recv_into while bytes are buffered) said ValueError
+    a, b = impl.socketpair()
+    with a, b:
+        with pytest.raises(OverflowError, match="too large to convert to C ssize_t"):
+            b.recv_exactly_into(bytearray(4), nbytes)
+        a.sendall(b"\n12345")
+        b.recv_until(b"\n")  # leaves "12345" in the socket's buffer
+        with pytest.raises(OverflowError, match="too large to convert to C ssize_t"):
+            b.recv_into(bytearray(4), nbytes)
+        assert b.recv(5) == b"12345"
+
+
+@pytest.mark.parametrize("method", ["recv_exactly_into", "recv_iter"])
+def test_fast_path_buffer_none_message(impl: ModuleType, method: str) -> None:
+    a, b = impl.socketpair()
+    with a, b:
+        with pytest.raises(TypeError) as info:
+            getattr(b, method)(None)
+        assert str(info.value).endswith("read-write bytes-like object, not None")

@@ -159,11 +159,13 @@ def _writable_bytes(buffer: Any, nbytes: Any, method: str) -> memoryview:
         if view is not None:
             view.release()
         raise TypeError(f"{method}() argument 1 must be read-write bytes-like object, "
-                        f"not {type(buffer).__name__}")
+                        f"not {'None' if buffer is None else type(buffer).__name__}")
     try:
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
         count: int = nbytes if type(nbytes) is int else _index(nbytes)
+        if not -_SSIZE_MAX - 1 <= count <= _SSIZE_MAX:
+            raise OverflowError("Python int too large to convert to C ssize_t")
         if count < 0:
             raise ValueError(f"negative buffersize in {method}")
         if count > len(view):
