@@ -446,6 +446,8 @@ class _Socket:
         self._sock.setsockopt(level, optname, value)
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0) -> Any:
+        if type(buflen) is not int:
+            buflen = _index(buflen)  # None and floats are errors, as for the stdlib
         if buflen:
             return self._sock.getsockopt(level, optname, buflen)
         return self._sock.getsockopt(level, optname)
