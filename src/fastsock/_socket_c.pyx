@@ -921,11 +921,14 @@ cdef class _Socket:
         cdef int flag
         cdef Py_buffer view
         cdef int rc
-        if isinstance(value, int):
-            if not INT_MIN <= value <= INT_MAX:
-                # the stdlib then tries the value as bytes and fails so
-                raise TypeError(f"a bytes-like object is required, not '{type(value).__name__}'")
-            flag = value
+        try:
+            # as the stdlib: an int (anything with __index__) if it is one,
+            # else a bytes-like value
+            flag = as_int(value)
+            is_int = True
+        except (TypeError, OverflowError):
+            is_int = False
+        if is_int:
             self._check_open()
             rc = c.setsockopt(self.fd, clevel, coptname, &flag, sizeof(flag))
         else:
