@@ -23,7 +23,7 @@ from cpython.buffer cimport (
 )
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
-from cpython.long cimport PyLong_AsSsize_t
+from cpython.long cimport PyLong_AsLong, PyLong_AsSsize_t
 from cpython.number cimport PyNumber_AsSsize_t
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_XDECREF
@@ -161,12 +161,25 @@ cdef int raise_gaierror(int code, int err) except -1:
 # -- integers -----------------------------------------------------------------
 
 cdef int as_int(object value) except? -1:
-    """A C int from anything with __index__ (never a float), as the stdlib converts."""
-    cdef Py_ssize_t n = PyNumber_AsSsize_t(value, OverflowError)
+    """A C int from anything with __index__ (never a float), with the errors
+    of the stdlib's "i" argument format."""
+    cdef long n = PyLong_AsLong(value)
     if n > INT_MAX:
         raise OverflowError("signed integer is greater than maximum")
     if n < INT_MIN:
         raise OverflowError("signed integer is less than minimum")
+    return <int>n
+
+
+cdef int as_int_arg(object value) except? -1:
+    """A C int with the errors of the stdlib's _PyLong_AsInt() (shutdown)."""
+    cdef long n
+    try:
+        n = PyLong_AsLong(value)
+    except OverflowError:
+        n = INT_MAX + <long>1
+    if n > INT_MAX or n < INT_MIN:
+        raise OverflowError("Python int too large to convert to C int")
     return <int>n
 
 
@@ -962,7 +975,7 @@ cdef class _Socket:
         return buf[:optlen]
 
     def shutdown(self, how):
-        cdef int chow = as_int(how)
+        cdef int chow = as_int_arg(how)
         self._check_open()
         if c.shutdown(self.fd, chow) < 0:
             raise_errno(errno)
@@ -982,7 +995,7 @@ cdef class _Socket:
         return None if self.timeout < 0 else self.timeout
 
     def setblocking(self, flag):
-        cdef int block = as_int(flag)
+        cdef long block = PyLong_AsLong(flag)  # the stdlib's conversion
         self.settimeout(None if block else 0.0)
 
     def getblocking(self):
