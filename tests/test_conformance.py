@@ -428,6 +428,8 @@ SOCKET_CASES: list[SocketCase] = [
                TypeError),
     SocketCase("getsockopt buflen None", AF_INET, S,
                lambda s, c: s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, None), TypeError),
+    SocketCase("getsockopt level float, buflen None", AF_INET, S,
+               lambda s, c: s.getsockopt(1.0, socket.SO_RCVBUF, None), TypeError),
     SocketCase("getsockopt buflen __index__", AF_INET, S,
                lambda s, c: s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE, Index(4)),
                Returns(b"\x01\x00\x00\x00")),

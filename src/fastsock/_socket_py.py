@@ -446,11 +446,9 @@ class _Socket:
         self._sock.setsockopt(level, optname, value)
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0) -> Any:
-        if type(buflen) is not int:
-            buflen = _index(buflen)  # None and floats are errors, as for the stdlib
-        if buflen:
-            return self._sock.getsockopt(level, optname, buflen)
-        return self._sock.getsockopt(level, optname)
+        # the stdlib takes buflen=0 as "an int option", and checks the
+        # arguments in order (level, optname, then buflen)
+        return self._sock.getsockopt(level, optname, buflen)
 
     def shutdown(self, how: int) -> None:
         self._sock.shutdown(how)
