@@ -504,6 +504,10 @@ CLOSED_STREAM: list[tuple[str, Callable[[Any, SimpleNamespace], object], Expecte
     ("detach", lambda s, c: s.detach(), Returns(-1)),
     ("close", lambda s, c: s.close(), Returns(None)),
     ("gettimeout", lambda s, c: s.gettimeout(), Returns(None)),
+    ("getsockopt buflen -5", lambda s, c: s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE, -5),
+     OSError),
+    ("getsockopt buflen 1025",
+     lambda s, c: s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE, 1025), OSError),
     ("recv negative", lambda s, c: s.recv(-1), ValueError),
     ("bind bad port", lambda s, c: s.bind(("127.0.0.1", 65536)), OverflowError),
     # the address is looked at first: its errors win over EBADF

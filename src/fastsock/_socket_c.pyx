@@ -961,14 +961,15 @@ cdef class _Socket:
         cdef int flag = 0
         cdef char buf[GETSOCKOPT_BUFLEN_MAX]
         cdef c.socklen_t optlen
-        self._check_open()
         if cbuflen == 0:
+            self._check_open()
             optlen = sizeof(flag)
             if c.getsockopt(self.fd, clevel, coptname, &flag, &optlen) < 0:
                 raise_errno(errno)
             return flag
         if cbuflen < 0 or cbuflen > GETSOCKOPT_BUFLEN_MAX:
-            raise OSError("getsockopt buflen out of range")
+            raise OSError("getsockopt buflen out of range")  # before EBADF, as the stdlib
+        self._check_open()
         optlen = cbuflen
         if c.getsockopt(self.fd, clevel, coptname, buf, &optlen) < 0:
             raise_errno(errno)
