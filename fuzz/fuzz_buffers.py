@@ -163,10 +163,18 @@ def one_input(data: bytes) -> None:
     finally:
         harness.closing(sockets)
     for step, (ours, theirs) in enumerate(zip(seen["cython"], seen["python"])):
+        if ours[0] == "buffered":
+            continue  # how much each read ahead is its own business
         if ours != theirs:
+            if ours[0] in ("recv", "recv_into", "recv_iter") and ours[1][0] == theirs[1][0] == "ok":
+                # both right (the model checks the bytes), but one returned
+                # more of what it had read ahead: the two streams now stand
+                # at different places, so comparing further means nothing
+                break
             raise harness.Defect(f"call {step} ({ours[0]}): compiled {ours[1:3]!r:.600} != "
                                  f"pure {theirs[1:3]!r:.600}")
     check_model(stream, seen["cython"])
+    check_model(stream, seen["python"])
 
 
 def check_model(stream: bytes, log: list[Any]) -> None:
