@@ -3,8 +3,8 @@
 An arbitrary byte stream (often shaped like length-prefixed frames with
 hostile lengths, or like delimited records) is written over a loopback
 socketpair in arbitrary chunks; after each chunk the reader makes
-arbitrary calls among recv_msg, recv_msgs, recv_until, recv_exactly and
-recv, with arbitrary prefix_size / max_size / max_count / limit / delimiter
+arbitrary calls among recv_msg, recv_msgs, recv_until and recv_exactly,
+with arbitrary prefix_size / max_size / max_count / limit / delimiter
 arguments, on a non-blocking socket (so a call that needs more data fails
 with BlockingIOError and must put back what it took).  At the end the writer
 closes and the reader drains.
