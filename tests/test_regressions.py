@@ -122,3 +122,13 @@ def test_fast_path_buffer_none_message(impl: ModuleType, method: str) -> None:
         with pytest.raises(TypeError) as info:
             getattr(b, method)(None)
         assert str(info.value).endswith("read-write bytes-like object, not None")
+
+
+def test_empty_datagram_batches_send_nothing_whatever_the_address(impl: ModuleType) -> None:
+    # the compiled send_many checked the address of an empty batch and raised,
+    # where the pure twin (and send_segments of an empty buffer) send nothing
+    with impl.DatagramSocket() as sock:
+        assert sock.send_many([], ("127.0.0.1", 70000)) == 0
+        assert sock.send_many((), "not an address") == 0
+        assert sock.sendto_many([]) == 0
+        assert sock.send_segments(b"", 100, ("127.0.0.1", 70000)) == 0

@@ -1741,6 +1741,8 @@ cdef class DatagramSocket(_Socket):
         cdef c.iovec *iovs
         cdef c.sockaddr_storage *addrs
         cdef c.socklen_t addrlen = 0
+        if n == 0:
+            return 0  # nothing to send, nothing checked (as the pure twin, and send_segments)
         views = <Py_buffer *>PyMem_Calloc(<size_t>(n + 1), sizeof(Py_buffer))
         msgs = <c.mmsghdr *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.mmsghdr))
         iovs = <c.iovec *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.iovec))
@@ -1768,8 +1770,6 @@ cdef class DatagramSocket(_Socket):
                 iovs[i].iov_len = <size_t>views[i].len
                 msgs[i].msg_hdr.msg_iov = &iovs[i]
                 msgs[i].msg_hdr.msg_iovlen = 1
-            if n == 0:
-                return 0
             return self._send_mmsg(msgs, n)
         finally:
             for i in range(acquired):
