@@ -146,7 +146,7 @@ def one_input(data: bytes) -> None:
             log = logs.setdefault(impl.IMPLEMENTATION, [])
             for name, seed in steps:
                 kind, value = step(impl, a, b, peer, name, seed)
-                log.append((name, kind, normalise(value, sender)))
+                log.append((name, kind, normalise(value, sender, name == "sendto")))
         finally:
             a.close()
             b.close()
@@ -156,15 +156,17 @@ def one_input(data: bytes) -> None:
                                  f"pure {theirs[1:]!r:.600}")
 
 
-def normalise(value: Any, sender: Any) -> Any:
-    """Exceptions by their key; our own sender's address (an ephemeral port,
-    different per implementation) as a placeholder."""
+def normalise(value: Any, sender: Any, message: bool) -> Any:
+    """Exceptions by their key (messages only where the stdlib has the call:
+    which of several bad items a batch call reports first is its own
+    business); our own sender's address (an ephemeral port, different per
+    implementation) as a placeholder."""
     if isinstance(value, BaseException):
-        return harness.error_key(value)
+        return harness.error_key(value, message)
     if value == sender and sender is not None:
         return "<sender>"
     if isinstance(value, (list, tuple)):
-        return type(value).__name__, [normalise(item, sender) for item in value]
+        return type(value).__name__, [normalise(item, sender, message) for item in value]
     return value
 
 

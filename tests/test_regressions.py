@@ -132,3 +132,10 @@ def test_empty_datagram_batches_send_nothing_whatever_the_address(impl: ModuleTy
         assert sock.send_many((), "not an address") == 0
         assert sock.sendto_many([]) == 0
         assert sock.send_segments(b"", 100, ("127.0.0.1", 70000)) == 0
+
+
+def test_empty_unix_datagram_batch_sends_nothing_whatever_the_address(impl: ModuleType) -> None:
+    a, b = impl.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        assert a.send_many([], 5) == 0
+        assert a.send_segments(b"", 10, 5) == 0

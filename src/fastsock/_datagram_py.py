@@ -203,8 +203,11 @@ class DatagramFastPaths:
         return sent
 
     def _prepared(self, buffers: Iterable[Any], address: Any) -> list[Tuple[memoryview, Any]]:
+        items = list(buffers)
+        if not items:
+            return []  # nothing to send, nothing checked
         target = None if address is None else self._address(address)
-        return [(readable_view(data), target) for data in buffers]
+        return [(readable_view(data), target) for data in items]
 
     def send_many(self, buffers: Iterable[Any], address: Any = None) -> int:
         """Send each buffer as one datagram (to ``address``, or the connected
@@ -221,6 +224,8 @@ class DatagramFastPaths:
         be shorter), with UDP GSO where the kernel has it; returns how many."""
         seg = check_size(segment_size, "segment_size", MAX_UDP_PAYLOAD)
         view = readable_view(buffer)
+        if not len(view):
+            return 0  # nothing to send, nothing checked
         target = None if address is None else self._address(address)
         sent = 0
         if len(view) and UDP_GSO and self._sock.family != AF_UNIX:
