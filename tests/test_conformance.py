@@ -285,6 +285,12 @@ SOCKET_CASES: list[SocketCase] = [
                lambda s, c: s.connect(c.plain_file), ConnectionRefusedError),
     SocketCase("unix sendto missing path", AF_UNIX, D,
                lambda s, c: s.sendto(b"x", os.path.join(c.dir, "missing")), FileNotFoundError),
+    SocketCase("unix sendto str data, address None", AF_UNIX, D,
+               lambda s, c: s.sendto("x", None), TypeError),
+    SocketCase("unix sendto non-contiguous data, address int", AF_UNIX, D,
+               lambda s, c: s.sendto(NONCONTIGUOUS, 5), BufferError),
+    SocketCase("unix sendto flags float, address None", AF_UNIX, D,
+               lambda s, c: s.sendto(b"x", 1.0, None), TypeError),
     SocketCase("unix sendto tuple", AF_UNIX, D,
                lambda s, c: s.sendto(b"x", ("127.0.0.1", 9)), TypeError),
     # data and buffers

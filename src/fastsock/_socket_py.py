@@ -1214,7 +1214,13 @@ class DatagramSocket(DatagramFastPaths, _Socket):
             flags, address = args
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
-        address = self._address(address)
+        try:
+            address = self._address(address)
+        except (TypeError, ValueError):
+            # the stdlib checks the data and the flags before the address
+            _readable_bytes(data).release()
+            _flags(flags)
+            raise
         calls = self._calls
         calls.append(_fork_generation)
         was_open = self._sock.fileno() != -1
