@@ -139,3 +139,12 @@ def test_empty_unix_datagram_batch_sends_nothing_whatever_the_address(impl: Modu
     with a, b:
         assert a.send_many([], 5) == 0
         assert a.send_segments(b"", 10, 5) == 0
+
+
+def test_sendto_many_refuses_a_pair_without_address(impl: ModuleType) -> None:
+    # the pure twin took None as "the connected peer" (as send_many does)
+    with impl.DatagramSocket() as a, impl.DatagramSocket() as b:
+        b.bind(("127.0.0.1", 0))
+        a.connect(b.getsockname())
+        with pytest.raises(TypeError, match="AF_INET address must be tuple, not NoneType"):
+            a.sendto_many([(b"x", None)])

@@ -216,8 +216,17 @@ class DatagramFastPaths:
 
     def sendto_many(self, pairs: Iterable[Tuple[Any, Any]]) -> int:
         """Send ``(data, address)`` pairs; returns how many were sent."""
-        return self._send_each([(readable_view(data), self._address(address))
+        return self._send_each([(readable_view(data), self._pair_address(address))
                                 for data, address in pairs])
+
+    def _pair_address(self, address: Any) -> Any:
+        if address is None:  # not "the connected peer": a pair names its address
+            family = self._sock.family
+            if family == AF_UNIX:
+                return self._address(address)  # the AF_UNIX TypeError
+            name = "AF_INET6" if family == _stdlib.AF_INET6 else "AF_INET"
+            raise TypeError(f"sendto(): {name} address must be tuple, not NoneType")
+        return self._address(address)
 
     def send_segments(self, buffer: Any, segment_size: int, address: Any = None) -> int:
         """Send ``buffer`` as datagrams of ``segment_size`` bytes (the last may
