@@ -148,3 +148,17 @@ def test_sendto_many_refuses_a_pair_without_address(impl: ModuleType) -> None:
         a.connect(b.getsockname())
         with pytest.raises(TypeError, match="AF_INET address must be tuple, not NoneType"):
             a.sendto_many([(b"x", None)])
+
+
+@pytest.mark.parametrize("index", [None, 1.0, "0"])
+def test_datagram_batch_index_of_wrong_type_is_typeerror(impl: ModuleType, index: Any) -> None:
+    # the pure batch called index.__index__() and raised AttributeError
+    a, b = impl.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        a.send(b"one")
+        batch = impl.DatagramBatch(4, 64)
+        b.settimeout(5.0)
+        assert b.recv_batch(batch) == 1
+        for accessor in (batch.data, batch.length, batch.truncated, batch.address):
+            with pytest.raises(TypeError):
+                accessor(index)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import socket as _stdlib
 import struct
+from operator import index as _index
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Tuple
 
 from ._common import (
@@ -64,7 +65,7 @@ class DatagramBatch:
         return memoryview(self._memory)
 
     def _slot(self, i: Any) -> int:
-        k = i.__index__() if not isinstance(i, int) else i
+        k = i if isinstance(i, int) else _index(i)  # TypeError for a non-integer
         if k < 0:
             k += self._filled
         if not 0 <= k < self._filled:
