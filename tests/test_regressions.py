@@ -162,3 +162,9 @@ def test_datagram_batch_index_of_wrong_type_is_typeerror(impl: ModuleType, index
         for accessor in (batch.data, batch.length, batch.truncated, batch.address):
             with pytest.raises(TypeError):
                 accessor(index)
+
+
+def test_sendto_many_checks_each_address_before_its_data(impl: ModuleType) -> None:
+    with impl.DatagramSocket(socket.AF_UNIX) as sock:
+        with pytest.raises(TypeError):
+            sock.sendto_many([(NONCONTIGUOUS, 5)])

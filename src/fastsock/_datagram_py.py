@@ -217,8 +217,11 @@ class DatagramFastPaths:
 
     def sendto_many(self, pairs: Iterable[Tuple[Any, Any]]) -> int:
         """Send ``(data, address)`` pairs; returns how many were sent."""
-        return self._send_each([(readable_view(data), self._pair_address(address))
-                                for data, address in pairs])
+        items = []
+        for data, address in pairs:  # each pair's address first, as the compiled call
+            target = self._pair_address(address)
+            items.append((readable_view(data), target))
+        return self._send_each(items)
 
     def _pair_address(self, address: Any) -> Any:
         if address is None:  # not "the connected peer": a pair names its address
