@@ -1010,9 +1010,9 @@ cdef class _Socket:
         cdef char stack[STACK_RECV_MAX]
         cdef PyObject *result
         cdef ssize_t n
+        a.flags = as_int(flags)  # every argument is converted first, as by the stdlib
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
-        a.flags = as_int(flags)
         if self.receiving or self.rbuf.end > self.rbuf.start:
             self._check_open()
             self._check_not_receiving()
@@ -1635,9 +1635,9 @@ cdef class DatagramSocket(_Socket):
         cdef IOArgs a
         cdef ssize_t n
         cdef char stack[STACK_RECV_MAX]
+        a.flags = as_int(flags)  # every argument is converted first, as by the stdlib
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
-        a.flags = as_int(flags)
         a.len = <size_t>bufsize
         if bufsize <= STACK_RECV_MAX:
             a.buf = stack
