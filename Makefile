@@ -9,6 +9,8 @@ FUZZ_VENV  := .venv-fuzz
 FUZZ_LIB   := build/fuzz/lib
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
+FUZZ_ARGS ?=
+FUZZ_INPUT ?=
 PYTEST_ARGS ?=
 
 SOURCES := $(wildcard src/fastsock/*.pyx src/fastsock/includes/*.pxd) setup.py
@@ -81,6 +83,7 @@ fuzz-build: $(FUZZ_LIB)/.built
 
 fuzz: fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" FUZZ_LIB=$(FUZZ_LIB) \
+	    FUZZ_ARGS="$(FUZZ_ARGS)" FUZZ_INPUT="$(FUZZ_INPUT)" \
 	    FUZZ_PYTHON=$(FUZZ_VENV)/bin/python bash fuzz/run.sh
 
 $(VENV)/.bench-installed: $(VENV)/.installed

@@ -2,7 +2,8 @@
 # Run fuzz targets against the instrumented build (make fuzz builds it).
 #   FUZZ_TARGETS  space-separated target names (default: every fuzz/fuzz_*.py)
 #   FUZZ_SECONDS  seconds per target (default 60)
-#   FUZZ_ARGS     extra libFuzzer flags, e.g. "-runs=1000" or "-jobs=2"
+#   FUZZ_ARGS     extra libFuzzer flags, e.g. "-runs=1000"
+#   FUZZ_INPUT    a saved input: run the target (FUZZ_TARGETS) on it once, to reproduce
 # Corpora grow in fuzz/corpus/<target>/; an input that finds a defect is saved
 # as fuzz/findings/<target>-crash-*, -timeout-* or -oom-*, and the run fails.
 set -uo pipefail
@@ -33,12 +34,19 @@ for target in $targets; do
     start=$(date +%s)
     # the libFuzzer runtime (with ASan) must be the first library loaded;
     # PYTHONMALLOC=malloc lets ASan see every Python allocation too
+    if [ -n "${FUZZ_INPUT:-}" ]; then
+        # one input, once: no corpus, no time limit
+        inputs=("$(realpath "$FUZZ_INPUT")")
+        limits=()
+    else
+        inputs=("$root/fuzz/corpus/$target")
+        limits=(-max_total_time="$seconds")
+    fi
     env LD_PRELOAD="$runtime" \
         ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:handle_abort=1:symbolize=1" \
         PYTHONMALLOC=malloc PYTHONPATH="$lib:$root/fuzz" FASTSOCK_FUZZ_LIB="$lib" \
         timeout --signal=KILL $((seconds * 2 + 120)) \
-        "$python" "$script" "$root/fuzz/corpus/$target" \
-        -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -max_len=4096 \
+        "$python" "$script" "${inputs[@]}" ${limits[@]+"${limits[@]}"} -timeout=20 -rss_limit_mb=4096 -max_len=4096 \
         -artifact_prefix="$root/fuzz/findings/$target-" -print_final_stats=1 ${FUZZ_ARGS:-} \
         >"$log" 2>&1
     rc=$?
