@@ -94,7 +94,9 @@ def run_call(sock: Any, method: str, seed: bytes, dgram: Any) -> tuple[Any, ...]
 
     def flags_arg(fdp: atheris.FuzzedDataProvider) -> Any:
         value = any_flags(fdp)
-        if timed and type(value) is int and value not in (0, socket.MSG_PEEK, socket.MSG_DONTWAIT):
+        plain = value.__index__() if isinstance(value, (int, Index)) else None
+        if timed and plain is not None and -2**31 <= plain < 2**31 and \
+                plain not in (0, socket.MSG_PEEK, socket.MSG_DONTWAIT):
             # with a timeout the stdlib polls before the first call, the
             # compiled module calls first: a call that fails at once (MSG_OOB
             # on a Unix socket) gives its error there and TimeoutError here

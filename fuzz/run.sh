@@ -30,7 +30,7 @@ for target in $targets; do
     fi
     mkdir -p "fuzz/corpus/$target"
     log=fuzz/findings/$target.log
-    echo "== fuzz $target: ${seconds}s (log: $log)"
+    echo "== fuzz $target: ${FUZZ_INPUT:-${seconds}s} (log: $log)"
     start=$(date +%s)
     # the libFuzzer runtime (with ASan) must be the first library loaded;
     # PYTHONMALLOC=malloc lets ASan see every Python allocation too
