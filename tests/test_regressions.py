@@ -168,3 +168,18 @@ def test_sendto_many_checks_each_address_before_its_data(impl: ModuleType) -> No
     with impl.DatagramSocket(socket.AF_UNIX) as sock:
         with pytest.raises(TypeError):
             sock.sendto_many([(NONCONTIGUOUS, 5)])
+
+
+@pytest.mark.parametrize("method", ["recv_msg", "recv_msgs"])
+def test_failed_allocation_of_a_message_loses_nothing(impl: ModuleType, method: str) -> None:
+    # the compiled recv_msg took the length prefix off the buffer before
+    # allocating the payload; a MemoryError then lost the prefix and the
+    # stream was out of step.  A 1 PiB payload is more than any address space.
+    a, b = impl.socketpair()
+    with a, b:
+        b.settimeout(5.0)
+        head = (2**50).to_bytes(8, "big")
+        a.sendall(head + b"x" * 100)
+        with pytest.raises(MemoryError):
+            getattr(b, method)(prefix_size=8, max_size=2**51)
+        assert b.recv_exactly(108) == head + b"x" * 100

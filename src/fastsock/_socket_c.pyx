@@ -1440,10 +1440,11 @@ cdef class StreamSocket(_Socket):
                         rb_take(&self.rbuf, self.rbuf.end - self.rbuf.start), n)
             self.rbuf.start += psize
             return rb_take(&self.rbuf, n)
-        # large: the rest goes straight into the result
+        # large: the rest goes straight into the result, allocated before the
+        # prefix is taken (a MemoryError leaves the frame where it was)
+        result = PyBytes_FromStringAndSize(NULL, n)
         memcpy(header, self.rbuf.data + self.rbuf.start, psize)
         self.rbuf.start += psize
-        result = PyBytes_FromStringAndSize(NULL, n)
         try:
             self._read_exact(PyBytes_AS_STRING(result), n, deadline, &got)
         except BaseException:
