@@ -536,6 +536,16 @@ cdef inline bytes rb_take(RecvBuffer *rb, Py_ssize_t n):
     return out
 
 
+cdef inline bytes rb_take_after(RecvBuffer *rb, Py_ssize_t skip, Py_ssize_t n):
+    """The n bytes after the first ``skip`` (a length prefix), all taken only
+    once the result exists: a MemoryError leaves the buffer as it was."""
+    cdef bytes out = PyBytes_FromStringAndSize(rb.data + rb.start + skip, n)
+    rb.start += skip + n
+    if rb.start == rb.end:
+        rb.start = rb.end = 0
+    return out
+
+
 cdef inline unsigned long long decode_prefix(const char *p, int size) noexcept nogil:
     cdef unsigned long long value = 0
     cdef int i
@@ -1412,8 +1422,7 @@ cdef class StreamSocket(_Socket):
             length = decode_prefix(self.rbuf.data + self.rbuf.start, psize)
             if length > <unsigned long long>cmax or <unsigned long long>(held - psize) < length:
                 break  # too large (reported by the next call) or incomplete
-            self.rbuf.start += psize
-            messages.append(rb_take(&self.rbuf, <Py_ssize_t>length))
+            messages.append(rb_take_after(&self.rbuf, psize, <Py_ssize_t>length))
         return 0
 
     cdef object _recv_one(self, int psize, Py_ssize_t cmax, double deadline):
@@ -1435,11 +1444,9 @@ cdef class StreamSocket(_Socket):
             # the next messages too; a failure leaves the frame buffered
             while self.rbuf.end - self.rbuf.start - psize < n:
                 if self._fill(deadline) == 0:
-                    self.rbuf.start += psize
-                    raise IncompleteReadError(
-                        rb_take(&self.rbuf, self.rbuf.end - self.rbuf.start), n)
-            self.rbuf.start += psize
-            return rb_take(&self.rbuf, n)
+                    raise IncompleteReadError(rb_take_after(
+                        &self.rbuf, psize, self.rbuf.end - self.rbuf.start - psize), n)
+            return rb_take_after(&self.rbuf, psize, n)
         # large: the rest goes straight into the result, allocated before the
         # prefix is taken (a MemoryError leaves the frame where it was)
         result = PyBytes_FromStringAndSize(NULL, n)
