@@ -56,6 +56,16 @@ def make_buffer(fdp: atheris.FuzzedDataProvider) -> tuple[Any, Any, int]:
     return pick(fdp, [None, "text", Weird(), 5, [0] * 4]), None, 0
 
 
+def size_arg(fdp: atheris.FuzzedDataProvider, small: int) -> Any:
+    """A size for a call that allocates it (recv, recv_exactly): anything,
+    but a huge one that fits a ssize_t is cut to 1 MiB (allocating it would
+    only give MemoryError, as in the stdlib)."""
+    value = integer(fdp, small)
+    if isinstance(value, (int, Index)) and 1 << 20 < value.__index__() < 2**63:
+        return 1 << 20
+    return value
+
+
 def nbytes_arg(fdp: atheris.FuzzedDataProvider) -> Any:
     if fdp.ConsumeBool():
         return fdp.ConsumeIntInRange(0, 64)
@@ -105,7 +115,7 @@ def run_call(sock: Any, method: str, seed: bytes, dgram: Any) -> tuple[Any, ...]
 
     try:
         if method == "recv":
-            bufsize = integer(fdp, 10000)
+            bufsize = size_arg(fdp, 10000)
             flags = flags_arg(fdp)
             result = harness.outcome(lambda: sock.recv(bufsize, flags))
         elif method == "recv_into":
@@ -117,7 +127,7 @@ def run_call(sock: Any, method: str, seed: bytes, dgram: Any) -> tuple[Any, ...]
             flags = flags_arg(fdp)
             result = harness.outcome(lambda: dgram.recvfrom_into(buffer, nbytes, flags))
         elif method == "recv_exactly":
-            size = integer(fdp, 2000)
+            size = size_arg(fdp, 2000)
             result = harness.outcome(lambda: sock.recv_exactly(size))
         elif method == "recv_exactly_into":
             nbytes = nbytes_arg(fdp)
