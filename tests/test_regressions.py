@@ -183,3 +183,14 @@ def test_failed_allocation_of_a_message_loses_nothing(impl: ModuleType, method: 
         with pytest.raises(MemoryError):
             getattr(b, method)(prefix_size=8, max_size=2**51)
         assert b.recv_exactly(108) == head + b"x" * 100
+
+
+@pytest.mark.parametrize("n", [2**63, -2**63 - 1, -2**70])
+def test_recv_exactly_beyond_ssize_t(impl: ModuleType, n: int) -> None:
+    # the pure twin said ValueError for a hugely negative n, the compiled
+    # module an OverflowError with another message than the stdlib's
+    a, b = impl.socketpair()
+    with a, b:
+        with pytest.raises(OverflowError) as info:
+            b.recv_exactly(n)
+        assert str(info.value) == "Python int too large to convert to C ssize_t"

@@ -778,10 +778,10 @@ class StreamSocket(_Socket):
     def recv_exactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; IncompleteReadError if the stream ends first."""
         size: int = n if type(n) is int else _index(n)
+        if not -_SSIZE_MAX - 1 <= size <= _SSIZE_MAX:  # first, as a C conversion
+            raise OverflowError("Python int too large to convert to C ssize_t")
         if size < 0:
             raise ValueError("n must not be negative")
-        if size > _SSIZE_MAX:
-            raise OverflowError("Python int too large to convert to C ssize_t")
         self._begin_receive()
         try:
             rbuf = self._rbuf
