@@ -1253,7 +1253,7 @@ cdef class StreamSocket(_Socket):
         EOF first raises IncompleteReadError; any other failure puts the
         bytes already read back in the receive buffer.
         """
-        cdef Py_ssize_t size = PyNumber_AsSsize_t(n, OverflowError)
+        cdef Py_ssize_t size = PyLong_AsSsize_t(_index(n))  # the stdlib's message
         cdef Py_ssize_t got = 0
         cdef bytes result
         if size < 0:
