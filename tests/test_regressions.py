@@ -194,3 +194,19 @@ def test_recv_exactly_beyond_ssize_t(impl: ModuleType, n: int) -> None:
         with pytest.raises(OverflowError) as info:
             b.recv_exactly(n)
         assert str(info.value) == "Python int too large to convert to C ssize_t"
+
+
+@pytest.mark.parametrize("value", [2**64, -2**63 - 1])
+@pytest.mark.parametrize("call", [
+    lambda s, v: s.recv_until(b"\n", v),
+    lambda s, v: s.recv_msg(max_size=v),
+    lambda s, v: s.recv_msgs(v),
+], ids=["recv_until limit", "recv_msg max_size", "recv_msgs max_count"])
+def test_fast_path_sizes_beyond_ssize_t(impl: ModuleType, call: Any, value: int) -> None:
+    # the compiled module said "cannot fit 'int' into an index-sized
+    # integer", the pure twin ValueError for a hugely negative value
+    a, b = impl.socketpair()
+    with a, b:
+        with pytest.raises(OverflowError) as info:
+            call(b, value)
+        assert str(info.value) == "Python int too large to convert to C ssize_t"

@@ -562,7 +562,7 @@ cdef int check_prefix_size(object prefix_size) except -1:
 
 
 cdef Py_ssize_t check_positive(object value, str name) except -1:
-    cdef Py_ssize_t n = PyNumber_AsSsize_t(value, OverflowError)
+    cdef Py_ssize_t n = PyLong_AsSsize_t(_index(value))  # the stdlib's OverflowError
     if n <= 0:
         raise ValueError(f"{name} must be positive")
     return n

@@ -141,10 +141,10 @@ def _prefix_struct(prefix_size: Any) -> struct.Struct:
 
 def _positive(value: Any, name: str) -> int:
     number: int = value if type(value) is int else _index(value)
+    if not -_SSIZE_MAX - 1 <= number <= _SSIZE_MAX:  # first, as a C conversion
+        raise OverflowError("Python int too large to convert to C ssize_t")
     if number <= 0:
         raise ValueError(f"{name} must be positive")
-    if number > _SSIZE_MAX:
-        raise OverflowError("Python int too large to convert to C ssize_t")
     return number
 
 
