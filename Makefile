@@ -6,11 +6,17 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DEBUG_VENV := .venv-debug
 ASAN_VENV  := .venv-asan
+FUZZ_VENV  := .venv-fuzz
+FUZZ_LIB   := build/fuzz/lib
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+FUZZ_ARGS ?=
+FUZZ_INPUT ?=
 PYTEST_ARGS ?=
 
 SOURCES := $(wildcard src/fastsock/*.pyx src/fastsock/includes/*.pxd) setup.py
 
-.PHONY: test test-debug asan-test valgrind-test leak-test bench bench-web build typecheck clean help
+.PHONY: test test-debug asan-test valgrind-test leak-test fuzz fuzz-build bench bench-web build typecheck clean help
 
 help:
 	@echo "make test        run the whole test suite (sets everything up)"
@@ -19,6 +25,8 @@ help:
 	@echo "make asan-test   run the suite against an AddressSanitizer+UBSan build; fails on any report"
 	@echo "make valgrind-test  run the memory-safety subset of the suite under valgrind memcheck"
 	@echo "make leak-test   the leak tests at full counts (100k connections, 1M calls; minutes)"
+	@echo "make fuzz        coverage-guided fuzzing of the compiled module under ASan (needs root"
+	@echo "                 or clang installed; FUZZ_SECONDS=60 per target, FUZZ_TARGETS='address ...')"
 	@echo "make bench-web   load-test the demo web server with wrk (needs wrk, nginx)"
 	@echo "make clean       remove build outputs and virtual environments"
 
@@ -75,6 +83,28 @@ valgrind-test: build
 leak-test: build
 	$(PY) -m pytest tests/test_leaks.py -m leak_full -v -s $(PYTEST_ARGS)
 
+# the fuzz build: clang, AddressSanitizer and libFuzzer coverage, in its own
+# venv and build directory (see docs/fuzzing.md)
+$(FUZZ_VENV)/.installed: pyproject.toml setup.py fuzz/toolchain.sh
+	bash fuzz/toolchain.sh
+	$(PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FUZZ_VENV)/bin/python -m pip install --quiet --only-binary atheris \
+	    'atheris>=2.3' 'Cython>=3.1,<4' 'setuptools>=64'
+	touch $@
+
+$(FUZZ_LIB)/.built: $(FUZZ_VENV)/.installed $(SOURCES) $(wildcard src/fastsock/*.py)
+	FASTSOCK_FUZZ=1 CC=clang LDSHARED="clang -shared" $(FUZZ_VENV)/bin/python setup.py --quiet \
+	    build_py --build-lib $(FUZZ_LIB) build_ext --build-lib $(FUZZ_LIB) --build-temp build/fuzz/tmp
+	touch $@
+
+fuzz-build: $(FUZZ_LIB)/.built
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" FUZZ_LIB=$(FUZZ_LIB) \
+	    FUZZ_ARGS="$(FUZZ_ARGS)" FUZZ_INPUT="$(FUZZ_INPUT)" \
+	    FUZZ_PYTHON=$(FUZZ_VENV)/bin/python bash fuzz/run.sh
+
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $@
@@ -88,4 +118,5 @@ bench-web: build $(VENV)/.bench-installed
 
 clean:
 	rm -rf build dist src/*.egg-info src/fastsock/*.so src/fastsock/*.c \
-	       src/fastsock/*.html src/fastsock/.built $(VENV) $(DEBUG_VENV) $(ASAN_VENV) .mypy_cache .pytest_cache
+	       src/fastsock/*.html src/fastsock/.built $(VENV) $(DEBUG_VENV) $(ASAN_VENV) $(FUZZ_VENV) \
+	       .mypy_cache .pytest_cache fuzz/findings

@@ -2,8 +2,10 @@
 
 FASTSOCK_DEBUG=1 builds with -O0 -g and line tracing (for coverage,
 profilers and debuggers); FASTSOCK_SANITIZE=1 builds with AddressSanitizer
-and UndefinedBehaviorSanitizer (``make asan-test``).  The test suite runs
-under every build.
+and UndefinedBehaviorSanitizer (``make asan-test``); FASTSOCK_FUZZ=1 builds for
+the fuzz targets (``make fuzz``, with CC=clang): AddressSanitizer plus
+libFuzzer's coverage instrumentation, with the generated C kept under
+build/fuzz.  The test suite runs under every build.
 """
 
 import os
@@ -13,6 +15,7 @@ from setuptools import Extension, setup
 
 DEBUG = os.environ.get("FASTSOCK_DEBUG", "") not in ("", "0")
 SANITIZE = os.environ.get("FASTSOCK_SANITIZE", "") not in ("", "0")
+FUZZ = os.environ.get("FASTSOCK_FUZZ", "") not in ("", "0")
 
 # Every Cython directive, in one place.
 DIRECTIVES = {
@@ -28,6 +31,7 @@ DIRECTIVES = {
 # whole suite and still gives exact stack traces
 SANITIZER_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
                    "-fno-omit-frame-pointer"]
+FUZZER_FLAGS = ["-fsanitize=address,fuzzer-no-link", "-fno-omit-frame-pointer"]
 
 LDFLAGS: list[str] = []
 if DEBUG:
@@ -37,6 +41,10 @@ elif SANITIZE:
     CFLAGS = ["-O1", "-g", "-Wall", "-Wno-unused-function", *SANITIZER_FLAGS]
     LDFLAGS = list(SANITIZER_FLAGS)
     MACROS = []
+elif FUZZ:
+    CFLAGS = ["-O1", "-g", "-Wall", "-Wno-unused-function", *FUZZER_FLAGS]
+    LDFLAGS = list(FUZZER_FLAGS)
+    MACROS = [("FASTSOCK_FUZZ", "1")]
 else:
     CFLAGS = ["-O2", "-Wall", "-Wno-unused-function"]
     MACROS = []
@@ -57,6 +65,7 @@ setup(
         compiler_directives=DIRECTIVES,
         include_path=["src"],
         annotate=DEBUG,
+        build_dir="build/fuzz/c" if FUZZ else None,
         # the debug build must not reuse C generated without line tracing
         force=DEBUG,
     ),

@@ -196,6 +196,52 @@ def test_recv_until_gets_every_record(impl: ModuleType, sizes: list[int],
     assert result == records
 
 
+# self-overlapping delimiters ("aa", "abab", CRLFCRLF) are where a search that
+# resumes after each read can miss a match cut in two by the read boundary
+DELIMITERS = st.sampled_from([b"\n", b"\r\n", b"\r\n\r\n", b"aa", b"aaa", b"abab", b"\0\0\0\1"])
+
+
+@SETTINGS
+@given(delimiter=DELIMITERS,
+       bodies=st.lists(st.lists(st.sampled_from(list(b"ab\r\n\0\1x")), max_size=300)
+                       .map(bytes), min_size=1, max_size=15),
+       slack=st.integers(-1, 3), split_sizes=st.lists(st.integers(1, 7), min_size=1,
+                                                     max_size=12),
+       pause_flags=pauses, transport=transports)
+def test_recv_until_finds_every_delimiter_across_any_split(
+        impl: ModuleType, delimiter: bytes, bodies: list[bytes], slack: int,
+        split_sizes: list[int], pause_flags: list[bool], transport: str) -> None:
+    """Records whose bodies are made of the delimiter's own bytes, cut into
+    writes of a few bytes: every record comes back whole, and a limit one
+    byte short of the longest record gives LimitOverrunError with nothing lost."""
+    stream = b"".join(body + delimiter for body in bodies)
+    records = []
+    rest = stream
+    while delimiter in rest:  # the records as a reader must find them: at each first match
+        end = rest.find(delimiter) + len(delimiter)
+        records.append(rest[:end])
+        rest = rest[end:]
+    # what is left when matches overlapped the last delimiter ("aaa" is "aa" + "a")
+    tail = rest
+    limit = max(1, max(len(record) for record in records) + slack, len(tail) + 1)
+
+    def receive(sock: Any) -> list[Any]:
+        got: list[Any] = []
+        for record in records:
+            if len(record) > limit:
+                with pytest.raises(impl.LimitOverrunError):
+                    sock.recv_until(delimiter, limit)
+                got.append(sock.recv_exactly(len(record)))  # still all there
+            else:
+                got.append(sock.recv_until(delimiter, limit))
+        with pytest.raises(impl.IncompleteReadError) as info:
+            sock.recv_until(delimiter, limit)
+        assert info.value.partial == tail
+        return got
+
+    assert exchange(impl, transport, stream, split_sizes, pause_flags, receive) == records
+
+
 # -- any mix of calls reads the stream in order -----------------------------------------
 
 OPS = ["msg", "exactly", "recv", "recv_into", "exactly_into", "until", "peek"]

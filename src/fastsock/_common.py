@@ -27,9 +27,9 @@ SUPPORTED_FAMILIES = (AF_INET, AF_INET6, AF_UNIX)
 _FAMILY_NAMES = {AF_INET: "AF_INET", AF_INET6: "AF_INET6", AF_UNIX: "AF_UNIX"}
 _TYPE_NAMES = {SOCK_STREAM: "SOCK_STREAM", SOCK_DGRAM: "SOCK_DGRAM"}
 
-# The largest timeout the C layer can turn into a monotonic deadline without
-# overflowing; the stdlib refuses the same range with the same exception.
-MAX_TIMEOUT = 9.2e9
+# The stdlib keeps a timeout as a signed 64-bit count of nanoseconds (rounded
+# up) and refuses what does not fit, with the message below; so do we.
+_NS_LIMIT = 2**63
 
 Address = Union[Tuple[Any, ...], str, bytes]
 
@@ -53,18 +53,37 @@ def normalize_timeout(value: object) -> float:
         seconds = value
     else:
         try:
-            seconds = float(value.__index__())  # type: ignore[attr-defined]
+            whole: int = value.__index__()  # type: ignore[attr-defined]
         except AttributeError:
             raise TypeError(
                 f"'{type(value).__name__}' object cannot be interpreted as an integer"
             ) from None
+        if not -_NS_LIMIT <= whole * 1_000_000_000 < _NS_LIMIT:
+            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+        seconds = float(whole)
     if math.isnan(seconds):
         raise ValueError("Invalid value NaN (not a number)")
+    # as the stdlib: first whole nanoseconds (rounded away from zero) that
+    # must fit 64 bits, then the sign
+    ns = seconds * 1e9
+    if math.isinf(ns) or not -_NS_LIMIT <= (math.ceil(ns) if ns >= 0 else math.floor(ns)) \
+            < _NS_LIMIT:
+        raise OverflowError("timestamp out of range for platform time_t")
     if seconds < 0:
         raise ValueError("Timeout value out of range")
-    if seconds > MAX_TIMEOUT:
-        raise OverflowError("timestamp out of range for platform time_t")
     return seconds
+
+
+def stored_timeout(seconds: float) -> float:
+    """A normalized timeout as the stdlib keeps it, so that gettimeout()
+    returns what the stdlib's would: whole nanoseconds, rounded up (a
+    positive timeout never becomes 0), read back as seconds."""
+    if seconds <= 0.0:
+        return seconds
+    ns = math.ceil(seconds * 1e9)
+    if ns % 1_000_000_000 == 0:
+        return float(ns // 1_000_000_000)
+    return ns / 1e9
 
 
 def socket_repr(sock: Any) -> str:
@@ -82,6 +101,23 @@ def socket_repr(sock: Any) -> str:
             if addr not in ("", None):
                 head += f", {label}={addr!r}"
     return head + ">"
+
+
+def readable_view(data: Any) -> memoryview:
+    """A flat unsigned-byte view of a bytes-like object, refused the way the
+    buffer protocol refuses it in C (the compiled module's and the stdlib's
+    errors): TypeError for a non-buffer, BufferError for a non-contiguous one."""
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(
+            f"a bytes-like object is required, not '{type(data).__name__}'") from None
+    if not view.c_contiguous:
+        view.release()
+        raise BufferError("memoryview: underlying buffer is not C-contiguous")
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    return view
 
 
 def unix_path_bytes(path: object) -> bytes:

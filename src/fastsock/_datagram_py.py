@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import socket as _stdlib
 import struct
+from operator import index as _index
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Tuple
 
 from ._common import (
@@ -23,6 +24,7 @@ from ._common import (
     UDP_SEGMENT_OPT,
     TruncatedDatagramError,
     check_size,
+    readable_view,
 )
 
 _TRUNC: int = int(_stdlib.MSG_TRUNC)
@@ -63,7 +65,7 @@ class DatagramBatch:
         return memoryview(self._memory)
 
     def _slot(self, i: Any) -> int:
-        k = i.__index__() if not isinstance(i, int) else i
+        k = i if isinstance(i, int) else _index(i)  # TypeError for a non-integer
         if k < 0:
             k += self._filled
         if not 0 <= k < self._filled:
@@ -202,8 +204,11 @@ class DatagramFastPaths:
         return sent
 
     def _prepared(self, buffers: Iterable[Any], address: Any) -> list[Tuple[memoryview, Any]]:
+        items = list(buffers)
+        if not items:
+            return []  # nothing to send, nothing checked
         target = None if address is None else self._address(address)
-        return [(memoryview(data), target) for data in buffers]
+        return [(readable_view(data), target) for data in items]
 
     def send_many(self, buffers: Iterable[Any], address: Any = None) -> int:
         """Send each buffer as one datagram (to ``address``, or the connected
@@ -212,14 +217,28 @@ class DatagramFastPaths:
 
     def sendto_many(self, pairs: Iterable[Tuple[Any, Any]]) -> int:
         """Send ``(data, address)`` pairs; returns how many were sent."""
-        return self._send_each([(memoryview(data), self._address(address))
-                                for data, address in pairs])
+        items = []
+        for data, address in pairs:  # each pair's address first, as the compiled call
+            target = self._pair_address(address)
+            items.append((readable_view(data), target))
+        return self._send_each(items)
+
+    def _pair_address(self, address: Any) -> Any:
+        if address is None:  # not "the connected peer": a pair names its address
+            family = self._sock.family
+            if family == AF_UNIX:
+                return self._address(address)  # the AF_UNIX TypeError
+            name = "AF_INET6" if family == _stdlib.AF_INET6 else "AF_INET"
+            raise TypeError(f"sendto(): {name} address must be tuple, not NoneType")
+        return self._address(address)
 
     def send_segments(self, buffer: Any, segment_size: int, address: Any = None) -> int:
         """Send ``buffer`` as datagrams of ``segment_size`` bytes (the last may
         be shorter), with UDP GSO where the kernel has it; returns how many."""
         seg = check_size(segment_size, "segment_size", MAX_UDP_PAYLOAD)
-        view = memoryview(buffer).cast("B")
+        view = readable_view(buffer)
+        if not len(view):
+            return 0  # nothing to send, nothing checked
         target = None if address is None else self._address(address)
         sent = 0
         if len(view) and UDP_GSO and self._sock.family != AF_UNIX:

@@ -23,6 +23,7 @@ from cpython.buffer cimport (
 )
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
+from cpython.long cimport PyLong_AsLong, PyLong_AsSsize_t
 from cpython.number cimport PyNumber_AsSsize_t
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_XDECREF
@@ -160,12 +161,25 @@ cdef int raise_gaierror(int code, int err) except -1:
 # -- integers -----------------------------------------------------------------
 
 cdef int as_int(object value) except? -1:
-    """A C int from anything with __index__ (never a float), as the stdlib converts."""
-    cdef Py_ssize_t n = PyNumber_AsSsize_t(value, OverflowError)
+    """A C int from anything with __index__ (never a float), with the errors
+    of the stdlib's "i" argument format."""
+    cdef long n = PyLong_AsLong(value)
     if n > INT_MAX:
         raise OverflowError("signed integer is greater than maximum")
     if n < INT_MIN:
         raise OverflowError("signed integer is less than minimum")
+    return <int>n
+
+
+cdef int as_int_arg(object value) except? -1:
+    """A C int with the errors of the stdlib's _PyLong_AsInt() (shutdown)."""
+    cdef long n
+    try:
+        n = PyLong_AsLong(value)
+    except OverflowError:
+        n = INT_MAX + <long>1
+    if n > INT_MAX or n < INT_MIN:
+        raise OverflowError("Python int too large to convert to C int")
     return <int>n
 
 
@@ -294,7 +308,9 @@ cdef int resolve_host(bytes host, int family, void *dst) except -1:
         else:
             memcpy(dst, &c.in6addr_any, sizeof(c.in6_addr))
         return 0
-    if family == c.AF_INET and host == b"<broadcast>":
+    if host == b"<broadcast>" or host == b"255.255.255.255":
+        if family != c.AF_INET:
+            raise OSError("address family mismatched")  # as the stdlib's setipaddr()
         (<c.in_addr *>dst).s_addr = c.htonl(c.INADDR_BROADCAST)
         return 0
     if c.inet_pton(family, name, dst) == 1:
@@ -314,6 +330,15 @@ cdef int resolve_host(bytes host, int family, void *dst) except -1:
     finally:
         c.freeaddrinfo(res)
     return 0
+
+
+cdef object parse_port(object port, const char *caller):
+    """The port as the stdlib's argument parsing takes it: beyond a C int it
+    is refused at once, before the host is resolved."""
+    value = _index(port)
+    if value < INT_MIN or value > INT_MAX:
+        raise OverflowError(f"{caller.decode()}(): port must be 0-65535.")
+    return value
 
 
 cdef int check_port(object port, const char *caller) except -1:
@@ -341,7 +366,7 @@ cdef int parse_address(int family, object address, c.sockaddr_storage *out,
         if len(address) != 2:
             raise TypeError("AF_INET address must be a pair (host, port)")
         raw = host_bytes(address[0])
-        port = _index(address[1])
+        port = parse_port(address[1], caller)
         sin = <c.sockaddr_in *>out
         resolve_host(raw, c.AF_INET, &sin.sin_addr)
         sin.sin_family = c.AF_INET
@@ -356,9 +381,9 @@ cdef int parse_address(int family, object address, c.sockaddr_storage *out,
             raise TypeError(
                 "AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
         raw = host_bytes(address[0])
-        port = _index(address[1])
+        port = parse_port(address[1], caller)
         if len(address) > 2:
-            flowinfo = _index(address[2])
+            flowinfo = _index(address[2]) & 0xFFFFFFFF  # wraps, as the stdlib's
         if len(address) > 3:
             scope_id = <unsigned int>(_index(address[3]) & 0xFFFFFFFF)  # wraps, as the stdlib's
         sin6 = <c.sockaddr_in6 *>out
@@ -424,12 +449,23 @@ cdef int get_writable(object buffer, Py_buffer *view, str method) except -1:
         PyObject_GetBuffer(buffer, view, PyBUF_WRITABLE)
     except Exception:  # not a buffer, read-only, not contiguous, ...
         raise TypeError(f"{method}() argument 1 must be read-write bytes-like object, "
-                        f"not {type(buffer).__name__}") from None
+                        f"not {'None' if buffer is None else type(buffer).__name__}") from None
     return 0
 
 
-cdef Py_ssize_t check_nbytes(Py_buffer *view, Py_ssize_t nbytes,
+cdef Py_ssize_t check_nbytes(Py_buffer *view, object nbytes_arg, object flags, int *cflags,
                              str negative, str too_large) except -1:
+    """The byte count to use (0: the whole buffer), converting ``nbytes``
+    and then ``flags`` (when ``cflags`` is given) after the buffer and
+    checking them, in the stdlib's order; on error the view is released."""
+    cdef Py_ssize_t nbytes
+    try:
+        nbytes = PyLong_AsSsize_t(_index(nbytes_arg))
+        if cflags != NULL:
+            cflags[0] = as_int(flags)
+    except BaseException:
+        PyBuffer_Release(view)
+        raise
     if nbytes < 0:
         PyBuffer_Release(view)
         raise ValueError(negative)
@@ -500,6 +536,16 @@ cdef inline bytes rb_take(RecvBuffer *rb, Py_ssize_t n):
     return out
 
 
+cdef inline bytes rb_take_after(RecvBuffer *rb, Py_ssize_t skip, Py_ssize_t n):
+    """The n bytes after the first ``skip`` (a length prefix), all taken only
+    once the result exists: a MemoryError leaves the buffer as it was."""
+    cdef bytes out = PyBytes_FromStringAndSize(rb.data + rb.start + skip, n)
+    rb.start += skip + n
+    if rb.start == rb.end:
+        rb.start = rb.end = 0
+    return out
+
+
 cdef inline unsigned long long decode_prefix(const char *p, int size) noexcept nogil:
     cdef unsigned long long value = 0
     cdef int i
@@ -516,7 +562,7 @@ cdef int check_prefix_size(object prefix_size) except -1:
 
 
 cdef Py_ssize_t check_positive(object value, str name) except -1:
-    cdef Py_ssize_t n = PyNumber_AsSsize_t(value, OverflowError)
+    cdef Py_ssize_t n = PyLong_AsSsize_t(_index(value))  # the stdlib's OverflowError
     if n <= 0:
         raise ValueError(f"{name} must be positive")
     return n
@@ -898,11 +944,14 @@ cdef class _Socket:
         cdef int flag
         cdef Py_buffer view
         cdef int rc
-        if isinstance(value, int):
-            if not INT_MIN <= value <= INT_MAX:
-                # the stdlib then tries the value as bytes and fails so
-                raise TypeError(f"a bytes-like object is required, not '{type(value).__name__}'")
-            flag = value
+        try:
+            # as the stdlib: an int (anything with __index__) if it is one,
+            # else a bytes-like value
+            flag = as_int(value)
+            is_int = True
+        except (TypeError, OverflowError):
+            is_int = False
+        if is_int:
             self._check_open()
             rc = c.setsockopt(self.fd, clevel, coptname, &flag, sizeof(flag))
         else:
@@ -922,21 +971,22 @@ cdef class _Socket:
         cdef int flag = 0
         cdef char buf[GETSOCKOPT_BUFLEN_MAX]
         cdef c.socklen_t optlen
-        self._check_open()
         if cbuflen == 0:
+            self._check_open()
             optlen = sizeof(flag)
             if c.getsockopt(self.fd, clevel, coptname, &flag, &optlen) < 0:
                 raise_errno(errno)
             return flag
         if cbuflen < 0 or cbuflen > GETSOCKOPT_BUFLEN_MAX:
-            raise OSError("getsockopt buflen out of range")
+            raise OSError("getsockopt buflen out of range")  # before EBADF, as the stdlib
+        self._check_open()
         optlen = cbuflen
         if c.getsockopt(self.fd, clevel, coptname, buf, &optlen) < 0:
             raise_errno(errno)
         return buf[:optlen]
 
     def shutdown(self, how):
-        cdef int chow = as_int(how)
+        cdef int chow = as_int_arg(how)
         self._check_open()
         if c.shutdown(self.fd, chow) < 0:
             raise_errno(errno)
@@ -945,7 +995,7 @@ cdef class _Socket:
 
     def settimeout(self, value):
         """None blocks, 0 never blocks, a positive number is a deadline in seconds."""
-        cdef double seconds = _common.normalize_timeout(value)
+        cdef double seconds = _common.stored_timeout(_common.normalize_timeout(value))
         cdef int nonblocking = seconds >= 0
         self.timeout = seconds
         self._check_open()
@@ -956,7 +1006,7 @@ cdef class _Socket:
         return None if self.timeout < 0 else self.timeout
 
     def setblocking(self, flag):
-        cdef int block = as_int(flag)
+        cdef long block = PyLong_AsLong(flag)  # the stdlib's conversion
         self.settimeout(None if block else 0.0)
 
     def getblocking(self):
@@ -975,9 +1025,9 @@ cdef class _Socket:
         cdef char stack[STACK_RECV_MAX]
         cdef PyObject *result
         cdef ssize_t n
+        a.flags = as_int(flags)  # every argument is converted first, as by the stdlib
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
-        a.flags = as_int(flags)
         if self.receiving or self.rbuf.end > self.rbuf.start:
             self._check_open()
             self._check_not_receiving()
@@ -985,6 +1035,11 @@ cdef class _Socket:
             if a.flags & c.MSG_PEEK:
                 return PyBytes_FromStringAndSize(self.rbuf.data + self.rbuf.start, n)
             return rb_take(&self.rbuf, n)
+        if bufsize == 0:
+            # as the stdlib: at once, without asking the kernel (which
+            # would wait for data on a Unix stream, or drop a datagram)
+            self._check_open()
+            return b""
         a.len = <size_t>bufsize
         if bufsize <= STACK_RECV_MAX:
             a.buf = stack
@@ -1003,14 +1058,14 @@ cdef class _Socket:
         Py_DECREF(obj)
         return obj
 
-    def recv_into(self, buffer, Py_ssize_t nbytes=0, flags=0):
+    def recv_into(self, buffer, nbytes=0, flags=0):
         """Receive into a writable buffer; returns how many bytes were written."""
         cdef Py_buffer view
         cdef IOArgs a
         cdef ssize_t n
-        a.flags = as_int(flags)
         get_writable(buffer, &view, "recv_into")
-        a.len = <size_t>check_nbytes(&view, nbytes, "negative buffersize in recv_into",
+        a.len = <size_t>check_nbytes(&view, nbytes, flags, &a.flags,
+                                     "negative buffersize in recv_into",
                                      "buffer too small for requested bytes")
         a.buf = <char *>view.buf
         if self.receiving or self.rbuf.end > self.rbuf.start:
@@ -1024,6 +1079,10 @@ cdef class _Socket:
             finally:
                 PyBuffer_Release(&view)
             return n
+        if a.len == 0:  # as in recv(0)
+            PyBuffer_Release(&view)
+            self._check_open()
+            return 0
         try:
             n = self._call(c.POLLIN, _do_recv, &a, self._deadline())
         finally:
@@ -1206,7 +1265,7 @@ cdef class StreamSocket(_Socket):
         EOF first raises IncompleteReadError; any other failure puts the
         bytes already read back in the receive buffer.
         """
-        cdef Py_ssize_t size = PyNumber_AsSsize_t(n, OverflowError)
+        cdef Py_ssize_t size = PyLong_AsSsize_t(_index(n))  # the stdlib's message
         cdef Py_ssize_t got = 0
         cdef bytes result
         if size < 0:
@@ -1227,12 +1286,13 @@ cdef class StreamSocket(_Socket):
         finally:
             self.receiving = False
 
-    def recv_exactly_into(self, buffer, Py_ssize_t nbytes=0):
+    def recv_exactly_into(self, buffer, nbytes=0):
         """Fill ``nbytes`` (default: all) of a writable buffer; returns nbytes."""
         cdef Py_buffer view
         cdef Py_ssize_t size, got = 0
         get_writable(buffer, &view, "recv_exactly_into")
-        size = check_nbytes(&view, nbytes, "negative buffersize in recv_exactly_into",
+        size = check_nbytes(&view, nbytes, None, NULL,
+                            "negative buffersize in recv_exactly_into",
                             "buffer too small for requested bytes")
         try:
             self._begin_receive()
@@ -1374,8 +1434,7 @@ cdef class StreamSocket(_Socket):
             length = decode_prefix(self.rbuf.data + self.rbuf.start, psize)
             if length > <unsigned long long>cmax or <unsigned long long>(held - psize) < length:
                 break  # too large (reported by the next call) or incomplete
-            self.rbuf.start += psize
-            messages.append(rb_take(&self.rbuf, <Py_ssize_t>length))
+            messages.append(rb_take_after(&self.rbuf, psize, <Py_ssize_t>length))
         return 0
 
     cdef object _recv_one(self, int psize, Py_ssize_t cmax, double deadline):
@@ -1397,15 +1456,14 @@ cdef class StreamSocket(_Socket):
             # the next messages too; a failure leaves the frame buffered
             while self.rbuf.end - self.rbuf.start - psize < n:
                 if self._fill(deadline) == 0:
-                    self.rbuf.start += psize
-                    raise IncompleteReadError(
-                        rb_take(&self.rbuf, self.rbuf.end - self.rbuf.start), n)
-            self.rbuf.start += psize
-            return rb_take(&self.rbuf, n)
-        # large: the rest goes straight into the result
+                    raise IncompleteReadError(rb_take_after(
+                        &self.rbuf, psize, self.rbuf.end - self.rbuf.start - psize), n)
+            return rb_take_after(&self.rbuf, psize, n)
+        # large: the rest goes straight into the result, allocated before the
+        # prefix is taken (a MemoryError leaves the frame where it was)
+        result = PyBytes_FromStringAndSize(NULL, n)
         memcpy(header, self.rbuf.data + self.rbuf.start, psize)
         self.rbuf.start += psize
-        result = PyBytes_FromStringAndSize(NULL, n)
         try:
             self._read_exact(PyBytes_AS_STRING(result), n, deadline, &got)
         except BaseException:
@@ -1598,9 +1656,9 @@ cdef class DatagramSocket(_Socket):
         cdef IOArgs a
         cdef ssize_t n
         cdef char stack[STACK_RECV_MAX]
+        a.flags = as_int(flags)  # every argument is converted first, as by the stdlib
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
-        a.flags = as_int(flags)
         a.len = <size_t>bufsize
         if bufsize <= STACK_RECV_MAX:
             a.buf = stack
@@ -1625,14 +1683,14 @@ cdef class DatagramSocket(_Socket):
         self.last_address = address
         return address
 
-    def recvfrom_into(self, buffer, Py_ssize_t nbytes=0, flags=0):
+    def recvfrom_into(self, buffer, nbytes=0, flags=0):
         """Receive one datagram into a writable buffer: ``(nbytes, address)``."""
         cdef Py_buffer view
         cdef IOArgs a
         cdef ssize_t n
-        a.flags = as_int(flags)
         get_writable(buffer, &view, "recvfrom_into")
-        a.len = <size_t>check_nbytes(&view, nbytes, "negative buffersize in recvfrom_into",
+        a.len = <size_t>check_nbytes(&view, nbytes, flags, &a.flags,
+                                     "negative buffersize in recvfrom_into",
                                      "nbytes is greater than the length of the buffer")
         a.buf = <char *>view.buf
         try:
@@ -1704,6 +1762,8 @@ cdef class DatagramSocket(_Socket):
         cdef c.iovec *iovs
         cdef c.sockaddr_storage *addrs
         cdef c.socklen_t addrlen = 0
+        if n == 0:
+            return 0  # nothing to send, nothing checked (as the pure twin, and send_segments)
         views = <Py_buffer *>PyMem_Calloc(<size_t>(n + 1), sizeof(Py_buffer))
         msgs = <c.mmsghdr *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.mmsghdr))
         iovs = <c.iovec *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.iovec))
@@ -1731,8 +1791,6 @@ cdef class DatagramSocket(_Socket):
                 iovs[i].iov_len = <size_t>views[i].len
                 msgs[i].msg_hdr.msg_iov = &iovs[i]
                 msgs[i].msg_hdr.msg_iovlen = 1
-            if n == 0:
-                return 0
             return self._send_mmsg(msgs, n)
         finally:
             for i in range(acquired):

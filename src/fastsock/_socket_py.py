@@ -86,6 +86,12 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _flags(flags: Any) -> int:
+    """Send flags with MSG_NOSIGNAL added; anything with __index__ is an int
+    here, as for the stdlib."""
+    return (flags if type(flags) is int else _index(flags)) | _NOSIGNAL
+
+
 def _closed_error() -> OSError:
     return OSError(errno.EBADF, os.strerror(errno.EBADF))
 
@@ -135,10 +141,10 @@ def _prefix_struct(prefix_size: Any) -> struct.Struct:
 
 def _positive(value: Any, name: str) -> int:
     number: int = value if type(value) is int else _index(value)
+    if not -_SSIZE_MAX - 1 <= number <= _SSIZE_MAX:  # first, as a C conversion
+        raise OverflowError("Python int too large to convert to C ssize_t")
     if number <= 0:
         raise ValueError(f"{name} must be positive")
-    if number > _SSIZE_MAX:
-        raise OverflowError("Python int too large to convert to C ssize_t")
     return number
 
 
@@ -153,11 +159,13 @@ def _writable_bytes(buffer: Any, nbytes: Any, method: str) -> memoryview:
         if view is not None:
             view.release()
         raise TypeError(f"{method}() argument 1 must be read-write bytes-like object, "
-                        f"not {type(buffer).__name__}")
+                        f"not {'None' if buffer is None else type(buffer).__name__}")
     try:
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
         count: int = nbytes if type(nbytes) is int else _index(nbytes)
+        if not -_SSIZE_MAX - 1 <= count <= _SSIZE_MAX:
+            raise OverflowError("Python int too large to convert to C ssize_t")
         if count < 0:
             raise ValueError(f"negative buffersize in {method}")
         if count > len(view):
@@ -169,17 +177,9 @@ def _writable_bytes(buffer: Any, nbytes: Any, method: str) -> memoryview:
 
 
 def _readable_bytes(data: Any) -> memoryview:
-    """A flat unsigned-byte view of a bytes-like object (TypeError otherwise)."""
-    view = memoryview(data)
-    if view.format != "B" or view.ndim != 1 or not view.c_contiguous:
-        try:
-            view = view.cast("B")
-        except TypeError:
-            view.release()
-            raise TypeError(
-                f"a contiguous bytes-like object is required, not '{type(data).__name__}'"
-            ) from None
-    return view
+    """A flat unsigned-byte view of a bytes-like object (TypeError for a
+    non-buffer, BufferError for a non-contiguous one, as in C)."""
+    return _common.readable_view(data)
 
 
 class _Steps:
@@ -278,10 +278,12 @@ class _Socket:
         """The pattern above for the calls that are not hot."""
         calls = self._calls
         calls.append(_fork_generation)
+        was_open = self._sock.fileno() != -1
         try:
             return method(*args)
         except OSError:
-            self._raise_if_closed()
+            if was_open:  # closed meanwhile; on a closed socket the stdlib's error stands
+                self._raise_if_closed()
             raise
         finally:
             calls.pop()
@@ -444,9 +446,9 @@ class _Socket:
         self._sock.setsockopt(level, optname, value)
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0) -> Any:
-        if buflen:
-            return self._sock.getsockopt(level, optname, buflen)
-        return self._sock.getsockopt(level, optname)
+        # the stdlib takes buflen=0 as "an int option", and checks the
+        # arguments in order (level, optname, then buflen)
+        return self._sock.getsockopt(level, optname, buflen)
 
     def shutdown(self, how: int) -> None:
         self._sock.shutdown(how)
@@ -508,7 +510,7 @@ class _Socket:
         calls = self._calls
         calls.append(_fork_generation)
         try:
-            n = self._sock.send(data, flags | _NOSIGNAL)
+            n = self._sock.send(data, _flags(flags))
         except OSError:
             self._raise_if_closed()
             raise
@@ -585,7 +587,7 @@ class StreamSocket(_Socket):
         calls = self._calls
         calls.append(_fork_generation)
         try:
-            self._sock.sendall(data, flags | _NOSIGNAL)
+            self._sock.sendall(data, _flags(flags))
         except OSError:
             self._raise_if_closed()
             raise
@@ -788,10 +790,10 @@ class StreamSocket(_Socket):
     def recv_exactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; IncompleteReadError if the stream ends first."""
         size: int = n if type(n) is int else _index(n)
+        if not -_SSIZE_MAX - 1 <= size <= _SSIZE_MAX:  # first, as a C conversion
+            raise OverflowError("Python int too large to convert to C ssize_t")
         if size < 0:
             raise ValueError("n must not be negative")
-        if size > _SSIZE_MAX:
-            raise OverflowError("Python int too large to convert to C ssize_t")
         self._begin_receive()
         try:
             rbuf = self._rbuf
@@ -1224,13 +1226,21 @@ class DatagramSocket(DatagramFastPaths, _Socket):
             flags, address = args
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
-        address = self._address(address)
+        try:
+            address = self._address(address)
+        except (TypeError, ValueError):
+            # the stdlib checks the data and the flags before the address
+            _readable_bytes(data).release()
+            _flags(flags)
+            raise
         calls = self._calls
         calls.append(_fork_generation)
+        was_open = self._sock.fileno() != -1
         try:
-            n = self._sock.sendto(data, flags | _NOSIGNAL, address)
+            n = self._sock.sendto(data, _flags(flags), address)
         except OSError:
-            self._raise_if_closed()
+            if was_open:  # closed meanwhile; on a closed socket the stdlib's error stands
+                self._raise_if_closed()
             raise
         finally:
             calls.pop()

@@ -1,0 +1,212 @@
+"""Regression tests for defects that fuzzing and the differential property
+tests found: each one failed before its fix.  Defects about the stdlib's
+exceptions and messages are rows of test_conformance.py instead."""
+
+from __future__ import annotations
+
+import socket
+from types import ModuleType
+from typing import Any, Optional
+
+import pytest
+from conftest import Worker
+
+
+def test_batch_send_on_closed_socket_reports_the_address_error(impl: ModuleType) -> None:
+    # the pure twin used to turn every OSError of a closed socket into EBADF,
+    # hiding the resolver's error that the compiled one (and the stdlib) raise
+    sock = impl.DatagramSocket(socket.AF_INET)
+    sock.close()
+    with pytest.raises(socket.gaierror):
+        sock.send_many([b"x"], ("::1", 9))
+    with pytest.raises(socket.gaierror):
+        sock.sendto_many([(b"x", ("::1", 9))])
+
+
+@pytest.mark.parametrize("timeout", [None, 0.0, 5.0])
+def test_zero_byte_receives_return_at_once(impl: ModuleType, timeout: Optional[float]) -> None:
+    # the compiled recv(0) and recv_into(<empty>) asked the kernel for 0
+    # bytes, which waits for data on a Unix stream: a blocking socket hung, a
+    # non-blocking one raised BlockingIOError, a timeout ran out; the stdlib
+    # returns at once without touching the socket (a datagram stays queued)
+    stream_a, stream_b = impl.socketpair()
+    dgram_a, dgram_b = impl.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with stream_a, stream_b, dgram_a, dgram_b:
+        stream_b.settimeout(timeout)
+        dgram_b.settimeout(timeout)
+        dgram_a.send(b"kept")
+
+        def receive_nothing() -> list[object]:
+            return [stream_b.recv(0), stream_b.recv_into(bytearray(0)),
+                    stream_b.recv(0, socket.MSG_DONTWAIT),
+                    dgram_b.recv(0), dgram_b.recv_into(bytearray(0))]
+
+        worker = Worker(receive_nothing, name="zero-byte receives")
+        worker.start()
+        worker.join(3.0)
+        if worker.is_alive():
+            stream_b.close()  # wakes the blocked call
+            dgram_b.close()
+            worker.join(5.0)
+            pytest.fail("a zero-byte receive blocked")
+        assert worker.finish() == [b"", 0, b"", b"", 0]
+        assert dgram_b.recv(10) == b"kept"
+
+
+NONCONTIGUOUS = memoryview(bytearray(8))[::2]
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.send_msg(NONCONTIGUOUS),
+    lambda s: s.sendall_buffers([b"x", NONCONTIGUOUS]),
+    lambda s: s.recv_until(NONCONTIGUOUS),
+], ids=["send_msg", "sendall_buffers", "recv_until"])
+def test_stream_fast_paths_refuse_noncontiguous_buffers_with_buffererror(
+        impl: ModuleType, call: Any) -> None:
+    # as send() and the stdlib do; the pure twin raised TypeError
+    a, b = impl.socketpair()
+    with a, b:
+        with pytest.raises(BufferError, match="not C-contiguous"):
+            call(a)
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.send_msg("text"),
+    lambda s: s.sendall_buffers(["text"]),
+    lambda s: s.recv_until("text"),
+], ids=["send_msg", "sendall_buffers", "recv_until"])
+def test_stream_fast_paths_refuse_non_buffers_with_the_c_message(
+        impl: ModuleType, call: Any) -> None:
+    a, b = impl.socketpair()
+    with a, b:
+        with pytest.raises(TypeError) as info:
+            call(a)
+        assert str(info.value) == "a bytes-like object is required, not 'str'"
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.send_many([NONCONTIGUOUS]),
+    lambda s: s.send_segments(NONCONTIGUOUS, 2),
+], ids=["send_many", "send_segments"])
+def test_datagram_fast_paths_refuse_noncontiguous_buffers_with_buffererror(
+        impl: ModuleType, call: Any) -> None:
+    a, b = impl.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        with pytest.raises(BufferError, match="not C-contiguous"):
+            call(a)
+        with pytest.raises(TypeError) as info:
+            a.send_many(["text"])
+        assert str(info.value) == "a bytes-like object is required, not 'str'"
+
+
+@pytest.mark.parametrize("nbytes", [2**63, -2**63 - 1])
+def test_receive_into_nbytes_beyond_ssize_t_is_overflowerror(impl: ModuleType,
+                                                              nbytes: int) -> None:
+    # as the stdlib's recv_into; the pure twin's own checks (recv_exactly_into,
+    # and recv_into while bytes are buffered) said ValueError
+    a, b = impl.socketpair()
+    with a, b:
+        with pytest.raises(OverflowError, match="too large to convert to C ssize_t"):
+            b.recv_exactly_into(bytearray(4), nbytes)
+        a.sendall(b"\n12345")
+        b.recv_until(b"\n")  # leaves "12345" in the socket's buffer
+        with pytest.raises(OverflowError, match="too large to convert to C ssize_t"):
+            b.recv_into(bytearray(4), nbytes)
+        assert b.recv(5) == b"12345"
+
+
+@pytest.mark.parametrize("method", ["recv_exactly_into", "recv_iter"])
+def test_fast_path_buffer_none_message(impl: ModuleType, method: str) -> None:
+    a, b = impl.socketpair()
+    with a, b:
+        with pytest.raises(TypeError) as info:
+            getattr(b, method)(None)
+        assert str(info.value).endswith("read-write bytes-like object, not None")
+
+
+def test_empty_datagram_batches_send_nothing_whatever_the_address(impl: ModuleType) -> None:
+    # the compiled send_many checked the address of an empty batch and raised,
+    # where the pure twin (and send_segments of an empty buffer) send nothing
+    with impl.DatagramSocket() as sock:
+        assert sock.send_many([], ("127.0.0.1", 70000)) == 0
+        assert sock.send_many((), "not an address") == 0
+        assert sock.sendto_many([]) == 0
+        assert sock.send_segments(b"", 100, ("127.0.0.1", 70000)) == 0
+
+
+def test_empty_unix_datagram_batch_sends_nothing_whatever_the_address(impl: ModuleType) -> None:
+    a, b = impl.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        assert a.send_many([], 5) == 0
+        assert a.send_segments(b"", 10, 5) == 0
+
+
+def test_sendto_many_refuses_a_pair_without_address(impl: ModuleType) -> None:
+    # the pure twin took None as "the connected peer" (as send_many does)
+    with impl.DatagramSocket() as a, impl.DatagramSocket() as b:
+        b.bind(("127.0.0.1", 0))
+        a.connect(b.getsockname())
+        with pytest.raises(TypeError, match="AF_INET address must be tuple, not NoneType"):
+            a.sendto_many([(b"x", None)])
+
+
+@pytest.mark.parametrize("index", [None, 1.0, "0"])
+def test_datagram_batch_index_of_wrong_type_is_typeerror(impl: ModuleType, index: Any) -> None:
+    # the pure batch called index.__index__() and raised AttributeError
+    a, b = impl.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        a.send(b"one")
+        batch = impl.DatagramBatch(4, 64)
+        b.settimeout(5.0)
+        assert b.recv_batch(batch) == 1
+        for accessor in (batch.data, batch.length, batch.truncated, batch.address):
+            with pytest.raises(TypeError):
+                accessor(index)
+
+
+def test_sendto_many_checks_each_address_before_its_data(impl: ModuleType) -> None:
+    with impl.DatagramSocket(socket.AF_UNIX) as sock:
+        with pytest.raises(TypeError):
+            sock.sendto_many([(NONCONTIGUOUS, 5)])
+
+
+@pytest.mark.parametrize("method", ["recv_msg", "recv_msgs"])
+def test_failed_allocation_of_a_message_loses_nothing(impl: ModuleType, method: str) -> None:
+    # the compiled recv_msg took the length prefix off the buffer before
+    # allocating the payload; a MemoryError then lost the prefix and the
+    # stream was out of step.  A 1 PiB payload is more than any address space.
+    a, b = impl.socketpair()
+    with a, b:
+        b.settimeout(5.0)
+        head = (2**50).to_bytes(8, "big")
+        a.sendall(head + b"x" * 100)
+        with pytest.raises(MemoryError):
+            getattr(b, method)(prefix_size=8, max_size=2**51)
+        assert b.recv_exactly(108) == head + b"x" * 100
+
+
+@pytest.mark.parametrize("n", [2**63, -2**63 - 1, -2**70])
+def test_recv_exactly_beyond_ssize_t(impl: ModuleType, n: int) -> None:
+    # the pure twin said ValueError for a hugely negative n, the compiled
+    # module an OverflowError with another message than the stdlib's
+    a, b = impl.socketpair()
+    with a, b:
+        with pytest.raises(OverflowError) as info:
+            b.recv_exactly(n)
+        assert str(info.value) == "Python int too large to convert to C ssize_t"
+
+
+@pytest.mark.parametrize("value", [2**64, -2**63 - 1])
+@pytest.mark.parametrize("call", [
+    lambda s, v: s.recv_until(b"\n", v),
+    lambda s, v: s.recv_msg(max_size=v),
+    lambda s, v: s.recv_msgs(v),
+], ids=["recv_until limit", "recv_msg max_size", "recv_msgs max_count"])
+def test_fast_path_sizes_beyond_ssize_t(impl: ModuleType, call: Any, value: int) -> None:
+    # the compiled module said "cannot fit 'int' into an index-sized
+    # integer", the pure twin ValueError for a hugely negative value
+    a, b = impl.socketpair()
+    with a, b:
+        with pytest.raises(OverflowError) as info:
+            call(b, value)
+        assert str(info.value) == "Python int too large to convert to C ssize_t"
