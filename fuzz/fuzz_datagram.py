@@ -160,10 +160,7 @@ def one_input(data: bytes) -> None:
         finally:
             a.close()
             b.close()
-    for index, (ours, theirs) in enumerate(zip(logs["cython"], logs["python"])):
-        if ours != theirs:
-            raise harness.Defect(f"step {index} {ours[0]}: compiled {ours[1:]!r:.600} != "
-                                 f"pure {theirs[1:]!r:.600}")
+    harness.same_logs(logs)
 
 
 def normalise(value: Any, sender: Any, message: bool) -> Any:

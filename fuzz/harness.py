@@ -108,6 +108,14 @@ def same(label: str, results: dict[str, tuple[str, Any]],
         raise Defect(f"{label}: compiled {keys['cython']!r} != pure {keys['python']!r}")
 
 
+def same_logs(logs: dict[str, list[tuple[Any, ...]]], width: int = 600) -> None:
+    """Raise Defect at the first step whose ``(name, outcome...)`` entries
+    differ between the implementations' logs of one sequence of calls."""
+    for index, (ours, theirs) in enumerate(zip(logs["cython"], logs["python"])):
+        if ours != theirs:
+            raise Defect(f"step {index} {ours[0]}: compiled {ours[1:]!r:.{width}} != "
+                         f"pure {theirs[1:]!r:.{width}}")
+
 def integer(fdp: atheris.FuzzedDataProvider, small: int = 70000) -> Any:
     """An int-like argument: mostly plausible, sometimes extreme or of a wrong type."""
     choice = fdp.ConsumeIntInRange(0, 15)
