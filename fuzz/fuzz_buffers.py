@@ -152,6 +152,9 @@ def run_call(sock: Any, method: str, seed: bytes, dgram: Any) -> tuple[Any, ...]
             buffer.close()
 
 
+TIMED_OUT = ("error", "TimeoutError")
+
+
 def describe(result: tuple[str, Any]) -> Any:
     kind, value = result
     if kind == "error":
@@ -189,6 +192,13 @@ def one_input(data: bytes) -> None:
         if ours[0] == "buffered":
             continue  # how much each read ahead is its own business
         if ours != theirs:
+            if TIMED_OUT in (ours[1][:2], theirs[1][:2]):
+                # a 10 ms deadline can pass between two steps of a call on a
+                # loaded machine: the stdlib's way (the pure twin's) polls
+                # before each step and times out where the compiled module,
+                # which calls first, still reads what is there (an EOF, say);
+                # each stream is still checked against the model below
+                break
             if ours[0] in ("recv", "recv_into", "recv_iter") and ours[1][0] == theirs[1][0] == "ok":
                 # both right (the model checks the bytes), but one returned
                 # more of what it had read ahead: the two streams now stand
