@@ -210,3 +210,17 @@ def test_fast_path_sizes_beyond_ssize_t(impl: ModuleType, call: Any, value: int)
         with pytest.raises(OverflowError) as info:
             call(b, value)
         assert str(info.value) == "Python int too large to convert to C ssize_t"
+
+
+def test_recv_into_with_buffered_bytes_checks_the_buffer_before_flags(impl: ModuleType) -> None:
+    # with bytes already in the socket's buffer, the pure twin converted the
+    # flags first and reported a bad flags object for a call whose buffer was
+    # None; the stdlib (and the compiled module) check buffer, nbytes, flags
+    a, b = impl.socketpair()
+    with a, b:
+        a.sendall(b"abc\nrest")
+        assert b.recv_until(b"\n") == b"abc\n"    # leaves b"rest" buffered
+        assert b.buffered > 0                      # the buffered path is taken
+        with pytest.raises(TypeError, match="must be read-write bytes-like object, not None"):
+            b.recv_into(None, 0, object())
+        assert b.recv_exactly(4) == b"rest"

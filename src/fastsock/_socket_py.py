@@ -772,9 +772,9 @@ class StreamSocket(_Socket):
         return n
 
     def _recv_into_buffered(self, buffer: Any, nbytes: Any, flags: Any) -> int:
-        peek = (flags if type(flags) is int else _index(flags)) & _MSG_PEEK
-        view = _writable_bytes(buffer, nbytes, "recv_into")
+        view = _writable_bytes(buffer, nbytes, "recv_into")  # buffer, nbytes, flags: the stdlib's order
         try:
+            peek = (flags if type(flags) is int else _index(flags)) & _MSG_PEEK
             if self._receiving:
                 self._begin_receive()  # raises
             rbuf = self._rbuf
