@@ -224,3 +224,19 @@ def test_recv_into_with_buffered_bytes_checks_the_buffer_before_flags(impl: Modu
         with pytest.raises(TypeError, match="must be read-write bytes-like object, not None"):
             b.recv_into(None, 0, object())
         assert b.recv_exactly(4) == b"rest"
+
+
+def test_recv_with_buffered_bytes_converts_flags_before_refusing_a_negative_size(
+        impl: ModuleType) -> None:
+    # with bytes already buffered, the pure twin refused the negative size
+    # before converting the flags; the stdlib converts both arguments first
+    a, b = impl.socketpair()
+    with a, b:
+        a.sendall(b"abc\nrest")
+        assert b.recv_until(b"\n") == b"abc\n"
+        assert b.buffered > 0                      # the buffered path is taken
+        with pytest.raises(TypeError, match="cannot be interpreted as an integer"):
+            b.recv(-1, object())
+        with pytest.raises(ValueError, match="negative buffersize in recv"):
+            b.recv(-1)
+        assert b.recv_exactly(4) == b"rest"

@@ -743,9 +743,9 @@ class StreamSocket(_Socket):
 
     def _recv_buffered(self, bufsize: Any, flags: Any) -> bytes:
         size: int = bufsize if type(bufsize) is int else _index(bufsize)
-        if size < 0:
-            raise ValueError("negative buffersize in recv")
         peek = (flags if type(flags) is int else _index(flags)) & _MSG_PEEK
+        if size < 0:  # after converting both arguments, as the stdlib
+            raise ValueError("negative buffersize in recv")
         if self._receiving:
             self._begin_receive()  # raises
         pos = self._rpos
