@@ -239,4 +239,6 @@ def test_recv_with_buffered_bytes_converts_flags_before_refusing_a_negative_size
             b.recv(-1, object())
         with pytest.raises(ValueError, match="negative buffersize in recv"):
             b.recv(-1)
+        with pytest.raises(OverflowError, match="too large to convert to C ssize_t"):
+            b.recv(-2**70)
         assert b.recv_exactly(4) == b"rest"

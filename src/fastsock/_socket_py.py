@@ -743,6 +743,8 @@ class StreamSocket(_Socket):
 
     def _recv_buffered(self, bufsize: Any, flags: Any) -> bytes:
         size: int = bufsize if type(bufsize) is int else _index(bufsize)
+        if not -_SSIZE_MAX - 1 <= size <= _SSIZE_MAX:  # as a C conversion
+            raise OverflowError("Python int too large to convert to C ssize_t")
         peek = (flags if type(flags) is int else _index(flags)) & _MSG_PEEK
         if size < 0:  # after converting both arguments, as the stdlib
             raise ValueError("negative buffersize in recv")
