@@ -223,6 +223,8 @@ def test_recv_into_with_buffered_bytes_checks_the_buffer_before_flags(impl: Modu
         assert b.buffered > 0                      # the buffered path is taken
         with pytest.raises(TypeError, match="must be read-write bytes-like object, not None"):
             b.recv_into(None, 0, object())
+        with pytest.raises(TypeError, match="cannot be interpreted as an integer"):
+            b.recv_into(bytearray(1), 2, object())     # flags before the size check
         assert b.recv_exactly(4) == b"rest"
 
 

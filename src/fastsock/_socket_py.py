@@ -148,9 +148,10 @@ def _positive(value: Any, name: str) -> int:
     return number
 
 
-def _writable_bytes(buffer: Any, nbytes: Any, method: str) -> memoryview:
+def _writable_bytes(buffer: Any, nbytes: Any, method: str, flags: Any = 0) -> memoryview:
     """A flat unsigned-byte view of the first ``nbytes`` (0: all) bytes of a
-    writable buffer, refused with the stdlib's ``recv_into`` checks and messages."""
+    writable buffer, refused with the stdlib's ``recv_into`` checks and
+    messages, in its order: buffer, nbytes, flags converted, then the sizes."""
     try:
         view: Optional[memoryview] = memoryview(buffer)
     except TypeError:
@@ -166,6 +167,8 @@ def _writable_bytes(buffer: Any, nbytes: Any, method: str) -> memoryview:
         count: int = nbytes if type(nbytes) is int else _index(nbytes)
         if not -_SSIZE_MAX - 1 <= count <= _SSIZE_MAX:
             raise OverflowError("Python int too large to convert to C ssize_t")
+        if type(flags) is not int:
+            _index(flags)
         if count < 0:
             raise ValueError(f"negative buffersize in {method}")
         if count > len(view):
@@ -774,7 +777,7 @@ class StreamSocket(_Socket):
         return n
 
     def _recv_into_buffered(self, buffer: Any, nbytes: Any, flags: Any) -> int:
-        view = _writable_bytes(buffer, nbytes, "recv_into")  # buffer, nbytes, flags: the stdlib's order
+        view = _writable_bytes(buffer, nbytes, "recv_into", flags)
         try:
             peek = (flags if type(flags) is int else _index(flags)) & _MSG_PEEK
             if self._receiving:
