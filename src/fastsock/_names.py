@@ -1,0 +1,51 @@
+"""The names fastsock is made of, written once.
+
+``IMPLEMENTATION_NAMES`` is what each twin (``_socket_c``, ``_socket_py``)
+exports; the dispatcher (``fastsock/__init__.py``) re-exports them with the
+shared exceptions and helpers of ``_common`` (``COMMON_NAMES``).
+``IMPLEMENTATIONS`` maps the name of each implementation to its module and to
+the environment that selects it through the public switch; tests, benchmarks
+and fuzz targets take the list from here.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+# what each twin module defines (and its __all__)
+IMPLEMENTATION_NAMES: tuple[str, ...] = (
+    "IMPLEMENTATION",
+    "StreamSocket",
+    "DatagramSocket",
+    "DatagramBatch",
+    "socketpair",
+    "create_connection",
+    "create_server",
+    "AF_INET",
+    "AF_INET6",
+    "AF_UNIX",
+    "SOCK_STREAM",
+    "SOCK_DGRAM",
+    "SHUT_RD",
+    "SHUT_WR",
+    "SHUT_RDWR",
+)
+
+# written once in _common, the same objects for both twins
+COMMON_NAMES: tuple[str, ...] = (
+    "IncompleteReadError",
+    "LimitOverrunError",
+    "MessageTooLargeError",
+    "TruncatedDatagramError",
+    "iter_segments",
+    "UDP_GSO",
+    "UDP_GRO",
+)
+
+PUBLIC_NAMES: tuple[str, ...] = (*IMPLEMENTATION_NAMES, *COMMON_NAMES, "__version__")
+
+# implementation name -> (module, environment that makes the dispatcher pick it)
+IMPLEMENTATIONS: Mapping[str, tuple[str, Mapping[str, str]]] = {
+    "cython": ("fastsock._socket_c", {"FASTSOCK_NO_EXTENSIONS": "0"}),
+    "python": ("fastsock._socket_py", {"FASTSOCK_NO_EXTENSIONS": "1"}),
+}
