@@ -14,7 +14,8 @@ FUZZ_ARGS ?=
 FUZZ_INPUT ?=
 PYTEST_ARGS ?=
 
-SOURCES := $(wildcard src/fastsock/*.pyx src/fastsock/includes/*.pxd) setup.py
+SOURCES := $(wildcard src/fastsock/*.pyx src/fastsock/*.pxi src/fastsock/includes/*.pxd \
+             src/fastsock/includes/*.h) setup.py
 
 .PHONY: test test-debug asan-test valgrind-test leak-test fuzz fuzz-build bench bench-web build typecheck clean help
 
@@ -43,13 +44,16 @@ src/fastsock/.built: $(VENV)/.installed $(SOURCES)
 
 build: src/fastsock/.built
 
+# mypy over the package and the tests; stubtest checks the compiled module's
+# stubs against the module itself
 typecheck: build
 	$(PY) -m mypy
+	cd src && ../$(PY) -m mypy.stubtest fastsock._socket_c
 
 # pytest exits 5 when it collects nothing: for this suite that is a failure
 test: build
 	$(PY) -m pytest tests $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "no tests collected"; exit $$rc; }
-	$(PY) -m mypy
+	$(MAKE) --no-print-directory typecheck
 	$(PY) -m pytest bench --benchmark-disable -q || { rc=$$?; [ $$rc -ne 5 ] || echo "no benchmarks collected"; exit $$rc; }
 
 $(DEBUG_VENV)/.installed: pyproject.toml setup.py $(SOURCES)

@@ -53,6 +53,7 @@ extensions = [
     Extension(
         "fastsock._socket_c",
         ["src/fastsock/_socket_c.pyx"],
+        include_dirs=["src/fastsock/includes"],  # compat.h
         extra_compile_args=CFLAGS,
         extra_link_args=LDFLAGS,
         define_macros=MACROS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import pathlib
@@ -14,7 +15,7 @@ from types import ModuleType
 import pytest
 
 import fastsock
-from fastsock import _socket_py
+from fastsock import _common, _names, _socket_py
 
 NO_EXTENSIONS = os.environ.get("FASTSOCK_NO_EXTENSIONS", "") not in ("", "0")
 
@@ -94,7 +95,7 @@ def test_fresh_interpreter_loads_compiled_without_warnings() -> None:
 def test_no_extensions_env_selects_python(value: str) -> None:
     report = _run("", {"FASTSOCK_NO_EXTENSIONS": value})
     assert report["implementation"] == "python"
-    assert report["stream_module"] == "fastsock._socket_py"
+    assert report["stream_module"] == "fastsock._stream_py"
     assert report["warnings"] == []
 
 
@@ -119,7 +120,7 @@ def test_fallback_when_extension_cannot_be_imported_meta_path() -> None:
     """
     report = _run(prelude, {"FASTSOCK_NO_EXTENSIONS": None})
     assert report["implementation"] == "python"
-    assert report["stream_module"] == "fastsock._socket_py"
+    assert report["stream_module"] == "fastsock._stream_py"
     warnings = report["warnings"]
     assert isinstance(warnings, list)
     runtime = [message for category, message in warnings if category == "RuntimeWarning"]
@@ -164,7 +165,7 @@ def test_fallback_when_shadowed_by_a_module_raising_importerror(tmp_path: pathli
     """
     report = _run(prelude, {"FASTSOCK_NO_EXTENSIONS": None})
     assert report["implementation"] == "python"
-    assert report["stream_module"] == "fastsock._socket_py"
+    assert report["stream_module"] == "fastsock._stream_py"
     warnings = report["warnings"]
     assert isinstance(warnings, list)
     runtime = [message for category, message in warnings if category == "RuntimeWarning"]
@@ -173,15 +174,48 @@ def test_fallback_when_shadowed_by_a_module_raising_importerror(tmp_path: pathli
 
 
 def test_public_names_match() -> None:
+    # one list (_names) for both twins and the dispatcher
     compiled = _compiled()
-    assert sorted(compiled.__all__) == sorted(_socket_py.__all__)
-    assert len(set(compiled.__all__)) == len(compiled.__all__)
+    assert compiled.__all__ == _socket_py.__all__ == list(_names.TWIN_NAMES)
+    assert len(set(_names.PUBLIC_NAMES)) == len(_names.PUBLIC_NAMES)
     for name in compiled.__all__:
         assert hasattr(compiled, name), name
         assert hasattr(_socket_py, name), name
-    assert set(fastsock.__all__) == set(_socket_py.__all__) | {"__version__"}
+    for name in _names.COMMON_NAMES:  # written once: the same objects
+        assert getattr(compiled, name) is getattr(_socket_py, name) is getattr(_common, name)
+    assert fastsock.__all__ == list(_names.PUBLIC_NAMES)
     for name in fastsock.__all__:
         assert hasattr(fastsock, name), name
+
+
+def test_stub_names_match_the_list() -> None:
+    stub = pathlib.Path(fastsock.__file__).with_name("_socket_c.pyi").read_text()
+    tree = ast.parse(stub)
+    listed = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                  and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets))
+    assert ast.literal_eval(listed) == list(_names.TWIN_NAMES)
+
+
+def test_import_opens_no_socket() -> None:
+    # GSO/GRO are probed on first use, not when fastsock is imported
+    script = textwrap.dedent("""
+        import socket
+        opened = []
+        real = socket.socket.__init__
+        def spy(self, *args, **kwargs):
+            opened.append(args)
+            real(self, *args, **kwargs)
+        socket.socket.__init__ = spy
+        import fastsock, fastsock._socket_py
+        assert opened == [], opened
+        fastsock.UDP_GSO  # the first read probes
+        assert len(opened) == 1, opened
+        fastsock.UDP_GSO, fastsock.UDP_GRO
+        assert len(opened) == 2, opened
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.parametrize("name", CONSTANTS)

@@ -12,29 +12,38 @@ from __future__ import annotations
 
 import os as _os
 import warnings as _warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from . import _common, _names
 
 __version__ = "0.1.0"
-
-from ._common import (
-    UDP_GRO,
-    UDP_GSO,
-    IncompleteReadError,
-    LimitOverrunError,
-    MessageTooLargeError,
-    TruncatedDatagramError,
-    iter_segments,
-)
 
 _NO_EXTENSIONS = _os.environ.get("FASTSOCK_NO_EXTENSIONS", "") not in ("", "0")
 
 if TYPE_CHECKING:
     # type checkers see the pure module: it is the typed reference
+    from ._common import UDP_GRO as UDP_GRO, UDP_GSO as UDP_GSO
     from ._socket_py import (
-        DatagramBatch,
-        AF_INET, AF_INET6, AF_UNIX, IMPLEMENTATION, SHUT_RD, SHUT_RDWR, SHUT_WR,
-        SOCK_DGRAM, SOCK_STREAM, DatagramSocket, StreamSocket, create_connection,
-        create_server, socketpair,
+        AF_INET as AF_INET,
+        AF_INET6 as AF_INET6,
+        AF_UNIX as AF_UNIX,
+        IMPLEMENTATION as IMPLEMENTATION,
+        SHUT_RD as SHUT_RD,
+        SHUT_RDWR as SHUT_RDWR,
+        SHUT_WR as SHUT_WR,
+        SOCK_DGRAM as SOCK_DGRAM,
+        SOCK_STREAM as SOCK_STREAM,
+        DatagramBatch as DatagramBatch,
+        DatagramSocket as DatagramSocket,
+        IncompleteReadError as IncompleteReadError,
+        LimitOverrunError as LimitOverrunError,
+        MessageTooLargeError as MessageTooLargeError,
+        StreamSocket as StreamSocket,
+        TruncatedDatagramError as TruncatedDatagramError,
+        create_connection as create_connection,
+        create_server as create_server,
+        iter_segments as iter_segments,
+        socketpair as socketpair,
     )
 elif _NO_EXTENSIONS:
     from ._socket_py import *  # noqa: F403
@@ -50,28 +59,11 @@ else:
         )
         from ._socket_py import *  # noqa: F403
 
-__all__ = [
-    "IMPLEMENTATION",
-    "StreamSocket",
-    "DatagramSocket",
-    "socketpair",
-    "create_connection",
-    "create_server",
-    "AF_INET",
-    "AF_INET6",
-    "AF_UNIX",
-    "SOCK_STREAM",
-    "SOCK_DGRAM",
-    "SHUT_RD",
-    "SHUT_WR",
-    "SHUT_RDWR",
-    "IncompleteReadError",
-    "LimitOverrunError",
-    "MessageTooLargeError",
-    "DatagramBatch",
-    "TruncatedDatagramError",
-    "iter_segments",
-    "UDP_GSO",
-    "UDP_GRO",
-    "__version__",
-]
+__all__ = list(_names.PUBLIC_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    # UDP_GSO and UDP_GRO: probed on first use, not when fastsock is imported
+    if name in _names.PROBED_NAMES:
+        return getattr(_common, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,9 @@ by construction.  The compiled module imports this one; never the reverse.
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import functools
 import math
 import operator
 import os
@@ -314,11 +316,26 @@ def sendfile_plan(file: Any, offset: Any, count: Any) -> Tuple[int, int, int]:
     return fd, start, want
 
 
-# -- datagram fast paths (shared by both implementations) -----------------------
+# -- sizes, option numbers and errno sets both twins use --------------------------
+# (the compiled module reads them at import: each is defined here only)
+
+# the most one sendfile() moves in a call (Linux's own limit)
+SENDFILE_CHUNK = 0x7FFFF000
+# the read size of sendfile()'s read/send loop, for descriptors the kernel
+# cannot sendfile() from
+SENDFILE_READ_CHUNK = 65536
+# sendfile() failures that mean "not with this pair of descriptors": the bytes
+# then go through the read/send loop
+SENDFILE_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.ESPIPE, errno.EOPNOTSUPP})
 
 SOL_UDP = 17
 UDP_SEGMENT_OPT = 103  # <netinet/udp.h> UDP_SEGMENT
 UDP_GRO_OPT = 104  # <netinet/udp.h> UDP_GRO
+# the most segments one UDP_SEGMENT send may carry (the kernel's UDP_MAX_SEGMENTS)
+GSO_MAX_SEGMENTS = 64
+# a UDP_SEGMENT send failing with one of these means "not here" (e.g. a
+# segment larger than the path MTU): the rest goes out one datagram at a time
+GSO_REFUSED = frozenset({errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
 MAX_UDP_PAYLOAD = 65507
 MAX_SLOT_SIZE = 65536
 
@@ -333,8 +350,29 @@ def _probe_udp_option(option: int) -> bool:
         return False
 
 
-UDP_GSO: bool = _probe_udp_option(UDP_SEGMENT_OPT)
-UDP_GRO: bool = _probe_udp_option(UDP_GRO_OPT)
+@functools.lru_cache(maxsize=None)
+def udp_gso_available() -> bool:
+    """Whether the kernel has UDP GSO (probed once, on first use)."""
+    return _probe_udp_option(UDP_SEGMENT_OPT)
+
+
+@functools.lru_cache(maxsize=None)
+def udp_gro_available() -> bool:
+    """Whether the kernel has UDP GRO (probed once, on first use)."""
+    return _probe_udp_option(UDP_GRO_OPT)
+
+
+# UDP_GSO and UDP_GRO are probed when first read, not at import (PEP 562)
+UDP_GSO: bool
+UDP_GRO: bool
+_LAZY = {"UDP_GSO": udp_gso_available, "UDP_GRO": udp_gro_available}
+
+
+def __getattr__(name: str) -> Any:
+    probe = _LAZY.get(name)
+    if probe is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return probe()
 
 
 class TruncatedDatagramError(ValueError):

@@ -1,37 +1,39 @@
-"""The pure-Python datagram fast paths (docs/datagram-fast-paths.md): the same
-results as the compiled recvmmsg/sendmmsg paths, from loops over the stdlib.
+"""Datagram sockets of the pure-Python twin (pair: _datagram_c.pxi):
+DatagramSocket with its batch paths, GSO and GRO (docs/datagram-fast-paths.md:
+the same results as the compiled recvmmsg/sendmmsg paths, from loops over the
+stdlib), and DatagramBatch.
 
-``DatagramFastPaths`` is mixed into ``_socket_py.DatagramSocket``; it relies
-on that class's ``_sock`` (the stdlib socket), ``_call`` and ``_address``.
+It never imports the compiled module.
 """
 
 from __future__ import annotations
 
-import errno
 import socket as _stdlib
 import struct
 from operator import index as _index
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Tuple
+from typing import Any, Iterable, Iterator, Optional, Tuple
 
+from ._base_py import _closed_error, _flags, _readable_bytes, _Socket
 from ._common import (
     AF_UNIX,
+    GSO_MAX_SEGMENTS,
+    GSO_REFUSED,
     MAX_SLOT_SIZE,
     MAX_UDP_PAYLOAD,
+    SOCK_DGRAM,
     SOL_UDP,
-    UDP_GRO,
     UDP_GRO_OPT,
-    UDP_GSO,
     UDP_SEGMENT_OPT,
     TruncatedDatagramError,
     check_size,
     readable_view,
+    udp_gro_available,
+    udp_gso_available,
 )
 
 _TRUNC: int = int(_stdlib.MSG_TRUNC)
 _DONTWAIT: int = int(_stdlib.MSG_DONTWAIT)
 _NOSIGNAL: int = int(getattr(_stdlib, "MSG_NOSIGNAL", 0))
-_GSO_MAX_SEGMENTS = 64  # the kernel's UDP_MAX_SEGMENTS
-_GSO_REFUSED = frozenset({errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
 _GRO_INFO = struct.Struct("=i")
 _GRO_CONTROL = _stdlib.CMSG_SPACE(_GRO_INFO.size)
 
@@ -108,17 +110,46 @@ class DatagramBatch:
         raise TypeError("cannot pickle 'DatagramBatch' object")
 
 
-class DatagramFastPaths:
-    """Batch receive and send, GSO and GRO for DatagramSocket."""
+class DatagramSocket(_Socket):
+    """A UDP (AF_INET, AF_INET6) or Unix datagram (AF_UNIX) socket."""
 
     __slots__ = ()
+    _KIND = SOCK_DGRAM
 
-    if TYPE_CHECKING:  # provided by _socket_py._Socket
-        _sock: _stdlib.socket
+    def sendto(self, data: Any, *args: Any) -> int:
+        if len(args) == 1:
+            flags, address = 0, args[0]
+        elif len(args) == 2:
+            flags, address = args
+        else:
+            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+        try:
+            address = self._address(address)
+        except (TypeError, ValueError):
+            # the stdlib checks the data and the flags before the address
+            _readable_bytes(data).release()
+            _flags(flags)
+            raise
+        n: int = self._call(self._sock.sendto, data, _flags(flags), address)
+        return n
 
-        def _call(self, method: Any, *args: Any) -> Any: ...
+    def recvfrom(self, bufsize: int, flags: int = 0) -> Tuple[bytes, Any]:
+        with self._guard:
+            result = self._sock.recvfrom(bufsize, flags)
+        if not result[0] and self._sock.fileno() == -1:
+            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+        if len(result[0]) > bufsize:
+            # MSG_TRUNC: the stdlib sizes the result by the datagram's real
+            # length, past the bytes it received
+            result = (result[0][:bufsize], result[1])
+        return result
 
-        def _address(self, address: Any) -> Any: ...
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> Tuple[int, Any]:
+        with self._guard:
+            result = self._sock.recvfrom_into(buffer, nbytes, flags)
+        if not result[0] and self._sock.fileno() == -1:
+            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+        return result
 
     # -- receiving -----------------------------------------------------------
 
@@ -241,14 +272,14 @@ class DatagramFastPaths:
             return 0  # nothing to send, nothing checked
         target = None if address is None else self._address(address)
         sent = 0
-        if len(view) and UDP_GSO and self._sock.family != AF_UNIX:
+        if self._sock.family != AF_UNIX and udp_gso_available():
             sent = self._send_gso(view, seg, target)
         slices = [(view[start:start + seg], target)
                   for start in range(sent * seg, len(view), seg)]
         return sent + (self._send_each(slices) if slices else 0)
 
     def _send_gso(self, view: memoryview, seg: int, target: Any) -> int:
-        per_call = min(_GSO_MAX_SEGMENTS, MAX_UDP_PAYLOAD // seg)
+        per_call = min(GSO_MAX_SEGMENTS, MAX_UDP_PAYLOAD // seg)
         if per_call < 2:
             return 0
         control = [(SOL_UDP, UDP_SEGMENT_OPT, struct.pack("=H", seg))]
@@ -262,7 +293,7 @@ class DatagramFastPaths:
                 else:
                     self._call(sock.sendmsg, [chunk], control, _NOSIGNAL, target)
             except OSError as exc:
-                if exc.errno in _GSO_REFUSED or sent:
+                if exc.errno in GSO_REFUSED or sent:
                     return sent  # the rest goes out one datagram at a time
                 raise
             sent += (len(chunk) + seg - 1) // seg
@@ -274,7 +305,7 @@ class DatagramFastPaths:
     def set_gro(self, enabled: bool = True) -> bool:
         """Turn UDP receive coalescing on or off; returns whether it is on."""
         self._sock.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_TYPE)  # EBADF when closed
-        if self._sock.family == AF_UNIX or not UDP_GRO:
+        if self._sock.family == AF_UNIX or not udp_gro_available():
             return False
         value = 1 if enabled else 0
         try:

@@ -1,8 +1,10 @@
 """The names fastsock is made of, written once.
 
-``IMPLEMENTATION_NAMES`` is what each twin (``_socket_c``, ``_socket_py``)
-exports; the dispatcher (``fastsock/__init__.py``) re-exports them with the
-shared exceptions and helpers of ``_common`` (``COMMON_NAMES``).
+``TWIN_NAMES`` is what each twin (``_socket_c``, ``_socket_py``) exports (its
+``__all__``): what it defines itself and the exceptions and helpers written
+once in ``_common``, which both re-export.  The dispatcher
+(``fastsock/__init__.py``) re-exports the live twin's, plus the kernel
+capabilities that ``_common`` probes on first use (``PROBED_NAMES``).
 ``IMPLEMENTATIONS`` maps the name of each implementation to its module and to
 the environment that selects it through the public switch; tests, benchmarks
 and fuzz targets take the list from here.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-# what each twin module defines (and its __all__)
+# what each twin module defines
 IMPLEMENTATION_NAMES: tuple[str, ...] = (
     "IMPLEMENTATION",
     "StreamSocket",
@@ -31,18 +33,21 @@ IMPLEMENTATION_NAMES: tuple[str, ...] = (
     "SHUT_RDWR",
 )
 
-# written once in _common, the same objects for both twins
+# written once in _common: the same objects in both twins
 COMMON_NAMES: tuple[str, ...] = (
     "IncompleteReadError",
     "LimitOverrunError",
     "MessageTooLargeError",
     "TruncatedDatagramError",
     "iter_segments",
-    "UDP_GSO",
-    "UDP_GRO",
 )
 
-PUBLIC_NAMES: tuple[str, ...] = (*IMPLEMENTATION_NAMES, *COMMON_NAMES, "__version__")
+TWIN_NAMES: tuple[str, ...] = (*IMPLEMENTATION_NAMES, *COMMON_NAMES)
+
+# kernel capabilities, probed on first use (not at import)
+PROBED_NAMES: tuple[str, ...] = ("UDP_GSO", "UDP_GRO")
+
+PUBLIC_NAMES: tuple[str, ...] = (*TWIN_NAMES, *PROBED_NAMES, "__version__")
 
 # implementation name -> (module, environment that makes the dispatcher pick it)
 IMPLEMENTATIONS: Mapping[str, tuple[str, Mapping[str, str]]] = {

@@ -1,7 +1,8 @@
 """Type stubs for the compiled implementation (same API as ``_socket_py``)."""
 
 import socket
-from typing_extensions import Buffer
+import sys
+from typing_extensions import Buffer, disjoint_base
 from collections.abc import Iterable, Iterator
 from typing import Any, Final, Literal, Optional, TypeVar
 
@@ -9,9 +10,14 @@ from ._common import IncompleteReadError as IncompleteReadError
 from ._common import LimitOverrunError as LimitOverrunError
 from ._common import MessageTooLargeError as MessageTooLargeError
 from ._common import TruncatedDatagramError as TruncatedDatagramError
-from ._common import UDP_GRO as UDP_GRO
-from ._common import UDP_GSO as UDP_GSO
 from ._common import iter_segments as iter_segments
+
+__all__ = [
+    "IMPLEMENTATION", "StreamSocket", "DatagramSocket", "DatagramBatch", "socketpair",
+    "create_connection", "create_server", "AF_INET", "AF_INET6", "AF_UNIX", "SOCK_STREAM",
+    "SOCK_DGRAM", "SHUT_RD", "SHUT_WR", "SHUT_RDWR", "IncompleteReadError",
+    "LimitOverrunError", "MessageTooLargeError", "TruncatedDatagramError", "iter_segments",
+]
 
 _S = TypeVar("_S", bound="_Socket")
 _Address = Any  # (host, port), (host, port, flowinfo, scope_id), str or bytes path
@@ -26,6 +32,7 @@ SHUT_RD: Final[int]
 SHUT_WR: Final[int]
 SHUT_RDWR: Final[int]
 
+@disjoint_base
 class _Socket:
     @classmethod
     def from_fd(cls: type[_S], fd: int) -> _S: ...
@@ -61,6 +68,7 @@ class _Socket:
     def recv_into(self, buffer: Buffer, nbytes: int = 0, flags: int = 0) -> int: ...
     def send(self, data: Buffer, flags: int = 0) -> int: ...
 
+@disjoint_base
 class StreamSocket(_Socket):
     def __init__(self, family: int = ...) -> None: ...
     def listen(self, backlog: int = 128) -> None: ...
@@ -81,6 +89,7 @@ class StreamSocket(_Socket):
     def sendall_buffers(self, buffers: Iterable[Buffer]) -> None: ...
     def sendfile(self, file: Any, offset: int = 0, count: Optional[int] = None) -> int: ...
 
+@disjoint_base
 class DatagramSocket(_Socket):
     def __init__(self, family: int = ...) -> None: ...
     def sendto(self, data: Buffer, *args: Any) -> int: ...
@@ -94,12 +103,14 @@ class DatagramSocket(_Socket):
     def set_gro(self, enabled: bool = True) -> bool: ...
     def recv_gro(self, bufsize: int = 65535) -> tuple[bytes, _Address, int]: ...
 
+@disjoint_base
 class DatagramBatch:
     count: Final[int]
     slot_size: Final[int]
-    def __init__(self, count: int, slot_size: int = 2048) -> None: ...
+    def __new__(cls, count: int, slot_size: int = 2048) -> DatagramBatch: ...
     def __len__(self) -> int: ...
-    def __buffer__(self, flags: int) -> memoryview: ...
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int) -> memoryview: ...
     def data(self, i: int) -> memoryview: ...
     def length(self, i: int) -> int: ...
     def truncated(self, i: int) -> bool: ...

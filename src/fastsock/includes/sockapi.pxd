@@ -1,13 +1,20 @@
 # C declarations of the POSIX sockets API, as far as fastsock uses it.
 # Cython's bundled libc.* and posix.* cover the rest (errno, close, fcntl,
-# clock_gettime).
+# clock_gettime); fastsock's own small C helpers are in compat.h.
 
 cdef extern from "<errno.h>" nogil:
-    """
-    #define fastsock_would_block(err) ((err) == EAGAIN || (err) == EWOULDBLOCK)
-    """
     enum: EWOULDBLOCK  # not in Cython's libc.errno
+
+cdef extern from "compat.h" nogil:
     bint would_block "fastsock_would_block" (int err)
+    const size_t FASTSOCK_SUN_PATH_OFFSET
+    enum: UIO_MAXIOV
+    ctypedef union cmsg_buffer "fastsock_cmsg_buffer":
+        char buf[64]
+
+cdef extern from "<sys/ioctl.h>" nogil:
+    int ioctl(int fd, unsigned long request, ...)
+    enum: FIONBIO
 
 from posix.types cimport off_t
 
@@ -19,36 +26,9 @@ cdef extern from "<sys/uio.h>" nogil:
 cdef extern from "<limits.h>" nogil:
     enum: IOV_MAX
 
-cdef extern from "<sys/sendfile.h>" nogil:
-    """
-    #include <signal.h>
-    #include <errno.h>
-    #include <time.h>
-    /* sendfile() has no MSG_NOSIGNAL: block SIGPIPE in this thread for the
-       call, and take back a SIGPIPE it raised (one not pending before). */
-    static ssize_t fastsock_sendfile_nosignal(int out_fd, int in_fd, off_t *offset, size_t count) {
-        sigset_t pipe_only, old_mask, pending;
-        struct timespec no_wait = {0, 0};
-        int was_pending, saved;
-        ssize_t n;
-        sigemptyset(&pipe_only);
-        sigaddset(&pipe_only, SIGPIPE);
-        sigpending(&pending);
-        was_pending = sigismember(&pending, SIGPIPE);
-        pthread_sigmask(SIG_BLOCK, &pipe_only, &old_mask);
-        n = sendfile(out_fd, in_fd, offset, count);
-        if (n < 0 && errno == EPIPE && !was_pending) {
-            saved = errno;
-            while (sigtimedwait(&pipe_only, NULL, &no_wait) < 0 && errno == EINTR) {}
-            errno = saved;
-        }
-        saved = errno;
-        pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-        errno = saved;
-        return n;
-    }
-    """
-    ssize_t sendfile "fastsock_sendfile_nosignal" (int out_fd, int in_fd, off_t *offset, size_t count)
+cdef extern from "compat.h" nogil:
+    ssize_t sendfile "fastsock_sendfile_nosignal" (int out_fd, int in_fd, off_t *offset,
+                                                   size_t count)
 
 cdef extern from "<string.h>" nogil:
     void *memmem(const void *haystack, size_t haystacklen,
@@ -137,18 +117,6 @@ cdef extern from "<sys/socket.h>" nogil:
     int getsockname(int fd, sockaddr *addr, socklen_t *addrlen)
     int getpeername(int fd, sockaddr *addr, socklen_t *addrlen)
 
-cdef extern from "<sys/socket.h>" nogil:
-    # room for one small control message, aligned as struct cmsghdr must be
-    # (cmsg(3)): a plain char array on the stack need not be
-    """
-    typedef union {
-        char buf[64];
-        struct cmsghdr align;
-    } fastsock_cmsg_buffer;
-    """
-    ctypedef union cmsg_buffer "fastsock_cmsg_buffer":
-        char buf[64]
-
 cdef extern from "<netinet/in.h>" nogil:
     struct in_addr:
         unsigned int s_addr
@@ -179,30 +147,6 @@ cdef extern from "<netinet/in.h>" nogil:
     unsigned short ntohs(unsigned short)
     unsigned int htonl(unsigned int)
     unsigned int ntohl(unsigned int)
-
-cdef extern from "<netinet/udp.h>" nogil:
-    """
-    #ifndef SOL_UDP
-    #define SOL_UDP 17
-    #endif
-    #ifndef UDP_SEGMENT
-    #define UDP_SEGMENT 103
-    #endif
-    #ifndef UDP_GRO
-    #define UDP_GRO 104
-    #endif
-    #ifndef UIO_MAXIOV
-    #define UIO_MAXIOV 1024
-    #endif
-    /* the most segments one UDP_SEGMENT send may carry (the kernel's UDP_MAX_SEGMENTS) */
-    #define FASTSOCK_GSO_MAX_SEGMENTS 64
-    """
-    enum:
-        SOL_UDP
-        UDP_SEGMENT
-        UDP_GRO
-        UIO_MAXIOV
-        FASTSOCK_GSO_MAX_SEGMENTS
 
 cdef extern from "<arpa/inet.h>" nogil:
     int inet_pton(int af, const char *src, void *dst)
@@ -248,11 +192,3 @@ cdef extern from "<poll.h>" nogil:
         POLLHUP
 
     int poll(pollfd *fds, nfds_t nfds, int timeout)
-
-cdef extern from "<stddef.h>":
-    # offsetof(struct sockaddr_un, sun_path), the size of an unnamed address
-    """
-    #include <sys/un.h>
-    #define FASTSOCK_SUN_PATH_OFFSET offsetof(struct sockaddr_un, sun_path)
-    """
-    const size_t FASTSOCK_SUN_PATH_OFFSET

@@ -1,0 +1,436 @@
+"""The base of the pure-Python twin (pair: _base_c.pxi): what stream and
+datagram sockets have in common, built on the stdlib ``socket`` module, and
+the one guard every kernel call that may block goes through.
+
+It never imports the compiled module.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket as _stdlib
+import sys
+import warnings
+from operator import index as _index
+from time import monotonic as _monotonic
+from types import TracebackType
+from typing import Any, Optional, TypeVar
+
+from . import _common
+from ._common import AF_INET, AF_UNIX, SOCK_STREAM, SUPPORTED_FAMILIES
+
+# SIGPIPE must never kill the process, whatever the embedding application
+# did with the signal disposition.
+_NOSIGNAL: int = int(getattr(_stdlib, "MSG_NOSIGNAL", 0))  # a plain int: enum | is slow
+_SSIZE_MAX = sys.maxsize
+
+_Self = TypeVar("_Self", bound="_Socket")
+
+# Bumped in a forked child, where the parent's threads and their calls in
+# progress do not exist (see _Socket.close).
+_fork_generation = 0
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _flags(flags: Any) -> int:
+    """Send flags with MSG_NOSIGNAL added; anything with __index__ is an int
+    here, as for the stdlib."""
+    return (flags if type(flags) is int else _index(flags)) | _NOSIGNAL
+
+
+def _closed_error() -> OSError:
+    return OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
+def _check_family(family: object) -> int:
+    if not isinstance(family, int):
+        raise TypeError(
+            f"'{type(family).__name__}' object cannot be interpreted as an integer"
+        )
+    if family not in SUPPORTED_FAMILIES:
+        raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
+    return int(family)
+
+
+# -- argument checks ----------------------------------------------------------------
+
+
+def _positive(value: Any, name: str) -> int:
+    number: int = value if type(value) is int else _index(value)
+    if not -_SSIZE_MAX - 1 <= number <= _SSIZE_MAX:  # first, as a C conversion
+        raise OverflowError("Python int too large to convert to C ssize_t")
+    if number <= 0:
+        raise ValueError(f"{name} must be positive")
+    return number
+
+
+def _writable_bytes(buffer: Any, nbytes: Any, method: str, flags: Any = 0) -> memoryview:
+    """A flat unsigned-byte view of the first ``nbytes`` (0: all) bytes of a
+    writable buffer, refused with the stdlib's ``recv_into`` checks and
+    messages, in its order: buffer, nbytes, flags converted, then the sizes."""
+    try:
+        view: Optional[memoryview] = memoryview(buffer)
+    except TypeError:
+        view = None
+    if view is None or view.readonly or not view.c_contiguous:
+        if view is not None:
+            view.release()
+        raise TypeError(f"{method}() argument 1 must be read-write bytes-like object, "
+                        f"not {'None' if buffer is None else type(buffer).__name__}")
+    try:
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        count: int = nbytes if type(nbytes) is int else _index(nbytes)
+        if not -_SSIZE_MAX - 1 <= count <= _SSIZE_MAX:
+            raise OverflowError("Python int too large to convert to C ssize_t")
+        if type(flags) is not int:
+            _index(flags)
+        if count < 0:
+            raise ValueError(f"negative buffersize in {method}")
+        if count > len(view):
+            raise ValueError("buffer too small for requested bytes")
+    except BaseException:
+        view.release()
+        raise
+    return view[:count] if count else view
+
+
+_readable_bytes = _common.readable_view
+
+
+class _Steps:
+    """The kernel calls of one call that may take several: one deadline for all.
+
+    The first step runs on the caller's socket with its own timeout, which
+    is the whole budget; each later step runs on a private twin of the
+    socket (the same descriptor) whose timeout is what is left.  The caller's
+    socket object is never retimed, so calls of other threads on it keep
+    their timeout, and nothing has to be restored.
+    """
+
+    __slots__ = ("_sock", "_deadline", "_twin", "_started")
+
+    def __init__(self, sock: _stdlib.socket, deadline: Optional[float] = None) -> None:
+        self._sock = sock
+        self._twin: Optional[_stdlib.socket] = None
+        if deadline is None:
+            timeout = sock.gettimeout()
+            self._deadline = _monotonic() + timeout if timeout else -1.0
+            self._started = False
+        else:
+            self._deadline = deadline
+            self._started = True
+
+    @property
+    def deadline(self) -> float:
+        """The monotonic deadline, or -1.0 when there is none (blocking or non-blocking)."""
+        return self._deadline
+
+    def sock(self) -> _stdlib.socket:
+        """The socket to make the next step on."""
+        if self._deadline < 0.0:
+            return self._sock
+        if not self._started:
+            self._started = True
+            return self._sock
+        remaining = self._deadline - _monotonic()
+        if remaining <= 0.0:
+            raise TimeoutError("timed out")
+        twin = self._twin
+        if twin is None:
+            fd = self._sock.fileno()
+            if fd == -1:
+                raise _closed_error()
+            twin = self._twin = _stdlib.socket(self._sock.family, SOCK_STREAM, 0, fileno=fd)
+        twin.settimeout(remaining)
+        return twin
+
+    def release(self) -> None:
+        twin = self._twin
+        if twin is not None:
+            self._twin = None
+            twin.detach()
+
+
+def _finish_close(pending: list[int]) -> None:
+    """Close the descriptors close() left to the calls in progress."""
+    while pending:
+        try:
+            fd = pending.pop()
+        except IndexError:
+            return
+        os.close(fd)
+
+
+class _CallGuard:
+    """``with sock._guard:`` around every kernel call that may block.
+
+    While the block runs, the call is counted in the socket's ``_calls``, so
+    that close() from another thread wakes it and leaves the descriptor to be
+    closed by the last call on its way out (never a reused descriptor
+    number); an OSError raised because the socket was closed meanwhile
+    becomes EBADF.  One guard per socket, reused by every call (its state is
+    the socket's lists, so concurrent calls share it safely); it holds the
+    lists, not the socket, so a socket still dies by reference counting.
+    """
+
+    __slots__ = ("_sock", "_calls", "_pending_close")
+
+    def __init__(self, sock: _stdlib.socket, calls: list[int], pending_close: list[int]) -> None:
+        self._sock = sock
+        self._calls = calls
+        self._pending_close = pending_close
+
+    def __enter__(self) -> None:
+        self._calls.append(_fork_generation)
+
+    def __exit__(self, kind: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        calls = self._calls
+        calls.pop()
+        if self._pending_close and not calls:
+            _finish_close(self._pending_close)
+        if kind is not None and issubclass(kind, OSError) and self._sock.fileno() == -1:
+            raise _closed_error() from None
+
+
+class _Socket:
+    """What stream and datagram sockets have in common."""
+
+    # _calls holds one entry per call in progress that may block (the
+    # process's fork generation: entries copied into a forked child are
+    # stale there), and
+    # _pending_close the descriptor that close() left to the last of them
+    # (list append/pop are atomic, so no lock is needed; see close()).
+    # _guard wraps every such call (see _CallGuard).
+    __slots__ = ("_sock", "_calls", "_pending_close", "_guard", "__weakref__")
+    _KIND: int = 0
+
+    def __init__(self, family: int = AF_INET) -> None:
+        sock = _stdlib.socket(_check_family(family), self._KIND)
+        if _stdlib.getdefaulttimeout() is not None:
+            sock.settimeout(None)  # fastsock sockets start blocking, always
+        self._setup(sock)
+
+    def _setup(self, sock: _stdlib.socket) -> None:
+        self._sock = sock
+        self._calls: list[int] = []
+        self._pending_close: list[int] = []
+        self._guard = _CallGuard(sock, self._calls, self._pending_close)
+
+    @classmethod
+    def _adopt(cls: type[_Self], sock: _stdlib.socket) -> _Self:
+        self = cls.__new__(cls)
+        self._setup(sock)
+        return self
+
+    def _call(self, method: Any, *args: Any) -> Any:
+        """``method(*args)`` under the socket's guard (see _CallGuard)."""
+        if self._sock.fileno() == -1:
+            return method(*args)  # closed already: the stdlib's own error stands
+        with self._guard:
+            return method(*args)
+
+    def _raise_if_closed(self) -> None:
+        if self._sock.fileno() == -1:
+            raise _closed_error() from None
+
+    @classmethod
+    def from_fd(cls: type[_Self], fd: int) -> _Self:
+        """Take ownership of an open socket descriptor of this class's type.
+
+        The timeout starts as None for a blocking descriptor and 0.0 for a
+        non-blocking one.  On error the descriptor stays open and the
+        caller's.
+        """
+        if not isinstance(fd, int):
+            raise TypeError(
+                f"'{type(fd).__name__}' object cannot be interpreted as an integer"
+            )
+        if fd < 0:
+            raise ValueError("negative file descriptor")
+        sock = _stdlib.socket(fileno=fd)
+        if sock.type != cls._KIND or sock.family not in SUPPORTED_FAMILIES:
+            sock.detach()
+            raise ValueError(
+                f"fd {fd} is a {_common.family_name(sock.family)} "
+                f"{_common.type_name(sock.type)} socket, not what "
+                f"{cls.__name__} wraps"
+            )
+        sock.settimeout(None if os.get_blocking(fd) else 0.0)
+        return cls._adopt(sock)
+
+    @classmethod
+    def from_socket(cls: type[_Self], sock: _stdlib.socket) -> _Self:
+        """Take over a stdlib socket (which is detached) keeping its timeout."""
+        if not isinstance(sock, _stdlib.socket):
+            raise TypeError(f"expected a socket.socket, not {type(sock).__name__}")
+        timeout = sock.gettimeout()
+        fd = sock.fileno()
+        if fd == -1:
+            raise OSError(9, os.strerror(9))
+        self = cls.from_fd(fd)
+        sock.detach()
+        self.settimeout(timeout)
+        return self
+
+    def to_socket(self) -> _stdlib.socket:
+        """Hand the descriptor over to a new stdlib socket; this one is left closed."""
+        timeout = self.gettimeout()
+        family, kind = self.family, self.type
+        fd = self.detach()
+        if fd == -1:
+            raise OSError(9, os.strerror(9))
+        sock = _stdlib.socket(family, kind, 0, fileno=fd)
+        sock.settimeout(timeout)
+        return sock
+
+    # -- identity and lifetime ------------------------------------------------
+
+    @property
+    def family(self) -> int:
+        return int(self._sock.family)
+
+    @property
+    def type(self) -> int:
+        return self._KIND
+
+    @property
+    def proto(self) -> int:
+        return self._sock.proto
+
+    @property
+    def closed(self) -> bool:
+        return self._sock.fileno() == -1
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        """Close the socket; a no-op when already closed.
+
+        When another thread is blocked in a call on this socket, the socket
+        is shut down to wake it and the descriptor is closed by the last such
+        call on its way out, so it can never act on a reused descriptor.
+        """
+        if _fork_generation not in self._calls:  # none in progress in this process
+            self._sock.close()
+            return
+        fd = self._sock.detach()  # from here on the calls see the socket closed
+        if fd == -1:
+            return
+        waker = _stdlib.socket(fileno=fd)
+        try:
+            waker.shutdown(_stdlib.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            waker.detach()
+        # only now may a finishing call close fd, and the last one does
+        self._pending_close.append(fd)
+        if not self._calls:  # the last call finished meanwhile
+            _finish_close(self._pending_close)
+
+    def detach(self) -> int:
+        return self._sock.detach()
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return _common.socket_repr(self)
+
+    def __del__(self) -> None:
+        sock = getattr(self, "_sock", None)
+        if sock is None or sock.fileno() == -1:
+            return
+        try:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
+        finally:
+            sock.close()
+
+    # -- addresses and options ------------------------------------------------
+
+    def _address(self, address: Any) -> Any:
+        if self._sock.family == AF_UNIX:
+            return _common.unix_path_bytes(address)
+        return address
+
+    def bind(self, address: Any) -> None:
+        self._sock.bind(self._address(address))
+
+    def connect(self, address: Any) -> None:
+        self._call(self._sock.connect, self._address(address))
+
+    def connect_ex(self, address: Any) -> int:
+        return self._call(self._sock.connect_ex, self._address(address))  # type: ignore[no-any-return]
+
+    def getsockname(self) -> Any:
+        return self._sock.getsockname()
+
+    def getpeername(self) -> Any:
+        return self._sock.getpeername()
+
+    def setsockopt(self, level: int, optname: int, value: Any) -> None:
+        self._sock.setsockopt(level, optname, value)
+
+    def getsockopt(self, level: int, optname: int, buflen: int = 0) -> Any:
+        # the stdlib takes buflen=0 as "an int option", and checks the
+        # arguments in order (level, optname, then buflen)
+        return self._sock.getsockopt(level, optname, buflen)
+
+    def shutdown(self, how: int) -> None:
+        self._sock.shutdown(how)
+
+    # -- timeouts -------------------------------------------------------------
+
+    def settimeout(self, value: Optional[float]) -> None:
+        seconds = _common.normalize_timeout(value)
+        self._sock.settimeout(None if seconds < 0 else seconds)
+
+    def gettimeout(self) -> Optional[float]:
+        return self._sock.gettimeout()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def getblocking(self) -> bool:
+        return self._sock.getblocking()
+
+    # -- data -----------------------------------------------------------------
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        with self._guard:
+            data = self._sock.recv(bufsize, flags)
+        if not data and self._sock.fileno() == -1:
+            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+        if len(data) > bufsize:
+            # MSG_TRUNC on a datagram: the stdlib sizes the result by the
+            # datagram's real length, past the bytes it received
+            data = data[:bufsize]
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        with self._guard:
+            n = self._sock.recv_into(buffer, nbytes, flags)
+        if not n and self._sock.fileno() == -1:
+            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+        return n
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        with self._guard:
+            n = self._sock.send(data, _flags(flags))
+        return n
+
+

@@ -1,0 +1,464 @@
+# Datagram sockets of the compiled twin (pair: _datagram_py.py):
+# DatagramSocket with batch I/O (recvmmsg/sendmmsg), GSO and GRO, and
+# DatagramBatch.  Included once by _socket_c.pyx.
+
+cdef class DatagramSocket(_Socket):
+    """A UDP (AF_INET, AF_INET6) or Unix datagram (AF_UNIX) socket."""
+
+    cdef DatagramBatch scratch   # reused by recv_many
+    cdef bint gso_refused        # the kernel refused UDP_SEGMENT on this socket
+    cdef c.sockaddr_storage last_raw  # the last sender, raw and decoded
+    cdef c.socklen_t last_len
+    cdef object last_address
+
+    _KIND = c.SOCK_DGRAM
+
+    def __init__(self, family=AF_INET):
+        if self.fd >= 0:
+            raise RuntimeError("socket already initialised")
+        self._open(family, c.SOCK_DGRAM)
+
+    def sendto(self, data, *args):
+        """``sendto(data, address)`` or ``sendto(data, flags, address)``."""
+        cdef Py_buffer view
+        cdef IOArgs a
+        if len(args) == 1:
+            a.flags = 0
+            address = args[0]
+        elif len(args) == 2:
+            a.flags = as_int(args[0])
+            address = args[1]
+        else:
+            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            parse_address(self.family_, address, &a.addr, &a.addrlen, "sendto")
+            a.buf = <char *>view.buf
+            a.len = <size_t>view.len
+            return self._send(_do_sendto, &a, self._deadline())
+        finally:
+            PyBuffer_Release(&view)
+
+    def recvfrom(self, Py_ssize_t bufsize, flags=0):
+        """Receive one datagram: ``(bytes, address)``; at most ``bufsize``
+        bytes, even when MSG_TRUNC makes the call report a longer datagram."""
+        cdef IOArgs a
+        cdef ssize_t n
+        cdef char stack[STACK_RECV_MAX]
+        a.flags = as_int(flags)  # every argument is converted first, as by the stdlib
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recvfrom")
+        a.len = <size_t>bufsize
+        if bufsize <= STACK_RECV_MAX:
+            a.buf = stack
+            n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
+            return PyBytes_FromStringAndSize(stack, min(n, bufsize)), self._sender(&a)
+        data = PyBytes_FromStringAndSize(NULL, bufsize)
+        a.buf = PyBytes_AS_STRING(data)
+        n = min(self._call(c.POLLIN, _do_recvfrom, &a, self._deadline()), bufsize)
+        if n != bufsize:
+            data = data[:n]
+        return data, self._sender(&a)
+
+    cdef object _sender(self, IOArgs *a):
+        """The sender's address; the previous tuple again when it is the same
+        sender (a datagram stream mostly comes from a few peers)."""
+        if self.last_address is not None and a.addrlen == self.last_len and \
+                memcmp(&a.addr, &self.last_raw, a.addrlen) == 0:
+            return self.last_address
+        address = make_address(&a.addr, a.addrlen)
+        memcpy(&self.last_raw, &a.addr, a.addrlen)
+        self.last_len = a.addrlen
+        self.last_address = address
+        return address
+
+    def recvfrom_into(self, buffer, nbytes=0, flags=0):
+        """Receive one datagram into a writable buffer: ``(nbytes, address)``."""
+        cdef Py_buffer view
+        cdef IOArgs a
+        cdef ssize_t n
+        get_writable(buffer, &view, "recvfrom_into")
+        a.len = <size_t>check_nbytes(&view, nbytes, flags, &a.flags,
+                                     "negative buffersize in recvfrom_into",
+                                     "nbytes is greater than the length of the buffer")
+        a.buf = <char *>view.buf
+        try:
+            n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
+        finally:
+            PyBuffer_Release(&view)
+        return n, self._sender(&a)
+
+    # -- batches, GSO and GRO ---------------------------------------------------
+
+    cdef Py_ssize_t _recv_into_batch(self, DatagramBatch batch) except -1:
+        cdef MmsgArgs a
+        batch._prepare()
+        a.msgs = batch.msgs
+        a.count = <unsigned int>batch.count
+        # wait for the first datagram only; MSG_TRUNC reports real lengths
+        a.flags = c.MSG_WAITFORONE | c.MSG_TRUNC
+        batch.filled = self._call(c.POLLIN, _do_recvmmsg, &a, self._deadline())
+        return batch.filled
+
+    def recv_batch(self, DatagramBatch batch not None):
+        """Fill ``batch`` with what has arrived (waiting for the first datagram
+        within the timeout) in one recvmmsg; returns how many datagrams."""
+        return self._recv_into_batch(batch)
+
+    def recv_many(self, max_count=64, bufsize=2048):
+        """A list of ``(bytes, address)``: the first datagram (waiting within
+        the timeout) and whatever else is already queued, up to max_count."""
+        cdef Py_ssize_t count = check_size(max_count, "max_count", 1 << 20)
+        cdef Py_ssize_t size = check_size(bufsize, "bufsize", MAX_SLOT_SIZE)
+        cdef DatagramBatch batch = self.scratch
+        cdef Py_ssize_t n, k
+        cdef list messages, cut = []
+        if batch is None or batch.count != count or batch.slot_size != size:
+            batch = self.scratch = DatagramBatch(count, size)
+        n = self._recv_into_batch(batch)
+        messages = []
+        for k in range(n):
+            messages.append((PyBytes_FromStringAndSize(batch.memory + k * size, batch._stored(k)),
+                             batch._address(k)))
+            if batch.msgs[k].msg_hdr.msg_flags & c.MSG_TRUNC:
+                cut.append(k)
+        if cut:
+            raise TruncatedDatagramError(messages, cut)
+        return messages
+
+    cdef Py_ssize_t _send_mmsg(self, c.mmsghdr *msgs, Py_ssize_t n) except -1:
+        """sendmmsg() until all n are sent; the count so far when an error
+        follows a partial send (no error is lost: the next call reports it)."""
+        cdef MmsgArgs a
+        cdef Py_ssize_t sent = 0
+        cdef double deadline = self._deadline()
+        a.flags = 0
+        while sent < n:
+            a.msgs = msgs + sent
+            a.count = <unsigned int>min(n - sent, <Py_ssize_t>c.UIO_MAXIOV)
+            try:
+                sent += self._call(c.POLLOUT, _do_sendmmsg, &a, deadline)
+            except OSError:
+                if sent:
+                    return sent
+                raise
+        return sent
+
+    cdef object _send_many(self, list items, object address, bint per_item_address):
+        cdef Py_ssize_t n = len(items), acquired = 0, i
+        cdef Py_buffer *views
+        cdef c.mmsghdr *msgs
+        cdef c.iovec *iovs
+        cdef c.sockaddr_storage *addrs
+        cdef c.socklen_t addrlen = 0
+        if n == 0:
+            return 0  # nothing to send, nothing checked (as the pure twin, and send_segments)
+        views = <Py_buffer *>PyMem_Calloc(<size_t>(n + 1), sizeof(Py_buffer))
+        msgs = <c.mmsghdr *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.mmsghdr))
+        iovs = <c.iovec *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.iovec))
+        addrs = <c.sockaddr_storage *>PyMem_Calloc(
+            <size_t>(n if per_item_address else 1) + 1, sizeof(c.sockaddr_storage))
+        try:
+            if not (views and msgs and iovs and addrs):
+                raise MemoryError()
+            if address is not None:
+                parse_address(self.family_, address, &addrs[0], &addrlen, "sendto")
+            for i in range(n):
+                if per_item_address:
+                    data, item_address = items[i]
+                    parse_address(self.family_, item_address, &addrs[i], &addrlen, "sendto")
+                    msgs[i].msg_hdr.msg_name = &addrs[i]
+                    msgs[i].msg_hdr.msg_namelen = addrlen
+                else:
+                    data = items[i]
+                    if address is not None:
+                        msgs[i].msg_hdr.msg_name = &addrs[0]
+                        msgs[i].msg_hdr.msg_namelen = addrlen
+                PyObject_GetBuffer(data, &views[i], PyBUF_SIMPLE)
+                acquired += 1
+                iovs[i].iov_base = views[i].buf
+                iovs[i].iov_len = <size_t>views[i].len
+                msgs[i].msg_hdr.msg_iov = &iovs[i]
+                msgs[i].msg_hdr.msg_iovlen = 1
+            return self._send_mmsg(msgs, n)
+        finally:
+            for i in range(acquired):
+                PyBuffer_Release(&views[i])
+            PyMem_Free(views)
+            PyMem_Free(msgs)
+            PyMem_Free(iovs)
+            PyMem_Free(addrs)
+
+    def send_many(self, buffers, address=None):
+        """Send each buffer as one datagram (to ``address``, or the connected
+        peer) with sendmmsg; returns how many were sent."""
+        return self._send_many(list(buffers), address, False)
+
+    def sendto_many(self, pairs):
+        """Send ``(data, address)`` pairs with sendmmsg; returns how many were sent."""
+        return self._send_many(list(pairs), None, True)
+
+    def send_segments(self, buffer, segment_size, address=None):
+        """Send ``buffer`` as datagrams of ``segment_size`` bytes (the last may
+        be shorter): with UDP GSO, many per sendmsg, where the kernel has it;
+        else with sendmmsg.  Returns how many datagrams were sent."""
+        cdef Py_ssize_t seg = check_size(segment_size, "segment_size", MAX_UDP_PAYLOAD)
+        cdef Py_buffer view
+        cdef Py_ssize_t sent = 0
+        PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
+        try:
+            if view.len == 0:
+                return 0
+            if not self.gso_refused and self.family_ != c.AF_UNIX and udp_gso_available():
+                sent = self._send_gso(&view, seg, address)
+            if sent * seg < view.len:
+                sent += self._send_slices(&view, seg, sent, address)
+            return sent
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef Py_ssize_t _send_gso(self, Py_buffer *view, Py_ssize_t seg, object address) except -1:
+        """Segments through UDP_SEGMENT; stops early (returning the count so
+        far) when the kernel refuses it, so the caller sends the rest plainly."""
+        cdef MsgArgs a
+        cdef c.sockaddr_storage addr
+        cdef c.socklen_t addrlen = 0
+        cdef c.iovec iov
+        cdef c.cmsg_buffer control
+        cdef c.cmsghdr *cmsg
+        cdef Py_ssize_t per_call, offset = 0, chunk, sent = 0
+        cdef double deadline = self._deadline()
+        per_call = min(gso_max_segments, MAX_UDP_PAYLOAD // seg)
+        if per_call < 2:
+            return 0  # nothing to gain
+        memset(&a, 0, sizeof(a))
+        if address is not None:
+            parse_address(self.family_, address, &addr, &addrlen, "sendto")
+            a.msg.msg_name = &addr
+            a.msg.msg_namelen = addrlen
+        a.msg.msg_iov = &iov
+        a.msg.msg_iovlen = 1
+        while offset < view.len:
+            chunk = min(per_call * seg, view.len - offset)
+            iov.iov_base = <char *>view.buf + offset
+            iov.iov_len = <size_t>chunk
+            memset(&control, 0, sizeof(control))
+            a.msg.msg_control = control.buf
+            a.msg.msg_controllen = c.CMSG_SPACE(sizeof(unsigned short))
+            cmsg = c.CMSG_FIRSTHDR(&a.msg)
+            cmsg.cmsg_level = sol_udp
+            cmsg.cmsg_type = udp_segment_opt
+            cmsg.cmsg_len = c.CMSG_LEN(sizeof(unsigned short))
+            (<unsigned short *>c.CMSG_DATA(cmsg))[0] = <unsigned short>seg
+            try:
+                self._call(c.POLLOUT, _do_sendmsg, &a, deadline)
+            except OSError as exc:
+                if exc.errno in GSO_REFUSED:
+                    self.gso_refused = True  # e.g. a segment larger than the path MTU
+                    return sent
+                if sent:
+                    return sent
+                raise
+            sent += (chunk + seg - 1) // seg
+            offset += chunk
+        return sent
+
+    cdef Py_ssize_t _send_slices(self, Py_buffer *view, Py_ssize_t seg, Py_ssize_t first,
+                                 object address) except -1:
+        """Segments from index ``first`` on, one datagram each, with sendmmsg."""
+        cdef Py_ssize_t total = (view.len + seg - 1) // seg
+        cdef Py_ssize_t n = total - first, i, start
+        cdef c.mmsghdr *msgs = <c.mmsghdr *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.mmsghdr))
+        cdef c.iovec *iovs = <c.iovec *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.iovec))
+        cdef c.sockaddr_storage addr
+        cdef c.socklen_t addrlen = 0
+        try:
+            if not (msgs and iovs):
+                raise MemoryError()
+            if address is not None:
+                parse_address(self.family_, address, &addr, &addrlen, "sendto")
+            for i in range(n):
+                start = (first + i) * seg
+                iovs[i].iov_base = <char *>view.buf + start
+                iovs[i].iov_len = <size_t>min(seg, view.len - start)
+                msgs[i].msg_hdr.msg_iov = &iovs[i]
+                msgs[i].msg_hdr.msg_iovlen = 1
+                if address is not None:
+                    msgs[i].msg_hdr.msg_name = &addr
+                    msgs[i].msg_hdr.msg_namelen = addrlen
+            return self._send_mmsg(msgs, n)
+        finally:
+            PyMem_Free(msgs)
+            PyMem_Free(iovs)
+
+    def set_gro(self, enabled=True):
+        """Turn UDP receive coalescing on or off; returns whether it is on
+        (False where the kernel or the family lacks it)."""
+        cdef int value = 1 if enabled else 0
+        self._check_open()
+        if self.family_ == c.AF_UNIX or not udp_gro_available():
+            return False
+        if c.setsockopt(self.fd, sol_udp, udp_gro_opt, &value, sizeof(value)) < 0:
+            return False
+        return bool(value)
+
+    def recv_gro(self, bufsize=65535):
+        """``(data, address, segment_size)``: several coalesced datagrams of
+        segment_size bytes (the last may be shorter), or one datagram with
+        ``segment_size == len(data)``."""
+        cdef Py_ssize_t size = check_size(bufsize, "bufsize", MAX_SLOT_SIZE)
+        cdef MsgArgs a
+        cdef c.iovec iov
+        cdef c.sockaddr_storage addr
+        cdef c.cmsg_buffer control
+        cdef c.cmsghdr *cmsg
+        cdef ssize_t n
+        cdef int segment = 0
+        data = PyBytes_FromStringAndSize(NULL, size)
+        memset(&a, 0, sizeof(a))
+        iov.iov_base = PyBytes_AS_STRING(data)
+        iov.iov_len = <size_t>size
+        a.msg.msg_iov = &iov
+        a.msg.msg_iovlen = 1
+        a.msg.msg_name = &addr
+        a.msg.msg_namelen = sizeof(addr)
+        a.msg.msg_control = control.buf
+        a.msg.msg_controllen = sizeof(control.buf)
+        a.flags = 0
+        n = self._call(c.POLLIN, _do_recvmsg, &a, self._deadline())
+        cmsg = c.CMSG_FIRSTHDR(&a.msg)
+        while cmsg != NULL:
+            if cmsg.cmsg_level == sol_udp and cmsg.cmsg_type == udp_gro_opt and \
+                    cmsg.cmsg_len >= c.CMSG_LEN(sizeof(int)):
+                memcpy(&segment, c.CMSG_DATA(cmsg), sizeof(int))
+            cmsg = c.CMSG_NXTHDR(&a.msg, cmsg)
+        data = data[:n]
+        result = (data, make_address(&addr, a.msg.msg_namelen), segment if segment > 0 else n)
+        if a.msg.msg_flags & c.MSG_TRUNC:
+            raise TruncatedDatagramError([result], [0])
+        return result
+
+
+# -- batches of datagrams -----------------------------------------------------
+
+cdef class DatagramBatch:
+    """Reusable memory for ``DatagramSocket.recv_batch``: ``count`` slots of
+    ``slot_size`` bytes, with their lengths and senders.
+
+    ``data(i)`` is a memoryview into the batch's own memory; while any such
+    view is alive, ``recv_batch`` refuses to overwrite the batch (BufferError).
+    """
+
+    cdef char *memory
+    cdef c.mmsghdr *msgs
+    cdef c.iovec *iovs
+    cdef c.sockaddr_storage *addrs
+    cdef readonly Py_ssize_t count
+    cdef readonly Py_ssize_t slot_size
+    cdef Py_ssize_t filled
+    cdef int exports
+    # the last decoded sender: a datagram from the same one reuses the tuple
+    cdef c.sockaddr_storage cached_raw
+    cdef c.socklen_t cached_len
+    cdef object cached_address
+
+    def __cinit__(self, count, slot_size=2048):
+        cdef Py_ssize_t i
+        self.count = check_size(count, "count", 1 << 20)
+        self.slot_size = check_size(slot_size, "slot_size", MAX_SLOT_SIZE)
+        self.memory = <char *>PyMem_RawMalloc(<size_t>(self.count * self.slot_size))
+        self.msgs = <c.mmsghdr *>PyMem_RawCalloc(<size_t>self.count, sizeof(c.mmsghdr))
+        self.iovs = <c.iovec *>PyMem_RawCalloc(<size_t>self.count, sizeof(c.iovec))
+        self.addrs = <c.sockaddr_storage *>PyMem_RawCalloc(<size_t>self.count,
+                                                          sizeof(c.sockaddr_storage))
+        if not (self.memory and self.msgs and self.iovs and self.addrs):
+            raise MemoryError()
+        for i in range(self.count):
+            self.iovs[i].iov_base = self.memory + i * self.slot_size
+            self.iovs[i].iov_len = <size_t>self.slot_size
+            self.msgs[i].msg_hdr.msg_iov = &self.iovs[i]
+            self.msgs[i].msg_hdr.msg_iovlen = 1
+            self.msgs[i].msg_hdr.msg_name = &self.addrs[i]
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.memory)
+        PyMem_RawFree(self.msgs)
+        PyMem_RawFree(self.iovs)
+        PyMem_RawFree(self.addrs)
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        PyBuffer_FillInfo(view, self, self.memory, self.count * self.slot_size, 0, flags)
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+
+    cdef int _prepare(self) except -1:
+        cdef Py_ssize_t i
+        if self.exports:
+            raise BufferError("the batch still has memoryviews alive; release them "
+                              "before receiving into it again")
+        for i in range(self.count):
+            self.msgs[i].msg_hdr.msg_namelen = sizeof(c.sockaddr_storage)
+            self.msgs[i].msg_hdr.msg_flags = 0
+            self.msgs[i].msg_len = 0
+        self.filled = 0
+        return 0
+
+    cdef inline Py_ssize_t _index(self, object i) except -1:
+        cdef Py_ssize_t k = PyNumber_AsSsize_t(i, IndexError)
+        if k < 0:
+            k += self.filled
+        if not 0 <= k < self.filled:
+            raise IndexError("batch index out of range")
+        return k
+
+    cdef inline Py_ssize_t _stored(self, Py_ssize_t k) noexcept:
+        return min(<Py_ssize_t>self.msgs[k].msg_len, self.slot_size)
+
+    def __len__(self):
+        return self.filled
+
+    def data(self, i):
+        """Slot i's datagram as a memoryview into the batch."""
+        cdef Py_ssize_t k = self._index(i)
+        start = k * self.slot_size
+        return memoryview(self)[start:start + self._stored(k)]
+
+    def length(self, i):
+        """The datagram's real length (more than slot_size when truncated)."""
+        return self.msgs[self._index(i)].msg_len
+
+    def truncated(self, i):
+        return bool(self.msgs[self._index(i)].msg_hdr.msg_flags & c.MSG_TRUNC)
+
+    def address(self, i):
+        """The sender of datagram i (the same tuple as the previous sender's
+        when they are equal)."""
+        cdef Py_ssize_t k = self._index(i)
+        return self._address(k)
+
+    cdef object _address(self, Py_ssize_t k):
+        cdef c.socklen_t n = self.msgs[k].msg_hdr.msg_namelen
+        if self.cached_address is not None and n == self.cached_len and \
+                memcmp(&self.addrs[k], &self.cached_raw, n) == 0:
+            return self.cached_address
+        address = make_address(&self.addrs[k], n)
+        memcpy(&self.cached_raw, &self.addrs[k], n)
+        self.cached_len = n
+        self.cached_address = address
+        return address
+
+    def __iter__(self):
+        cdef Py_ssize_t k
+        whole = memoryview(self)
+        for k in range(self.filled):
+            start = k * self.slot_size
+            yield whole[start:start + self._stored(k)], self._address(k)
+
+    def __repr__(self):
+        return (f"<fastsock.DatagramBatch {self.filled}/{self.count} slots "
+                f"of {self.slot_size} bytes>")
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle 'DatagramBatch' object")

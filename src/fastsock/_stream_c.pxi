@@ -1,0 +1,672 @@
+# Stream sockets of the compiled twin (pair: _stream_py.py): the receive
+# buffer, StreamSocket with its framing, vectored sends and sendfile.
+# Included once by _socket_c.pyx.
+
+# -- the receive buffer of a stream socket -------------------------------------
+# Bytes taken from the kernel but not yet returned: data[start:end].
+
+cdef enum:
+    # the receive buffer of a stream socket starts at this size, and reads
+    # into it ask for at least this much
+    RECV_BUFFER_INITIAL = 65536
+    # a read of more than this goes straight into its destination
+    DIRECT_READ_MIN = 32768
+    # reads into the receive buffer ask for at least this much room
+    FILL_MIN = 16384
+
+
+cdef struct RecvBuffer:
+    char *data
+    Py_ssize_t capacity
+    Py_ssize_t start
+    Py_ssize_t end
+
+
+cdef int rb_reserve_tail(RecvBuffer *rb, Py_ssize_t tail) except -1:
+    """Make room for at least ``tail`` more bytes after ``end``."""
+    cdef Py_ssize_t held = rb.end - rb.start
+    cdef Py_ssize_t capacity
+    cdef char *grown
+    if rb.capacity - rb.end >= tail:
+        return 0
+    if rb.start > 0:
+        if held:
+            memmove(rb.data, rb.data + rb.start, held)
+        rb.start = 0
+        rb.end = held
+        if rb.capacity - rb.end >= tail:
+            return 0
+    capacity = rb.capacity * 2 if rb.capacity else RECV_BUFFER_INITIAL
+    if capacity < held + tail:
+        capacity = held + tail
+    grown = <char *>PyMem_RawRealloc(rb.data, <size_t>capacity)
+    if grown == NULL:
+        raise MemoryError()
+    rb.data = grown
+    rb.capacity = capacity
+    return 0
+
+
+cdef int rb_unread(RecvBuffer *rb, const char *src, Py_ssize_t n) except -1:
+    """Put ``n`` bytes back in front of the buffered ones (nothing is lost
+    when a read fails part-way)."""
+    cdef Py_ssize_t held = rb.end - rb.start
+    if n <= 0:
+        return 0
+    if rb.start >= n:
+        rb.start -= n
+        memcpy(rb.data + rb.start, src, n)
+        return 0
+    rb_reserve_tail(rb, n)  # compacts: start is 0 afterwards
+    memmove(rb.data + n, rb.data + rb.start, held)
+    memcpy(rb.data, src, n)
+    rb.start = 0
+    rb.end = n + held
+    return 0
+
+
+cdef inline bytes rb_take(RecvBuffer *rb, Py_ssize_t n):
+    cdef bytes out = PyBytes_FromStringAndSize(rb.data + rb.start, n)
+    rb.start += n
+    if rb.start == rb.end:
+        rb.start = rb.end = 0
+    return out
+
+
+cdef inline bytes rb_take_after(RecvBuffer *rb, Py_ssize_t skip, Py_ssize_t n):
+    """The n bytes after the first ``skip`` (a length prefix), all taken only
+    once the result exists: a MemoryError leaves the buffer as it was."""
+    cdef bytes out = PyBytes_FromStringAndSize(rb.data + rb.start + skip, n)
+    rb.start += skip + n
+    if rb.start == rb.end:
+        rb.start = rb.end = 0
+    return out
+
+
+cdef inline unsigned long long decode_prefix(const char *p, int size) noexcept nogil:
+    cdef unsigned long long value = 0
+    cdef int i
+    for i in range(size):
+        value = (value << 8) | <unsigned char>p[i]
+    return value
+
+
+cdef int check_prefix_size(object prefix_size) except -1:
+    cdef int size = as_int(prefix_size)
+    if size != 1 and size != 2 and size != 4 and size != 8:
+        raise ValueError("prefix_size must be 1, 2, 4 or 8")
+    return size
+
+
+cdef class StreamSocket(_Socket):
+    """A TCP (AF_INET, AF_INET6) or Unix stream (AF_UNIX) socket."""
+
+    # A buffered receive holds ``receiving`` for its whole duration (it may
+    # release the GIL while reading into the buffer); any other receive on
+    # the socket meanwhile raises RuntimeError instead of racing it.
+    cdef RecvBuffer rbuf       # received, not yet returned
+    cdef bint receiving        # a buffered receive is in progress
+
+    _KIND = c.SOCK_STREAM
+
+    def __init__(self, family=AF_INET):
+        if self.fd >= 0:
+            raise RuntimeError("socket already initialised")
+        self._open(family, c.SOCK_STREAM)
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.rbuf.data)
+
+    cdef void _forget_received(self) noexcept:
+        if not self.receiving:
+            self.rbuf.start = self.rbuf.end = 0  # unread data goes with the socket
+
+    cdef int _check_not_receiving(self) except -1:
+        if self.receiving:
+            raise RuntimeError("another receive call is in progress on this socket")
+        return 0
+
+    # -- receiving: the buffer first, then the kernel ---------------------------
+
+    def recv(self, Py_ssize_t bufsize, flags=0):
+        """Receive up to ``bufsize`` bytes; b"" means the peer closed.
+
+        Bytes already in the socket's receive buffer are returned first.
+        """
+        cdef int cflags = as_int(flags)  # every argument is converted first, as by the stdlib
+        cdef Py_ssize_t n
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        if self.receiving or self.rbuf.end > self.rbuf.start:
+            self._check_open()
+            self._check_not_receiving()
+            n = min(bufsize, self.rbuf.end - self.rbuf.start)
+            if cflags & c.MSG_PEEK:
+                return PyBytes_FromStringAndSize(self.rbuf.data + self.rbuf.start, n)
+            return rb_take(&self.rbuf, n)
+        return self._recv_bytes(bufsize, cflags)
+
+    def recv_into(self, buffer, nbytes=0, flags=0):
+        """Receive into a writable buffer; returns how many bytes were written.
+
+        Bytes already in the socket's receive buffer are returned first.
+        """
+        cdef Py_buffer view
+        cdef IOArgs a
+        cdef Py_ssize_t n
+        get_writable(buffer, &view, "recv_into")
+        a.len = <size_t>check_nbytes(&view, nbytes, flags, &a.flags,
+                                     "negative buffersize in recv_into",
+                                     "buffer too small for requested bytes")
+        a.buf = <char *>view.buf
+        if self.receiving or self.rbuf.end > self.rbuf.start:
+            try:
+                self._check_open()
+                self._check_not_receiving()
+                n = min(<Py_ssize_t>a.len, self.rbuf.end - self.rbuf.start)
+                memcpy(a.buf, self.rbuf.data + self.rbuf.start, n)
+                if not a.flags & c.MSG_PEEK:
+                    self.rbuf.start += n
+            finally:
+                PyBuffer_Release(&view)
+            return n
+        return self._recv_into_view(&view, &a)
+
+    def listen(self, backlog=128):
+        cdef int cbacklog = as_int(backlog)
+        self._check_open()
+        if c.listen(self.fd, cbacklog if cbacklog > 0 else 0) < 0:
+            raise_errno(errno)
+
+    def accept(self):
+        """Wait for a connection: ``(StreamSocket, address)``; the new socket blocks."""
+        cdef IOArgs a
+        cdef int fd = <int>self._call(c.POLLIN, _do_accept, &a, self._deadline())
+        cdef StreamSocket conn
+        cdef object address
+        try:
+            address = make_address(&a.addr, a.addrlen)
+            conn = StreamSocket.__new__(StreamSocket)
+        except BaseException:  # MemoryError: nothing owns the new descriptor yet
+            c_close(fd)
+            raise
+        conn.fd = fd
+        conn.family_ = self.family_
+        conn.kind = c.SOCK_STREAM
+        conn.proto_ = self.proto_
+        return conn, address
+
+    def sendall(self, data, flags=0):
+        """Send all of ``data``; the timeout bounds the whole call."""
+        cdef Py_buffer view
+        cdef IOArgs a
+        cdef Py_ssize_t sent = 0
+        cdef double deadline = self._deadline()
+        a.flags = as_int(flags)
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            while True:
+                a.buf = <char *>view.buf + sent
+                a.len = <size_t>(view.len - sent)
+                sent += self._send(_do_send, &a, deadline)
+                if sent >= view.len:
+                    break
+                PyErr_CheckSignals()
+        finally:
+            PyBuffer_Release(&view)
+
+    # -- the receive buffer and the calls that use it -------------------------
+
+    @property
+    def buffered(self):
+        """How many received bytes the socket holds that no call has returned yet."""
+        return self.rbuf.end - self.rbuf.start
+
+    cdef inline int _begin_receive(self) except -1:
+        self._check_not_receiving()
+        self.receiving = True
+        return 0
+
+    cdef Py_ssize_t _fill(self, double deadline) except -1:
+        """Append what the kernel has (waiting per the timeout) to the receive
+        buffer; 0 means EOF.  On failure the buffer is unchanged."""
+        cdef IOArgs a
+        cdef ssize_t n
+        rb_reserve_tail(&self.rbuf, FILL_MIN)
+        a.buf = self.rbuf.data + self.rbuf.end
+        a.len = <size_t>(self.rbuf.capacity - self.rbuf.end)
+        a.flags = 0
+        n = self._call(c.POLLIN, _do_recv, &a, deadline)
+        self.rbuf.end += n
+        return n
+
+    cdef Py_ssize_t _fill_nowait(self) except -1:
+        """Append what the kernel already holds, never waiting; 0 when it
+        holds nothing (or at EOF, or on an error: the next call reports those)."""
+        cdef ssize_t n
+        if self.fd < 0:
+            return 0
+        rb_reserve_tail(&self.rbuf, FILL_MIN)
+        n = c.recv(self.fd, self.rbuf.data + self.rbuf.end,
+                   <size_t>(self.rbuf.capacity - self.rbuf.end), c.MSG_DONTWAIT)
+        if n <= 0:
+            return 0
+        self.rbuf.end += n
+        return n
+
+    cdef int _recv_full(self, char *dst, Py_ssize_t n, double deadline,
+                        Py_ssize_t *got) except -1:
+        """Read straight into dst until got[0] == n, or EOF (got[0] < n).
+        On a blocking socket the whole loop runs without the GIL."""
+        cdef IOArgs a
+        cdef ssize_t r = 0
+        cdef Py_ssize_t done = got[0]
+        cdef int fd, err = 0
+        while done < n:
+            if self.timeout < 0:
+                fd = self.fd
+                if fd < 0:
+                    return raise_errno(EBADF)
+                self._enter()
+                with nogil:
+                    while done < n:
+                        r = c.recv(fd, dst + done, <size_t>(n - done), 0)
+                        if r <= 0:
+                            err = errno
+                            break
+                        done += r
+                self._leave()
+                got[0] = done
+                if self.fd < 0 and done < n:
+                    return raise_errno(EBADF)  # closed by another thread meanwhile
+                if done >= n or r == 0:
+                    return 0
+                if err == EINTR:
+                    PyErr_CheckSignals()
+                    continue
+                return raise_errno(err)
+            a.buf = dst + done
+            a.len = <size_t>(n - done)
+            a.flags = 0
+            r = self._call(c.POLLIN, _do_recv, &a, deadline)
+            if r == 0:
+                return 0
+            done += r
+            got[0] = done
+        return 0
+
+    cdef int _read_exact(self, char *dst, Py_ssize_t n, double deadline,
+                         Py_ssize_t *got) except -1:
+        """Fill dst[got[0]:n] from the receive buffer, then from the kernel:
+        small remainders through the buffer (one read may bring more), large
+        ones straight into dst.  got[0] < n afterwards means EOF; on an
+        exception dst[:got[0]] holds what was taken (the caller puts it back)."""
+        cdef Py_ssize_t take
+        while True:
+            take = min(n - got[0], self.rbuf.end - self.rbuf.start)
+            if take:
+                memcpy(dst + got[0], self.rbuf.data + self.rbuf.start, take)
+                self.rbuf.start += take
+                got[0] += take
+                if self.rbuf.start == self.rbuf.end:
+                    self.rbuf.start = self.rbuf.end = 0
+            if got[0] >= n:
+                return 0
+            if n - got[0] >= DIRECT_READ_MIN:
+                return self._recv_full(dst, n, deadline, got)
+            if self._fill(deadline) == 0:
+                return 0
+
+    def recv_exactly(self, n):
+        """Exactly ``n`` bytes; the timeout bounds the whole call.
+
+        EOF first raises IncompleteReadError; any other failure puts the
+        bytes already read back in the receive buffer.
+        """
+        cdef Py_ssize_t size = PyLong_AsSsize_t(_index(n))  # the stdlib's message
+        cdef Py_ssize_t got = 0
+        cdef bytes result
+        if size < 0:
+            raise ValueError("n must not be negative")
+        self._begin_receive()
+        try:
+            if self.rbuf.end - self.rbuf.start >= size:
+                return rb_take(&self.rbuf, size)
+            result = PyBytes_FromStringAndSize(NULL, size)
+            try:
+                self._read_exact(PyBytes_AS_STRING(result), size, self._deadline(), &got)
+            except BaseException:
+                rb_unread(&self.rbuf, PyBytes_AS_STRING(result), got)
+                raise
+            if got < size:
+                raise IncompleteReadError(result[:got], size)
+            return result
+        finally:
+            self.receiving = False
+
+    def recv_exactly_into(self, buffer, nbytes=0):
+        """Fill ``nbytes`` (default: all) of a writable buffer; returns nbytes."""
+        cdef Py_buffer view
+        cdef Py_ssize_t size, got = 0
+        get_writable(buffer, &view, "recv_exactly_into")
+        size = check_nbytes(&view, nbytes, None, NULL,
+                            "negative buffersize in recv_exactly_into",
+                            "buffer too small for requested bytes")
+        try:
+            self._begin_receive()
+            try:
+                self._read_exact(<char *>view.buf, size, self._deadline(), &got)
+            except BaseException:
+                rb_unread(&self.rbuf, <char *>view.buf, got)
+                raise
+            finally:
+                self.receiving = False
+            if got < size:
+                raise IncompleteReadError(PyBytes_FromStringAndSize(<char *>view.buf, got), size)
+            return size
+        finally:
+            PyBuffer_Release(&view)
+
+    def recv_until(self, delimiter, limit=65536):
+        """The data up to and including ``delimiter``, at most ``limit`` bytes.
+
+        No delimiter within ``limit`` bytes raises LimitOverrunError and
+        leaves the data buffered; EOF first raises IncompleteReadError.
+        """
+        cdef Py_buffer delim
+        cdef Py_ssize_t climit = check_positive(limit, "limit")
+        cdef Py_ssize_t held, window, scan = 0
+        cdef const char *start
+        cdef const char *found
+        cdef double deadline
+        PyObject_GetBuffer(delimiter, &delim, PyBUF_SIMPLE)
+        try:
+            if delim.len == 0:
+                raise ValueError("delimiter must not be empty")
+            self._begin_receive()
+            try:
+                deadline = self._deadline()
+                while True:
+                    held = self.rbuf.end - self.rbuf.start
+                    window = min(held, climit)
+                    if window - scan >= delim.len:
+                        start = self.rbuf.data + self.rbuf.start
+                        found = <const char *>c.memmem(start + scan, <size_t>(window - scan),
+                                                       delim.buf, <size_t>delim.len)
+                        if found != NULL:
+                            return rb_take(&self.rbuf, (found - start) + delim.len)
+                        scan = window - delim.len + 1
+                    if held >= climit:
+                        raise LimitOverrunError(
+                            f"no delimiter within the first {climit} bytes", held)
+                    if self._fill(deadline) == 0:
+                        raise IncompleteReadError(rb_take(&self.rbuf, held), None)
+            finally:
+                self.receiving = False
+        finally:
+            PyBuffer_Release(&delim)
+
+    def recv_iter(self, buffer):
+        """Iterate over memoryviews of ``buffer``, each the part just received,
+        until EOF.  A view is valid only until the next iteration."""
+        cdef Py_buffer view
+        get_writable(buffer, &view, "recv_iter")
+        empty = view.len == 0
+        PyBuffer_Release(&view)
+        if empty:
+            raise ValueError("recv_iter() needs a non-empty buffer")
+        return self._iter_received(memoryview(buffer).cast("B"))
+
+    def _iter_received(self, view):
+        while True:
+            n = self.recv_into(view)
+            if not n:
+                return
+            yield view[:n]
+
+    # -- length-prefixed messages ---------------------------------------------
+
+    def send_msg(self, payload, *, prefix_size=4):
+        """Send ``payload`` after its big-endian length, in one vectored send."""
+        cdef int psize = check_prefix_size(prefix_size)
+        cdef Py_buffer view
+        cdef unsigned char header[8]
+        cdef c.iovec iov[2]
+        cdef unsigned long long length
+        cdef int i
+        PyObject_GetBuffer(payload, &view, PyBUF_SIMPLE)
+        try:
+            length = <unsigned long long>view.len
+            if psize < 8 and length >> (8 * psize):
+                raise OverflowError(
+                    f"message of {length} bytes does not fit a {psize}-byte length prefix")
+            for i in range(psize):
+                header[psize - 1 - i] = <unsigned char>((length >> (8 * i)) & 0xFF)
+            iov[0].iov_base = header
+            iov[0].iov_len = <size_t>psize
+            iov[1].iov_base = view.buf
+            iov[1].iov_len = <size_t>view.len
+            self._sendall_iov(iov, 2, self._deadline())
+        finally:
+            PyBuffer_Release(&view)
+
+    def recv_msg(self, *, prefix_size=4, max_size=DEFAULT_MAX_MESSAGE):
+        """One length-prefixed message's payload."""
+        cdef int psize = check_prefix_size(prefix_size)
+        cdef Py_ssize_t cmax = check_positive(max_size, "max_size")
+        self._begin_receive()
+        try:
+            return self._recv_one(psize, cmax, self._deadline())
+        finally:
+            self.receiving = False
+
+    def recv_msgs(self, max_count=1024, *, prefix_size=4, max_size=DEFAULT_MAX_MESSAGE):
+        """Every complete message already received (up to ``max_count``),
+        waiting within the timeout for the first."""
+        cdef Py_ssize_t count = check_positive(max_count, "max_count")
+        cdef int psize = check_prefix_size(prefix_size)
+        cdef Py_ssize_t cmax = check_positive(max_size, "max_size")
+        cdef list messages = []
+        self._begin_receive()
+        try:
+            self._take_msgs(messages, count, psize, cmax)
+            if not messages:
+                messages.append(self._recv_one(psize, cmax, self._deadline()))
+                self._take_msgs(messages, count, psize, cmax)
+            # and whatever the kernel already holds, without waiting
+            while len(messages) < count and self._fill_nowait():
+                self._take_msgs(messages, count, psize, cmax)
+            return messages
+        finally:
+            self.receiving = False
+
+    cdef int _take_msgs(self, list messages, Py_ssize_t count, int psize,
+                        Py_ssize_t cmax) except -1:
+        """Move the complete messages in the receive buffer to ``messages``."""
+        cdef unsigned long long length
+        cdef Py_ssize_t held
+        while len(messages) < count:
+            held = self.rbuf.end - self.rbuf.start
+            if held < psize:
+                break
+            length = decode_prefix(self.rbuf.data + self.rbuf.start, psize)
+            if length > <unsigned long long>cmax or <unsigned long long>(held - psize) < length:
+                break  # too large (reported by the next call) or incomplete
+            messages.append(rb_take_after(&self.rbuf, psize, <Py_ssize_t>length))
+        return 0
+
+    cdef object _recv_one(self, int psize, Py_ssize_t cmax, double deadline):
+        """One framed message (the caller holds ``receiving``)."""
+        cdef unsigned long long length
+        cdef Py_ssize_t n, got = 0
+        cdef char header[8]
+        cdef bytes result
+        while self.rbuf.end - self.rbuf.start < psize:
+            if self._fill(deadline) == 0:
+                raise IncompleteReadError(
+                    rb_take(&self.rbuf, self.rbuf.end - self.rbuf.start), psize)
+        length = decode_prefix(self.rbuf.data + self.rbuf.start, psize)
+        if length > <unsigned long long>cmax:
+            raise MessageTooLargeError(length, cmax)
+        n = <Py_ssize_t>length
+        if n - (self.rbuf.end - self.rbuf.start - psize) < DIRECT_READ_MIN:
+            # small: through the buffer, which the same reads may fill with
+            # the next messages too; a failure leaves the frame buffered
+            while self.rbuf.end - self.rbuf.start - psize < n:
+                if self._fill(deadline) == 0:
+                    raise IncompleteReadError(rb_take_after(
+                        &self.rbuf, psize, self.rbuf.end - self.rbuf.start - psize), n)
+            return rb_take_after(&self.rbuf, psize, n)
+        # large: the rest goes straight into the result, allocated before the
+        # prefix is taken (a MemoryError leaves the frame where it was)
+        result = PyBytes_FromStringAndSize(NULL, n)
+        memcpy(header, self.rbuf.data + self.rbuf.start, psize)
+        self.rbuf.start += psize
+        try:
+            self._read_exact(PyBytes_AS_STRING(result), n, deadline, &got)
+        except BaseException:
+            rb_unread(&self.rbuf, PyBytes_AS_STRING(result), got)
+            rb_unread(&self.rbuf, header, psize)
+            raise
+        if got < n:
+            raise IncompleteReadError(result[:got], n)
+        return result
+
+    # -- vectored sends and sendfile -------------------------------------------
+
+    cdef int _sendall_iov(self, c.iovec *iov, Py_ssize_t count, double deadline) except -1:
+        """sendmsg() until every byte of iov[:count] is out (iov is advanced in
+        place), IOV_MAX buffers at a time."""
+        cdef MsgArgs a
+        cdef ssize_t n
+        memset(&a, 0, sizeof(a))
+        while True:
+            while count > 0 and iov[0].iov_len == 0:
+                iov += 1
+                count -= 1
+            if count == 0:
+                return 0
+            a.msg.msg_iov = iov
+            a.msg.msg_iovlen = <size_t>min(count, <Py_ssize_t>c.IOV_MAX)
+            n = -1
+            if self.timeout < 0:
+                # as in _send: try without blocking first, keeping the GIL
+                n = c.sendmsg(self.fd, &a.msg, c.MSG_NOSIGNAL | c.MSG_DONTWAIT)
+            if n < 0:
+                n = self._call(c.POLLOUT, _do_sendmsg, &a, deadline)
+            while n > 0:
+                if <size_t>n >= iov[0].iov_len:
+                    n -= <ssize_t>iov[0].iov_len
+                    iov += 1
+                    count -= 1
+                else:
+                    iov[0].iov_base = <char *>iov[0].iov_base + n
+                    iov[0].iov_len -= <size_t>n
+                    n = 0
+            if count:
+                PyErr_CheckSignals()
+
+    cdef object _send_buffers(self, object buffers, bint send_all):
+        cdef list items = list(buffers)
+        cdef Py_ssize_t count = len(items), acquired = 0, i
+        cdef Py_buffer *views
+        cdef c.iovec *iov
+        cdef MsgArgs a
+        if not send_all and count > c.IOV_MAX:
+            count = c.IOV_MAX
+        views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))
+        iov = <c.iovec *>PyMem_Malloc(<size_t>(count + 1) * sizeof(c.iovec))
+        try:
+            if views == NULL or iov == NULL:
+                raise MemoryError()
+            for i in range(count):
+                PyObject_GetBuffer(items[i], &views[i], PyBUF_SIMPLE)
+                acquired += 1
+                iov[i].iov_base = views[i].buf
+                iov[i].iov_len = <size_t>views[i].len
+            if send_all:
+                self._sendall_iov(iov, count, self._deadline())
+                return None
+            memset(&a, 0, sizeof(a))
+            a.msg.msg_iov = iov
+            a.msg.msg_iovlen = <size_t>count
+            return self._call(c.POLLOUT, _do_sendmsg, &a, self._deadline())
+        finally:
+            for i in range(acquired):
+                PyBuffer_Release(&views[i])
+            PyMem_Free(views)
+            PyMem_Free(iov)
+
+    def send_buffers(self, buffers):
+        """One vectored send of up to IOV_MAX bytes-like objects; returns bytes sent."""
+        return self._send_buffers(buffers, False)
+
+    def sendall_buffers(self, buffers):
+        """Send every byte of every buffer, without concatenating them; the
+        timeout bounds the whole call."""
+        self._send_buffers(buffers, True)
+
+    def sendfile(self, file, offset=0, count=None):
+        """Send a file's bytes (kernel zero-copy where possible); returns how
+        many were sent.  The timeout bounds the whole call; on a non-blocking
+        socket it sends what fits."""
+        cdef SendfileArgs a
+        cdef Py_ssize_t total = 0, want
+        cdef ssize_t n
+        cdef double deadline
+        cdef c.off_t start
+        in_fd, start, want = _common.sendfile_plan(file, offset, count)
+        deadline = self._deadline()
+        a.in_fd = in_fd
+        a.offset = start
+        try:
+            while total < want:
+                a.count = <size_t>min(want - total, sendfile_chunk)
+                try:
+                    n = self._call(c.POLLOUT, _do_sendfile, &a, deadline)
+                except BlockingIOError:
+                    if total:
+                        break
+                    raise
+                except OSError as exc:
+                    if total == 0 and exc.errno in SENDFILE_UNSUPPORTED:
+                        total = self._sendfile_by_reading(in_fd, start, want, deadline)
+                        break
+                    raise
+                if n == 0:
+                    break  # end of file
+                total += n
+        finally:
+            _common.set_file_position(file, in_fd, start + total)
+        return total
+
+    cdef Py_ssize_t _sendfile_by_reading(self, int in_fd, c.off_t start, Py_ssize_t want,
+                                         double deadline) except -1:
+        """The fallback for descriptors the kernel cannot sendfile() from."""
+        cdef char *chunk = <char *>PyMem_Malloc(<size_t>sendfile_read_chunk)
+        cdef Py_ssize_t total = 0
+        cdef ssize_t n
+        cdef c.iovec iov
+        if chunk == NULL:
+            raise MemoryError()
+        try:
+            while total < want:
+                with nogil:
+                    n = pread(in_fd, chunk, <size_t>min(want - total, sendfile_read_chunk),
+                              start + total)
+                if n < 0:
+                    if errno == EINTR:
+                        PyErr_CheckSignals()
+                        continue
+                    raise_errno(errno)
+                if n == 0:
+                    break
+                iov.iov_base = chunk
+                iov.iov_len = <size_t>n
+                self._sendall_iov(&iov, 1, deadline)
+                total += n
+        finally:
+            PyMem_Free(chunk)
+        return total
+
+

@@ -1,0 +1,683 @@
+"""Stream sockets of the pure-Python twin (pair: _stream_c.pxi): StreamSocket
+with its receive buffer, framing, vectored sends and sendfile.
+
+It never imports the compiled module.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import select
+import signal
+import socket as _stdlib
+import struct
+import termios
+from itertools import islice
+from operator import index as _index
+from time import monotonic as _monotonic
+from typing import Any, Iterable, Iterator, Optional, Tuple, TypeVar
+
+from . import _common
+from ._base_py import (
+    _NOSIGNAL,
+    _SSIZE_MAX,
+    _closed_error,
+    _flags,
+    _positive,
+    _readable_bytes,
+    _Socket,
+    _Steps,
+    _writable_bytes,
+)
+from ._common import (
+    AF_INET,
+    DEFAULT_MAX_MESSAGE,
+    SENDFILE_CHUNK,
+    SENDFILE_READ_CHUNK,
+    SENDFILE_UNSUPPORTED,
+    SOCK_STREAM,
+    IncompleteReadError,
+    LimitOverrunError,
+    MessageTooLargeError,
+)
+
+_Stream = TypeVar("_Stream", bound="StreamSocket")
+
+# -- sizes, headers and argument checks ---------------------------------------------
+
+# A read into the receive buffer asks the kernel for up to this many bytes;
+# a payload that has not fully arrived is read straight into its result.
+_CHUNK = 65536
+_IOV_MAX: int = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
+if _IOV_MAX <= 0:
+    _IOV_MAX = 1024
+_MSG_PEEK: int = int(_stdlib.MSG_PEEK)
+_FIONREAD: int = termios.FIONREAD
+_INT = struct.Struct("i")
+_INT_ZERO = bytes(_INT.size)
+_HEADERS = {size: struct.Struct(">" + code) for size, code in
+            ((1, "B"), (2, "H"), (4, "I"), (8, "Q"))}
+_SIGPIPE = {signal.SIGPIPE}
+
+
+def _prefix_struct(prefix_size: Any) -> struct.Struct:
+    header = _HEADERS.get(prefix_size) if type(prefix_size) is int else None
+    if header is None:
+        size = _index(prefix_size)
+        header = _HEADERS.get(size)
+        if header is None:
+            raise ValueError("prefix_size must be 1, 2, 4 or 8")
+    return header
+
+class StreamSocket(_Socket):
+    """A TCP (AF_INET, AF_INET6) or Unix stream (AF_UNIX) socket.
+
+    It keeps a receive buffer: bytes taken from the kernel past what a call
+    returns stay in ``_rbuf[_rpos:]``, and every receive call is served from
+    there first.  ``_rbuf`` is empty exactly when nothing is buffered (and
+    ``_rpos`` is then 0).  A buffered receive (recv_exactly, recv_until,
+    the message calls) sets ``_receiving`` for its whole duration: another
+    receive on the socket meanwhile raises RuntimeError instead of racing it
+    for the buffer.  The hot paths test ``if self._rbuf or self._receiving``.
+    """
+
+    __slots__ = ("_rbuf", "_rpos", "_receiving")
+    _KIND = SOCK_STREAM
+
+    def __init__(self, family: int = AF_INET) -> None:
+        self._rbuf = bytearray()
+        self._rpos = 0
+        self._receiving = False
+        super().__init__(family)
+
+    @classmethod
+    def _adopt(cls: type[_Stream], sock: _stdlib.socket) -> _Stream:
+        self = super()._adopt(sock)
+        self._rbuf = bytearray()
+        self._rpos = 0
+        self._receiving = False
+        return self
+
+    def _begin_receive(self) -> None:
+        if self._receiving:
+            raise RuntimeError("another receive call is in progress on this socket")
+        self._receiving = True
+
+    def close(self) -> None:
+        self._rbuf = bytearray()  # whatever was buffered goes with the socket
+        self._rpos = 0
+        super().close()
+
+    def detach(self) -> int:
+        self._rbuf = bytearray()
+        self._rpos = 0
+        return super().detach()
+
+    def listen(self, backlog: int = 128) -> None:
+        self._sock.listen(backlog)
+
+    def accept(self) -> Tuple["StreamSocket", Any]:
+        fd, address = self._call(self._sock._accept)  # type: ignore[attr-defined]
+        try:
+            conn = _stdlib.socket(self._sock.family, SOCK_STREAM, 0, fileno=fd)
+        except BaseException:  # MemoryError: nothing owns the new descriptor yet
+            os.close(fd)
+            raise
+        try:
+            if conn.gettimeout() is not None:
+                conn.settimeout(None)  # accepted sockets start blocking, as in C
+            return StreamSocket._adopt(conn), address
+        except BaseException:
+            conn.close()
+            raise
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        with self._guard:
+            self._sock.sendall(data, _flags(flags))
+
+    # -- the receive buffer ---------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes the socket holds that no call has returned yet.
+
+        A selector cannot see them: check this before waiting for readability.
+        """
+        return len(self._rbuf) - self._rpos
+
+    def _take_at(self, start: int, size: int) -> bytes:
+        """Consume the buffer up to ``start + size`` and return the bytes from ``start``."""
+        rbuf = self._rbuf
+        end = start + size
+        if end < len(rbuf):
+            self._rpos = end
+            return bytes(rbuf[start:end])
+        data = bytes(rbuf[start:]) if start else bytes(rbuf)
+        self._rbuf = bytearray()
+        self._rpos = 0
+        return data
+
+    def _take_all(self) -> bytes:
+        return self._take_at(self._rpos, len(self._rbuf))
+
+    def _skip(self, size: int) -> None:
+        pos = self._rpos + size
+        if pos < len(self._rbuf):
+            self._rpos = pos
+        else:
+            self._rbuf = bytearray()
+            self._rpos = 0
+
+    def _append(self, data: bytes) -> None:
+        rbuf = self._rbuf
+        if self._rpos:
+            del rbuf[:self._rpos]  # compact before growing
+            self._rpos = 0
+        rbuf += data
+
+    def _unread(self, data: bytes) -> None:
+        """Put bytes already taken from the kernel back in front of the buffer."""
+        if not data or self._sock.fileno() == -1:
+            return  # a closed socket has nothing to read
+        rbuf = self._rbuf
+        self._rbuf = bytearray(data) + rbuf[self._rpos:] if rbuf else bytearray(data)
+        self._rpos = 0
+
+    def _fill_until(self, need: int) -> None:
+        """Receive into the buffer until it holds ``need`` bytes; at EOF, raise
+        IncompleteReadError with everything buffered (consumed)."""
+        steps = _Steps(self._sock)
+        try:
+            with self._guard:
+                while len(self._rbuf) - self._rpos < need:
+                    data = steps.sock().recv(_CHUNK)
+                    if not data:
+                        self._raise_if_closed()  # the shutdown() that woke the call looks like EOF
+                        raise IncompleteReadError(self._take_all(), need)
+                    self._append(data)
+        finally:
+            steps.release()
+
+    def _queued(self) -> int:
+        """How many received bytes the kernel holds for this socket (0 if unknown)."""
+        try:
+            queued: int = _INT.unpack(fcntl.ioctl(self._sock.fileno(), _FIONREAD, _INT_ZERO))[0]
+        except OSError:
+            return 0
+        return queued
+
+    def _fill_queued(self, size: int) -> bool:
+        """Move ``size`` bytes that the kernel already holds into the buffer.
+
+        False when that fails (the socket is gone: the next call says so).
+        """
+        try:
+            with self._guard:
+                data = self._sock.recv(size)
+        except OSError:
+            data = b""
+        if not data:
+            return False
+        self._append(data)
+        return True
+
+    def _read_into(self, view: memoryview, got: int, head: bytes) -> int:
+        """Receive straight into ``view[got:]`` until it is full or the stream
+        ends, and return how much of ``view`` is filled.  When the call fails
+        part-way, ``head`` and ``view[:got]`` go back into the receive buffer."""
+        total = len(view)
+        steps = _Steps(self._sock)
+        try:
+            with self._guard:
+                while got < total:
+                    received = steps.sock().recv_into(view[got:])
+                    if not received:
+                        self._raise_if_closed()
+                        break
+                    got += received
+        except BaseException:
+            self._unread(head + view[:got].tobytes())
+            raise
+        finally:
+            steps.release()
+        return got
+
+    # -- receiving ------------------------------------------------------------
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if self._rbuf or self._receiving:
+            return self._recv_buffered(bufsize, flags)
+        with self._guard:
+            data = self._sock.recv(bufsize, flags)
+        if not data and self._sock.fileno() == -1:
+            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+        return data
+
+    def _recv_buffered(self, bufsize: Any, flags: Any) -> bytes:
+        size: int = bufsize if type(bufsize) is int else _index(bufsize)
+        if not -_SSIZE_MAX - 1 <= size <= _SSIZE_MAX:  # as a C conversion
+            raise OverflowError("Python int too large to convert to C ssize_t")
+        peek = (flags if type(flags) is int else _index(flags)) & _MSG_PEEK
+        if size < 0:  # after converting both arguments, as the stdlib
+            raise ValueError("negative buffersize in recv")
+        if self._receiving:
+            self._begin_receive()  # raises
+        pos = self._rpos
+        if peek:
+            return bytes(self._rbuf[pos:pos + size])
+        return self._take_at(pos, size)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        if self._rbuf or self._receiving:
+            return self._recv_into_buffered(buffer, nbytes, flags)
+        with self._guard:
+            n = self._sock.recv_into(buffer, nbytes, flags)
+        if not n and self._sock.fileno() == -1:
+            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+        return n
+
+    def _recv_into_buffered(self, buffer: Any, nbytes: Any, flags: Any) -> int:
+        view = _writable_bytes(buffer, nbytes, "recv_into", flags)
+        try:
+            peek = (flags if type(flags) is int else _index(flags)) & _MSG_PEEK
+            if self._receiving:
+                self._begin_receive()  # raises
+            rbuf = self._rbuf
+            pos = self._rpos
+            size = min(len(view), len(rbuf) - pos)
+            view[:size] = rbuf[pos:pos + size]
+        finally:
+            view.release()
+        if not peek:
+            self._skip(size)
+        return size
+
+    def recv_exactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; IncompleteReadError if the stream ends first."""
+        size: int = n if type(n) is int else _index(n)
+        if not -_SSIZE_MAX - 1 <= size <= _SSIZE_MAX:  # first, as a C conversion
+            raise OverflowError("Python int too large to convert to C ssize_t")
+        if size < 0:
+            raise ValueError("n must not be negative")
+        self._begin_receive()
+        try:
+            rbuf = self._rbuf
+            if len(rbuf) - self._rpos >= size:
+                return self._take_at(self._rpos, size)
+            if size <= _CHUNK:
+                self._fill_until(size)
+                return self._take_at(self._rpos, size)
+            return self._recv_exactly_large(size)
+        finally:
+            self._receiving = False
+
+    def _recv_exactly_large(self, size: int) -> bytes:
+        rbuf = self._rbuf
+        avail = len(rbuf) - self._rpos
+        result = bytearray(size)  # the rest goes straight into the result
+        view = memoryview(result)
+        try:
+            view[:avail] = rbuf[self._rpos:]
+            self._rbuf = bytearray()
+            self._rpos = 0
+            got = self._read_into(view, avail, b"")
+            if got < size:
+                raise IncompleteReadError(view[:got].tobytes(), size)
+        finally:
+            view.release()
+        return bytes(result)
+
+    def recv_exactly_into(self, buffer: Any, nbytes: int = 0) -> int:
+        """Fill the first ``nbytes`` bytes of ``buffer`` (0: all of it); returns that count."""
+        view = _writable_bytes(buffer, nbytes, "recv_exactly_into")
+        try:
+            self._begin_receive()
+        except BaseException:
+            view.release()
+            raise
+        try:
+            size = len(view)
+            got = 0
+            rbuf = self._rbuf
+            if rbuf:
+                pos = self._rpos
+                got = min(size, len(rbuf) - pos)
+                view[:got] = rbuf[pos:pos + got]
+                self._skip(got)
+            if got < size:
+                got = self._read_into(view, got, b"")
+                if got < size:
+                    raise IncompleteReadError(view[:got].tobytes(), size)
+        finally:
+            self._receiving = False
+            view.release()
+        return size
+
+    def recv_until(self, delimiter: Any, limit: int = 65536) -> bytes:
+        """The data up to and including ``delimiter``, at most ``limit`` bytes of it."""
+        most = _positive(limit, "limit")
+        if type(delimiter) is bytes:
+            delim = delimiter
+        else:
+            view = _readable_bytes(delimiter)
+            delim = view.tobytes()
+            view.release()
+        if not delim:
+            raise ValueError("delimiter must not be empty")
+        self._begin_receive()
+        try:
+            rbuf = self._rbuf
+            if rbuf:
+                pos = self._rpos
+                found = rbuf.find(delim, pos, pos + most)
+                if found >= 0:
+                    return self._take_at(pos, found - pos + len(delim))
+                if len(rbuf) - pos >= most:
+                    raise self._overrun(most)
+            return self._recv_until_slow(delim, most)
+        finally:
+            self._receiving = False
+
+    def _overrun(self, limit: int) -> LimitOverrunError:
+        return LimitOverrunError(f"no delimiter within the first {limit} bytes", self.buffered)
+
+    def _recv_until_slow(self, delim: bytes, limit: int) -> bytes:
+        tail = len(delim) - 1
+        steps = _Steps(self._sock)
+        try:
+            with self._guard:
+                while True:  # each pass adds at least a byte; the buffer stays below limit
+                    avail = len(self._rbuf) - self._rpos
+                    data = steps.sock().recv(min(limit - avail, _CHUNK))
+                    if not data:
+                        self._raise_if_closed()
+                        raise IncompleteReadError(self._take_all(), None)
+                    self._append(data)  # the buffer now starts at 0
+                    rbuf = self._rbuf
+                    found = rbuf.find(delim, max(0, avail - tail), limit)
+                    if found >= 0:
+                        return self._take_at(0, found + len(delim))
+                    if len(rbuf) >= limit:
+                        raise self._overrun(limit)
+        finally:
+            steps.release()
+
+    def recv_iter(self, buffer: Any) -> Iterator[memoryview]:
+        """Receive into ``buffer`` over and over until EOF, yielding each time a
+        view of the part just written; a view is valid until the next iteration."""
+        view = _writable_bytes(buffer, 0, "recv_iter")
+        if not len(view):
+            view.release()
+            raise ValueError("recv_iter() needs a non-empty buffer")
+        return self._iter_into(view)
+
+    def _iter_into(self, view: memoryview) -> Iterator[memoryview]:
+        try:
+            while True:
+                received = self.recv_into(view)
+                if not received:
+                    return
+                yield view[:received]
+        finally:
+            view.release()
+
+    # -- messages -------------------------------------------------------------
+
+    def send_msg(self, payload: Any, *, prefix_size: int = 4) -> None:
+        """Send ``payload`` after its big-endian length, in one vectored send."""
+        header = _prefix_struct(prefix_size)
+        data: Any = payload if type(payload) is bytes else _readable_bytes(payload)
+        size = len(data)
+        try:
+            prefix = header.pack(size)
+        except struct.error:
+            raise OverflowError(f"message of {size} bytes does not fit a "
+                                f"{header.size}-byte length prefix") from None
+        try:
+            self._sendall([prefix, data] if size else [prefix])
+        finally:
+            if type(data) is memoryview:
+                data.release()
+
+    def recv_msg(self, *, prefix_size: int = 4,
+                 max_size: int = DEFAULT_MAX_MESSAGE) -> bytes:
+        """The payload of the next length-prefixed message."""
+        header = _prefix_struct(prefix_size)
+        most = _positive(max_size, "max_size")
+        self._begin_receive()
+        try:
+            return self._recv_msg(header, most)
+        finally:
+            self._receiving = False
+
+    def recv_msgs(self, max_count: int = 1024, *, prefix_size: int = 4,
+                  max_size: int = DEFAULT_MAX_MESSAGE) -> list[bytes]:
+        """The next message (waiting for it) and every complete one already
+        received after it, at most ``max_count`` in all."""
+        count = _positive(max_count, "max_count")
+        header = _prefix_struct(prefix_size)
+        most = _positive(max_size, "max_size")
+        self._begin_receive()
+        try:
+            return self._recv_msgs(count, header, most)
+        finally:
+            self._receiving = False
+
+    def _recv_msgs(self, count: int, header: struct.Struct, most: int) -> list[bytes]:
+        messages = [self._recv_msg(header, most)]
+        hsize = header.size
+        unpack = header.unpack_from
+        while len(messages) < count:  # each pass takes a message or reads a byte or more
+            rbuf = self._rbuf
+            pos = self._rpos
+            avail = len(rbuf) - pos
+            size = -1
+            if avail >= hsize:
+                size = unpack(rbuf, pos)[0]
+                if size > most:
+                    break  # the next call reports it
+                if avail - hsize >= size:
+                    messages.append(self._take_at(pos + hsize, size))
+                    continue
+                need = hsize + size - avail
+            else:
+                need = hsize - avail
+            queued = self._queued()
+            if queued < need:
+                break  # the next message has not fully arrived
+            if size > _CHUNK:
+                messages.append(self._recv_msg(header, most))  # all there: no wait
+            elif not self._fill_queued(min(queued, _CHUNK)):
+                break
+        return messages
+
+    def _recv_msg(self, header: struct.Struct, max_size: int) -> bytes:
+        hsize = header.size
+        rbuf = self._rbuf
+        pos = self._rpos
+        avail = len(rbuf) - pos
+        if avail < hsize:
+            self._fill_until(hsize)
+            rbuf = self._rbuf
+            pos = self._rpos
+            avail = len(rbuf) - pos
+        size: int = header.unpack_from(rbuf, pos)[0]
+        if size > max_size:
+            raise MessageTooLargeError(size, max_size)  # before allocating; the prefix stays
+        start = pos + hsize
+        have = avail - hsize
+        if have >= size:
+            return self._take_at(start, size)
+        head = bytes(rbuf[pos:start])
+        result = bytearray(size)  # the rest goes straight into the result
+        view = memoryview(result)
+        try:
+            view[:have] = rbuf[start:]
+            self._rbuf = bytearray()
+            self._rpos = 0
+            got = self._read_into(view, have, head)
+            if got < size:
+                raise IncompleteReadError(view[:got].tobytes(), size)
+        finally:
+            view.release()
+        return bytes(result)
+
+    # -- vectored and file sends ------------------------------------------------
+
+    def send_buffers(self, buffers: Iterable[Any]) -> int:
+        """One sendmsg() of (at most IOV_MAX of) ``buffers``; returns bytes sent."""
+        if type(buffers) is list or type(buffers) is tuple:
+            batch: Any = buffers if len(buffers) <= _IOV_MAX else buffers[:_IOV_MAX]
+        else:
+            batch = list(islice(buffers, _IOV_MAX))
+        with self._guard:
+            sent: int = self._sock.sendmsg(batch, (), _NOSIGNAL)
+        return sent
+
+    def sendall_buffers(self, buffers: Iterable[Any]) -> None:
+        """Send every byte of ``buffers`` across partial writes, under one deadline."""
+        items: list[Any] = []
+        try:
+            for buffer in buffers:
+                if type(buffer) is bytes:
+                    if buffer:
+                        items.append(buffer)
+                    continue
+                view = _readable_bytes(buffer)
+                items.append(view)
+                if not len(view):
+                    items.pop().release()
+            if items:
+                self._sendall(items)
+        finally:
+            for item in items:
+                if type(item) is memoryview:
+                    item.release()
+
+    def _sendall(self, items: list[Any]) -> None:
+        """Send all of ``items`` (bytes or flat byte views, none empty) with as
+        few sendmsg() calls as the kernel allows; ``items`` is used up."""
+        steps = _Steps(self._sock)
+        try:
+            with self._guard:
+                first = 0
+                count = len(items)
+                while first < count:
+                    batch = items[first:first + _IOV_MAX] if first or count > _IOV_MAX else items
+                    sent = steps.sock().sendmsg(batch, (), _NOSIGNAL)
+                    while sent:
+                        size = len(items[first])
+                        if sent < size:
+                            items[first] = memoryview(items[first])[sent:]
+                            break
+                        sent -= size
+                        first += 1
+        finally:
+            steps.release()
+
+    def sendfile(self, file: Any, offset: int = 0, count: Optional[int] = None) -> int:
+        """Send ``count`` bytes (None: up to the end) of ``file`` from ``offset``.
+
+        The kernel copies them where it can (os.sendfile), a pread/send loop
+        otherwise; returns how many were sent and leaves the file position
+        at ``offset`` plus that, whatever happened.
+        """
+        in_fd, start, want = _common.sendfile_plan(file, offset, count)
+        out_fd = self._sock.fileno()
+        if out_fd == -1:
+            raise _closed_error()
+        timeout = self._sock.gettimeout()
+        nonblocking = timeout == 0.0
+        deadline = _monotonic() + timeout if timeout else -1.0
+        sent = 0
+        completed = False
+        try:
+            with self._guard:
+                copy = False
+                while sent < want:
+                    try:
+                        moved = _sendfile_nosigpipe(out_fd, in_fd, start + sent,
+                                                    min(want - sent, SENDFILE_CHUNK))
+                    except BlockingIOError:
+                        if nonblocking:
+                            if sent:
+                                break  # what fitted is sent
+                            raise
+                        if not _wait_writable(out_fd, deadline):
+                            raise TimeoutError("timed out") from None
+                        continue
+                    except OSError as exc:
+                        if not sent and exc.errno in SENDFILE_UNSUPPORTED:
+                            copy = True
+                            break
+                        raise
+                    if not moved:
+                        break  # the end of the file
+                    sent += moved
+                if copy:
+                    try:
+                        for moved in self._send_by_reading(in_fd, start, want, deadline):
+                            sent += moved
+                    except BlockingIOError:
+                        if not (nonblocking and sent):
+                            raise
+                completed = True
+        finally:
+            try:
+                _common.set_file_position(file, in_fd, start + sent)
+            except (OSError, ValueError):
+                if completed:
+                    raise
+        return sent
+
+    def _send_by_reading(self, in_fd: int, start: int, want: int,
+                         deadline: float) -> Iterator[int]:
+        """The pread/send loop for descriptors os.sendfile() cannot read:
+        yields the count of each send, so the caller's total stays exact
+        whatever stops the loop."""
+        sent = 0
+        steps = _Steps(self._sock, deadline if deadline >= 0.0 else None)
+        try:
+            while sent < want:
+                view = memoryview(os.pread(in_fd, min(want - sent, SENDFILE_READ_CHUNK),
+                                         start + sent))
+                if not view:
+                    return
+                while view:
+                    moved = steps.sock().send(view, _NOSIGNAL)
+                    sent += moved
+                    yield moved
+                    view = view[moved:]
+        finally:
+            steps.release()
+
+
+def _sendfile_nosigpipe(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+    """os.sendfile() with SIGPIPE blocked: unlike send(), it has no MSG_NOSIGNAL."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGPIPE)
+    if signal.SIGPIPE in old:
+        return os.sendfile(out_fd, in_fd, offset, count)
+    try:
+        return os.sendfile(out_fd, in_fd, offset, count)
+    except BrokenPipeError:
+        signal.sigtimedwait(_SIGPIPE, 0)  # the SIGPIPE it raised, if any
+        raise
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _wait_writable(fd: int, deadline: float) -> bool:
+    """Wait until ``fd`` is writable (True) or the deadline (-1.0: none) passes."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if deadline < 0.0:
+        poller.poll()
+        return True
+    while True:  # poll() takes at most INT_MAX milliseconds
+        remaining = deadline - _monotonic()
+        if remaining <= 0.0:
+            return False
+        if poller.poll(min(math.ceil(remaining * 1000), 0x7FFFFFFF)):
+            return True

@@ -1,0 +1,56 @@
+/* Small C helpers of fastsock's compiled implementation, declared for Cython
+   in sockapi.pxd.  Only what cannot be written as a Cython declaration lives
+   here. */
+#ifndef FASTSOCK_COMPAT_H
+#define FASTSOCK_COMPAT_H
+
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <time.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#define fastsock_would_block(err) ((err) == EAGAIN || (err) == EWOULDBLOCK)
+
+/* offsetof(struct sockaddr_un, sun_path): the size of an unnamed address */
+#define FASTSOCK_SUN_PATH_OFFSET offsetof(struct sockaddr_un, sun_path)
+
+#ifndef UIO_MAXIOV
+#define UIO_MAXIOV 1024
+#endif
+
+/* Room for one small control message, aligned as struct cmsghdr must be
+   (cmsg(3)): a plain char array on the stack need not be. */
+typedef union {
+    char buf[64];
+    struct cmsghdr align;
+} fastsock_cmsg_buffer;
+
+/* sendfile() has no MSG_NOSIGNAL: block SIGPIPE in this thread for the call,
+   and take back a SIGPIPE it raised (one not pending before). */
+static ssize_t fastsock_sendfile_nosignal(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+    sigset_t pipe_only, old_mask, pending;
+    struct timespec no_wait = {0, 0};
+    int was_pending, saved;
+    ssize_t n;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    sigpending(&pending);
+    was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old_mask);
+    n = sendfile(out_fd, in_fd, offset, count);
+    if (n < 0 && errno == EPIPE && !was_pending) {
+        saved = errno;
+        while (sigtimedwait(&pipe_only, NULL, &no_wait) < 0 && errno == EINTR) {}
+        errno = saved;
+    }
+    saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    errno = saved;
+    return n;
+}
+
+#endif
