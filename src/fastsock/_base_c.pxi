@@ -24,6 +24,12 @@ cdef enum:
     # sends up to this size on a blocking socket first try with MSG_DONTWAIT
     TRY_SEND_MAX = 65536
     SEND_BACKOFF = 8
+    # close() while calls are blocked: how many times it signals them, and
+    # the longest pause between two rounds (microseconds)
+    WAKE_ROUNDS = 200
+    WAKE_PAUSE_MAX_US = 5000
+    # threads close() signals in one round (more are signalled in the next)
+    WAKE_BATCH = 64
 
 
 # -- errors -------------------------------------------------------------------
@@ -204,7 +210,32 @@ cdef Py_ssize_t check_positive(object value, str name) except -1:
     return n
 
 
+# -- closing a descriptor -----------------------------------------------------
+
+cdef bint wake_handler_installed = False
+
+
+cdef int close_fd(int fd) except -1:
+    """close() without the GIL (with SO_LINGER it can wait for seconds); EINTR
+    and ECONNRESET still closed the descriptor, so they are no error."""
+    cdef int rc, err
+    with nogil:
+        rc = c_close(fd)
+        err = errno
+    if rc < 0 and err != ECONNRESET and err != EINTR:
+        return raise_errno(err)
+    return 0
+
+
 # -- the socket ---------------------------------------------------------------
+
+# A call that released the GIL while using the descriptor: a node on that
+# call's own stack, linked into the socket's list for as long as the call
+# runs, so that close() can find and wake its thread.
+cdef struct BlockedCall:
+    c.pthread_t thread
+    BlockedCall *next
+
 
 cdef class _Socket:
     """What stream and datagram sockets have in common."""
@@ -214,7 +245,9 @@ cdef class _Socket:
     cdef int kind
     cdef int proto_
     cdef double timeout        # < 0: blocking; 0: non-blocking; > 0: seconds
+    cdef bint initialised      # an __init__ or a factory gave it a descriptor once
     cdef int busy              # calls that released the GIL while using fd
+    cdef BlockedCall *blocked  # those calls (their threads), newest first
     cdef unsigned long busy_generation  # fork_generation when busy was counted
     cdef int pending_close_fd  # closed by close() while busy; closed by the last call
     cdef int send_backoff      # sends left that skip the MSG_DONTWAIT try
@@ -225,18 +258,31 @@ cdef class _Socket:
         self.pending_close_fd = -1
         self.timeout = -1.0
 
+    cdef int _adopt_fd(self, int fd, int family, int kind, int proto, double timeout) except -1:
+        """Own ``fd`` from now on (every way a socket gets its descriptor ends here)."""
+        if self.initialised:
+            raise RuntimeError(
+                f"{type(self).__name__} already initialised: create a new socket instead")
+        self.fd = fd
+        self.family_ = family
+        self.kind = kind
+        self.proto_ = proto
+        self.timeout = timeout
+        self.initialised = True
+        return 0
+
     cdef int _open(self, object family, int kind) except -1:
         cdef int fam = as_int(family)
         cdef int fd
+        if self.initialised:
+            raise RuntimeError(
+                f"{type(self).__name__} already initialised: create a new socket instead")
         if fam != c.AF_INET and fam != c.AF_INET6 and fam != c.AF_UNIX:
             return raise_errno(EAFNOSUPPORT)
         fd = c.socket(fam, kind | c.SOCK_CLOEXEC, 0)
         if fd < 0:
             return raise_errno(errno)
-        self.fd = fd
-        self.family_ = fam
-        self.kind = kind
-        return 0
+        return self._adopt_fd(fd, fam, kind, 0, -1.0)
 
     @classmethod
     def from_fd(cls, fd):
@@ -262,18 +308,17 @@ cdef class _Socket:
                 f"{_common.type_name(kind)} socket, not what {cls.__name__} wraps")
         flags = fcntl(cfd, F_GETFL)
         cdef _Socket self = cls.__new__(cls)
-        self.fd = cfd
-        self.family_ = family
-        self.kind = kind
-        self.proto_ = proto
-        self.timeout = 0.0 if flags >= 0 and (flags & O_NONBLOCK) else -1.0
+        self._adopt_fd(cfd, family, kind, proto,
+                       0.0 if flags >= 0 and (flags & O_NONBLOCK) else -1.0)
         return self
 
     @classmethod
     def from_socket(cls, sock):
-        """Take over a stdlib socket (which is detached) keeping its timeout."""
-        if not isinstance(sock, _stdlib.socket):
-            raise TypeError(f"expected a socket.socket, not {type(sock).__name__}")
+        """Take over a stdlib socket (which is detached) keeping its timeout.
+
+        An ``ssl.SSLSocket`` is refused (TypeError): its bytes are TLS records.
+        """
+        _common.check_adoptable(sock)
         timeout = sock.gettimeout()
         fd = sock.fileno()
         if fd == -1:
@@ -284,35 +329,93 @@ cdef class _Socket:
         return self
 
     def to_socket(self):
-        """Hand the descriptor over to a new stdlib socket; this one is left closed."""
+        """Hand the descriptor over to a new stdlib socket; this one is left closed.
+
+        Refused (RuntimeError) while a stream socket holds received bytes that
+        no call has returned: take them with take_buffered() first.
+        """
         timeout = self.gettimeout()
         family, kind = self.family_, self.kind
         fd = self.detach()
         if fd == -1:
             raise_errno(EBADF)
-        sock = _stdlib.socket(family, kind, 0, fileno=fd)
-        sock.settimeout(timeout)
-        return sock
+        return _common.stdlib_socket_for(fd, family, kind, timeout)
 
     # -- the one helper every call goes through ------------------------------
 
-    cdef inline void _enter(self) noexcept:
+    # Around every syscall made without the GIL: _enter(&node) before,
+    # _leave(&node) after, both with the GIL held.  close() from another
+    # thread meanwhile wakes the call with a signal and leaves the descriptor
+    # to the last call on its way out, so no call ever acts on a descriptor
+    # number the OS has handed to another file (see close()).
+
+    cdef inline void _enter(self, BlockedCall *node) noexcept:
         if self.busy_generation != fork_generation:
-            self.busy = 0  # counted in the parent before a fork
+            # counted in the parent before a fork: those calls (and their
+            # threads) do not exist in this process
+            self.busy = 0
+            self.blocked = NULL
             self.busy_generation = fork_generation
+        node.thread = c.pthread_self()
+        node.next = self.blocked
+        self.blocked = node
         self.busy += 1
 
-    cdef inline void _leave(self) noexcept:
+    cdef inline void _leave(self, BlockedCall *node) noexcept:
+        cdef BlockedCall **link = &self.blocked
+        cdef int fd
+        while link[0] != NULL:
+            if link[0] == node:
+                link[0] = node.next
+                break
+            link = &link[0].next
         self.busy -= 1
         if self.busy == 0 and self.pending_close_fd >= 0:
-            c_close(self.pending_close_fd)
+            fd = self.pending_close_fd
             self.pending_close_fd = -1
+            with nogil:
+                c_close(fd)
+
+    cdef int _wake_blocked(self) except -1:
+        """Signal every thread blocked in a call on this socket until all have
+        left the call (bounded); each wakes with EINTR and sees the socket
+        closed.  Signalling with the GIL held is safe: a thread in the list
+        cannot leave its call, let alone end, before it takes the GIL back."""
+        global wake_handler_installed
+        cdef c.pthread_t threads[WAKE_BATCH]
+        cdef BlockedCall *node
+        cdef int count, i, rounds
+        cdef unsigned int pause = 100
+        if not wake_handler_installed:
+            if c.install_wake_handler() < 0:
+                return raise_errno(errno)
+            wake_handler_installed = True
+        for rounds in range(WAKE_ROUNDS):
+            if self.busy_generation != fork_generation:
+                return 0
+            count = 0
+            node = self.blocked
+            while node != NULL and count < WAKE_BATCH:
+                threads[count] = node.thread
+                count += 1
+                node = node.next
+            if count == 0:
+                return 0
+            for i in range(count):
+                c.pthread_kill(threads[i], c.FASTSOCK_WAKE_SIGNAL)
+            # a signal that came just before its thread entered the syscall
+            # woke nothing: let the threads run, then look again
+            with nogil:
+                usleep(pause)
+            pause = min(pause * 2, <unsigned int>WAKE_PAUSE_MAX_US)
+        return 0
 
     cdef inline double _deadline(self) noexcept:
         return monotonic() + self.timeout if self.timeout > 0 else -1.0
 
     cdef int _wait(self, short events, double deadline) except -1:
         """poll() without the GIL until ready (0) or past the deadline (1)."""
+        cdef BlockedCall node
         cdef c.pollfd pfd
         cdef int rc, err, ms
         cdef double remaining
@@ -329,11 +432,11 @@ cdef class _Socket:
                 return raise_errno(EBADF)
             pfd.events = events
             pfd.revents = 0
-            self._enter()
+            self._enter(&node)
             with nogil:
                 rc = c.poll(&pfd, 1, ms)
                 err = errno
-            self._leave()
+            self._leave(&node)
             if self.fd < 0:
                 return raise_errno(EBADF)
             if rc > 0:
@@ -346,6 +449,7 @@ cdef class _Socket:
     cdef ssize_t _call(self, short events, sock_func func, void *data,
                        double deadline) except -1:
         """Run ``func`` on the descriptor the way CPython's sock_call_ex does."""
+        cdef BlockedCall node
         cdef ssize_t res
         cdef int fd, err
         while True:
@@ -354,15 +458,15 @@ cdef class _Socket:
                 return raise_errno(EBADF)
             if self.timeout < 0:
                 # a blocking descriptor: the call may block, so drop the GIL
-                self._enter()
+                self._enter(&node)
                 with nogil:
                     res = func(fd, data)
                     err = errno
-                self._leave()
-                if self.fd < 0 and (res < 0 or (res == 0 and func != _do_accept
-                                                and events == c.POLLIN)):
-                    # closed by another thread meanwhile: the shutdown() that
-                    # woke this call looks like EOF; report the close instead
+                self._leave(&node)
+                if self.fd < 0 and (res < 0 or (res == 0 and events == c.POLLIN
+                                                and func != _do_accept)):
+                    # closed by another thread meanwhile (which woke this call
+                    # with EINTR, or raced an end of stream): report the close
                     return raise_errno(EBADF)
                 if res >= 0:
                     return res
@@ -380,34 +484,39 @@ cdef class _Socket:
                 continue
             return raise_errno(err)
 
-    cdef ssize_t _send(self, sock_func func, IOArgs *a, double deadline) except -1:
-        """A send through ``_call``.  On a blocking socket a small send first
-        tries not to block, with the GIL held: there is room in the common
-        case, and keeping the GIL is then cheaper than releasing it.  What
-        that try leaves (all, or the rest of a partial send) goes on as an
-        ordinary blocking send, so the result is what a blocking send gives;
-        and after a try that found no room the next few sends skip it."""
+    cdef ssize_t _send(self, short events, sock_func func, void *data, int *flags,
+                       size_t size, double deadline) except -1:
+        """A send of ``size`` bytes through ``_call``, trying first without
+        blocking on a blocking socket.
+
+        The try keeps the GIL (there is room in the common case, and keeping
+        the GIL is then cheaper than releasing it) and keeps the kernel's
+        answer: bytes it sent, all or part, are the result; an error it
+        reports is the caller's error (a pending error is consumed by the
+        call that reports it, so it is never tried again).  Only "would
+        block" goes on to the ordinary blocking send.  After a try that found
+        the buffer full, the next few sends skip it.  ``flags`` points at the
+        MSG_* flags inside ``data``, ``size`` 0 means any size may be tried.
+        """
         cdef ssize_t sent
-        cdef int flags = a.flags
-        if self.timeout >= 0 or a.len > TRY_SEND_MAX or self.fd < 0:
-            return self._call(c.POLLOUT, func, a, deadline)
+        cdef int saved = flags[0], err
+        if self.timeout >= 0 or (size > TRY_SEND_MAX) or self.fd < 0:
+            return self._call(events, func, data, deadline)
         if self.send_backoff:
             self.send_backoff -= 1
-            return self._call(c.POLLOUT, func, a, deadline)
-        a.flags = flags | c.MSG_DONTWAIT
-        sent = func(self.fd, a)
-        a.flags = flags
-        if sent == <ssize_t>a.len:
+            return self._call(events, func, data, deadline)
+        flags[0] = saved | c.MSG_DONTWAIT
+        sent = func(self.fd, data)
+        err = errno
+        flags[0] = saved
+        if sent >= 0:
+            if size and <size_t>sent < size:
+                self.send_backoff = SEND_BACKOFF  # the buffer is full now
             return sent
-        self.send_backoff = SEND_BACKOFF
-        if sent <= 0:
-            return self._call(c.POLLOUT, func, a, deadline)
-        a.buf += sent
-        a.len -= <size_t>sent
-        try:
-            return sent + self._call(c.POLLOUT, func, a, deadline)
-        except Exception:
-            return sent  # these bytes are out; the error shows on the next call
+        if c.would_block(err):
+            self.send_backoff = SEND_BACKOFF
+            return self._call(events, func, data, deadline)
+        return raise_errno(err)
 
     cdef inline int _check_open(self) except -1:
         if self.fd < 0:
@@ -436,27 +545,42 @@ cdef class _Socket:
         return self.fd
 
     def close(self):
-        """Close the socket; a no-op when already closed."""
+        """Close the socket; a no-op when already closed.
+
+        Calls blocked on the socket in other threads are woken (they raise
+        OSError EBADF) and the last of them closes the descriptor; nothing is
+        done to the connection itself, so a forked child or a duplicated
+        descriptor sharing it is not disturbed.
+        """
         cdef int fd = self.fd
         if fd < 0:
             return
         self.fd = -1
         self._forget_received()
         if self.busy > 0 and self.busy_generation == fork_generation:
-            # wake the calls blocked on fd; the last one out closes it
-            c.shutdown(fd, c.SHUT_RDWR)
+            # the last call out closes fd
             self.pending_close_fd = fd
+            self._wake_blocked()
             return
-        if c_close(fd) < 0 and errno != ECONNRESET and errno != EINTR:
-            raise_errno(errno)
+        close_fd(fd)
 
     cdef void _forget_received(self) noexcept:
         """At close: drop what the socket holds received (StreamSocket's buffer)."""
         pass
 
+    cdef int _check_handoff(self) except -1:
+        """Before the descriptor leaves: refuse if received bytes would be lost."""
+        return 0
+
     def detach(self):
-        """Forget the descriptor without closing it and return it (-1 if closed)."""
+        """Forget the descriptor without closing it and return it (-1 if closed).
+
+        Refused (RuntimeError) while a stream socket holds received bytes that
+        no call has returned: take them with take_buffered() first.
+        """
         cdef int fd = self.fd
+        if fd >= 0:
+            self._check_handoff()
         self.fd = -1
         return fd
 
@@ -478,8 +602,10 @@ cdef class _Socket:
             self.close()
 
     def __dealloc__(self):
-        if self.fd >= 0:  # only if __del__ could not run
-            c_close(self.fd)
+        cdef int fd = self.fd
+        if fd >= 0:  # only if __del__ could not run
+            with nogil:
+                c_close(fd)
 
     def __reduce__(self):
         raise TypeError(f"cannot pickle '{type(self).__name__}' object")
@@ -497,6 +623,7 @@ cdef class _Socket:
     cdef int _connect(self, object address, bint raise_errors) except -1:
         """connect() with the socket's timeout; returns 0 or, when not
         raising, the errno (c.EWOULDBLOCK on timeout)."""
+        cdef BlockedCall node
         cdef c.sockaddr_storage addr
         cdef c.socklen_t addrlen
         cdef c.socklen_t optlen = sizeof(int)
@@ -509,11 +636,11 @@ cdef class _Socket:
             return raise_errno(EBADF) if raise_errors else EBADF
         deadline = self._deadline()
         if self.timeout < 0:
-            self._enter()
+            self._enter(&node)
             with nogil:
                 rc = c.connect(fd, <c.sockaddr *>&addr, addrlen)
                 err = errno
-            self._leave()
+            self._leave(&node)
             if self.fd < 0:
                 return raise_errno(EBADF)  # closed by another thread meanwhile
         else:
@@ -712,12 +839,23 @@ cdef class _Socket:
         """Send some of ``data``; returns how many bytes went out."""
         cdef Py_buffer view
         cdef IOArgs a
+        cdef ssize_t sent
+        cdef double deadline
         a.flags = as_int(flags)
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        deadline = self._deadline()
         a.buf = <char *>view.buf
         a.len = <size_t>view.len
         try:
-            return self._send(_do_send, &a, self._deadline())
+            sent = self._send(c.POLLOUT, _do_send, &a, &a.flags, a.len, deadline)
+            if self.timeout < 0 and 0 < sent < view.len:
+                # the try sent part: a blocking send sends the rest, as the
+                # kernel's own would (an error or a handler's exception
+                # meanwhile propagates, as from a blocking send)
+                a.buf += sent
+                a.len -= <size_t>sent
+                sent += self._call(c.POLLOUT, _do_send, &a, deadline)
+            return sent
         finally:
             PyBuffer_Release(&view)
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket as _stdlib
 import sys
+import threading
+import time
 import warnings
+from _thread import get_ident as _get_ident
 from operator import index as _index
 from time import monotonic as _monotonic
 from types import TracebackType
@@ -38,6 +42,62 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# close() wakes a thread blocked in a call on the socket with this signal:
+# its syscall returns EINTR, and the stdlib, retrying, finds the socket
+# detached and raises EBADF.  SIGURG is ignored by default and rarely used;
+# a handler that does nothing makes it interrupt the syscall (only the main
+# thread can install one: at import, or at the first close that needs it).
+_WAKE_SIGNAL = signal.SIGURG
+_WAKE_ROUNDS = 200
+_WAKE_PAUSE_MAX = 0.005
+
+
+def _wake_handler(signum: int, frame: object) -> None:
+    """Does nothing: the signal only interrupts a blocked syscall."""
+
+
+def _install_wake_handler() -> bool:
+    """Whether SIGURG now interrupts blocked syscalls (a handler of the
+    application's own is left as it is: it interrupts them as well)."""
+    try:
+        current = signal.getsignal(_WAKE_SIGNAL)
+    except ValueError:
+        return False
+    if current not in (signal.SIG_DFL, signal.SIG_IGN):
+        return True  # a Python handler, or one installed in C (None)
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        signal.signal(_WAKE_SIGNAL, _wake_handler)
+    except ValueError:  # not the main interpreter
+        return False
+    return True
+
+
+_wake_handler_installed = _install_wake_handler()
+
+
+def _wake_blocked(calls: list[tuple[int, int]]) -> None:
+    """Signal the threads of the calls in progress until all have left (bounded)."""
+    global _wake_handler_installed
+    if not _wake_handler_installed:
+        _wake_handler_installed = _install_wake_handler()
+    pause = 0.0001
+    for _ in range(_WAKE_ROUNDS):
+        tokens = [token for token in calls if token[0] == _fork_generation]
+        if not tokens:
+            return
+        for token in tokens:
+            if token in calls:  # still in its call: its thread is alive
+                try:
+                    signal.pthread_kill(token[1], _WAKE_SIGNAL)
+                except ProcessLookupError:
+                    pass
+        # a signal that came just before its thread entered the syscall
+        # woke nothing: let the threads run, then look again
+        time.sleep(pause)
+        pause = min(pause * 2, _WAKE_PAUSE_MAX)
 
 
 def _flags(flags: Any) -> int:
@@ -116,11 +176,14 @@ class _Steps:
     their timeout, and nothing has to be restored.
     """
 
-    __slots__ = ("_sock", "_deadline", "_twin", "_started")
+    __slots__ = ("_sock", "_deadline", "_twin", "_started", "_twins")
 
-    def __init__(self, sock: _stdlib.socket, deadline: Optional[float] = None) -> None:
+    def __init__(self, sock: _stdlib.socket, deadline: Optional[float] = None,
+                 twins: Optional[list[_stdlib.socket]] = None) -> None:
+        """``twins``: the owner's list of twins in use, which close() detaches."""
         self._sock = sock
         self._twin: Optional[_stdlib.socket] = None
+        self._twins = twins
         if deadline is None:
             timeout = sock.gettimeout()
             self._deadline = _monotonic() + timeout if timeout else -1.0
@@ -150,6 +213,8 @@ class _Steps:
             if fd == -1:
                 raise _closed_error()
             twin = self._twin = _stdlib.socket(self._sock.family, SOCK_STREAM, 0, fileno=fd)
+            if self._twins is not None:
+                self._twins.append(twin)
         twin.settimeout(remaining)
         return twin
 
@@ -157,6 +222,8 @@ class _Steps:
         twin = self._twin
         if twin is not None:
             self._twin = None
+            if self._twins is not None:
+                self._twins.remove(twin)
             twin.detach()
 
 
@@ -173,29 +240,36 @@ def _finish_close(pending: list[int]) -> None:
 class _CallGuard:
     """``with sock._guard:`` around every kernel call that may block.
 
-    While the block runs, the call is counted in the socket's ``_calls``, so
-    that close() from another thread wakes it and leaves the descriptor to be
-    closed by the last call on its way out (never a reused descriptor
-    number); an OSError raised because the socket was closed meanwhile
-    becomes EBADF.  One guard per socket, reused by every call (its state is
-    the socket's lists, so concurrent calls share it safely); it holds the
-    lists, not the socket, so a socket still dies by reference counting.
+    While the block runs, the call is listed in the socket's ``_calls`` (the
+    fork generation and the thread: entries copied into a forked child are
+    stale there), so that close() from another thread can wake it and leave
+    the descriptor to be closed by the last call on its way out (never a
+    reused descriptor number); an OSError raised because the socket was
+    closed meanwhile becomes EBADF.  One guard per socket, reused by every
+    call (its state is the socket's lists, whose append and remove are
+    atomic); it holds the lists, not the socket, so a socket still dies by
+    reference counting.
     """
 
     __slots__ = ("_sock", "_calls", "_pending_close")
 
-    def __init__(self, sock: _stdlib.socket, calls: list[int], pending_close: list[int]) -> None:
+    def __init__(self, sock: _stdlib.socket, calls: list[tuple[int, int]],
+                 pending_close: list[int]) -> None:
         self._sock = sock
         self._calls = calls
         self._pending_close = pending_close
 
     def __enter__(self) -> None:
-        self._calls.append(_fork_generation)
+        self._calls.append((_fork_generation, _get_ident()))
 
     def __exit__(self, kind: Optional[type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None:
         calls = self._calls
-        calls.pop()
+        token = (_fork_generation, _get_ident())
+        if token in calls:
+            calls.remove(token)
+        else:  # entered before a fork, in a thread that went on in the child
+            calls.remove(next(entry for entry in calls if entry[1] == token[1]))
         if self._pending_close and not calls:
             _finish_close(self._pending_close)
         if kind is not None and issubclass(kind, OSError) and self._sock.fileno() == -1:
@@ -210,11 +284,16 @@ class _Socket:
     # stale there), and
     # _pending_close the descriptor that close() left to the last of them
     # (list append/pop are atomic, so no lock is needed; see close()).
-    # _guard wraps every such call (see _CallGuard).
-    __slots__ = ("_sock", "_calls", "_pending_close", "_guard", "__weakref__")
+    # _guard wraps every such call (see _CallGuard); _twins holds the private
+    # stdlib sockets on the same descriptor that multi-step calls use (see
+    # _Steps), which close() detaches too.
+    __slots__ = ("_sock", "_calls", "_pending_close", "_guard", "_twins", "__weakref__")
     _KIND: int = 0
 
     def __init__(self, family: int = AF_INET) -> None:
+        if getattr(self, "_sock", None) is not None:
+            raise RuntimeError(
+                f"{type(self).__name__} already initialised: create a new socket instead")
         sock = _stdlib.socket(_check_family(family), self._KIND)
         if _stdlib.getdefaulttimeout() is not None:
             sock.settimeout(None)  # fastsock sockets start blocking, always
@@ -222,8 +301,9 @@ class _Socket:
 
     def _setup(self, sock: _stdlib.socket) -> None:
         self._sock = sock
-        self._calls: list[int] = []
+        self._calls: list[tuple[int, int]] = []
         self._pending_close: list[int] = []
+        self._twins: list[_stdlib.socket] = []
         self._guard = _CallGuard(sock, self._calls, self._pending_close)
 
     @classmethod
@@ -270,9 +350,11 @@ class _Socket:
 
     @classmethod
     def from_socket(cls: type[_Self], sock: _stdlib.socket) -> _Self:
-        """Take over a stdlib socket (which is detached) keeping its timeout."""
-        if not isinstance(sock, _stdlib.socket):
-            raise TypeError(f"expected a socket.socket, not {type(sock).__name__}")
+        """Take over a stdlib socket (which is detached) keeping its timeout.
+
+        An ``ssl.SSLSocket`` is refused (TypeError): its bytes are TLS records.
+        """
+        _common.check_adoptable(sock)
         timeout = sock.gettimeout()
         fd = sock.fileno()
         if fd == -1:
@@ -283,15 +365,17 @@ class _Socket:
         return self
 
     def to_socket(self) -> _stdlib.socket:
-        """Hand the descriptor over to a new stdlib socket; this one is left closed."""
+        """Hand the descriptor over to a new stdlib socket; this one is left closed.
+
+        Refused (RuntimeError) while a stream socket holds received bytes that
+        no call has returned: take them with take_buffered() first.
+        """
         timeout = self.gettimeout()
         family, kind = self.family, self.type
         fd = self.detach()
         if fd == -1:
             raise OSError(9, os.strerror(9))
-        sock = _stdlib.socket(family, kind, 0, fileno=fd)
-        sock.settimeout(timeout)
-        return sock
+        return _common.stdlib_socket_for(fd, family, kind, timeout)
 
     # -- identity and lifetime ------------------------------------------------
 
@@ -317,29 +401,37 @@ class _Socket:
     def close(self) -> None:
         """Close the socket; a no-op when already closed.
 
-        When another thread is blocked in a call on this socket, the socket
-        is shut down to wake it and the descriptor is closed by the last such
-        call on its way out, so it can never act on a reused descriptor.
+        Calls blocked on the socket in other threads are woken (they raise
+        OSError EBADF) and the last of them closes the descriptor; nothing is
+        done to the connection itself, so a forked child or a duplicated
+        descriptor sharing it is not disturbed.
         """
-        if _fork_generation not in self._calls:  # none in progress in this process
-            self._sock.close()
+        calls = self._calls
+        if not any(token[0] == _fork_generation for token in calls):
+            self._sock.close()  # none in progress in this process
             return
         fd = self._sock.detach()  # from here on the calls see the socket closed
         if fd == -1:
             return
-        waker = _stdlib.socket(fileno=fd)
-        try:
-            waker.shutdown(_stdlib.SHUT_RDWR)
-        except OSError:
-            pass
-        finally:
-            waker.detach()
+        for twin in list(self._twins):
+            twin.detach()
         # only now may a finishing call close fd, and the last one does
         self._pending_close.append(fd)
-        if not self._calls:  # the last call finished meanwhile
+        _wake_blocked(calls)
+        if not calls:  # the last call finished meanwhile
             _finish_close(self._pending_close)
 
+    def _check_handoff(self) -> None:
+        """Before the descriptor leaves: refuse if received bytes would be lost."""
+
     def detach(self) -> int:
+        """Forget the descriptor without closing it and return it (-1 if closed).
+
+        Refused (RuntimeError) while a stream socket holds received bytes that
+        no call has returned: take them with take_buffered() first.
+        """
+        if self._sock.fileno() != -1:
+            self._check_handoff()
         return self._sock.detach()
 
     def __enter__(self: _Self) -> _Self:
@@ -414,7 +506,7 @@ class _Socket:
         with self._guard:
             data = self._sock.recv(bufsize, flags)
         if not data and self._sock.fileno() == -1:
-            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+            raise _closed_error()  # closed meanwhile: report the close, not an end
         if len(data) > bufsize:
             # MSG_TRUNC on a datagram: the stdlib sizes the result by the
             # datagram's real length, past the bytes it received
@@ -425,7 +517,7 @@ class _Socket:
         with self._guard:
             n = self._sock.recv_into(buffer, nbytes, flags)
         if not n and self._sock.fileno() == -1:
-            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+            raise _closed_error()  # closed meanwhile: report the close, not an end
         return n
 
     def send(self, data: Any, flags: int = 0) -> int:

@@ -105,6 +105,35 @@ def socket_repr(sock: Any) -> str:
     return head + ">"
 
 
+def note_written(exc: Any, count: int) -> None:
+    """A send that stopped part-way (BlockingIOError on a full non-blocking
+    socket, TimeoutError at its deadline) says how many bytes went out, the
+    io module's way: ``exc.characters_written``; the caller can resume there."""
+    exc.characters_written = count
+
+
+def check_adoptable(sock: object) -> None:
+    """What from_socket() takes: a stdlib socket, and not a TLS one (writing
+    plaintext onto a TLS connection is never right)."""
+    if not isinstance(sock, _stdlib.socket):
+        raise TypeError(f"expected a socket.socket, not {type(sock).__name__}")
+    ssl = sys.modules.get("ssl")  # loaded if sock can be an SSLSocket at all
+    if ssl is not None and isinstance(sock, ssl.SSLSocket):
+        raise TypeError("from_socket() refuses an ssl.SSLSocket: its bytes are TLS "
+                        "records; keep using the SSLSocket")
+
+
+def stdlib_socket_for(fd: int, family: int, kind: int, timeout: Optional[float]) -> _stdlib.socket:
+    """A stdlib socket that owns ``fd`` (closed if making it fails)."""
+    try:
+        sock = _stdlib.socket(family, kind, 0, fileno=fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    sock.settimeout(timeout)
+    return sock
+
+
 def readable_view(data: Any) -> memoryview:
     """A flat unsigned-byte view of a bytes-like object, refused the way the
     buffer protocol refuses it in C (the compiled module's and the stdlib's

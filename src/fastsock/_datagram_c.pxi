@@ -35,7 +35,7 @@ cdef class DatagramSocket(_Socket):
             parse_address(self.family_, address, &a.addr, &a.addrlen, "sendto")
             a.buf = <char *>view.buf
             a.len = <size_t>view.len
-            return self._send(_do_sendto, &a, self._deadline())
+            return self._send(c.POLLOUT, _do_sendto, &a, &a.flags, a.len, self._deadline())
         finally:
             PyBuffer_Release(&view)
 

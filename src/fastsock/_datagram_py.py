@@ -137,7 +137,7 @@ class DatagramSocket(_Socket):
         with self._guard:
             result = self._sock.recvfrom(bufsize, flags)
         if not result[0] and self._sock.fileno() == -1:
-            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+            raise _closed_error()  # closed meanwhile: report the close, not an end
         if len(result[0]) > bufsize:
             # MSG_TRUNC: the stdlib sizes the result by the datagram's real
             # length, past the bytes it received
@@ -148,7 +148,7 @@ class DatagramSocket(_Socket):
         with self._guard:
             result = self._sock.recvfrom_into(buffer, nbytes, flags)
         if not result[0] and self._sock.fileno() == -1:
-            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+            raise _closed_error()  # closed meanwhile: report the close, not an end
         return result
 
     # -- receiving -----------------------------------------------------------

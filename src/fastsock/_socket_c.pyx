@@ -50,7 +50,7 @@ from cpython.mem cimport (
 )
 from posix.fcntl cimport F_GETFL, O_NONBLOCK, fcntl
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
-from posix.unistd cimport close as c_close, pread
+from posix.unistd cimport close as c_close, pread, usleep
 
 from .includes cimport sockapi as c
 from .includes.python cimport (

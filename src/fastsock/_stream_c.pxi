@@ -106,6 +106,10 @@ cdef class StreamSocket(_Socket):
     # the socket meanwhile raises RuntimeError instead of racing it.
     cdef RecvBuffer rbuf       # received, not yet returned
     cdef bint receiving        # a buffered receive is in progress
+    # an error the kernel reported to a read that did not wait (recv_msgs
+    # taking what else has arrived), reported by the next receive once the
+    # bytes before it are returned
+    cdef int deferred_errno
 
     _KIND = c.SOCK_STREAM
 
@@ -126,6 +130,31 @@ cdef class StreamSocket(_Socket):
             raise RuntimeError("another receive call is in progress on this socket")
         return 0
 
+    cdef inline int _raise_deferred(self) except -1:
+        """Report (once) the error a read that did not wait met."""
+        cdef int err = self.deferred_errno
+        if err:
+            self.deferred_errno = 0
+            return raise_errno(err)
+        return 0
+
+    cdef int _check_handoff(self) except -1:
+        cdef Py_ssize_t held = self.rbuf.end - self.rbuf.start
+        if held or self.receiving:
+            raise RuntimeError(
+                f"{held} received bytes are still buffered in this socket: take them "
+                "with take_buffered() before handing the descriptor over")
+        return 0
+
+    def take_buffered(self):
+        """Remove and return the bytes received but not yet returned by any call
+        (b"" when none): what recv_until, recv_msg and the other buffered
+        receives read past their result.  detach() and to_socket() refuse to
+        hand the descriptor over while any are held, so they are never lost:
+        pass them on with it (for TLS, feed them to ``ssl.MemoryBIO``)."""
+        self._check_not_receiving()
+        return rb_take(&self.rbuf, self.rbuf.end - self.rbuf.start)
+
     # -- receiving: the buffer first, then the kernel ---------------------------
 
     def recv(self, Py_ssize_t bufsize, flags=0):
@@ -144,6 +173,9 @@ cdef class StreamSocket(_Socket):
             if cflags & c.MSG_PEEK:
                 return PyBytes_FromStringAndSize(self.rbuf.data + self.rbuf.start, n)
             return rb_take(&self.rbuf, n)
+        if self.deferred_errno:
+            self._check_open()
+            self._raise_deferred()
         return self._recv_bytes(bufsize, cflags)
 
     def recv_into(self, buffer, nbytes=0, flags=0):
@@ -170,6 +202,10 @@ cdef class StreamSocket(_Socket):
             finally:
                 PyBuffer_Release(&view)
             return n
+        if self.deferred_errno:
+            PyBuffer_Release(&view)
+            self._check_open()
+            self._raise_deferred()
         return self._recv_into_view(&view, &a)
 
     def listen(self, backlog=128):
@@ -190,14 +226,16 @@ cdef class StreamSocket(_Socket):
         except BaseException:  # MemoryError: nothing owns the new descriptor yet
             c_close(fd)
             raise
-        conn.fd = fd
-        conn.family_ = self.family_
-        conn.kind = c.SOCK_STREAM
-        conn.proto_ = self.proto_
+        conn._adopt_fd(fd, self.family_, c.SOCK_STREAM, self.proto_, -1.0)
         return conn, address
 
     def sendall(self, data, flags=0):
-        """Send all of ``data``; the timeout bounds the whole call."""
+        """Send all of ``data``; the timeout bounds the whole call.
+
+        When only part could be sent — a non-blocking socket whose buffer
+        filled (BlockingIOError) or the timeout (TimeoutError) — the
+        exception's ``characters_written`` says how many bytes went out.
+        """
         cdef Py_buffer view
         cdef IOArgs a
         cdef Py_ssize_t sent = 0
@@ -208,10 +246,13 @@ cdef class StreamSocket(_Socket):
             while True:
                 a.buf = <char *>view.buf + sent
                 a.len = <size_t>(view.len - sent)
-                sent += self._send(_do_send, &a, deadline)
+                sent += self._send(c.POLLOUT, _do_send, &a, &a.flags, a.len, deadline)
                 if sent >= view.len:
                     break
                 PyErr_CheckSignals()
+        except (BlockingIOError, TimeoutError) as exc:
+            _common.note_written(exc, sent)
+            raise
         finally:
             PyBuffer_Release(&view)
 
@@ -232,6 +273,7 @@ cdef class StreamSocket(_Socket):
         buffer; 0 means EOF.  On failure the buffer is unchanged."""
         cdef IOArgs a
         cdef ssize_t n
+        self._raise_deferred()
         rb_reserve_tail(&self.rbuf, FILL_MIN)
         a.buf = self.rbuf.data + self.rbuf.end
         a.len = <size_t>(self.rbuf.capacity - self.rbuf.end)
@@ -242,32 +284,41 @@ cdef class StreamSocket(_Socket):
 
     cdef Py_ssize_t _fill_nowait(self) except -1:
         """Append what the kernel already holds, never waiting; 0 when it
-        holds nothing (or at EOF, or on an error: the next call reports those)."""
+        holds nothing, at EOF (the kernel says it again to the next read) or
+        on an error, which is kept for the next receive to raise: the kernel
+        reports an error such as a reset only once."""
         cdef ssize_t n
-        if self.fd < 0:
+        cdef int err
+        if self.fd < 0 or self.deferred_errno:
             return 0
         rb_reserve_tail(&self.rbuf, FILL_MIN)
         n = c.recv(self.fd, self.rbuf.data + self.rbuf.end,
                    <size_t>(self.rbuf.capacity - self.rbuf.end), c.MSG_DONTWAIT)
-        if n <= 0:
-            return 0
-        self.rbuf.end += n
-        return n
+        if n > 0:
+            self.rbuf.end += n
+            return n
+        if n < 0:
+            err = errno
+            if not c.would_block(err) and err != EINTR:
+                self.deferred_errno = err
+        return 0
 
     cdef int _recv_full(self, char *dst, Py_ssize_t n, double deadline,
                         Py_ssize_t *got) except -1:
         """Read straight into dst until got[0] == n, or EOF (got[0] < n).
         On a blocking socket the whole loop runs without the GIL."""
+        cdef BlockedCall node
         cdef IOArgs a
         cdef ssize_t r = 0
         cdef Py_ssize_t done = got[0]
         cdef int fd, err = 0
+        self._raise_deferred()
         while done < n:
             if self.timeout < 0:
                 fd = self.fd
                 if fd < 0:
                     return raise_errno(EBADF)
-                self._enter()
+                self._enter(&node)
                 with nogil:
                     while done < n:
                         r = c.recv(fd, dst + done, <size_t>(n - done), 0)
@@ -275,7 +326,7 @@ cdef class StreamSocket(_Socket):
                             err = errno
                             break
                         done += r
-                self._leave()
+                self._leave(&node)
                 got[0] = done
                 if self.fd < 0 and done < n:
                     return raise_errno(EBADF)  # closed by another thread meanwhile
@@ -536,9 +587,11 @@ cdef class StreamSocket(_Socket):
 
     cdef int _sendall_iov(self, c.iovec *iov, Py_ssize_t count, double deadline) except -1:
         """sendmsg() until every byte of iov[:count] is out (iov is advanced in
-        place), IOV_MAX buffers at a time."""
+        place), IOV_MAX buffers at a time.  A BlockingIOError or TimeoutError
+        after part went out carries the count in ``characters_written``."""
         cdef MsgArgs a
         cdef ssize_t n
+        cdef Py_ssize_t sent = 0
         memset(&a, 0, sizeof(a))
         while True:
             while count > 0 and iov[0].iov_len == 0:
@@ -548,12 +601,12 @@ cdef class StreamSocket(_Socket):
                 return 0
             a.msg.msg_iov = iov
             a.msg.msg_iovlen = <size_t>min(count, <Py_ssize_t>c.IOV_MAX)
-            n = -1
-            if self.timeout < 0:
-                # as in _send: try without blocking first, keeping the GIL
-                n = c.sendmsg(self.fd, &a.msg, c.MSG_NOSIGNAL | c.MSG_DONTWAIT)
-            if n < 0:
-                n = self._call(c.POLLOUT, _do_sendmsg, &a, deadline)
+            try:
+                n = self._send(c.POLLOUT, _do_sendmsg, &a, &a.flags, 0, deadline)
+            except (BlockingIOError, TimeoutError) as exc:
+                _common.note_written(exc, sent)
+                raise
+            sent += n
             while n > 0:
                 if <size_t>n >= iov[0].iov_len:
                     n -= <ssize_t>iov[0].iov_len

@@ -60,6 +60,8 @@ _INT_ZERO = bytes(_INT.size)
 _HEADERS = {size: struct.Struct(">" + code) for size, code in
             ((1, "B"), (2, "H"), (4, "I"), (8, "Q"))}
 _SIGPIPE = {signal.SIGPIPE}
+# how often a wait that a signal cannot interrupt looks whether close() came
+_CLOSE_CHECK_SECONDS = 0.05
 
 
 def _prefix_struct(prefix_size: Any) -> struct.Struct:
@@ -83,14 +85,18 @@ class StreamSocket(_Socket):
     for the buffer.  The hot paths test ``if self._rbuf or self._receiving``.
     """
 
-    __slots__ = ("_rbuf", "_rpos", "_receiving")
+    # _deferred_errno: an error the kernel reported to a read that did not
+    # wait (recv_msgs taking what else has arrived), raised by the next
+    # receive once the bytes before it are returned
+    __slots__ = ("_rbuf", "_rpos", "_receiving", "_deferred_errno")
     _KIND = SOCK_STREAM
 
     def __init__(self, family: int = AF_INET) -> None:
+        super().__init__(family)
         self._rbuf = bytearray()
         self._rpos = 0
         self._receiving = False
-        super().__init__(family)
+        self._deferred_errno = 0
 
     @classmethod
     def _adopt(cls: type[_Stream], sock: _stdlib.socket) -> _Stream:
@@ -98,7 +104,32 @@ class StreamSocket(_Socket):
         self._rbuf = bytearray()
         self._rpos = 0
         self._receiving = False
+        self._deferred_errno = 0
         return self
+
+    def _raise_deferred(self) -> None:
+        """Report (once) the error a read that did not wait met."""
+        err = self._deferred_errno
+        if err:
+            self._deferred_errno = 0
+            raise OSError(err, os.strerror(err))
+
+    def _check_handoff(self) -> None:
+        held = len(self._rbuf) - self._rpos
+        if held or self._receiving:
+            raise RuntimeError(
+                f"{held} received bytes are still buffered in this socket: take them "
+                "with take_buffered() before handing the descriptor over")
+
+    def take_buffered(self) -> bytes:
+        """Remove and return the bytes received but not yet returned by any call
+        (b"" when none): what recv_until, recv_msg and the other buffered
+        receives read past their result.  detach() and to_socket() refuse to
+        hand the descriptor over while any are held, so they are never lost:
+        pass them on with it (for TLS, feed them to ``ssl.MemoryBIO``)."""
+        if self._receiving:
+            self._begin_receive()  # raises
+        return self._take_all()
 
     def _begin_receive(self) -> None:
         if self._receiving:
@@ -109,11 +140,6 @@ class StreamSocket(_Socket):
         self._rbuf = bytearray()  # whatever was buffered goes with the socket
         self._rpos = 0
         super().close()
-
-    def detach(self) -> int:
-        self._rbuf = bytearray()
-        self._rpos = 0
-        return super().detach()
 
     def listen(self, backlog: int = 128) -> None:
         self._sock.listen(backlog)
@@ -134,8 +160,19 @@ class StreamSocket(_Socket):
             raise
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        with self._guard:
-            self._sock.sendall(data, _flags(flags))
+        """Send all of ``data``; the timeout bounds the whole call.
+
+        When only part could be sent — a non-blocking socket whose buffer
+        filled (BlockingIOError) or the timeout (TimeoutError) — the
+        exception's ``characters_written`` says how many bytes went out.
+        """
+        view = _readable_bytes(data)
+        try:
+            send_flags = _flags(flags)
+            if len(view):
+                self._sendall([view], send_flags)
+        finally:
+            view.release()
 
     # -- the receive buffer ---------------------------------------------------
 
@@ -188,13 +225,14 @@ class StreamSocket(_Socket):
     def _fill_until(self, need: int) -> None:
         """Receive into the buffer until it holds ``need`` bytes; at EOF, raise
         IncompleteReadError with everything buffered (consumed)."""
-        steps = _Steps(self._sock)
+        self._raise_deferred()
+        steps = _Steps(self._sock, None, self._twins)
         try:
             with self._guard:
                 while len(self._rbuf) - self._rpos < need:
                     data = steps.sock().recv(_CHUNK)
                     if not data:
-                        self._raise_if_closed()  # the shutdown() that woke the call looks like EOF
+                        self._raise_if_closed()  # closed meanwhile: report the close, not an end
                         raise IncompleteReadError(self._take_all(), need)
                     self._append(data)
         finally:
@@ -216,8 +254,13 @@ class StreamSocket(_Socket):
         try:
             with self._guard:
                 data = self._sock.recv(size)
-        except OSError:
-            data = b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:  # kept for the next receive: the kernel says it once
+            if exc.errno is None or self._sock.fileno() == -1:
+                raise
+            self._deferred_errno = exc.errno
+            return False
         if not data:
             return False
         self._append(data)
@@ -228,8 +271,9 @@ class StreamSocket(_Socket):
         ends, and return how much of ``view`` is filled.  When the call fails
         part-way, ``head`` and ``view[:got]`` go back into the receive buffer."""
         total = len(view)
-        steps = _Steps(self._sock)
+        steps = _Steps(self._sock, None, self._twins)
         try:
+            self._raise_deferred()
             with self._guard:
                 while got < total:
                     received = steps.sock().recv_into(view[got:])
@@ -247,12 +291,12 @@ class StreamSocket(_Socket):
     # -- receiving ------------------------------------------------------------
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        if self._rbuf or self._receiving:
+        if self._rbuf or self._receiving or self._deferred_errno:
             return self._recv_buffered(bufsize, flags)
         with self._guard:
             data = self._sock.recv(bufsize, flags)
         if not data and self._sock.fileno() == -1:
-            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+            raise _closed_error()  # closed meanwhile: report the close, not an end
         return data
 
     def _recv_buffered(self, bufsize: Any, flags: Any) -> bytes:
@@ -264,18 +308,21 @@ class StreamSocket(_Socket):
             raise ValueError("negative buffersize in recv")
         if self._receiving:
             self._begin_receive()  # raises
+        if not self._rbuf:
+            self._raise_if_closed()
+            self._raise_deferred()
         pos = self._rpos
         if peek:
             return bytes(self._rbuf[pos:pos + size])
         return self._take_at(pos, size)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        if self._rbuf or self._receiving:
+        if self._rbuf or self._receiving or self._deferred_errno:
             return self._recv_into_buffered(buffer, nbytes, flags)
         with self._guard:
             n = self._sock.recv_into(buffer, nbytes, flags)
         if not n and self._sock.fileno() == -1:
-            raise _closed_error()  # the shutdown() that woke the call looks like EOF
+            raise _closed_error()  # closed meanwhile: report the close, not an end
         return n
 
     def _recv_into_buffered(self, buffer: Any, nbytes: Any, flags: Any) -> int:
@@ -285,6 +332,9 @@ class StreamSocket(_Socket):
             if self._receiving:
                 self._begin_receive()  # raises
             rbuf = self._rbuf
+            if not rbuf:
+                self._raise_if_closed()
+                self._raise_deferred()
             pos = self._rpos
             size = min(len(view), len(rbuf) - pos)
             view[:size] = rbuf[pos:pos + size]
@@ -385,7 +435,8 @@ class StreamSocket(_Socket):
 
     def _recv_until_slow(self, delim: bytes, limit: int) -> bytes:
         tail = len(delim) - 1
-        steps = _Steps(self._sock)
+        self._raise_deferred()
+        steps = _Steps(self._sock, None, self._twins)
         try:
             with self._guard:
                 while True:  # each pass adds at least a byte; the buffer stays below limit
@@ -556,17 +607,21 @@ class StreamSocket(_Socket):
                 if type(item) is memoryview:
                     item.release()
 
-    def _sendall(self, items: list[Any]) -> None:
+    def _sendall(self, items: list[Any], flags: int = _NOSIGNAL) -> None:
         """Send all of ``items`` (bytes or flat byte views, none empty) with as
-        few sendmsg() calls as the kernel allows; ``items`` is used up."""
-        steps = _Steps(self._sock)
+        few sendmsg() calls as the kernel allows; ``items`` is used up.  A
+        BlockingIOError or TimeoutError after part went out carries the count
+        in ``characters_written`` (the io module's convention)."""
+        steps = _Steps(self._sock, None, self._twins)
+        total = 0
         try:
             with self._guard:
                 first = 0
                 count = len(items)
                 while first < count:
                     batch = items[first:first + _IOV_MAX] if first or count > _IOV_MAX else items
-                    sent = steps.sock().sendmsg(batch, (), _NOSIGNAL)
+                    sent = steps.sock().sendmsg(batch, (), flags)
+                    total += sent
                     while sent:
                         size = len(items[first])
                         if sent < size:
@@ -574,6 +629,9 @@ class StreamSocket(_Socket):
                             break
                         sent -= size
                         first += 1
+        except (BlockingIOError, TimeoutError) as exc:
+            _common.note_written(exc, total)
+            raise
         finally:
             steps.release()
 
@@ -597,6 +655,8 @@ class StreamSocket(_Socket):
             with self._guard:
                 copy = False
                 while sent < want:
+                    if timeout is None and not self._wait_writable(out_fd, deadline):
+                        raise TimeoutError("timed out")
                     try:
                         moved = _sendfile_nosigpipe(out_fd, in_fd, start + sent,
                                                     min(want - sent, SENDFILE_CHUNK))
@@ -605,7 +665,7 @@ class StreamSocket(_Socket):
                             if sent:
                                 break  # what fitted is sent
                             raise
-                        if not _wait_writable(out_fd, deadline):
+                        if not self._wait_writable(out_fd, deadline):
                             raise TimeoutError("timed out") from None
                         continue
                     except OSError as exc:
@@ -616,6 +676,7 @@ class StreamSocket(_Socket):
                     if not moved:
                         break  # the end of the file
                     sent += moved
+                    self._raise_if_closed()  # woken by close() after part went out
                 if copy:
                     try:
                         for moved in self._send_by_reading(in_fd, start, want, deadline):
@@ -632,13 +693,31 @@ class StreamSocket(_Socket):
                     raise
         return sent
 
+    def _wait_writable(self, fd: int, deadline: float) -> bool:
+        """Wait until ``fd`` is writable (True) or the deadline (-1.0: none)
+        passes.  os.sendfile() and poll() retry by themselves when a signal
+        interrupts them, so close() from another thread could not wake this
+        wait: it polls in slices and looks at the socket between them."""
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        while True:
+            self._raise_if_closed()
+            wait = _CLOSE_CHECK_SECONDS
+            if deadline >= 0.0:
+                remaining = deadline - _monotonic()
+                if remaining <= 0.0:
+                    return False
+                wait = min(wait, remaining)
+            if poller.poll(math.ceil(wait * 1000)):
+                return True
+
     def _send_by_reading(self, in_fd: int, start: int, want: int,
                          deadline: float) -> Iterator[int]:
         """The pread/send loop for descriptors os.sendfile() cannot read:
         yields the count of each send, so the caller's total stays exact
         whatever stops the loop."""
         sent = 0
-        steps = _Steps(self._sock, deadline if deadline >= 0.0 else None)
+        steps = _Steps(self._sock, deadline if deadline >= 0.0 else None, self._twins)
         try:
             while sent < want:
                 view = memoryview(os.pread(in_fd, min(want - sent, SENDFILE_READ_CHUNK),
@@ -666,18 +745,3 @@ def _sendfile_nosigpipe(out_fd: int, in_fd: int, offset: int, count: int) -> int
         raise
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _wait_writable(fd: int, deadline: float) -> bool:
-    """Wait until ``fd`` is writable (True) or the deadline (-1.0: none) passes."""
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    if deadline < 0.0:
-        poller.poll()
-        return True
-    while True:  # poll() takes at most INT_MAX milliseconds
-        remaining = deadline - _monotonic()
-        if remaining <= 0.0:
-            return False
-        if poller.poll(min(math.ceil(remaining * 1000), 0x7FFFFFFF)):
-            return True

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
+#include <string.h>
+#include <pthread.h>
 #include <time.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -51,6 +53,32 @@ static ssize_t fastsock_sendfile_nosignal(int out_fd, int in_fd, off_t *offset, 
     pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     errno = saved;
     return n;
+}
+
+/* Waking a thread blocked in a call on a socket that another thread closes:
+   the closing thread sends FASTSOCK_WAKE_SIGNAL to it, so the blocked
+   syscall returns EINTR and the call sees the socket closed.  A handler that
+   does nothing, installed without SA_RESTART, is all that takes: SIGURG is
+   ignored by default (so a stray one harms nothing) and rarely used. */
+#define FASTSOCK_WAKE_SIGNAL SIGURG
+
+static void fastsock_wake_handler(int sig) { (void)sig; }
+
+/* Install the wake handler unless the application has a handler of its own
+   for the signal (any handler interrupts the syscall just as well); 0 on
+   success, -1 with errno set. */
+static int fastsock_install_wake_handler(void)
+{
+    struct sigaction current, wake;
+    if (sigaction(FASTSOCK_WAKE_SIGNAL, NULL, &current) < 0)
+        return -1;
+    if (current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN)
+        return 0;
+    memset(&wake, 0, sizeof(wake));
+    wake.sa_handler = fastsock_wake_handler;
+    sigemptyset(&wake.sa_mask);
+    wake.sa_flags = 0; /* no SA_RESTART: the blocked syscall must return */
+    return sigaction(FASTSOCK_WAKE_SIGNAL, &wake, NULL);
 }
 
 #endif

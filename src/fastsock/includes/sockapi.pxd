@@ -12,6 +12,15 @@ cdef extern from "compat.h" nogil:
     ctypedef union cmsg_buffer "fastsock_cmsg_buffer":
         char buf[64]
 
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    pthread_t pthread_self()
+    int pthread_kill(pthread_t thread, int sig)
+
+cdef extern from "compat.h" nogil:
+    enum: FASTSOCK_WAKE_SIGNAL
+    int install_wake_handler "fastsock_install_wake_handler" ()
+
 cdef extern from "<sys/ioctl.h>" nogil:
     int ioctl(int fd, unsigned long request, ...)
     enum: FIONBIO

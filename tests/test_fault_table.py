@@ -1,0 +1,330 @@
+"""One table of faults for every send and receive method: the kernel's answer
+reaches the caller as the stdlib reports it, whatever fast path a method took.
+
+Each row runs the same steps on the stdlib's ``socket.socket`` (where it has
+the method), the compiled twin and the pure twin, over real sockets on
+loopback, and compares what happened: results, exception types, errno.  The
+peer is always a stdlib socket, so the fault it injects is the same for all.
+
+- reset: the peer's RST has arrived before a send (ConnectionResetError, then
+  BrokenPipeError) or after a message (the message, then ConnectionResetError,
+  never an end of stream);
+- refused: a connected UDP socket whose peer port is closed (the ICMP error
+  reaches exactly the call the stdlib reports it on, and no datagram more);
+- EOF: a message, then an orderly close;
+- signal: a handler that raises while a send is blocked after part of its
+  data went out without blocking;
+- partial: a send that stops part-way (non-blocking, or at its deadline) says
+  how many bytes went out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import importlib
+import select
+import signal
+import socket
+import struct
+import threading
+import time
+from types import ModuleType
+from typing import Any, Callable, Iterator, Optional
+
+import pytest
+
+import fastsock
+from fastsock._names import IMPLEMENTATIONS
+
+APIS = ["stdlib", *IMPLEMENTATIONS]
+LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST
+FRAME = struct.pack(">I", 5) + b"hello"
+
+
+def api_module(name: str) -> Any:
+    if name == "stdlib":
+        return socket
+    if name == "cython" and fastsock.IMPLEMENTATION != "cython":
+        pytest.skip("compiled extension not loaded")
+    return importlib.import_module(IMPLEMENTATIONS[name][0])
+
+
+@contextlib.contextmanager
+def tcp_pair(module: Any) -> Iterator[tuple[Any, socket.socket]]:
+    """(ours, peer): ours made by ``module``, the peer a stdlib socket."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = module.create_connection(server.getsockname(), timeout=10)
+        ours.settimeout(None)
+        peer, _ = server.accept()
+    with ours, peer:
+        yield ours, peer
+
+
+def wait_for_error(sock: Any, seconds: float = 5.0) -> None:
+    """Until the kernel has news for ``sock`` (an RST, an ICMP error, EOF)."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLERR | select.POLLHUP | select.POLLRDHUP)
+    assert poller.poll(int(seconds * 1000)), "the fault did not arrive"
+
+
+def outcome(action: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        value = action()
+    except OSError as exc:
+        return type(exc).__name__, exc.errno
+    except fastsock.IncompleteReadError as exc:
+        return "IncompleteReadError", exc.partial
+    return "ok", value
+
+
+# -- reset before a send -----------------------------------------------------------
+
+SENDS: dict[str, Callable[[Any, bytes], Any]] = {
+    "send": lambda s, data: s.send(data),
+    "sendall": lambda s, data: s.sendall(data),
+    "send_msg": lambda s, data: s.send_msg(data),
+    "sendall_buffers": lambda s, data: s.sendall_buffers([data[:1], data[1:]]),
+    "send_buffers": lambda s, data: s.send_buffers([data[:1], data[1:]]),
+}
+STDLIB_SENDS = {"send", "sendall"}
+
+
+@pytest.mark.parametrize("method", list(SENDS))
+@pytest.mark.parametrize("api", APIS)
+def test_send_after_reset(api: str, method: str) -> None:
+    if api == "stdlib" and method not in STDLIB_SENDS:
+        pytest.skip("not a stdlib method")
+    with tcp_pair(api_module(api)) as (ours, peer):
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        peer.close()
+        wait_for_error(ours)
+        first = outcome(lambda: SENDS[method](ours, b"x" * 100))
+        second = outcome(lambda: SENDS[method](ours, b"x" * 100))
+    # as the stdlib's send: the reset once, then the broken pipe
+    assert first == ("ConnectionResetError", errno.ECONNRESET)
+    assert second == ("BrokenPipeError", errno.EPIPE)
+
+
+# -- a connected UDP socket whose peer port is closed ------------------------------
+
+DATAGRAM_SENDS: dict[str, Callable[[Any, bytes], Any]] = {
+    "send": lambda s, data: s.send(data),
+    "sendto": lambda s, data: s.sendto(data, s.getpeername()),
+    "send_many": lambda s, data: s.send_many([data]),
+    "send_segments": lambda s, data: s.send_segments(data, len(data)),
+}
+STDLIB_DATAGRAM_SENDS = {"send", "sendto"}
+
+
+def closed_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("method", list(DATAGRAM_SENDS))
+@pytest.mark.parametrize("api", APIS)
+def test_send_to_a_refusing_port(api: str, method: str) -> None:
+    if api == "stdlib" and method not in STDLIB_DATAGRAM_SENDS:
+        pytest.skip("not a stdlib method")
+    module = api_module(api)
+    sock = module.socket(socket.AF_INET, socket.SOCK_DGRAM) if api == "stdlib" \
+        else module.DatagramSocket(socket.AF_INET)
+    with sock:
+        sock.connect(("127.0.0.1", closed_udp_port()))
+        outcomes = [outcome(lambda: SENDS_ONE(sock, method))]
+        wait_for_error(sock)
+        outcomes += [outcome(lambda: SENDS_ONE(sock, method)) for _ in range(2)]
+    sent = {"send": 4, "sendto": 4, "send_many": 1, "send_segments": 1}[method]
+    # the first datagram goes out; the ICMP error it caused is the next
+    # call's error (no datagram goes out with it); then sending works again
+    assert outcomes == [("ok", sent), ("ConnectionRefusedError", errno.ECONNREFUSED),
+                        ("ok", sent)]
+
+
+def SENDS_ONE(sock: Any, method: str) -> Any:
+    return DATAGRAM_SENDS[method](sock, b"ping")
+
+
+def test_refused_error_sends_no_extra_datagram(impl: ModuleType) -> None:
+    # a receiver that appears on the port after the refusal sees only the
+    # datagrams sent after it, never the one the refused call was given
+    port = closed_udp_port()
+    with impl.DatagramSocket(socket.AF_INET) as sock:
+        sock.connect(("127.0.0.1", port))
+        sock.send(b"first")
+        wait_for_error(sock)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+            receiver.bind(("127.0.0.1", port))
+            with pytest.raises(ConnectionRefusedError):
+                sock.send(b"refused")
+            sock.send(b"after")
+            receiver.settimeout(5)
+            assert receiver.recv(100) == b"after"
+
+
+# -- a message, then a reset or an orderly close -----------------------------------
+
+RECEIVES: dict[str, Callable[[Any], Any]] = {
+    "recv": lambda s: s.recv(100),
+    "recv_into": lambda s: _recv_into(s),
+    "recv_exactly": lambda s: s.recv_exactly(len(FRAME)),
+    "recv_until": lambda s: s.recv_until(b"o"),
+    "recv_msg": lambda s: s.recv_msg(),
+    "recv_msgs": lambda s: s.recv_msgs(),
+}
+STDLIB_RECEIVES = {"recv", "recv_into"}
+FIRST = {"recv": FRAME, "recv_into": FRAME, "recv_exactly": FRAME, "recv_until": FRAME,
+         "recv_msg": b"hello", "recv_msgs": [b"hello"]}
+AT_EOF = {"recv": ("ok", b""), "recv_into": ("ok", b""),
+          "recv_exactly": ("IncompleteReadError", b""),
+          "recv_until": ("IncompleteReadError", b""),
+          "recv_msg": ("IncompleteReadError", b""),
+          "recv_msgs": ("IncompleteReadError", b"")}
+
+
+def _recv_into(sock: Any) -> bytes:
+    buffer = bytearray(100)
+    n = sock.recv_into(buffer)
+    return bytes(buffer[:n])
+
+
+@pytest.mark.parametrize("method", list(RECEIVES))
+@pytest.mark.parametrize("api", APIS)
+def test_message_then_reset(api: str, method: str) -> None:
+    if api == "stdlib" and method not in STDLIB_RECEIVES:
+        pytest.skip("not a stdlib method")
+    with tcp_pair(api_module(api)) as (ours, peer):
+        peer.sendall(FRAME)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        peer.close()
+        wait_for_error(ours)
+        first = outcome(lambda: RECEIVES[method](ours))
+        second = outcome(lambda: RECEIVES[method](ours))
+    assert first == ("ok", FIRST[method])
+    assert second == ("ConnectionResetError", errno.ECONNRESET)
+
+
+@pytest.mark.parametrize("method", list(RECEIVES))
+@pytest.mark.parametrize("api", APIS)
+def test_message_then_eof(api: str, method: str) -> None:
+    if api == "stdlib" and method not in STDLIB_RECEIVES:
+        pytest.skip("not a stdlib method")
+    with tcp_pair(api_module(api)) as (ours, peer):
+        peer.sendall(FRAME)
+        peer.close()
+        wait_for_error(ours)
+        first = outcome(lambda: RECEIVES[method](ours))
+        second = outcome(lambda: RECEIVES[method](ours))
+    assert first == ("ok", FIRST[method])
+    assert second == AT_EOF[method]
+
+
+def test_reset_behind_buffered_messages(impl: ModuleType) -> None:
+    # recv_msgs takes what else has arrived without waiting; the reset it
+    # meets there is the next call's error, after every message
+    with tcp_pair(impl) as (ours, peer):
+        peer.sendall(FRAME * 3)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        peer.close()
+        wait_for_error(ours)
+        assert ours.recv_msgs(max_count=2) == [b"hello", b"hello"]
+        assert ours.recv_msgs() == [b"hello"]
+        with pytest.raises(ConnectionResetError):
+            ours.recv_msg()
+        assert ours.recv(10) == b""  # the kernel's end of stream after a reset
+
+
+# -- a handler that raises while a send is blocked after a partial try --------------
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted
+
+
+@contextlib.contextmanager
+def alarm_after(seconds: float) -> Iterator[None]:
+    previous = signal.signal(signal.SIGALRM, _raise_interrupted)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+SIGNAL_SENDS = ["send", "sendall", "send_msg", "sendall_buffers"]
+
+
+def fill(sock: Any) -> None:
+    """Send until the socket's buffer and the peer's are full."""
+    sock.setblocking(False)
+    chunk = b"f" * 65536
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            sock.send(chunk)
+    sock.setblocking(True)
+
+
+@pytest.mark.parametrize("method", SIGNAL_SENDS)
+@pytest.mark.parametrize("api", APIS)
+def test_raising_handler_during_a_send_blocked_after_a_partial_try(
+        api: str, method: str) -> None:
+    if api == "stdlib" and method not in STDLIB_SENDS:
+        pytest.skip("not a stdlib method")
+    payload = b"p" * 60_000  # small enough for a try without blocking
+    with tcp_pair(api_module(api)) as (ours, peer):
+        fill(ours)
+        peer.settimeout(5)
+        freed = 0
+        while freed < 16384:  # room for part of the payload, not all of it
+            freed += len(peer.recv(16384 - freed))
+        time.sleep(0.05)
+        # the peer reads no more: the send goes out in part, then blocks
+        unstick = threading.Timer(10.0, lambda: peer.shutdown(socket.SHUT_RDWR))
+        unstick.start()
+        started = time.monotonic()
+        try:
+            with alarm_after(0.3), pytest.raises(Interrupted):
+                SENDS[method](ours, payload)
+        finally:
+            unstick.cancel()
+        assert time.monotonic() - started < 5.0, "the handler's exception came late"
+
+
+# -- a send that stops part-way says how much went out ------------------------------
+
+PARTIAL_SENDS = ["sendall", "send_msg", "sendall_buffers"]
+
+
+def _drain(peer: socket.socket) -> int:
+    peer.settimeout(2.0)
+    total = 0
+    with contextlib.suppress(TimeoutError):
+        while chunk := peer.recv(1 << 20):
+            total += len(chunk)
+    return total
+
+
+@pytest.mark.parametrize("timeout", [0.0, 0.2], ids=["nonblocking", "timeout"])
+@pytest.mark.parametrize("method", PARTIAL_SENDS)
+def test_partial_send_reports_characters_written(
+        impl: ModuleType, method: str, timeout: float) -> None:
+    payload = b"q" * (16 << 20)  # more than any socket buffer holds
+    with tcp_pair(impl) as (ours, peer):
+        ours.settimeout(timeout)
+        expected = BlockingIOError if timeout == 0.0 else TimeoutError
+        with pytest.raises(expected) as caught:
+            SENDS[method](ours, payload)
+        written = caught.value.characters_written
+        ours.close()
+        received = _drain(peer)
+    header = 4 if method == "send_msg" else 0
+    assert 0 < written < len(payload) + header
+    assert received == written
