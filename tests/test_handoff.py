@@ -1,0 +1,207 @@
+"""Handing a connection over (STARTTLS, HTTP upgrade) loses no byte.
+
+Bytes the socket has received past what a call returned stay its own until
+``take_buffered()`` takes them; ``detach()`` and ``to_socket()`` refuse to
+hand the descriptor over while any are held, and ``from_socket()`` refuses a
+TLS socket.  Tested with real TLS over the handed-over connection.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import threading
+from types import ModuleType
+from typing import Any
+
+import pytest
+from conftest import Worker, connected
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(cert, key) of a self-signed certificate for localhost."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
+def server_context(certificate: tuple[str, str]) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+def client_context(certificate: tuple[str, str]) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=certificate[0])
+
+
+def pump_handshake(tls: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
+                   sock: Any) -> None:
+    """Finish a TLS handshake held in memory BIOs over ``sock``."""
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pending = outgoing.read()
+            if pending:
+                sock.sendall(pending)
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise EOFError("the peer closed during the handshake")
+            incoming.write(chunk)
+    pending = outgoing.read()
+    if pending:
+        sock.sendall(pending)
+
+
+def read_tls(tls: ssl.SSLObject, incoming: ssl.MemoryBIO, sock: Any, size: int) -> bytes:
+    while True:
+        try:
+            return tls.read(size)
+        except ssl.SSLWantReadError:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise EOFError("the peer closed") from None
+            incoming.write(chunk)
+
+
+@pytest.mark.parametrize("handoff", ["to_socket", "detach"])
+def test_starttls_with_the_client_hello_already_buffered(
+        impl: ModuleType, certificate: tuple[str, str], handoff: str) -> None:
+    # the client sends its command and its TLS ClientHello in one write: the
+    # server's recv_until reads past the command, into the ClientHello
+    with impl.create_server(("127.0.0.1", 0)) as server, \
+            socket.create_connection(server.getsockname(), timeout=10) as client:
+        conn, _ = server.accept()
+        c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        c_tls = client_context(certificate).wrap_bio(c_in, c_out, server_hostname="localhost")
+        with pytest.raises(ssl.SSLWantReadError):
+            c_tls.do_handshake()
+        client.sendall(b"STARTTLS\r\n" + c_out.read())
+
+        def client_side() -> bytes:
+            pump_handshake(c_tls, c_in, c_out, client)
+            client.sendall(c_out.read() + _tls_write(c_tls, c_out, b"secret over TLS"))
+            return read_tls(c_tls, c_in, client, 100)
+
+        with conn:
+            conn.settimeout(10)
+            assert conn.recv_until(b"\r\n") == b"STARTTLS\r\n"
+            held = conn.buffered
+            assert held > 0, "the ClientHello should be buffered for this test to mean anything"
+            with pytest.raises(RuntimeError, match=f"{held} received bytes"):
+                conn.to_socket() if handoff == "to_socket" else conn.detach()
+            assert not conn.closed  # refused: nothing changed
+            early = conn.take_buffered()
+            assert len(early) == held and conn.buffered == 0
+            if handoff == "to_socket":
+                raw: Any = conn.to_socket()
+            else:
+                raw = socket.socket(fileno=conn.detach())
+            assert conn.closed
+        worker = Worker(client_side)
+        worker.start()
+        with raw:
+            raw.settimeout(10)
+            s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            s_tls = server_context(certificate).wrap_bio(s_in, s_out, server_side=True)
+            s_in.write(early)  # the bytes the socket had read go first
+            pump_handshake(s_tls, s_in, s_out, raw)
+            assert read_tls(s_tls, s_in, raw, 100) == b"secret over TLS"
+            raw.sendall(_tls_write(s_tls, s_out, b"reply over TLS"))
+            assert worker.finish() == b"reply over TLS"
+
+
+def _tls_write(tls: ssl.SSLObject, outgoing: ssl.MemoryBIO, data: bytes) -> bytes:
+    tls.write(data)
+    return outgoing.read()
+
+
+def test_starttls_after_a_reply_hands_over_to_wrap_socket(
+        impl: ModuleType, certificate: tuple[str, str]) -> None:
+    # the classic order: the client waits for the server's go-ahead, so
+    # nothing is buffered and the stdlib's ssl takes the descriptor over
+    with impl.create_server(("127.0.0.1", 0)) as server:
+        address = server.getsockname()
+
+        def client_side() -> bytes:
+            with socket.create_connection(address, timeout=10) as plain:
+                plain.sendall(b"STARTTLS\r\n")
+                assert plain.recv(100) == b"OK\r\n"
+                with client_context(certificate).wrap_socket(
+                        plain, server_hostname="localhost") as tls:
+                    tls.sendall(b"secret over TLS")
+                    return tls.recv(100)
+
+        worker = Worker(client_side)
+        worker.start()
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(10)
+            assert conn.recv_until(b"\r\n") == b"STARTTLS\r\n"
+            conn.sendall(b"OK\r\n")
+            assert conn.take_buffered() == b""
+            raw = conn.to_socket()
+        with server_context(certificate).wrap_socket(raw, server_side=True) as tls:
+            assert tls.recv(100) == b"secret over TLS"
+            tls.sendall(b"reply over TLS")
+        assert worker.finish() == b"reply over TLS"
+
+
+def test_http_upgrade_keeps_the_bytes_after_the_head(impl: ModuleType) -> None:
+    # an upgrade request whose first frame of the new protocol came with it
+    with connected(impl, "tcp") as (a, b):
+        b.sendall(b"GET / HTTP/1.1\r\nUpgrade: x\r\n\r\n\x00\x00\x00\x05frame")
+        head = a.recv_until(b"\r\n\r\n")
+        assert head.endswith(b"\r\n\r\n")
+        with pytest.raises(RuntimeError):
+            a.to_socket()
+        rest = a.take_buffered()
+        plain = a.to_socket()
+        with plain:
+            plain.settimeout(5)
+            stream = rest
+            while len(stream) < 9:
+                stream += plain.recv(100)
+        assert stream == b"\x00\x00\x00\x05frame"
+
+
+def test_take_buffered_during_a_receive_is_refused(impl: ModuleType) -> None:
+    with connected(impl, "unix") as (a, b):
+        worker = Worker(lambda: a.recv_exactly(10))
+        worker.start()
+        worker.entered.wait(5)
+        threading.Event().wait(0.2)
+        with pytest.raises(RuntimeError):
+            a.take_buffered()
+        with pytest.raises(RuntimeError):
+            a.detach()
+        b.sendall(b"0123456789")
+        assert worker.finish() == b"0123456789"
+
+
+def test_close_with_bytes_buffered_is_allowed(impl: ModuleType) -> None:
+    # closing drops the connection and what it held, as the kernel does
+    with connected(impl, "unix") as (a, b):
+        b.sendall(b"line\nmore")
+        assert a.recv_until(b"\n") == b"line\n"
+        a.close()
+        assert a.closed and a.buffered == 0
+
+
+def test_from_socket_refuses_a_tls_socket(impl: ModuleType, certificate: tuple[str, str]) -> None:
+    with socket.socket() as plain:
+        tls = client_context(certificate).wrap_socket(
+            plain, server_hostname="localhost", do_handshake_on_connect=False)
+        with tls:
+            with pytest.raises(TypeError, match="SSLSocket"):
+                impl.StreamSocket.from_socket(tls)
+            assert tls.fileno() != -1  # refused: left as it was
