@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from .web_nginx import nginx_command
+
 REPO = Path(__file__).resolve().parent.parent
 SMALL = "index.html"
 LARGE = "large.bin"
@@ -216,27 +218,8 @@ def _nginx(site: Path) -> Optional[Server]:
         return None
     work = Path(tempfile.mkdtemp(prefix="fs-bench-nginx-"))
     port = _free_port()
-    user = "user root;" if os.geteuid() == 0 else ""
-    temp = "\n".join(f"    {kind}_temp_path {work / kind};"
-                     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    (work / "nginx.conf").write_text(f"""{user}
-worker_processes 1;
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/error.log;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    include /etc/nginx/mime.types;
-    sendfile on;
-    tcp_nodelay on;
-    keepalive_requests 10000000;
-{temp}
-    server {{ listen 127.0.0.1:{port} backlog=1024; root {site}; }}
-}}
-""")
-    return Server("nginx-1-worker", [nginx, "-c", str(work / "nginx.conf"),
-                                     "-e", str(work / "error.log")], port=port, workdir=work)
+    return Server("nginx-1-worker", nginx_command(nginx, work, port, site), port=port,
+                  workdir=work)
 
 
 def make_servers(site: Path, which: Optional[set[str]]) -> list[Server]:

@@ -24,6 +24,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import httptools
 import pytest
 
+from bench.web_nginx import nginx_command
+
 IMPL_ENV = {"cython": "0", "python": "1"}
 
 INDEX_HTML = """<!DOCTYPE html>
@@ -276,37 +278,14 @@ def require_program(name: str) -> str:
 
 @contextlib.contextmanager
 def nginx_server(root: Path) -> Iterator[Tuple[str, int]]:
-    """nginx with one worker serving ``root`` on a free loopback port."""
+    """nginx with one worker serving ``root`` on a free loopback port (configured as
+    for the load benchmark)."""
     nginx = require_program("nginx")
     work = Path(tempfile.mkdtemp(prefix="fs-nginx-"))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    temp = {name: work / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
-    # run as root, nginx drops its worker to nobody, who cannot read a private temp dir
-    user = "user root;" if os.geteuid() == 0 else ""
-    (work / "nginx.conf").write_text(f"""
-{user}
-worker_processes 1;
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    include /etc/nginx/mime.types;
-    client_body_temp_path {temp['body']};
-    proxy_temp_path {temp['proxy']};
-    fastcgi_temp_path {temp['fastcgi']};
-    uwsgi_temp_path {temp['uwsgi']};
-    scgi_temp_path {temp['scgi']};
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-    }}
-}}
-""")
-    proc = subprocess.Popen([nginx, "-c", str(work / "nginx.conf"), "-e", str(work / "error.log")],
+    proc = subprocess.Popen(nginx_command(nginx, work, port, root),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 15

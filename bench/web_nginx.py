@@ -1,0 +1,40 @@
+"""nginx as the demo web server's peer: one configuration for the load
+benchmark (``bench.web``) and for the tests that compare with nginx.
+
+It is tuned as users tune nginx for load, so that the benchmark compares with
+nginx at its best: one worker, 4096 connections, sendfile, TCP_NODELAY, no
+access log, keep-alive without a request limit.  Standard library only: the
+tests import it without the ``bench`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def nginx_command(nginx: str, work: Path, port: int, root: Path) -> list[str]:
+    """The command that runs nginx in the foreground, serving ``root`` on
+    127.0.0.1:``port``; writes its configuration into ``work``, where it also
+    keeps its pid file, error log and temporary files."""
+    # run as root, nginx drops its worker to nobody, who cannot read a private temp dir
+    user = "user root;" if os.geteuid() == 0 else ""
+    temp = "\n".join(f"    {kind}_temp_path {work / kind};"
+                     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (work / "nginx.conf").write_text(f"""{user}
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    include /etc/nginx/mime.types;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_requests 10000000;
+{temp}
+    server {{ listen 127.0.0.1:{port} backlog=1024; root {root}; }}
+}}
+""")
+    return [nginx, "-c", str(work / "nginx.conf"), "-e", str(work / "error.log")]
