@@ -215,17 +215,84 @@ def _blocking_call(impl: ModuleType, op: str, timeout: Optional[float],
             return conn
 
         return accept, lambda: impl.create_connection(address, timeout=1).close()
+    if op == "connect":
+        if timeout is not None:
+            pytest.skip("a Unix connect with a timeout does not wait: EAGAIN, as the stdlib's")
+        return _blocked_connect(impl, timeout, stack)
     a, b = impl.socketpair()
     stack.enter_context(a)
     stack.enter_context(b)
+    if op in SENDING:
+        _fill(a)  # from here on a send waits for the peer to read
+        a.settimeout(timeout)
+        return _SEND_OPS[op](a, stack), (lambda: b.close())
     a.settimeout(timeout)
     if op == "recv":
         return (lambda: a.recv(1024)), (lambda: b.send(b"poke"))
+    if op == "recv_exactly":
+        return (lambda: a.recv_exactly(8)), (lambda: b.send(b"poke-poke"))
+    if op == "recv_msg":
+        return (lambda: a.recv_msg()), (lambda: b.send(b"\0\0\0\1!"))
     buf = bytearray(1024)
     return (lambda: a.recv_into(buf)), (lambda: b.send(b"poke"))
 
 
-OPS = ["recv", "recv_into", "accept"]
+def _fill(sock: Any) -> None:
+    sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            sock.send(b"f" * 65536)
+    sock.setblocking(True)
+
+
+def _sendfile_call(sock: Any, stack: contextlib.ExitStack) -> Callable[[], Any]:
+    import tempfile
+    source = stack.enter_context(tempfile.TemporaryFile())
+    source.write(b"s" * (1 << 20))
+    source.flush()
+    return lambda: sock.sendfile(source, 0)
+
+
+_SEND_OPS: dict[str, Callable[[Any, contextlib.ExitStack], Callable[[], Any]]] = {
+    "sendall": lambda a, stack: (lambda: a.sendall(b"x" * 60_000)),
+    "send_msg": lambda a, stack: (lambda: a.send_msg(b"x" * 60_000)),
+    "sendall_buffers": lambda a, stack: (lambda: a.sendall_buffers([b"x" * 30_000] * 2)),
+    "sendfile": _sendfile_call,
+}
+SENDING = set(_SEND_OPS)
+
+
+def _blocked_connect(impl: ModuleType, timeout: Optional[float],
+                     stack: contextlib.ExitStack) -> tuple[Callable[[], Any], Callable[[], None]]:
+    """A connect that waits: a Unix listener whose backlog is full."""
+    import socket
+    import tempfile
+    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="fs-", dir="/tmp"))
+    path = os.path.join(folder, "full")
+    listener = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+    listener.bind(path)
+    listener.listen(0)
+    while True:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.setblocking(False)
+        try:
+            probe.connect(path)
+        except BlockingIOError:
+            probe.close()
+            break
+        stack.enter_context(probe)
+    sock = stack.enter_context(impl.StreamSocket(socket.AF_UNIX))
+    sock.settimeout(timeout)
+
+    def poke() -> None:
+        for _ in range(8):
+            with contextlib.suppress(OSError):
+                listener.accept()[0].close()
+
+    return (lambda: sock.connect(path)), poke
+
+
+OPS = ["recv", "recv_into", "accept", "recv_exactly", "recv_msg", "connect", *_SEND_OPS]
 TIMEOUTS = [pytest.param(None, id="blocking"), pytest.param(30.0, id="timeout")]
 
 
