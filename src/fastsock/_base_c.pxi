@@ -782,8 +782,8 @@ cdef class _Socket:
 
     def send(self, data, flags=0):
         """Send ``data`` and return how many bytes went out (a stream socket may send
-        only some), as socket.send(); never raises SIGPIPE: a closed peer gives
-        BrokenPipeError.
+        only some), as socket.send(); never raises SIGPIPE: a stream whose peer is gone
+        gives BrokenPipeError.
         """
         cdef Py_buffer view
         cdef IOArgs a

@@ -508,8 +508,8 @@ class _Socket:
 
     def send(self, data: Any, flags: int = 0) -> int:
         """Send ``data`` and return how many bytes went out (a stream socket may send
-        only some), as socket.send(); never raises SIGPIPE: a closed peer gives
-        BrokenPipeError.
+        only some), as socket.send(); never raises SIGPIPE: a stream whose peer is gone
+        gives BrokenPipeError.
         """
         with self._guard:
             n = self._sock.send(data, _flags(flags))

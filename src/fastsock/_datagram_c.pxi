@@ -9,7 +9,8 @@ cdef class DatagramSocket(_Socket):
     It starts blocking (timeout None) whatever socket.getdefaulttimeout() says, and its
     sends never raise SIGPIPE.  Besides the stdlib's calls it moves many datagrams per
     call (recv_batch, recv_many, send_many, sendto_many: recvmmsg/sendmmsg in the
-    compiled implementation) and uses UDP GSO and GRO where the kernel has them.
+    compiled implementation), and has UDP GSO (send_segments) and GRO (set_gro,
+    recv_gro) where the kernel has them.
     """
 
     cdef DatagramBatch scratch   # reused by recv_many
@@ -232,8 +233,10 @@ cdef class DatagramSocket(_Socket):
     def send_segments(self, buffer, segment_size, address=None):
         """Send ``buffer`` as datagrams of ``segment_size`` bytes (the last may be
         shorter), to ``address`` or (None) the connected peer, and return how many were
-        sent.  With UDP GSO many go out per kernel call where the kernel allows; an
-        error after some were sent returns their count, as send_many().
+        sent; with UDP GSO, many per kernel call where the kernel allows.  An error
+        part-way returns the count so far, as send_many(), but one that recurs when the
+        rest falls back to plain sends after a failed GSO send raises, and that count is
+        lost.
         """
         cdef Py_ssize_t seg = check_size(segment_size, "segment_size", MAX_UDP_PAYLOAD)
         cdef Py_buffer view
@@ -340,8 +343,8 @@ cdef class DatagramSocket(_Socket):
     def recv_gro(self, bufsize=65535):
         """Receive ``(data, address, segment_size)``: with GRO on, several datagrams
         from one sender coalesced into ``data``, each ``segment_size`` bytes but the
-        last (split them with iter_segments()); else one datagram, with ``segment_size
-        == len(data)``.  Waits within the timeout; TruncatedDatagramError when more than
+        last (split them with iter_segments()); else one datagram, whose segment_size is
+        its length.  Waits within the timeout; TruncatedDatagramError when more than
         ``bufsize`` bytes came.
         """
         cdef Py_ssize_t size = check_size(bufsize, "bufsize", MAX_SLOT_SIZE)
@@ -384,10 +387,10 @@ cdef class DatagramBatch:
     ``slot_size`` bytes, with their lengths and senders.
 
     ``len(batch)`` is how many datagrams the last receive filled in, and iterating gives
-    their ``(memoryview, address)`` pairs. ``data(i)`` is a memoryview into the batch's
+    their ``(memoryview, address)`` pairs.  ``data(i)`` is a memoryview into the batch's
     own memory; while any such view is alive, ``recv_batch`` refuses to overwrite the
-    batch (BufferError).  ValueError unless 1 <= count <= 2**20 and 1 <= slot_size <=
-    65536.
+    batch (BufferError).  ValueError for a count outside 1 to 2**20 or a slot_size
+    outside 1 to 65536.
     """
 
     cdef char *memory

@@ -121,7 +121,7 @@ def socketpair(family=AF_UNIX, type=SOCK_STREAM):
     socket.getdefaulttimeout() says.
 
     ValueError for another type, OSError (EAFNOSUPPORT) for a family other than AF_UNIX,
-    AF_INET or AF_INET6 (Linux pairs AF_UNIX sockets only: OSError for the others).
+    AF_INET or AF_INET6; Linux pairs only AF_UNIX sockets (EOPNOTSUPP for the others).
     """
     cdef int fds[2]
     cdef int fam = as_int(family)
@@ -152,7 +152,7 @@ def create_connection(address, timeout=None, *, source_address=None):
     socket.create_connection().
 
     Every address the host resolves to (IPv4, IPv6) is tried in turn; when all fail, the
-    first error is raised. ``timeout`` (default None: block, not the stdlib's default
+    first error is raised.  ``timeout`` (default None: block, not the stdlib's default
     timeout) bounds each attempt and stays set on the socket; ``source_address`` is
     bound before connecting (not for a path).
     """
