@@ -288,8 +288,10 @@ cdef class _Socket:
     def from_fd(cls, fd):
         """Take ownership of an open socket descriptor of this class's type.
 
-        The timeout starts as None for a blocking descriptor and 0.0 for a
-        non-blocking one.  On error the descriptor stays open and the caller's.
+        The timeout starts as None for a blocking descriptor and 0.0 for a non-blocking
+        one.  ValueError when ``fd`` is negative or a socket of another type or family,
+        OSError when it is no open socket; on error the descriptor stays open and the
+        caller's.
         """
         cdef int cfd = as_int(fd)
         cdef int kind = 0, family = 0, proto = 0, flags
@@ -314,9 +316,11 @@ cdef class _Socket:
 
     @classmethod
     def from_socket(cls, sock):
-        """Take over a stdlib socket (which is detached) keeping its timeout.
+        """Take over a stdlib socket.socket, keeping its timeout; ``sock`` is detached.
 
-        An ``ssl.SSLSocket`` is refused (TypeError): its bytes are TLS records.
+        TypeError for anything else, and for an ssl.SSLSocket (its bytes are TLS
+        records); OSError (EBADF) when it is closed; when it is of another type or
+        family (ValueError, as from_fd()) it is left as it was.
         """
         _common.check_adoptable(sock)
         timeout = sock.gettimeout()
@@ -329,10 +333,10 @@ cdef class _Socket:
         return self
 
     def to_socket(self):
-        """Hand the descriptor over to a new stdlib socket; this one is left closed.
-
-        Refused (RuntimeError) while a stream socket holds received bytes that
-        no call has returned: take them with take_buffered() first.
+        """Hand the descriptor over to a new stdlib socket.socket with the same timeout;
+        this socket is left closed.  OSError (EBADF) when it is closed already;
+        RuntimeError, changing nothing, while a StreamSocket holds received bytes no
+        call has returned: take them with take_buffered() first.
         """
         timeout = self.gettimeout()
         family, kind = self.family_, self.kind
@@ -527,30 +531,42 @@ cdef class _Socket:
 
     @property
     def family(self):
+        """The address family, AF_INET, AF_INET6 or AF_UNIX (a plain int, not the
+        stdlib's AddressFamily enum).
+        """
         return self.family_
 
     @property
     def type(self):
+        """SOCK_STREAM or SOCK_DGRAM (a plain int, not the stdlib's SocketKind enum)."""
         return self.kind
 
     @property
     def proto(self):
+        """The protocol number: 0 for a socket created here, the kernel's (IPPROTO_TCP,
+        ...) for one taken over with from_fd() or from_socket().
+        """
         return self.proto_
 
     @property
     def closed(self):
+        """True once the socket is closed or detached (fileno() is then -1)."""
         return self.fd < 0
 
     def fileno(self):
+        """The socket's descriptor, or -1 once it is closed or detached, as
+        socket.fileno().
+        """
         return self.fd
 
     def close(self):
-        """Close the socket; a no-op when already closed.
+        """Close the socket, as socket.close(); a no-op when it is already closed.
 
-        Calls blocked on the socket in other threads are woken (they raise
-        OSError EBADF) and the last of them closes the descriptor; nothing is
-        done to the connection itself, so a forked child or a duplicated
-        descriptor sharing it is not disturbed.
+        A call blocked on the socket in another thread is woken (a signal to its
+        thread) and raises OSError (EBADF); the descriptor is closed when the last such
+        call returns, so none acts on a reused descriptor.  Nothing is done to the
+        connection itself: a forked child or a duplicated descriptor sharing it goes
+        on undisturbed.  A StreamSocket's buffered bytes are dropped.
         """
         cdef int fd = self.fd
         if fd < 0:
@@ -573,10 +589,10 @@ cdef class _Socket:
         return 0
 
     def detach(self):
-        """Forget the descriptor without closing it and return it (-1 if closed).
-
-        Refused (RuntimeError) while a stream socket holds received bytes that
-        no call has returned: take them with take_buffered() first.
+        """Give up the descriptor without closing it and return it (-1 when already
+        closed), as socket.detach(); the socket is then closed.  RuntimeError, changing
+        nothing, while a StreamSocket holds received bytes no call has returned: take
+        them with take_buffered() first.
         """
         cdef int fd = self.fd
         if fd >= 0:
@@ -613,6 +629,12 @@ cdef class _Socket:
     # -- addresses and options ------------------------------------------------
 
     def bind(self, address):
+        """Bind the socket to ``address``, as socket.bind(): ``(host, port)`` for
+        AF_INET, ``(host, port[, flowinfo[, scope_id]])`` for AF_INET6, a str, bytes or
+        path-like path for AF_UNIX.  Unlike the stdlib, a path with a NUL after its
+        first byte raises ValueError (the stdlib binds it cut short); a leading NUL
+        names an abstract socket.
+        """
         cdef c.sockaddr_storage addr
         cdef c.socklen_t addrlen
         parse_address(self.family_, address, &addr, &addrlen, "bind")
@@ -671,13 +693,22 @@ cdef class _Socket:
         return err
 
     def connect(self, address):
+        """Connect to ``address`` (as for bind()), as socket.connect(): with a timeout,
+        TimeoutError when it passes; on a non-blocking socket, BlockingIOError
+        (EINPROGRESS) while the connection goes on.  A signal handler's exception
+        propagates; otherwise an interrupted connect goes on (PEP 475).
+        """
         self._connect(address, True)
 
     def connect_ex(self, address):
-        """connect() returning an errno (0 on success) instead of raising OSError."""
+        """As connect(), but a failed connection returns its errno (0 on success)
+        instead of raising, as socket.connect_ex(): EWOULDBLOCK on timeout, EINPROGRESS
+        on a non-blocking socket.  A bad address still raises.
+        """
         return self._connect(address, False)
 
     def getsockname(self):
+        """The socket's own address, as socket.getsockname()."""
         cdef c.sockaddr_storage addr
         cdef c.socklen_t addrlen = sizeof(addr)
         memset(&addr, 0, sizeof(addr))
@@ -687,6 +718,9 @@ cdef class _Socket:
         return make_address(&addr, addrlen)
 
     def getpeername(self):
+        """The address of the connected peer, as socket.getpeername(); OSError
+        (ENOTCONN) when not connected.
+        """
         cdef c.sockaddr_storage addr
         cdef c.socklen_t addrlen = sizeof(addr)
         memset(&addr, 0, sizeof(addr))
@@ -696,7 +730,10 @@ cdef class _Socket:
         return make_address(&addr, addrlen)
 
     def setsockopt(self, level, optname, value):
-        """Set an option from an int or from a bytes-like value."""
+        """Set a socket option to an int or to a bytes-like value, as
+        socket.setsockopt() (the stdlib's form with None and an option length is not
+        supported).
+        """
         cdef int clevel = as_int(level), coptname = as_int(optname)
         cdef int flag
         cdef Py_buffer view
@@ -722,7 +759,10 @@ cdef class _Socket:
             raise_errno(errno)
 
     def getsockopt(self, level, optname, buflen=0):
-        """An int option, or with ``buflen`` up to that many raw bytes."""
+        """An option's value, as socket.getsockopt(): an int, or with ``buflen`` (1 to
+        1024) a bytes object of at most that many bytes; OSError for a ``buflen`` out of
+        range.
+        """
         cdef int clevel = as_int(level), coptname = as_int(optname)
         cdef int cbuflen = as_int(buflen)
         cdef int flag = 0
@@ -743,6 +783,9 @@ cdef class _Socket:
         return buf[:optlen]
 
     def shutdown(self, how):
+        """Shut down receiving (SHUT_RD), sending (SHUT_WR) or both (SHUT_RDWR), as
+        socket.shutdown(); bytes a StreamSocket has buffered can still be received.
+        """
         cdef int chow = as_int_arg(how)
         self._check_open()
         if c.shutdown(self.fd, chow) < 0:
@@ -751,7 +794,11 @@ cdef class _Socket:
     # -- timeouts -------------------------------------------------------------
 
     def settimeout(self, value):
-        """None blocks, 0 never blocks, a positive number is a deadline in seconds."""
+        """Set the timeout, as socket.settimeout(): None blocks, 0 never blocks
+        (BlockingIOError when a call would), a positive number of seconds bounds each
+        call (TimeoutError).  ValueError for a negative or NaN value.  The calls made of
+        several kernel calls say how the timeout applies to them.
+        """
         cdef double seconds = _common.stored_timeout(_common.normalize_timeout(value))
         cdef int nonblocking = seconds >= 0
         self.timeout = seconds
@@ -760,23 +807,32 @@ cdef class _Socket:
             raise_errno(errno)
 
     def gettimeout(self):
+        """The timeout in seconds, or None when the socket blocks, as
+        socket.gettimeout().
+        """
         return None if self.timeout < 0 else self.timeout
 
     def setblocking(self, flag):
+        """setblocking(True) is settimeout(None), setblocking(False) is settimeout(0.0),
+        as socket.setblocking().
+        """
         cdef long block = PyLong_AsLong(flag)  # the stdlib's conversion
         self.settimeout(None if block else 0.0)
 
     def getblocking(self):
+        """False when the timeout is 0.0, else True (a socket with a timeout counts as
+        blocking), as socket.getblocking().
+        """
         return self.timeout != 0.0
 
     # -- data -----------------------------------------------------------------
 
     def recv(self, Py_ssize_t bufsize, flags=0):
-        """Receive up to ``bufsize`` bytes; b"" means the peer closed.
+        """Receive one datagram, at most ``bufsize`` bytes of it (the rest is
+        discarded), as socket.recv().
 
-        With MSG_TRUNC a datagram socket reports a datagram's real length,
-        which may exceed ``bufsize``: the result is still only the (at most
-        ``bufsize``) bytes received, never more.
+        With MSG_TRUNC the result is still only the bytes received (the stdlib's is as
+        long as the whole datagram).
         """
         cdef int cflags = as_int(flags)  # every argument is converted first, as by the stdlib
         if bufsize < 0:
@@ -814,7 +870,10 @@ cdef class _Socket:
         return obj
 
     def recv_into(self, buffer, nbytes=0, flags=0):
-        """Receive into a writable buffer; returns how many bytes were written."""
+        """Receive one datagram into a writable buffer, at most ``nbytes`` bytes of it
+        (0: the buffer's size), and return how many were written, as socket.recv_into()
+        (with MSG_TRUNC: the datagram's real length, as the stdlib).
+        """
         cdef Py_buffer view
         cdef IOArgs a
         get_writable(buffer, &view, "recv_into")
@@ -836,7 +895,10 @@ cdef class _Socket:
             PyBuffer_Release(view)
 
     def send(self, data, flags=0):
-        """Send some of ``data``; returns how many bytes went out."""
+        """Send ``data`` and return how many bytes went out (a stream socket may send
+        only some), as socket.send(); never raises SIGPIPE: a stream whose peer is gone
+        gives BrokenPipeError.
+        """
         cdef Py_buffer view
         cdef IOArgs a
         cdef ssize_t sent

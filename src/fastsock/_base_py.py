@@ -327,8 +327,9 @@ class _Socket:
     def from_fd(cls: type[_Self], fd: int) -> _Self:
         """Take ownership of an open socket descriptor of this class's type.
 
-        The timeout starts as None for a blocking descriptor and 0.0 for a
-        non-blocking one.  On error the descriptor stays open and the
+        The timeout starts as None for a blocking descriptor and 0.0 for a non-blocking
+        one.  ValueError when ``fd`` is negative or a socket of another type or family,
+        OSError when it is no open socket; on error the descriptor stays open and the
         caller's.
         """
         if not isinstance(fd, int):
@@ -350,9 +351,11 @@ class _Socket:
 
     @classmethod
     def from_socket(cls: type[_Self], sock: _stdlib.socket) -> _Self:
-        """Take over a stdlib socket (which is detached) keeping its timeout.
+        """Take over a stdlib socket.socket, keeping its timeout; ``sock`` is detached.
 
-        An ``ssl.SSLSocket`` is refused (TypeError): its bytes are TLS records.
+        TypeError for anything else, and for an ssl.SSLSocket (its bytes are TLS
+        records); OSError (EBADF) when it is closed; when it is of another type or
+        family (ValueError, as from_fd()) it is left as it was.
         """
         _common.check_adoptable(sock)
         timeout = sock.gettimeout()
@@ -365,10 +368,10 @@ class _Socket:
         return self
 
     def to_socket(self) -> _stdlib.socket:
-        """Hand the descriptor over to a new stdlib socket; this one is left closed.
-
-        Refused (RuntimeError) while a stream socket holds received bytes that
-        no call has returned: take them with take_buffered() first.
+        """Hand the descriptor over to a new stdlib socket.socket with the same timeout;
+        this socket is left closed.  OSError (EBADF) when it is closed already;
+        RuntimeError, changing nothing, while a StreamSocket holds received bytes no
+        call has returned: take them with take_buffered() first.
         """
         timeout = self.gettimeout()
         family, kind = self.family, self.type
@@ -381,30 +384,42 @@ class _Socket:
 
     @property
     def family(self) -> int:
+        """The address family, AF_INET, AF_INET6 or AF_UNIX (a plain int, not the
+        stdlib's AddressFamily enum).
+        """
         return int(self._sock.family)
 
     @property
     def type(self) -> int:
+        """SOCK_STREAM or SOCK_DGRAM (a plain int, not the stdlib's SocketKind enum)."""
         return self._KIND
 
     @property
     def proto(self) -> int:
+        """The protocol number: 0 for a socket created here, the kernel's (IPPROTO_TCP,
+        ...) for one taken over with from_fd() or from_socket().
+        """
         return self._sock.proto
 
     @property
     def closed(self) -> bool:
+        """True once the socket is closed or detached (fileno() is then -1)."""
         return self._sock.fileno() == -1
 
     def fileno(self) -> int:
+        """The socket's descriptor, or -1 once it is closed or detached, as
+        socket.fileno().
+        """
         return self._sock.fileno()
 
     def close(self) -> None:
-        """Close the socket; a no-op when already closed.
+        """Close the socket, as socket.close(); a no-op when it is already closed.
 
-        Calls blocked on the socket in other threads are woken (they raise
-        OSError EBADF) and the last of them closes the descriptor; nothing is
-        done to the connection itself, so a forked child or a duplicated
-        descriptor sharing it is not disturbed.
+        A call blocked on the socket in another thread is woken (a signal to its
+        thread) and raises OSError (EBADF); the descriptor is closed when the last such
+        call returns, so none acts on a reused descriptor.  Nothing is done to the
+        connection itself: a forked child or a duplicated descriptor sharing it goes
+        on undisturbed.  A StreamSocket's buffered bytes are dropped.
         """
         calls = self._calls
         if not any(token[0] == _fork_generation for token in calls):
@@ -425,10 +440,10 @@ class _Socket:
         """Before the descriptor leaves: refuse if received bytes would be lost."""
 
     def detach(self) -> int:
-        """Forget the descriptor without closing it and return it (-1 if closed).
-
-        Refused (RuntimeError) while a stream socket holds received bytes that
-        no call has returned: take them with take_buffered() first.
+        """Give up the descriptor without closing it and return it (-1 when already
+        closed), as socket.detach(); the socket is then closed.  RuntimeError, changing
+        nothing, while a StreamSocket holds received bytes no call has returned: take
+        them with take_buffered() first.
         """
         if self._sock.fileno() != -1:
             self._check_handoff()
@@ -460,49 +475,99 @@ class _Socket:
         return address
 
     def bind(self, address: Any) -> None:
+        """Bind the socket to ``address``, as socket.bind(): ``(host, port)`` for
+        AF_INET, ``(host, port[, flowinfo[, scope_id]])`` for AF_INET6, a str, bytes or
+        path-like path for AF_UNIX.  Unlike the stdlib, a path with a NUL after its
+        first byte raises ValueError (the stdlib binds it cut short); a leading NUL
+        names an abstract socket.
+        """
         self._sock.bind(self._address(address))
 
     def connect(self, address: Any) -> None:
+        """Connect to ``address`` (as for bind()), as socket.connect(): with a timeout,
+        TimeoutError when it passes; on a non-blocking socket, BlockingIOError
+        (EINPROGRESS) while the connection goes on.  A signal handler's exception
+        propagates; otherwise an interrupted connect goes on (PEP 475).
+        """
         self._call(self._sock.connect, self._address(address))
 
     def connect_ex(self, address: Any) -> int:
+        """As connect(), but a failed connection returns its errno (0 on success)
+        instead of raising, as socket.connect_ex(): EWOULDBLOCK on timeout, EINPROGRESS
+        on a non-blocking socket.  A bad address still raises.
+        """
         return self._call(self._sock.connect_ex, self._address(address))  # type: ignore[no-any-return]
 
     def getsockname(self) -> Any:
+        """The socket's own address, as socket.getsockname()."""
         return self._sock.getsockname()
 
     def getpeername(self) -> Any:
+        """The address of the connected peer, as socket.getpeername(); OSError
+        (ENOTCONN) when not connected.
+        """
         return self._sock.getpeername()
 
     def setsockopt(self, level: int, optname: int, value: Any) -> None:
+        """Set a socket option to an int or to a bytes-like value, as
+        socket.setsockopt() (the stdlib's form with None and an option length is not
+        supported).
+        """
         self._sock.setsockopt(level, optname, value)
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0) -> Any:
+        """An option's value, as socket.getsockopt(): an int, or with ``buflen`` (1 to
+        1024) a bytes object of at most that many bytes; OSError for a ``buflen`` out of
+        range.
+        """
         # the stdlib takes buflen=0 as "an int option", and checks the
         # arguments in order (level, optname, then buflen)
         return self._sock.getsockopt(level, optname, buflen)
 
     def shutdown(self, how: int) -> None:
+        """Shut down receiving (SHUT_RD), sending (SHUT_WR) or both (SHUT_RDWR), as
+        socket.shutdown(); bytes a StreamSocket has buffered can still be received.
+        """
         self._sock.shutdown(how)
 
     # -- timeouts -------------------------------------------------------------
 
     def settimeout(self, value: Optional[float]) -> None:
+        """Set the timeout, as socket.settimeout(): None blocks, 0 never blocks
+        (BlockingIOError when a call would), a positive number of seconds bounds each
+        call (TimeoutError).  ValueError for a negative or NaN value.  The calls made of
+        several kernel calls say how the timeout applies to them.
+        """
         seconds = _common.normalize_timeout(value)
         self._sock.settimeout(None if seconds < 0 else seconds)
 
     def gettimeout(self) -> Optional[float]:
+        """The timeout in seconds, or None when the socket blocks, as
+        socket.gettimeout().
+        """
         return self._sock.gettimeout()
 
     def setblocking(self, flag: bool) -> None:
+        """setblocking(True) is settimeout(None), setblocking(False) is settimeout(0.0),
+        as socket.setblocking().
+        """
         self._sock.setblocking(flag)
 
     def getblocking(self) -> bool:
+        """False when the timeout is 0.0, else True (a socket with a timeout counts as
+        blocking), as socket.getblocking().
+        """
         return self._sock.getblocking()
 
     # -- data -----------------------------------------------------------------
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """Receive one datagram, at most ``bufsize`` bytes of it (the rest is
+        discarded), as socket.recv().
+
+        With MSG_TRUNC the result is still only the bytes received (the stdlib's is as
+        long as the whole datagram).
+        """
         with self._guard:
             data = self._sock.recv(bufsize, flags)
         if not data and self._sock.fileno() == -1:
@@ -514,6 +579,10 @@ class _Socket:
         return data
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        """Receive one datagram into a writable buffer, at most ``nbytes`` bytes of it
+        (0: the buffer's size), and return how many were written, as socket.recv_into()
+        (with MSG_TRUNC: the datagram's real length, as the stdlib).
+        """
         with self._guard:
             n = self._sock.recv_into(buffer, nbytes, flags)
         if not n and self._sock.fileno() == -1:
@@ -521,6 +590,10 @@ class _Socket:
         return n
 
     def send(self, data: Any, flags: int = 0) -> int:
+        """Send ``data`` and return how many bytes went out (a stream socket may send
+        only some), as socket.send(); never raises SIGPIPE: a stream whose peer is gone
+        gives BrokenPipeError.
+        """
         with self._guard:
             n = self._sock.send(data, _flags(flags))
         return n

@@ -3,7 +3,15 @@
 # DatagramBatch.  Included once by _socket_c.pyx.
 
 cdef class DatagramSocket(_Socket):
-    """A UDP (AF_INET, AF_INET6) or Unix datagram (AF_UNIX) socket."""
+    """A UDP (AF_INET, AF_INET6) or Unix datagram (AF_UNIX) socket, like a stdlib socket
+    of type SOCK_DGRAM.
+
+    It starts blocking (timeout None) whatever socket.getdefaulttimeout() says, and its
+    sends never raise SIGPIPE.  Besides the stdlib's calls it moves many datagrams per
+    call (recv_batch, recv_many, send_many, sendto_many: recvmmsg/sendmmsg in the
+    compiled implementation), and has UDP GSO (send_segments) and GRO (set_gro,
+    recv_gro) where the kernel has them.
+    """
 
     cdef DatagramBatch scratch   # reused by recv_many
     cdef bint gso_refused        # the kernel refused UDP_SEGMENT on this socket
@@ -19,7 +27,10 @@ cdef class DatagramSocket(_Socket):
         self._open(family, c.SOCK_DGRAM)
 
     def sendto(self, data, *args):
-        """``sendto(data, address)`` or ``sendto(data, flags, address)``."""
+        """``sendto(data, address)`` or ``sendto(data, flags, address)``: send ``data``
+        as one datagram to ``address`` and return the bytes sent, as socket.sendto();
+        never raises SIGPIPE.
+        """
         cdef Py_buffer view
         cdef IOArgs a
         if len(args) == 1:
@@ -40,8 +51,10 @@ cdef class DatagramSocket(_Socket):
             PyBuffer_Release(&view)
 
     def recvfrom(self, Py_ssize_t bufsize, flags=0):
-        """Receive one datagram: ``(bytes, address)``; at most ``bufsize``
-        bytes, even when MSG_TRUNC makes the call report a longer datagram."""
+        """Receive one datagram, at most ``bufsize`` bytes of it, and return ``(bytes,
+        address)``, as socket.recvfrom(); with MSG_TRUNC the bytes are still only those
+        received (the stdlib's are as long as the whole datagram).
+        """
         cdef IOArgs a
         cdef ssize_t n
         cdef char stack[STACK_RECV_MAX]
@@ -73,7 +86,10 @@ cdef class DatagramSocket(_Socket):
         return address
 
     def recvfrom_into(self, buffer, nbytes=0, flags=0):
-        """Receive one datagram into a writable buffer: ``(nbytes, address)``."""
+        """Receive one datagram into a writable buffer, at most ``nbytes`` bytes of it
+        (0: the buffer's size), and return ``(nbytes_received, address)``, as
+        socket.recvfrom_into().
+        """
         cdef Py_buffer view
         cdef IOArgs a
         cdef ssize_t n
@@ -101,13 +117,24 @@ cdef class DatagramSocket(_Socket):
         return batch.filled
 
     def recv_batch(self, DatagramBatch batch not None):
-        """Fill ``batch`` with what has arrived (waiting for the first datagram
-        within the timeout) in one recvmmsg; returns how many datagrams."""
+        """Receive into ``batch`` the first datagram (waiting for it within the timeout)
+        and whatever else is already queued, up to ``batch.count``; returns how many
+        (``len(batch)``).
+
+        A datagram longer than ``batch.slot_size`` is cut (``batch.truncated(i)``).
+        BufferError while memoryviews of the batch are alive; on an error the batch is
+        left empty.
+        """
         return self._recv_into_batch(batch)
 
     def recv_many(self, max_count=64, bufsize=2048):
-        """A list of ``(bytes, address)``: the first datagram (waiting within
-        the timeout) and whatever else is already queued, up to max_count."""
+        """Receive as recv_batch() does, up to ``max_count`` datagrams of at most
+        ``bufsize`` bytes, and return a list of ``(bytes, address)``.
+
+        A longer datagram raises TruncatedDatagramError, whose ``messages`` holds
+        everything received (the long ones cut) and ``truncated`` their indices: nothing
+        is lost.
+        """
         cdef Py_ssize_t count = check_size(max_count, "max_count", 1 << 20)
         cdef Py_ssize_t size = check_size(bufsize, "bufsize", MAX_SLOT_SIZE)
         cdef DatagramBatch batch = self.scratch
@@ -190,18 +217,27 @@ cdef class DatagramSocket(_Socket):
             PyMem_Free(addrs)
 
     def send_many(self, buffers, address=None):
-        """Send each buffer as one datagram (to ``address``, or the connected
-        peer) with sendmmsg; returns how many were sent."""
+        """Send each of ``buffers`` as one datagram, to ``address`` or (None) the
+        connected peer, and return how many were sent; never raises SIGPIPE.  The
+        arguments are checked before anything is sent; an error (a timeout included)
+        after some were sent returns their count instead of raising.
+        """
         return self._send_many(list(buffers), address, False)
 
     def sendto_many(self, pairs):
-        """Send ``(data, address)`` pairs with sendmmsg; returns how many were sent."""
+        """Send each ``(data, address)`` pair as one datagram to its address and return
+        how many were sent, as send_many() (None is no address here: TypeError).
+        """
         return self._send_many(list(pairs), None, True)
 
     def send_segments(self, buffer, segment_size, address=None):
-        """Send ``buffer`` as datagrams of ``segment_size`` bytes (the last may
-        be shorter): with UDP GSO, many per sendmsg, where the kernel has it;
-        else with sendmmsg.  Returns how many datagrams were sent."""
+        """Send ``buffer`` as datagrams of ``segment_size`` bytes (the last may be
+        shorter), to ``address`` or (None) the connected peer, and return how many were
+        sent; with UDP GSO, many per kernel call where the kernel allows.  An error
+        part-way returns the count so far, as send_many(), but one that recurs when the
+        rest falls back to plain sends after a failed GSO send raises, and that count is
+        lost.
+        """
         cdef Py_ssize_t seg = check_size(segment_size, "segment_size", MAX_UDP_PAYLOAD)
         cdef Py_buffer view
         cdef Py_ssize_t sent = 0
@@ -292,8 +328,10 @@ cdef class DatagramSocket(_Socket):
             PyMem_Free(iovs)
 
     def set_gro(self, enabled=True):
-        """Turn UDP receive coalescing on or off; returns whether it is on
-        (False where the kernel or the family lacks it)."""
+        """Turn UDP GRO (receive coalescing, see recv_gro()) on or off and return
+        whether it is on now: False for AF_UNIX, where the kernel lacks it, or when it
+        refuses.  OSError (EBADF) when the socket is closed.
+        """
         cdef int value = 1 if enabled else 0
         self._check_open()
         if self.family_ == c.AF_UNIX or not udp_gro_available():
@@ -303,9 +341,12 @@ cdef class DatagramSocket(_Socket):
         return bool(value)
 
     def recv_gro(self, bufsize=65535):
-        """``(data, address, segment_size)``: several coalesced datagrams of
-        segment_size bytes (the last may be shorter), or one datagram with
-        ``segment_size == len(data)``."""
+        """Receive ``(data, address, segment_size)``: with GRO on, several datagrams
+        from one sender coalesced into ``data``, each ``segment_size`` bytes but the
+        last (split them with iter_segments()); else one datagram, whose segment_size is
+        its length.  Waits within the timeout; TruncatedDatagramError when more than
+        ``bufsize`` bytes came.
+        """
         cdef Py_ssize_t size = check_size(bufsize, "bufsize", MAX_SLOT_SIZE)
         cdef MsgArgs a
         cdef c.iovec iov
@@ -345,8 +386,11 @@ cdef class DatagramBatch:
     """Reusable memory for ``DatagramSocket.recv_batch``: ``count`` slots of
     ``slot_size`` bytes, with their lengths and senders.
 
-    ``data(i)`` is a memoryview into the batch's own memory; while any such
-    view is alive, ``recv_batch`` refuses to overwrite the batch (BufferError).
+    ``len(batch)`` is how many datagrams the last receive filled in, and iterating gives
+    their ``(memoryview, address)`` pairs.  ``data(i)`` is a memoryview into the batch's
+    own memory; while any such view is alive, ``recv_batch`` refuses to overwrite the
+    batch (BufferError).  ValueError for a count outside 1 to 2**20 or a slot_size
+    outside 1 to 65536.
     """
 
     cdef char *memory
@@ -420,21 +464,28 @@ cdef class DatagramBatch:
         return self.filled
 
     def data(self, i):
-        """Slot i's datagram as a memoryview into the batch."""
+        """Datagram ``i`` of the last receive, as a memoryview into the batch (a
+        negative ``i`` counts from the end; IndexError past ``len(batch)``).  While it
+        is alive the batch cannot receive again.
+        """
         cdef Py_ssize_t k = self._index(i)
         start = k * self.slot_size
         return memoryview(self)[start:start + self._stored(k)]
 
     def length(self, i):
-        """The datagram's real length (more than slot_size when truncated)."""
+        """The real length of datagram ``i``: more than ``slot_size`` when it was
+        truncated.
+        """
         return self.msgs[self._index(i)].msg_len
 
     def truncated(self, i):
+        """Whether datagram ``i`` was longer than ``slot_size`` and cut to it."""
         return bool(self.msgs[self._index(i)].msg_hdr.msg_flags & c.MSG_TRUNC)
 
     def address(self, i):
-        """The sender of datagram i (the same tuple as the previous sender's
-        when they are equal)."""
+        """The sender of datagram ``i`` (the same tuple as the previous sender's when
+        they are equal).
+        """
         cdef Py_ssize_t k = self._index(i)
         return self._address(k)
 

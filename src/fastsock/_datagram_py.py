@@ -42,8 +42,11 @@ class DatagramBatch:
     """Reusable memory for ``DatagramSocket.recv_batch``: ``count`` slots of
     ``slot_size`` bytes, with their lengths and senders.
 
-    ``data(i)`` is a memoryview into the batch's own memory; while any such
-    view is alive, ``recv_batch`` refuses to overwrite the batch (BufferError).
+    ``len(batch)`` is how many datagrams the last receive filled in, and iterating gives
+    their ``(memoryview, address)`` pairs.  ``data(i)`` is a memoryview into the batch's
+    own memory; while any such view is alive, ``recv_batch`` refuses to overwrite the
+    batch (BufferError).  ValueError for a count outside 1 to 2**20 or a slot_size
+    outside 1 to 65536.
     """
 
     __slots__ = ("count", "slot_size", "_memory", "_lengths", "_senders", "_filled")
@@ -78,21 +81,28 @@ class DatagramBatch:
         return self._filled
 
     def data(self, i: int) -> memoryview:
-        """Slot i's datagram as a memoryview into the batch."""
+        """Datagram ``i`` of the last receive, as a memoryview into the batch (a
+        negative ``i`` counts from the end; IndexError past ``len(batch)``).  While it
+        is alive the batch cannot receive again.
+        """
         k = self._slot(i)
         start = k * self.slot_size
         return memoryview(self._memory)[start:start + min(self._lengths[k], self.slot_size)]
 
     def length(self, i: int) -> int:
-        """The datagram's real length (more than slot_size when truncated)."""
+        """The real length of datagram ``i``: more than ``slot_size`` when it was
+        truncated.
+        """
         return self._lengths[self._slot(i)]
 
     def truncated(self, i: int) -> bool:
+        """Whether datagram ``i`` was longer than ``slot_size`` and cut to it."""
         return self._lengths[self._slot(i)] > self.slot_size
 
     def address(self, i: int) -> Any:
-        """The sender of datagram i (the same tuple as the previous sender's
-        when they are equal)."""
+        """The sender of datagram ``i`` (the same tuple as the previous sender's when
+        they are equal).
+        """
         return self._senders[self._slot(i)]
 
     def __iter__(self) -> Iterator[Tuple[memoryview, Any]]:
@@ -111,12 +121,24 @@ class DatagramBatch:
 
 
 class DatagramSocket(_Socket):
-    """A UDP (AF_INET, AF_INET6) or Unix datagram (AF_UNIX) socket."""
+    """A UDP (AF_INET, AF_INET6) or Unix datagram (AF_UNIX) socket, like a stdlib socket
+    of type SOCK_DGRAM.
+
+    It starts blocking (timeout None) whatever socket.getdefaulttimeout() says, and its
+    sends never raise SIGPIPE.  Besides the stdlib's calls it moves many datagrams per
+    call (recv_batch, recv_many, send_many, sendto_many: recvmmsg/sendmmsg in the
+    compiled implementation), and has UDP GSO (send_segments) and GRO (set_gro,
+    recv_gro) where the kernel has them.
+    """
 
     __slots__ = ()
     _KIND = SOCK_DGRAM
 
     def sendto(self, data: Any, *args: Any) -> int:
+        """``sendto(data, address)`` or ``sendto(data, flags, address)``: send ``data``
+        as one datagram to ``address`` and return the bytes sent, as socket.sendto();
+        never raises SIGPIPE.
+        """
         if len(args) == 1:
             flags, address = 0, args[0]
         elif len(args) == 2:
@@ -134,6 +156,10 @@ class DatagramSocket(_Socket):
         return n
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> Tuple[bytes, Any]:
+        """Receive one datagram, at most ``bufsize`` bytes of it, and return ``(bytes,
+        address)``, as socket.recvfrom(); with MSG_TRUNC the bytes are still only those
+        received (the stdlib's are as long as the whole datagram).
+        """
         with self._guard:
             result = self._sock.recvfrom(bufsize, flags)
         if not result[0] and self._sock.fileno() == -1:
@@ -145,6 +171,10 @@ class DatagramSocket(_Socket):
         return result
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> Tuple[int, Any]:
+        """Receive one datagram into a writable buffer, at most ``nbytes`` bytes of it
+        (0: the buffer's size), and return ``(nbytes_received, address)``, as
+        socket.recvfrom_into().
+        """
         with self._guard:
             result = self._sock.recvfrom_into(buffer, nbytes, flags)
         if not result[0] and self._sock.fileno() == -1:
@@ -185,8 +215,14 @@ class DatagramSocket(_Socket):
         return received
 
     def recv_batch(self, batch: DatagramBatch) -> int:
-        """Fill ``batch`` with what has arrived (waiting for the first datagram
-        within the timeout); returns how many datagrams."""
+        """Receive into ``batch`` the first datagram (waiting for it within the timeout)
+        and whatever else is already queued, up to ``batch.count``; returns how many
+        (``len(batch)``).
+
+        A datagram longer than ``batch.slot_size`` is cut (``batch.truncated(i)``).
+        BufferError while memoryviews of the batch are alive; on an error the batch is
+        left empty.
+        """
         if not isinstance(batch, DatagramBatch):
             raise TypeError(f"recv_batch() needs a DatagramBatch, not {type(batch).__name__}")
         memory = batch._prepare()
@@ -198,8 +234,13 @@ class DatagramSocket(_Socket):
         return batch._filled
 
     def recv_many(self, max_count: int = 64, bufsize: int = 2048) -> list[Tuple[bytes, Any]]:
-        """A list of ``(bytes, address)``: the first datagram (waiting within
-        the timeout) and whatever else is already queued, up to max_count."""
+        """Receive as recv_batch() does, up to ``max_count`` datagrams of at most
+        ``bufsize`` bytes, and return a list of ``(bytes, address)``.
+
+        A longer datagram raises TruncatedDatagramError, whose ``messages`` holds
+        everything received (the long ones cut) and ``truncated`` their indices: nothing
+        is lost.
+        """
         count = check_size(max_count, "max_count", 1 << 20)
         size = check_size(bufsize, "bufsize", MAX_SLOT_SIZE)
         memory = bytearray(count * size)
@@ -242,12 +283,17 @@ class DatagramSocket(_Socket):
         return [(readable_view(data), target) for data in items]
 
     def send_many(self, buffers: Iterable[Any], address: Any = None) -> int:
-        """Send each buffer as one datagram (to ``address``, or the connected
-        peer); returns how many were sent."""
+        """Send each of ``buffers`` as one datagram, to ``address`` or (None) the
+        connected peer, and return how many were sent; never raises SIGPIPE.  The
+        arguments are checked before anything is sent; an error (a timeout included)
+        after some were sent returns their count instead of raising.
+        """
         return self._send_each(self._prepared(buffers, address))
 
     def sendto_many(self, pairs: Iterable[Tuple[Any, Any]]) -> int:
-        """Send ``(data, address)`` pairs; returns how many were sent."""
+        """Send each ``(data, address)`` pair as one datagram to its address and return
+        how many were sent, as send_many() (None is no address here: TypeError).
+        """
         items = []
         for data, address in pairs:  # each pair's address first, as the compiled call
             target = self._pair_address(address)
@@ -264,8 +310,13 @@ class DatagramSocket(_Socket):
         return self._address(address)
 
     def send_segments(self, buffer: Any, segment_size: int, address: Any = None) -> int:
-        """Send ``buffer`` as datagrams of ``segment_size`` bytes (the last may
-        be shorter), with UDP GSO where the kernel has it; returns how many."""
+        """Send ``buffer`` as datagrams of ``segment_size`` bytes (the last may be
+        shorter), to ``address`` or (None) the connected peer, and return how many were
+        sent; with UDP GSO, many per kernel call where the kernel allows.  An error
+        part-way returns the count so far, as send_many(), but one that recurs when the
+        rest falls back to plain sends after a failed GSO send raises, and that count is
+        lost.
+        """
         seg = check_size(segment_size, "segment_size", MAX_UDP_PAYLOAD)
         view = readable_view(buffer)
         if not len(view):
@@ -303,7 +354,10 @@ class DatagramSocket(_Socket):
     # -- GRO -----------------------------------------------------------------
 
     def set_gro(self, enabled: bool = True) -> bool:
-        """Turn UDP receive coalescing on or off; returns whether it is on."""
+        """Turn UDP GRO (receive coalescing, see recv_gro()) on or off and return
+        whether it is on now: False for AF_UNIX, where the kernel lacks it, or when it
+        refuses.  OSError (EBADF) when the socket is closed.
+        """
         self._sock.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_TYPE)  # EBADF when closed
         if self._sock.family == AF_UNIX or not udp_gro_available():
             return False
@@ -315,8 +369,12 @@ class DatagramSocket(_Socket):
         return bool(value)
 
     def recv_gro(self, bufsize: int = 65535) -> Tuple[bytes, Any, int]:
-        """``(data, address, segment_size)``: coalesced datagrams of
-        segment_size bytes (the last may be shorter), or one datagram."""
+        """Receive ``(data, address, segment_size)``: with GRO on, several datagrams
+        from one sender coalesced into ``data``, each ``segment_size`` bytes but the
+        last (split them with iter_segments()); else one datagram, whose segment_size is
+        its length.  Waits within the timeout; TruncatedDatagramError when more than
+        ``bufsize`` bytes came.
+        """
         size = check_size(bufsize, "bufsize", MAX_SLOT_SIZE)
         data, ancillary, flags, address = self._call(self._sock.recvmsg, size, _GRO_CONTROL)
         segment: Optional[int] = None

@@ -41,7 +41,13 @@ SHUT_RDWR: int = int(_stdlib.SHUT_RDWR)
 
 
 def socketpair(family: int = AF_UNIX, type: int = SOCK_STREAM) -> Tuple[Any, Any]:
-    """A pair of connected sockets: StreamSocket for SOCK_STREAM, else DatagramSocket."""
+    """A pair of connected sockets, as socket.socketpair(): StreamSocket for
+    SOCK_STREAM, DatagramSocket for SOCK_DGRAM, both blocking whatever
+    socket.getdefaulttimeout() says.
+
+    ValueError for another type, OSError (EAFNOSUPPORT) for a family other than AF_UNIX,
+    AF_INET or AF_INET6; Linux pairs only AF_UNIX sockets (EOPNOTSUPP for the others).
+    """
     cls = {SOCK_STREAM: StreamSocket, SOCK_DGRAM: DatagramSocket}.get(type)
     if cls is None:
         raise ValueError("socketpair type must be SOCK_STREAM or SOCK_DGRAM")
@@ -58,7 +64,14 @@ def create_connection(
     *,
     source_address: Any = None,
 ) -> StreamSocket:
-    """Connect to ``(host, port)`` trying every resolved address, or to an AF_UNIX path."""
+    """Connect a StreamSocket to ``(host, port)`` or to an AF_UNIX path, as
+    socket.create_connection().
+
+    Every address the host resolves to (IPv4, IPv6) is tried in turn; when all fail, the
+    first error is raised.  ``timeout`` (default None: block, not the stdlib's default
+    timeout) bounds each attempt and stays set on the socket; ``source_address`` is
+    bound before connecting (not for a path).
+    """
     return _common.create_connection(StreamSocket, address, timeout, source_address)
 
 
@@ -69,5 +82,11 @@ def create_server(
     backlog: int = 128,
     reuse_port: bool = False,
 ) -> StreamSocket:
-    """A listening StreamSocket with SO_REUSEADDR, on loopback unless told otherwise."""
+    """A StreamSocket bound to ``address`` and listening, as socket.create_server().
+
+    Without an address it listens on a free port of the loopback of ``family``
+    (127.0.0.1 or ::1); an AF_UNIX server needs a path (ValueError).  SO_REUSEADDR is
+    set (and SO_REUSEPORT with ``reuse_port``) except for AF_UNIX; unlike the stdlib
+    there is no ``dualstack_ipv6`` and IPV6_V6ONLY is left as the system sets it.
+    """
     return _common.create_server(StreamSocket, address, family, backlog, reuse_port)

@@ -99,7 +99,14 @@ cdef int check_prefix_size(object prefix_size) except -1:
 
 
 cdef class StreamSocket(_Socket):
-    """A TCP (AF_INET, AF_INET6) or Unix stream (AF_UNIX) socket."""
+    """A TCP (AF_INET, AF_INET6) or Unix stream (AF_UNIX) socket, like a stdlib socket
+    of type SOCK_STREAM.
+
+    It starts blocking (timeout None) whatever socket.getdefaulttimeout() says, and its
+    sends never raise SIGPIPE.  Its framing calls (recv_exactly, recv_until, recv_msg,
+    recv_msgs) may read past what they return: those bytes wait in the socket's receive
+    buffer (``buffered``), and every receive call returns them first.
+    """
 
     # A buffered receive holds ``receiving`` for its whole duration (it may
     # release the GIL while reading into the buffer); any other receive on
@@ -158,9 +165,13 @@ cdef class StreamSocket(_Socket):
     # -- receiving: the buffer first, then the kernel ---------------------------
 
     def recv(self, Py_ssize_t bufsize, flags=0):
-        """Receive up to ``bufsize`` bytes; b"" means the peer closed.
+        """Receive up to ``bufsize`` bytes, as socket.recv(); b"" at the end of the
+        stream.
 
-        Bytes already in the socket's receive buffer are returned first.
+        Bytes already in the socket's receive buffer (``buffered``) are returned first,
+        without asking the kernel (of the flags only MSG_PEEK then counts).
+        RuntimeError while a framing call (recv_exactly, recv_until, recv_msg,
+        recv_msgs) is in progress.
         """
         cdef int cflags = as_int(flags)  # every argument is converted first, as by the stdlib
         cdef Py_ssize_t n
@@ -179,9 +190,10 @@ cdef class StreamSocket(_Socket):
         return self._recv_bytes(bufsize, cflags)
 
     def recv_into(self, buffer, nbytes=0, flags=0):
-        """Receive into a writable buffer; returns how many bytes were written.
-
-        Bytes already in the socket's receive buffer are returned first.
+        """Receive up to ``nbytes`` bytes (0: the buffer's size) into a writable buffer
+        and return how many were written, as socket.recv_into(); 0 at the end of the
+        stream.  Buffered bytes are returned first, as by recv(), with the same
+        RuntimeError.
         """
         cdef Py_buffer view
         cdef IOArgs a
@@ -209,13 +221,21 @@ cdef class StreamSocket(_Socket):
         return self._recv_into_view(&view, &a)
 
     def listen(self, backlog=128):
+        """Listen for connections, queueing up to ``backlog`` (default 128; negative
+        counts as 0), as socket.listen().
+        """
         cdef int cbacklog = as_int(backlog)
         self._check_open()
         if c.listen(self.fd, cbacklog if cbacklog > 0 else 0) < 0:
             raise_errno(errno)
 
     def accept(self):
-        """Wait for a connection: ``(StreamSocket, address)``; the new socket blocks."""
+        """Wait for a connection and return ``(StreamSocket, address)``, as
+        socket.accept().
+
+        The new socket blocks (timeout None) whatever this one's timeout and
+        socket.getdefaulttimeout() are, and is not inheritable.
+        """
         cdef IOArgs a
         cdef int fd = <int>self._call(c.POLLIN, _do_accept, &a, self._deadline())
         cdef StreamSocket conn
@@ -230,11 +250,11 @@ cdef class StreamSocket(_Socket):
         return conn, address
 
     def sendall(self, data, flags=0):
-        """Send all of ``data``; the timeout bounds the whole call.
-
-        When only part could be sent — a non-blocking socket whose buffer
-        filled (BlockingIOError) or the timeout (TimeoutError) — the
-        exception's ``characters_written`` says how many bytes went out.
+        """Send all of ``data``, as socket.sendall(): the timeout bounds the whole call.
+        Never raises SIGPIPE.  When it stops part-way on a non-blocking socket
+        (BlockingIOError) or at the deadline (TimeoutError), the exception's
+        ``characters_written`` says how many bytes went out; after another error an
+        unknown part of the data may have been sent.
         """
         cdef Py_buffer view
         cdef IOArgs a
@@ -260,7 +280,11 @@ cdef class StreamSocket(_Socket):
 
     @property
     def buffered(self):
-        """How many received bytes the socket holds that no call has returned yet."""
+        """How many received bytes the socket holds that no call has returned yet.
+
+        The next receive call returns them without asking the kernel.  A selector cannot
+        see them: check this before waiting for readability.
+        """
         return self.rbuf.end - self.rbuf.start
 
     cdef inline int _begin_receive(self) except -1:
@@ -369,10 +393,11 @@ cdef class StreamSocket(_Socket):
                 return 0
 
     def recv_exactly(self, n):
-        """Exactly ``n`` bytes; the timeout bounds the whole call.
+        """Receive exactly ``n`` bytes; the timeout bounds the whole call.
 
-        EOF first raises IncompleteReadError; any other failure puts the
-        bytes already read back in the receive buffer.
+        IncompleteReadError (holding the bytes that came, consumed) when the stream ends
+        first; on any other error (TimeoutError, OSError, a signal handler's exception)
+        the bytes read so far stay in the receive buffer.
         """
         cdef Py_ssize_t size = PyLong_AsSsize_t(_index(n))  # the stdlib's message
         cdef Py_ssize_t got = 0
@@ -396,7 +421,13 @@ cdef class StreamSocket(_Socket):
             self.receiving = False
 
     def recv_exactly_into(self, buffer, nbytes=0):
-        """Fill ``nbytes`` (default: all) of a writable buffer; returns nbytes."""
+        """Fill the first ``nbytes`` bytes (0: all) of a writable buffer and return that
+        count.
+
+        As recv_exactly(): the timeout bounds the whole call, IncompleteReadError when
+        the stream ends first, and on any other error the bytes read so far go back to
+        the receive buffer.
+        """
         cdef Py_buffer view
         cdef Py_ssize_t size, got = 0
         get_writable(buffer, &view, "recv_exactly_into")
@@ -419,10 +450,13 @@ cdef class StreamSocket(_Socket):
             PyBuffer_Release(&view)
 
     def recv_until(self, delimiter, limit=65536):
-        """The data up to and including ``delimiter``, at most ``limit`` bytes.
+        """Receive up to and including ``delimiter`` (bytes-like) and return it all, at
+        most ``limit`` bytes; the timeout bounds the whole call.
 
-        No delimiter within ``limit`` bytes raises LimitOverrunError and
-        leaves the data buffered; EOF first raises IncompleteReadError.
+        LimitOverrunError when ``limit`` bytes hold no delimiter, IncompleteReadError
+        (holding the bytes, consumed) when the stream ends first.  Bytes read past the
+        delimiter, and on a timeout or an error all the bytes read, stay in the receive
+        buffer.
         """
         cdef Py_buffer delim
         cdef Py_ssize_t climit = check_positive(limit, "limit")
@@ -458,8 +492,11 @@ cdef class StreamSocket(_Socket):
             PyBuffer_Release(&delim)
 
     def recv_iter(self, buffer):
-        """Iterate over memoryviews of ``buffer``, each the part just received,
-        until EOF.  A view is valid only until the next iteration."""
+        """Iterate until the end of the stream, receiving into ``buffer`` with
+        recv_into() each time (the timeout applies to each receive) and yielding a
+        memoryview of the part just written, valid only until the next iteration.
+        ValueError for an empty buffer.
+        """
         cdef Py_buffer view
         get_writable(buffer, &view, "recv_iter")
         empty = view.len == 0
@@ -478,7 +515,11 @@ cdef class StreamSocket(_Socket):
     # -- length-prefixed messages ---------------------------------------------
 
     def send_msg(self, payload, *, prefix_size=4):
-        """Send ``payload`` after its big-endian length, in one vectored send."""
+        """Send ``payload`` after its length as a big-endian ``prefix_size``-byte
+        integer (1, 2, 4 or 8: ValueError otherwise), all of it as sendall() does; the
+        timeout bounds the whole call.  OverflowError when the length does not fit the
+        prefix.
+        """
         cdef int psize = check_prefix_size(prefix_size)
         cdef Py_buffer view
         cdef unsigned char header[8]
@@ -502,7 +543,13 @@ cdef class StreamSocket(_Socket):
             PyBuffer_Release(&view)
 
     def recv_msg(self, *, prefix_size=4, max_size=DEFAULT_MAX_MESSAGE):
-        """One length-prefixed message's payload."""
+        """Receive one message framed by send_msg() and return its payload; the timeout
+        bounds the whole call.
+
+        MessageTooLargeError when its prefix announces more than ``max_size`` bytes (the
+        prefix stays buffered); IncompleteReadError when the stream ends mid-message.
+        On a timeout or another error the bytes read so far stay in the receive buffer.
+        """
         cdef int psize = check_prefix_size(prefix_size)
         cdef Py_ssize_t cmax = check_positive(max_size, "max_size")
         self._begin_receive()
@@ -512,8 +559,11 @@ cdef class StreamSocket(_Socket):
             self.receiving = False
 
     def recv_msgs(self, max_count=1024, *, prefix_size=4, max_size=DEFAULT_MAX_MESSAGE):
-        """Every complete message already received (up to ``max_count``),
-        waiting within the timeout for the first."""
+        """Receive the next message (waiting for it as recv_msg() does) and every
+        complete one already received after it, at most ``max_count`` in all; returns
+        their payloads.  Once it has a message it never waits; a next message larger
+        than ``max_size`` is left for the next call to report.
+        """
         cdef Py_ssize_t count = check_positive(max_count, "max_count")
         cdef int psize = check_prefix_size(prefix_size)
         cdef Py_ssize_t cmax = check_positive(max_size, "max_size")
@@ -651,18 +701,28 @@ cdef class StreamSocket(_Socket):
             PyMem_Free(iov)
 
     def send_buffers(self, buffers):
-        """One vectored send of up to IOV_MAX bytes-like objects; returns bytes sent."""
+        """Send the buffers with one sendmsg() (the first IOV_MAX of them, 1024 on
+        Linux) and return how many bytes went out, possibly fewer than their total, as
+        socket.sendmsg(buffers); never raises SIGPIPE.
+        """
         return self._send_buffers(buffers, False)
 
     def sendall_buffers(self, buffers):
-        """Send every byte of every buffer, without concatenating them; the
-        timeout bounds the whole call."""
+        """Send every byte of ``buffers`` (bytes-like objects, not joined) with as few
+        sendmsg() calls as the kernel allows; the timeout bounds the whole call.  Never
+        raises SIGPIPE; after an error, an unknown part may have been sent.
+        """
         self._send_buffers(buffers, True)
 
     def sendfile(self, file, offset=0, count=None):
-        """Send a file's bytes (kernel zero-copy where possible); returns how
-        many were sent.  The timeout bounds the whole call; on a non-blocking
-        socket it sends what fits."""
+        """Send ``count`` bytes (None: to the end) of ``file`` from ``offset`` and
+        return how many were sent; the file position is left just past them, even on
+        error.
+
+        Zero-copy os.sendfile() where the kernel can, a pread/send loop otherwise; the
+        timeout bounds the whole call; never raises SIGPIPE.  Unlike socket.sendfile(),
+        a non-blocking socket sends what fits (BlockingIOError when nothing does).
+        """
         cdef SendfileArgs a
         cdef Py_ssize_t total = 0, want
         cdef ssize_t n

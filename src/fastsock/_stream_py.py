@@ -74,20 +74,25 @@ def _prefix_struct(prefix_size: Any) -> struct.Struct:
     return header
 
 class StreamSocket(_Socket):
-    """A TCP (AF_INET, AF_INET6) or Unix stream (AF_UNIX) socket.
+    """A TCP (AF_INET, AF_INET6) or Unix stream (AF_UNIX) socket, like a stdlib socket
+    of type SOCK_STREAM.
 
-    It keeps a receive buffer: bytes taken from the kernel past what a call
-    returns stay in ``_rbuf[_rpos:]``, and every receive call is served from
-    there first.  ``_rbuf`` is empty exactly when nothing is buffered (and
-    ``_rpos`` is then 0).  A buffered receive (recv_exactly, recv_until,
-    the message calls) sets ``_receiving`` for its whole duration: another
-    receive on the socket meanwhile raises RuntimeError instead of racing it
-    for the buffer.  The hot paths test ``if self._rbuf or self._receiving``.
+    It starts blocking (timeout None) whatever socket.getdefaulttimeout() says, and its
+    sends never raise SIGPIPE.  Its framing calls (recv_exactly, recv_until, recv_msg,
+    recv_msgs) may read past what they return: those bytes wait in the socket's receive
+    buffer (``buffered``), and every receive call returns them first.
     """
 
-    # _deferred_errno: an error the kernel reported to a read that did not
-    # wait (recv_msgs taking what else has arrived), raised by the next
-    # receive once the bytes before it are returned
+    # The receive buffer: bytes taken from the kernel past what a call
+    # returns stay in ``_rbuf[_rpos:]``, and every receive call is served from
+    # there first.  ``_rbuf`` is empty exactly when nothing is buffered (and
+    # ``_rpos`` is then 0).  A buffered receive (recv_exactly, recv_until,
+    # the message calls) sets ``_receiving`` for its whole duration: another
+    # receive on the socket meanwhile raises RuntimeError instead of racing it
+    # for the buffer.  ``_deferred_errno``: an error the kernel reported to a
+    # read that did not wait (recv_msgs taking what else has arrived), raised
+    # by the next receive once the bytes before it are returned.  The hot
+    # paths test ``if self._rbuf or self._receiving or self._deferred_errno``.
     __slots__ = ("_rbuf", "_rpos", "_receiving", "_deferred_errno")
     _KIND = SOCK_STREAM
 
@@ -137,14 +142,31 @@ class StreamSocket(_Socket):
         self._receiving = True
 
     def close(self) -> None:
+        """Close the socket, as socket.close(); a no-op when it is already closed.
+
+        A call blocked on the socket in another thread is woken (a signal to its
+        thread) and raises OSError (EBADF); the descriptor is closed when the last such
+        call returns, so none acts on a reused descriptor.  Nothing is done to the
+        connection itself: a forked child or a duplicated descriptor sharing it goes
+        on undisturbed.  A StreamSocket's buffered bytes are dropped.
+        """
         self._rbuf = bytearray()  # whatever was buffered goes with the socket
         self._rpos = 0
         super().close()
 
     def listen(self, backlog: int = 128) -> None:
+        """Listen for connections, queueing up to ``backlog`` (default 128; negative
+        counts as 0), as socket.listen().
+        """
         self._sock.listen(backlog)
 
     def accept(self) -> Tuple["StreamSocket", Any]:
+        """Wait for a connection and return ``(StreamSocket, address)``, as
+        socket.accept().
+
+        The new socket blocks (timeout None) whatever this one's timeout and
+        socket.getdefaulttimeout() are, and is not inheritable.
+        """
         fd, address = self._call(self._sock._accept)  # type: ignore[attr-defined]
         try:
             conn = _stdlib.socket(self._sock.family, SOCK_STREAM, 0, fileno=fd)
@@ -160,11 +182,11 @@ class StreamSocket(_Socket):
             raise
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        """Send all of ``data``; the timeout bounds the whole call.
-
-        When only part could be sent — a non-blocking socket whose buffer
-        filled (BlockingIOError) or the timeout (TimeoutError) — the
-        exception's ``characters_written`` says how many bytes went out.
+        """Send all of ``data``, as socket.sendall(): the timeout bounds the whole call.
+        Never raises SIGPIPE.  When it stops part-way on a non-blocking socket
+        (BlockingIOError) or at the deadline (TimeoutError), the exception's
+        ``characters_written`` says how many bytes went out; after another error an
+        unknown part of the data may have been sent.
         """
         view = _readable_bytes(data)
         try:
@@ -180,7 +202,8 @@ class StreamSocket(_Socket):
     def buffered(self) -> int:
         """How many received bytes the socket holds that no call has returned yet.
 
-        A selector cannot see them: check this before waiting for readability.
+        The next receive call returns them without asking the kernel.  A selector cannot
+        see them: check this before waiting for readability.
         """
         return len(self._rbuf) - self._rpos
 
@@ -291,6 +314,14 @@ class StreamSocket(_Socket):
     # -- receiving ------------------------------------------------------------
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """Receive up to ``bufsize`` bytes, as socket.recv(); b"" at the end of the
+        stream.
+
+        Bytes already in the socket's receive buffer (``buffered``) are returned first,
+        without asking the kernel (of the flags only MSG_PEEK then counts).
+        RuntimeError while a framing call (recv_exactly, recv_until, recv_msg,
+        recv_msgs) is in progress.
+        """
         if self._rbuf or self._receiving or self._deferred_errno:
             return self._recv_buffered(bufsize, flags)
         with self._guard:
@@ -317,6 +348,11 @@ class StreamSocket(_Socket):
         return self._take_at(pos, size)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        """Receive up to ``nbytes`` bytes (0: the buffer's size) into a writable buffer
+        and return how many were written, as socket.recv_into(); 0 at the end of the
+        stream.  Buffered bytes are returned first, as by recv(), with the same
+        RuntimeError.
+        """
         if self._rbuf or self._receiving or self._deferred_errno:
             return self._recv_into_buffered(buffer, nbytes, flags)
         with self._guard:
@@ -345,7 +381,12 @@ class StreamSocket(_Socket):
         return size
 
     def recv_exactly(self, n: int) -> bytes:
-        """Exactly ``n`` bytes; IncompleteReadError if the stream ends first."""
+        """Receive exactly ``n`` bytes; the timeout bounds the whole call.
+
+        IncompleteReadError (holding the bytes that came, consumed) when the stream ends
+        first; on any other error (TimeoutError, OSError, a signal handler's exception)
+        the bytes read so far stay in the receive buffer.
+        """
         size: int = n if type(n) is int else _index(n)
         if not -_SSIZE_MAX - 1 <= size <= _SSIZE_MAX:  # first, as a C conversion
             raise OverflowError("Python int too large to convert to C ssize_t")
@@ -380,7 +421,13 @@ class StreamSocket(_Socket):
         return bytes(result)
 
     def recv_exactly_into(self, buffer: Any, nbytes: int = 0) -> int:
-        """Fill the first ``nbytes`` bytes of ``buffer`` (0: all of it); returns that count."""
+        """Fill the first ``nbytes`` bytes (0: all) of a writable buffer and return that
+        count.
+
+        As recv_exactly(): the timeout bounds the whole call, IncompleteReadError when
+        the stream ends first, and on any other error the bytes read so far go back to
+        the receive buffer.
+        """
         view = _writable_bytes(buffer, nbytes, "recv_exactly_into")
         try:
             self._begin_receive()
@@ -406,7 +453,14 @@ class StreamSocket(_Socket):
         return size
 
     def recv_until(self, delimiter: Any, limit: int = 65536) -> bytes:
-        """The data up to and including ``delimiter``, at most ``limit`` bytes of it."""
+        """Receive up to and including ``delimiter`` (bytes-like) and return it all, at
+        most ``limit`` bytes; the timeout bounds the whole call.
+
+        LimitOverrunError when ``limit`` bytes hold no delimiter, IncompleteReadError
+        (holding the bytes, consumed) when the stream ends first.  Bytes read past the
+        delimiter, and on a timeout or an error all the bytes read, stay in the receive
+        buffer.
+        """
         most = _positive(limit, "limit")
         if type(delimiter) is bytes:
             delim = delimiter
@@ -456,8 +510,11 @@ class StreamSocket(_Socket):
             steps.release()
 
     def recv_iter(self, buffer: Any) -> Iterator[memoryview]:
-        """Receive into ``buffer`` over and over until EOF, yielding each time a
-        view of the part just written; a view is valid until the next iteration."""
+        """Iterate until the end of the stream, receiving into ``buffer`` with
+        recv_into() each time (the timeout applies to each receive) and yielding a
+        memoryview of the part just written, valid only until the next iteration.
+        ValueError for an empty buffer.
+        """
         view = _writable_bytes(buffer, 0, "recv_iter")
         if not len(view):
             view.release()
@@ -477,7 +534,11 @@ class StreamSocket(_Socket):
     # -- messages -------------------------------------------------------------
 
     def send_msg(self, payload: Any, *, prefix_size: int = 4) -> None:
-        """Send ``payload`` after its big-endian length, in one vectored send."""
+        """Send ``payload`` after its length as a big-endian ``prefix_size``-byte
+        integer (1, 2, 4 or 8: ValueError otherwise), all of it as sendall() does; the
+        timeout bounds the whole call.  OverflowError when the length does not fit the
+        prefix.
+        """
         header = _prefix_struct(prefix_size)
         data: Any = payload if type(payload) is bytes else _readable_bytes(payload)
         size = len(data)
@@ -494,7 +555,13 @@ class StreamSocket(_Socket):
 
     def recv_msg(self, *, prefix_size: int = 4,
                  max_size: int = DEFAULT_MAX_MESSAGE) -> bytes:
-        """The payload of the next length-prefixed message."""
+        """Receive one message framed by send_msg() and return its payload; the timeout
+        bounds the whole call.
+
+        MessageTooLargeError when its prefix announces more than ``max_size`` bytes (the
+        prefix stays buffered); IncompleteReadError when the stream ends mid-message.
+        On a timeout or another error the bytes read so far stay in the receive buffer.
+        """
         header = _prefix_struct(prefix_size)
         most = _positive(max_size, "max_size")
         self._begin_receive()
@@ -505,8 +572,11 @@ class StreamSocket(_Socket):
 
     def recv_msgs(self, max_count: int = 1024, *, prefix_size: int = 4,
                   max_size: int = DEFAULT_MAX_MESSAGE) -> list[bytes]:
-        """The next message (waiting for it) and every complete one already
-        received after it, at most ``max_count`` in all."""
+        """Receive the next message (waiting for it as recv_msg() does) and every
+        complete one already received after it, at most ``max_count`` in all; returns
+        their payloads.  Once it has a message it never waits; a next message larger
+        than ``max_size`` is left for the next call to report.
+        """
         count = _positive(max_count, "max_count")
         header = _prefix_struct(prefix_size)
         most = _positive(max_size, "max_size")
@@ -578,7 +648,10 @@ class StreamSocket(_Socket):
     # -- vectored and file sends ------------------------------------------------
 
     def send_buffers(self, buffers: Iterable[Any]) -> int:
-        """One sendmsg() of (at most IOV_MAX of) ``buffers``; returns bytes sent."""
+        """Send the buffers with one sendmsg() (the first IOV_MAX of them, 1024 on
+        Linux) and return how many bytes went out, possibly fewer than their total, as
+        socket.sendmsg(buffers); never raises SIGPIPE.
+        """
         if type(buffers) is list or type(buffers) is tuple:
             batch: Any = buffers if len(buffers) <= _IOV_MAX else buffers[:_IOV_MAX]
         else:
@@ -588,7 +661,10 @@ class StreamSocket(_Socket):
         return sent
 
     def sendall_buffers(self, buffers: Iterable[Any]) -> None:
-        """Send every byte of ``buffers`` across partial writes, under one deadline."""
+        """Send every byte of ``buffers`` (bytes-like objects, not joined) with as few
+        sendmsg() calls as the kernel allows; the timeout bounds the whole call.  Never
+        raises SIGPIPE; after an error, an unknown part may have been sent.
+        """
         items: list[Any] = []
         try:
             for buffer in buffers:
@@ -636,11 +712,13 @@ class StreamSocket(_Socket):
             steps.release()
 
     def sendfile(self, file: Any, offset: int = 0, count: Optional[int] = None) -> int:
-        """Send ``count`` bytes (None: up to the end) of ``file`` from ``offset``.
+        """Send ``count`` bytes (None: to the end) of ``file`` from ``offset`` and
+        return how many were sent; the file position is left just past them, even on
+        error.
 
-        The kernel copies them where it can (os.sendfile), a pread/send loop
-        otherwise; returns how many were sent and leaves the file position
-        at ``offset`` plus that, whatever happened.
+        Zero-copy os.sendfile() where the kernel can, a pread/send loop otherwise; the
+        timeout bounds the whole call; never raises SIGPIPE.  Unlike socket.sendfile(),
+        a non-blocking socket sends what fits (BlockingIOError when nothing does).
         """
         in_fd, start, want = _common.sendfile_plan(file, offset, count)
         out_fd = self._sock.fileno()
