@@ -5,7 +5,7 @@
 cdef class DatagramSocket(_Socket):
     """A UDP (AF_INET, AF_INET6) or Unix datagram (AF_UNIX) socket."""
 
-    cdef DatagramBatch scratch   # reused by recv_many
+    cdef DatagramBatch scratch   # reused by recv_many while no other call uses it
     cdef bint gso_refused        # the kernel refused UDP_SEGMENT on this socket
     cdef c.sockaddr_storage last_raw  # the last sender, raw and decoded
     cdef c.socklen_t last_len
@@ -91,8 +91,10 @@ cdef class DatagramSocket(_Socket):
     # -- batches, GSO and GRO ---------------------------------------------------
 
     cdef Py_ssize_t _recv_into_batch(self, DatagramBatch batch) except -1:
+        """One recvmmsg into ``batch``, which the caller has claimed (its
+        ``busy`` flag set): the kernel writes it with the GIL released."""
         cdef MmsgArgs a
-        batch._prepare()
+        batch._reset()
         a.msgs = batch.msgs
         a.count = <unsigned int>batch.count
         # wait for the first datagram only; MSG_TRUNC reports real lengths
@@ -102,8 +104,15 @@ cdef class DatagramSocket(_Socket):
 
     def recv_batch(self, DatagramBatch batch not None):
         """Fill ``batch`` with what has arrived (waiting for the first datagram
-        within the timeout) in one recvmmsg; returns how many datagrams."""
-        return self._recv_into_batch(batch)
+        within the timeout) in one recvmmsg; returns how many datagrams.
+
+        A batch takes one receive at a time: while one runs, another
+        recv_batch into it, and new views of it, raise RuntimeError."""
+        batch._claim()
+        try:
+            return self._recv_into_batch(batch)
+        finally:
+            batch.busy = False
 
     def recv_many(self, max_count=64, bufsize=2048):
         """A list of ``(bytes, address)``: the first datagram (waiting within
@@ -113,15 +122,28 @@ cdef class DatagramSocket(_Socket):
         cdef DatagramBatch batch = self.scratch
         cdef Py_ssize_t n, k
         cdef list messages, cut = []
-        if batch is None or batch.count != count or batch.slot_size != size:
-            batch = self.scratch = DatagramBatch(count, size)
-        n = self._recv_into_batch(batch)
-        messages = []
-        for k in range(n):
-            messages.append((PyBytes_FromStringAndSize(batch.memory + k * size, batch._stored(k)),
-                             batch._address(k)))
-            if batch.msgs[k].msg_hdr.msg_flags & c.MSG_TRUNC:
-                cut.append(k)
+        # The scratch batch when no other call is using it (the GIL is held
+        # from the test to the claim: nothing can come between), else one of
+        # this call's own: concurrent calls never share memory.
+        if batch is not None and not batch.busy and batch.count == count and \
+                batch.slot_size == size:
+            batch.busy = True
+        else:
+            batch = DatagramBatch(count, size)
+            batch.busy = True
+            if self.scratch is None or not self.scratch.busy:
+                self.scratch = batch  # the next call's scratch once this one is done
+        try:
+            n = self._recv_into_batch(batch)
+            messages = []
+            for k in range(n):
+                messages.append((PyBytes_FromStringAndSize(batch.memory + k * size,
+                                                           batch._stored(k)),
+                                 batch._address(k)))
+                if batch.msgs[k].msg_hdr.msg_flags & c.MSG_TRUNC:
+                    cut.append(k)
+        finally:
+            batch.busy = False
         if cut:
             raise TruncatedDatagramError(messages, cut)
         return messages
@@ -341,12 +363,19 @@ cdef class DatagramSocket(_Socket):
 
 # -- batches of datagrams -----------------------------------------------------
 
+cdef int _raise_busy() except -1:
+    raise RuntimeError("the DatagramBatch is in use by a recv_batch in another thread")
+
+
 cdef class DatagramBatch:
     """Reusable memory for ``DatagramSocket.recv_batch``: ``count`` slots of
     ``slot_size`` bytes, with their lengths and senders.
 
     ``data(i)`` is a memoryview into the batch's own memory; while any such
     view is alive, ``recv_batch`` refuses to overwrite the batch (BufferError).
+    While a ``recv_batch`` into it runs (in another thread), a second one and
+    new views or reads of it raise RuntimeError: what a view shows never
+    changes under it.
     """
 
     cdef char *memory
@@ -357,6 +386,7 @@ cdef class DatagramBatch:
     cdef readonly Py_ssize_t slot_size
     cdef Py_ssize_t filled
     cdef int exports
+    cdef bint busy               # a receive into the batch is running
     # the last decoded sender: a datagram from the same one reuses the tuple
     cdef c.sockaddr_storage cached_raw
     cdef c.socklen_t cached_len
@@ -387,17 +417,27 @@ cdef class DatagramBatch:
         PyMem_RawFree(self.addrs)
 
     def __getbuffer__(self, Py_buffer *view, int flags):
+        if self.busy:
+            _raise_busy()
         PyBuffer_FillInfo(view, self, self.memory, self.count * self.slot_size, 0, flags)
         self.exports += 1
 
     def __releasebuffer__(self, Py_buffer *view):
         self.exports -= 1
 
-    cdef int _prepare(self) except -1:
-        cdef Py_ssize_t i
+    cdef int _claim(self) except -1:
+        """Mark the batch in use by one receive (cleared by the caller when
+        it is done); refused while another receive or a view has it."""
+        if self.busy:
+            _raise_busy()
         if self.exports:
             raise BufferError("the batch still has memoryviews alive; release them "
                               "before receiving into it again")
+        self.busy = True
+        return 0
+
+    cdef int _reset(self) except -1:
+        cdef Py_ssize_t i
         for i in range(self.count):
             self.msgs[i].msg_hdr.msg_namelen = sizeof(c.sockaddr_storage)
             self.msgs[i].msg_hdr.msg_flags = 0
@@ -407,6 +447,8 @@ cdef class DatagramBatch:
 
     cdef inline Py_ssize_t _index(self, object i) except -1:
         cdef Py_ssize_t k = PyNumber_AsSsize_t(i, IndexError)
+        if self.busy:
+            _raise_busy()
         if k < 0:
             k += self.filled
         if not 0 <= k < self.filled:
@@ -451,7 +493,7 @@ cdef class DatagramBatch:
 
     def __iter__(self):
         cdef Py_ssize_t k
-        whole = memoryview(self)
+        whole = memoryview(self)  # RuntimeError while a receive runs
         for k in range(self.filled):
             start = k * self.slot_size
             yield whole[start:start + self._stored(k)], self._address(k)
