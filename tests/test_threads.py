@@ -8,6 +8,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -346,3 +347,190 @@ def test_many_threads_share_a_datagram_socket(impl: ModuleType) -> None:
                 worker.finish(30)
     assert sorted(received) == sorted(bytes([t]) + i.to_bytes(4, "big")
                                       for t in range(senders) for i in range(per_sender))
+
+
+# -- shared per-socket datagram state ------------------------------------------
+#
+# Two threads receive from one datagram socket while a third sends numbered
+# datagrams: every datagram must arrive exactly once, whichever thread gets
+# it.  The sender keeps at most a window of datagrams in flight (the receive
+# queue never holds more), so UDP on loopback cannot drop any: the window is
+# far below what the receive buffer holds, counting generously per datagram.
+
+DGRAM_COUNT = 20_000
+_END = b"end"
+
+
+def _datagram_pair(impl: ModuleType, transport: str) -> tuple[Any, Any, Any, int]:
+    """(receiver, sender, the receiver's address or None, window)."""
+    if transport == "unix":
+        receiver, sender = impl.socketpair(impl.AF_UNIX, impl.SOCK_DGRAM)
+        return receiver, sender, None, 256  # a full queue blocks the sender: no drops
+    receiver, sender = impl.DatagramSocket(), impl.DatagramSocket()
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    room = receiver.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    return receiver, sender, receiver.getsockname(), max(16, min(256, room // 4096))
+
+
+def _receive_all_in_two_threads(impl: ModuleType, transport: str, timeout: Optional[float],
+                                make_call: Callable[[Any], Callable[[], list[bytes]]]) -> None:
+    receiver, sender, address, window = _datagram_pair(impl, transport)
+    numbered = [i.to_bytes(4, "big") + b"...." for i in range(DGRAM_COUNT)]
+    counts = [0, 0]
+    ended: list[int] = []  # receivers that returned or failed
+
+    def receive(k: int) -> list[bytes]:
+        try:
+            call = make_call(receiver)
+            got: list[bytes] = []
+            while True:
+                items = call()
+                for data in items:
+                    if data == _END:
+                        return got
+                    got.append(data)
+                counts[k] += len(items)
+        finally:
+            ended.append(k)
+
+    def send() -> None:
+        sent = 0
+        while sent < DGRAM_COUNT:
+            while sent - counts[0] - counts[1] > window:
+                if ended:
+                    return
+                time.sleep(0.0002)
+            sent += sender.send_many(numbered[sent:sent + 64], address)
+
+    def hog() -> None:
+        # keeps the GIL busy, so that a receiver back from the kernel waits
+        # for it while the other one may still be receiving: memory shared
+        # by the two calls shows as duplicated and missing datagrams
+        while counts[0] + counts[1] < DGRAM_COUNT and not ended:
+            pass
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.00005)
+    try:
+        with receiver, sender:
+            receiver.settimeout(timeout)
+            with running(lambda: receive(0), lambda: receive(1), send, hog) as workers:
+                workers[2].finish(60)
+                deadline = time.monotonic() + 10
+                while len(ended) < 2 and time.monotonic() < deadline:
+                    sender.send_many([_END], address)  # one per receiver, and spares
+                    time.sleep(0.01)
+                first, second = workers[0].finish(10), workers[1].finish(10)
+    finally:
+        sys.setswitchinterval(interval)
+    got = first + second
+    duplicated = len(got) - len(set(got))
+    missing = len(set(numbered) - set(got))
+    assert (duplicated, missing) == (0, 0), f"{duplicated} duplicated, {missing} missing"
+    assert sorted(got) == numbered
+    assert first and second, "one thread received everything: no concurrency was tested"
+
+
+DGRAM_TRANSPORTS = ["unix", "udp"]
+
+
+@pytest.mark.parametrize("timeout", TIMEOUTS)
+@pytest.mark.parametrize("transport", DGRAM_TRANSPORTS)
+def test_two_threads_recv_many_on_one_socket(impl: ModuleType, transport: str,
+                                             timeout: Optional[float]) -> None:
+    def make_call(receiver: Any) -> Callable[[], list[bytes]]:
+        return lambda: [data for data, _ in receiver.recv_many(64, 64)]
+    _receive_all_in_two_threads(impl, transport, timeout, make_call)
+
+
+@pytest.mark.parametrize("timeout", TIMEOUTS)
+@pytest.mark.parametrize("transport", DGRAM_TRANSPORTS)
+def test_two_threads_recv_batch_on_one_socket(impl: ModuleType, transport: str,
+                                              timeout: Optional[float]) -> None:
+    def make_call(receiver: Any) -> Callable[[], list[bytes]]:
+        batch = impl.DatagramBatch(64, 64)  # one batch per thread
+
+        def call() -> list[bytes]:
+            n = receiver.recv_batch(batch)
+            return [bytes(batch.data(k)) for k in range(n)]
+        return call
+    _receive_all_in_two_threads(impl, transport, timeout, make_call)
+
+
+def _blocked_in(worker: Worker) -> None:
+    worker.entered.wait(5)
+    time.sleep(0.2)
+    assert worker.is_alive(), "the call did not block"
+
+
+@pytest.mark.parametrize("timeout", TIMEOUTS)
+def test_one_batch_refuses_a_second_concurrent_recv_batch(impl: ModuleType,
+                                                          timeout: Optional[float]) -> None:
+    receiver, sender = impl.socketpair(impl.AF_UNIX, impl.SOCK_DGRAM)
+    batch = impl.DatagramBatch(16, 64)
+    numbered = [b"%d" % i for i in range(10)]
+
+    def first_call() -> list[bytes]:
+        n = receiver.recv_batch(batch)
+        return [bytes(batch.data(k)) for k in range(n)]
+
+    with receiver, sender:
+        receiver.settimeout(timeout)
+        with running(first_call) as (first,):
+            _blocked_in(first)
+            with running(lambda: receiver.recv_batch(batch)) as (second,):
+                second.join(PROMPT_S)
+                refused_at_once = not second.is_alive()
+                sender.send_many(numbered)  # ends whichever call is still waiting
+            got = first.finish()
+        assert refused_at_once, "the second recv_batch on a batch in use waited"
+        with pytest.raises(RuntimeError, match="in use"):
+            second.finish()
+        receiver.settimeout(0.0)
+        while True:  # the rest, if the first call did not take everything
+            try:
+                n = receiver.recv_batch(batch)
+            except BlockingIOError:
+                break
+            got += [bytes(batch.data(k)) for k in range(n)]
+    assert got == numbered
+
+
+def test_batch_refuses_views_while_another_thread_receives_into_it(impl: ModuleType) -> None:
+    receiver, sender = impl.socketpair(impl.AF_UNIX, impl.SOCK_DGRAM)
+    batch = impl.DatagramBatch(4, 64)
+    with receiver, sender:
+        receiver.settimeout(30)
+        sender.send(b"first")
+        assert receiver.recv_batch(batch) == 1
+        try:
+            memoryview(batch).release()
+            buffer_protocol = True
+        except TypeError:  # the pure twin's batch has no buffer protocol
+            buffer_protocol = False
+        takes: dict[str, Callable[[], Any]] = {
+            "data": lambda: batch.data(0), "iteration": lambda: list(batch),
+            "length": lambda: batch.length(0), "address": lambda: batch.address(0),
+            "truncated": lambda: batch.truncated(0)}
+        if buffer_protocol:
+            takes["memoryview"] = lambda: memoryview(batch)
+        outcomes: dict[str, Any] = {}
+        with running(lambda: receiver.recv_batch(batch)) as (worker,):
+            _blocked_in(worker)
+            for name, take in takes.items():
+                try:
+                    outcomes[name] = take()
+                except Exception as exc:  # noqa: BLE001 - the outcome is what is checked
+                    outcomes[name] = exc
+            sender.send(b"second")
+            assert worker.finish() == 1
+        # views taken meanwhile (none should have been) must still show "first"
+        seen = {name: bytes(value) if isinstance(value, memoryview) else value
+                for name, value in outcomes.items()}
+        assert all(isinstance(value, RuntimeError) for value in outcomes.values()), seen
+        assert bytes(batch.data(0)) == b"second"
+        assert [bytes(view) for view, _ in batch] == [b"second"]
+        if buffer_protocol:
+            with memoryview(batch) as whole:
+                assert bytes(whole[:6]) == b"second"

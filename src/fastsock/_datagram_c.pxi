@@ -13,7 +13,7 @@ cdef class DatagramSocket(_Socket):
     recv_gro) where the kernel has them.
     """
 
-    cdef DatagramBatch scratch   # reused by recv_many
+    cdef DatagramBatch scratch   # reused by recv_many while no other call uses it
     cdef bint gso_refused        # the kernel refused UDP_SEGMENT on this socket
     cdef c.sockaddr_storage last_raw  # the last sender, raw and decoded
     cdef c.socklen_t last_len
@@ -107,8 +107,10 @@ cdef class DatagramSocket(_Socket):
     # -- batches, GSO and GRO ---------------------------------------------------
 
     cdef Py_ssize_t _recv_into_batch(self, DatagramBatch batch) except -1:
+        """One recvmmsg into ``batch``, which the caller has claimed (its
+        ``busy`` flag set): the kernel writes it with the GIL released."""
         cdef MmsgArgs a
-        batch._prepare()
+        batch._reset()
         a.msgs = batch.msgs
         a.count = <unsigned int>batch.count
         # wait for the first datagram only; MSG_TRUNC reports real lengths
@@ -123,9 +125,15 @@ cdef class DatagramSocket(_Socket):
 
         A datagram longer than ``batch.slot_size`` is cut (``batch.truncated(i)``).
         BufferError while memoryviews of the batch are alive; on an error the batch is
-        left empty.
+        left empty.  A batch takes one receive at a time: while one runs (in another
+        thread), another recv_batch into it, and new views or reads of it, raise
+        RuntimeError.
         """
-        return self._recv_into_batch(batch)
+        batch._claim()
+        try:
+            return self._recv_into_batch(batch)
+        finally:
+            batch.busy = False
 
     def recv_many(self, max_count=64, bufsize=2048):
         """Receive as recv_batch() does, up to ``max_count`` datagrams of at most
@@ -140,15 +148,28 @@ cdef class DatagramSocket(_Socket):
         cdef DatagramBatch batch = self.scratch
         cdef Py_ssize_t n, k
         cdef list messages, cut = []
-        if batch is None or batch.count != count or batch.slot_size != size:
-            batch = self.scratch = DatagramBatch(count, size)
-        n = self._recv_into_batch(batch)
-        messages = []
-        for k in range(n):
-            messages.append((PyBytes_FromStringAndSize(batch.memory + k * size, batch._stored(k)),
-                             batch._address(k)))
-            if batch.msgs[k].msg_hdr.msg_flags & c.MSG_TRUNC:
-                cut.append(k)
+        # The scratch batch when no other call is using it (the GIL is held
+        # from the test to the claim: nothing can come between), else one of
+        # this call's own: concurrent calls never share memory.
+        if batch is not None and not batch.busy and batch.count == count and \
+                batch.slot_size == size:
+            batch.busy = True
+        else:
+            batch = DatagramBatch(count, size)
+            batch.busy = True
+            if self.scratch is None or not self.scratch.busy:
+                self.scratch = batch  # the next call's scratch once this one is done
+        try:
+            n = self._recv_into_batch(batch)
+            messages = []
+            for k in range(n):
+                messages.append((PyBytes_FromStringAndSize(batch.memory + k * size,
+                                                           batch._stored(k)),
+                                 batch._address(k)))
+                if batch.msgs[k].msg_hdr.msg_flags & c.MSG_TRUNC:
+                    cut.append(k)
+        finally:
+            batch.busy = False
         if cut:
             raise TruncatedDatagramError(messages, cut)
         return messages
@@ -382,6 +403,10 @@ cdef class DatagramSocket(_Socket):
 
 # -- batches of datagrams -----------------------------------------------------
 
+cdef int _raise_busy() except -1:
+    raise RuntimeError("the DatagramBatch is in use by a recv_batch in another thread")
+
+
 cdef class DatagramBatch:
     """Reusable memory for ``DatagramSocket.recv_batch``: ``count`` slots of
     ``slot_size`` bytes, with their lengths and senders.
@@ -389,7 +414,9 @@ cdef class DatagramBatch:
     ``len(batch)`` is how many datagrams the last receive filled in, and iterating gives
     their ``(memoryview, address)`` pairs.  ``data(i)`` is a memoryview into the batch's
     own memory; while any such view is alive, ``recv_batch`` refuses to overwrite the
-    batch (BufferError).  ValueError for a count outside 1 to 2**20 or a slot_size
+    batch (BufferError).  While a ``recv_batch`` into it runs (in another thread), a
+    second one and new views or reads of it raise RuntimeError: what a view shows never
+    changes under it.  ValueError for a count outside 1 to 2**20 or a slot_size
     outside 1 to 65536.
     """
 
@@ -401,6 +428,7 @@ cdef class DatagramBatch:
     cdef readonly Py_ssize_t slot_size
     cdef Py_ssize_t filled
     cdef int exports
+    cdef bint busy               # a receive into the batch is running
     # the last decoded sender: a datagram from the same one reuses the tuple
     cdef c.sockaddr_storage cached_raw
     cdef c.socklen_t cached_len
@@ -431,17 +459,27 @@ cdef class DatagramBatch:
         PyMem_RawFree(self.addrs)
 
     def __getbuffer__(self, Py_buffer *view, int flags):
+        if self.busy:
+            _raise_busy()
         PyBuffer_FillInfo(view, self, self.memory, self.count * self.slot_size, 0, flags)
         self.exports += 1
 
     def __releasebuffer__(self, Py_buffer *view):
         self.exports -= 1
 
-    cdef int _prepare(self) except -1:
-        cdef Py_ssize_t i
+    cdef int _claim(self) except -1:
+        """Mark the batch in use by one receive (cleared by the caller when
+        it is done); refused while another receive or a view has it."""
+        if self.busy:
+            _raise_busy()
         if self.exports:
             raise BufferError("the batch still has memoryviews alive; release them "
                               "before receiving into it again")
+        self.busy = True
+        return 0
+
+    cdef int _reset(self) except -1:
+        cdef Py_ssize_t i
         for i in range(self.count):
             self.msgs[i].msg_hdr.msg_namelen = sizeof(c.sockaddr_storage)
             self.msgs[i].msg_hdr.msg_flags = 0
@@ -451,6 +489,8 @@ cdef class DatagramBatch:
 
     cdef inline Py_ssize_t _index(self, object i) except -1:
         cdef Py_ssize_t k = PyNumber_AsSsize_t(i, IndexError)
+        if self.busy:
+            _raise_busy()
         if k < 0:
             k += self.filled
         if not 0 <= k < self.filled:
@@ -502,7 +542,7 @@ cdef class DatagramBatch:
 
     def __iter__(self):
         cdef Py_ssize_t k
-        whole = memoryview(self)
+        whole = memoryview(self)  # RuntimeError while a receive runs
         for k in range(self.filled):
             start = k * self.slot_size
             yield whole[start:start + self._stored(k)], self._address(k)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket as _stdlib
 import struct
+from _thread import allocate_lock as _allocate_lock
 from operator import index as _index
 from typing import Any, Iterable, Iterator, Optional, Tuple
 
@@ -33,9 +34,16 @@ from ._common import (
 
 _TRUNC: int = int(_stdlib.MSG_TRUNC)
 _DONTWAIT: int = int(_stdlib.MSG_DONTWAIT)
+# a private socket object made with this type has timeout 0 without any
+# fcntl() on the descriptor it shares (see _receive_into)
+_DGRAM_NONBLOCK: int = int(SOCK_DGRAM | _stdlib.SOCK_NONBLOCK)
 _NOSIGNAL: int = int(getattr(_stdlib, "MSG_NOSIGNAL", 0))
 _GRO_INFO = struct.Struct("=i")
 _GRO_CONTROL = _stdlib.CMSG_SPACE(_GRO_INFO.size)
+
+
+def _raise_busy() -> None:
+    raise RuntimeError("the DatagramBatch is in use by a recv_batch in another thread")
 
 
 class DatagramBatch:
@@ -45,11 +53,13 @@ class DatagramBatch:
     ``len(batch)`` is how many datagrams the last receive filled in, and iterating gives
     their ``(memoryview, address)`` pairs.  ``data(i)`` is a memoryview into the batch's
     own memory; while any such view is alive, ``recv_batch`` refuses to overwrite the
-    batch (BufferError).  ValueError for a count outside 1 to 2**20 or a slot_size
+    batch (BufferError).  While a ``recv_batch`` into it runs (in another thread), a
+    second one and new views or reads of it raise RuntimeError: what a view shows never
+    changes under it.  ValueError for a count outside 1 to 2**20 or a slot_size
     outside 1 to 65536.
     """
 
-    __slots__ = ("count", "slot_size", "_memory", "_lengths", "_senders", "_filled")
+    __slots__ = ("count", "slot_size", "_memory", "_lengths", "_senders", "_filled", "_busy")
 
     def __init__(self, count: int, slot_size: int = 2048) -> None:
         self.count = check_size(count, "count", 1 << 20)
@@ -58,11 +68,17 @@ class DatagramBatch:
         self._lengths = [0] * self.count
         self._senders: list[Any] = [None] * self.count
         self._filled = 0
+        self._busy = _allocate_lock()  # held while a receive into the batch runs
 
-    def _prepare(self) -> memoryview:
+    def _claim(self) -> memoryview:
+        """Mark the batch in use by one receive (the caller releases
+        ``_busy`` when done); refused while another receive or a view has it."""
+        if not self._busy.acquire(False):
+            _raise_busy()
         try:  # a bytearray refuses to grow while a view of it is alive
             self._memory.append(0)
         except BufferError:
+            self._busy.release()
             raise BufferError("the batch still has memoryviews alive; release them "
                               "before receiving into it again") from None
         self._memory.pop()
@@ -71,6 +87,8 @@ class DatagramBatch:
 
     def _slot(self, i: Any) -> int:
         k = i if isinstance(i, int) else _index(i)  # TypeError for a non-integer
+        if self._busy.locked():
+            _raise_busy()
         if k < 0:
             k += self._filled
         if not 0 <= k < self._filled:
@@ -106,6 +124,8 @@ class DatagramBatch:
         return self._senders[self._slot(i)]
 
     def __iter__(self) -> Iterator[Tuple[memoryview, Any]]:
+        if self._busy.locked():
+            _raise_busy()
         whole = memoryview(self._memory)
         size = self.slot_size
         for k in range(self._filled):
@@ -186,7 +206,12 @@ class DatagramSocket(_Socket):
     def _receive_into(self, memory: memoryview, count: int, size: int,
                       lengths: list[int], senders: list[Any]) -> int:
         """The first datagram (waiting per the timeout), then whatever else is
-        queued; MSG_TRUNC makes each length the datagram's real one."""
+        queued; MSG_TRUNC makes each length the datagram's real one.
+
+        Nothing here changes the socket object other threads use: on a
+        socket with a timeout (where the stdlib polls before each receive,
+        even with MSG_DONTWAIT) the drain runs on a private socket object
+        for the same descriptor, whose timeout is 0 from birth."""
         sock = self._sock
         n, sender = self._call(sock.recvfrom_into, memory[:size], size, _TRUNC)
         lengths[0] = n
@@ -194,24 +219,30 @@ class DatagramSocket(_Socket):
         received = 1
         if count == 1:
             return 1
-        timeout = sock.gettimeout()
-        if timeout:  # with a timeout the stdlib would wait: drain without one
-            sock.settimeout(0.0)
-        try:
-            while received < count:
-                start = received * size
-                try:
-                    n, sender = sock.recvfrom_into(memory[start:start + size], size,
-                                                   _TRUNC | _DONTWAIT)
-                except OSError:
-                    break  # nothing more queued (an error shows on the next call)
-                lengths[received] = n
-                previous = senders[received - 1]
-                senders[received] = previous if sender == previous else sender
-                received += 1
-        finally:
-            if timeout:
-                sock.settimeout(timeout)
+        with self._guard:  # a close() meanwhile leaves the descriptor open until we leave
+            fd = sock.fileno()
+            if fd == -1:
+                return received  # closed meanwhile: the next call reports it
+            drain = sock
+            if sock.gettimeout():
+                drain = _stdlib.socket(sock.family, _DGRAM_NONBLOCK, 0, fileno=fd)
+            try:
+                while received < count:
+                    start = received * size
+                    try:
+                        n, sender = drain.recvfrom_into(memory[start:start + size], size,
+                                                        _TRUNC | _DONTWAIT)
+                    except OSError:
+                        break  # nothing more queued (an error shows on the next call)
+                    if not n and sock.fileno() == -1:
+                        break  # the shutdown() of a close() meanwhile, not a datagram
+                    lengths[received] = n
+                    previous = senders[received - 1]
+                    senders[received] = previous if sender == previous else sender
+                    received += 1
+            finally:
+                if drain is not sock:
+                    drain.detach()
         return received
 
     def recv_batch(self, batch: DatagramBatch) -> int:
@@ -221,16 +252,19 @@ class DatagramSocket(_Socket):
 
         A datagram longer than ``batch.slot_size`` is cut (``batch.truncated(i)``).
         BufferError while memoryviews of the batch are alive; on an error the batch is
-        left empty.
+        left empty.  A batch takes one receive at a time: while one runs (in another
+        thread), another recv_batch into it, and new views or reads of it, raise
+        RuntimeError.
         """
         if not isinstance(batch, DatagramBatch):
             raise TypeError(f"recv_batch() needs a DatagramBatch, not {type(batch).__name__}")
-        memory = batch._prepare()
+        memory = batch._claim()
         try:
             batch._filled = self._receive_into(memory, batch.count, batch.slot_size,
                                                batch._lengths, batch._senders)
         finally:
             memory.release()
+            batch._busy.release()
         return batch._filled
 
     def recv_many(self, max_count: int = 64, bufsize: int = 2048) -> list[Tuple[bytes, Any]]:
