@@ -251,6 +251,10 @@ cdef class _Socket:
     cdef unsigned long busy_generation  # fork_generation when busy was counted
     cdef int pending_close_fd  # closed by close() while busy; closed by the last call
     cdef int send_backoff      # sends left that skip the MSG_DONTWAIT try
+    # an error the kernel reported to a call that could not raise it (it had
+    # already received or sent something: recv_msgs taking what else has
+    # arrived, a batch send part-way), raised by the socket's next call
+    cdef int deferred_errno
     cdef object __weakref__
 
     def __cinit__(self):
@@ -456,6 +460,8 @@ cdef class _Socket:
         cdef BlockedCall node
         cdef ssize_t res
         cdef int fd, err
+        if self.deferred_errno and self.fd >= 0:
+            return self._raise_deferred()
         while True:
             fd = self.fd
             if fd < 0:
@@ -504,6 +510,8 @@ cdef class _Socket:
         """
         cdef ssize_t sent
         cdef int saved = flags[0], err
+        if self.deferred_errno and self.fd >= 0:
+            return self._raise_deferred()
         if self.timeout >= 0 or (size > TRY_SEND_MAX) or self.fd < 0:
             return self._call(events, func, data, deadline)
         if self.send_backoff:
@@ -521,6 +529,20 @@ cdef class _Socket:
             self.send_backoff = SEND_BACKOFF
             return self._call(events, func, data, deadline)
         return raise_errno(err)
+
+    cdef int _defer(self, object exc) except -1:
+        """Keep an OSError for the next call (see deferred_errno)."""
+        if exc.errno:
+            self.deferred_errno = exc.errno
+        return 0
+
+    cdef inline int _raise_deferred(self) except -1:
+        """Raise (once) the error kept for this call."""
+        cdef int err = self.deferred_errno
+        if err:
+            self.deferred_errno = 0
+            return raise_errno(err)
+        return 0
 
     cdef inline int _check_open(self) except -1:
         if self.fd < 0:

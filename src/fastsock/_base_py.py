@@ -227,6 +227,12 @@ class _Steps:
             twin.detach()
 
 
+def _raise_deferred(deferred: list[int]) -> None:
+    """Raise (once) the error kept for this call (see _Socket._deferred)."""
+    err = deferred.pop()
+    raise OSError(err, os.strerror(err))
+
+
 def _finish_close(pending: list[int]) -> None:
     """Close the descriptors close() left to the calls in progress."""
     while pending:
@@ -251,15 +257,18 @@ class _CallGuard:
     reference counting.
     """
 
-    __slots__ = ("_sock", "_calls", "_pending_close")
+    __slots__ = ("_sock", "_calls", "_pending_close", "_deferred")
 
     def __init__(self, sock: _stdlib.socket, calls: list[tuple[int, int]],
-                 pending_close: list[int]) -> None:
+                 pending_close: list[int], deferred: list[int]) -> None:
         self._sock = sock
         self._calls = calls
         self._pending_close = pending_close
+        self._deferred = deferred
 
     def __enter__(self) -> None:
+        if self._deferred and self._sock.fileno() != -1:
+            _raise_deferred(self._deferred)
         self._calls.append((_fork_generation, _get_ident()))
 
     def __exit__(self, kind: Optional[type[BaseException]], exc: Optional[BaseException],
@@ -287,7 +296,12 @@ class _Socket:
     # _guard wraps every such call (see _CallGuard); _twins holds the private
     # stdlib sockets on the same descriptor that multi-step calls use (see
     # _Steps), which close() detaches too.
-    __slots__ = ("_sock", "_calls", "_pending_close", "_guard", "_twins", "__weakref__")
+    # _deferred holds (at most) one errno the kernel reported to a call that
+    # could not raise it (it had already received or sent something:
+    # recv_msgs taking what else has arrived, a batch send part-way), raised
+    # by the socket's next call.
+    __slots__ = ("_sock", "_calls", "_pending_close", "_guard", "_twins", "_deferred",
+                 "__weakref__")
     _KIND: int = 0
 
     def __init__(self, family: int = AF_INET) -> None:
@@ -304,7 +318,8 @@ class _Socket:
         self._calls: list[tuple[int, int]] = []
         self._pending_close: list[int] = []
         self._twins: list[_stdlib.socket] = []
-        self._guard = _CallGuard(sock, self._calls, self._pending_close)
+        self._deferred: list[int] = []
+        self._guard = _CallGuard(sock, self._calls, self._pending_close, self._deferred)
 
     @classmethod
     def _adopt(cls: type[_Self], sock: _stdlib.socket) -> _Self:
@@ -318,6 +333,15 @@ class _Socket:
             return method(*args)  # closed already: the stdlib's own error stands
         with self._guard:
             return method(*args)
+
+    def _defer(self, exc: OSError) -> None:
+        """Keep an OSError for the socket's next call (see _deferred)."""
+        if exc.errno:
+            self._deferred[:] = [exc.errno]
+
+    def _raise_deferred(self) -> None:
+        if self._deferred:
+            _raise_deferred(self._deferred)
 
     def _raise_if_closed(self) -> None:
         if self._sock.fileno() == -1:

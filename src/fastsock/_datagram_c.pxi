@@ -22,8 +22,6 @@ cdef class DatagramSocket(_Socket):
     _KIND = c.SOCK_DGRAM
 
     def __init__(self, family=AF_INET):
-        if self.fd >= 0:
-            raise RuntimeError("socket already initialised")
         self._open(family, c.SOCK_DGRAM)
 
     def sendto(self, data, *args):
@@ -176,7 +174,8 @@ cdef class DatagramSocket(_Socket):
 
     cdef Py_ssize_t _send_mmsg(self, c.mmsghdr *msgs, Py_ssize_t n) except -1:
         """sendmmsg() until all n are sent; the count so far when an error
-        follows a partial send (no error is lost: the next call reports it)."""
+        follows a partial send: the error is kept for the socket's next call
+        (what fitted a non-blocking socket, or its deadline, is no error)."""
         cdef MmsgArgs a
         cdef Py_ssize_t sent = 0
         cdef double deadline = self._deadline()
@@ -186,8 +185,13 @@ cdef class DatagramSocket(_Socket):
             a.count = <unsigned int>min(n - sent, <Py_ssize_t>c.UIO_MAXIOV)
             try:
                 sent += self._call(c.POLLOUT, _do_sendmmsg, &a, deadline)
-            except OSError:
+            except (BlockingIOError, TimeoutError):
                 if sent:
+                    return sent
+                raise
+            except OSError as exc:
+                if sent:
+                    self._defer(exc)
                     return sent
                 raise
         return sent
@@ -268,8 +272,15 @@ cdef class DatagramSocket(_Socket):
                 return 0
             if not self.gso_refused and self.family_ != c.AF_UNIX and udp_gso_available():
                 sent = self._send_gso(&view, seg, address)
-            if sent * seg < view.len:
-                sent += self._send_slices(&view, seg, sent, address)
+            if sent * seg < view.len and not self.deferred_errno:
+                try:
+                    sent += self._send_slices(&view, seg, sent, address)
+                except OSError as exc:
+                    if not sent:
+                        raise
+                    # what went out with GSO is the result; an error is the next call's
+                    if not isinstance(exc, (BlockingIOError, TimeoutError)):
+                        self._defer(exc)
             return sent
         finally:
             PyBuffer_Release(&view)
@@ -314,6 +325,8 @@ cdef class DatagramSocket(_Socket):
                     self.gso_refused = True  # e.g. a segment larger than the path MTU
                     return sent
                 if sent:
+                    if not isinstance(exc, (BlockingIOError, TimeoutError)):
+                        self._defer(exc)
                     return sent
                 raise
             sent += (chunk + seg - 1) // seg

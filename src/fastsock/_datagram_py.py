@@ -232,8 +232,12 @@ class DatagramSocket(_Socket):
                     try:
                         n, sender = drain.recvfrom_into(memory[start:start + size], size,
                                                         _TRUNC | _DONTWAIT)
-                    except OSError:
-                        break  # nothing more queued (an error shows on the next call)
+                    except (BlockingIOError, InterruptedError):
+                        break  # nothing more queued
+                    except OSError as exc:
+                        if sock.fileno() != -1:
+                            self._defer(exc)  # the next call reports it, as recvmmsg's
+                        break
                     if not n and sock.fileno() == -1:
                         break  # the shutdown() of a close() meanwhile, not a datagram
                     lengths[received] = n
@@ -293,7 +297,9 @@ class DatagramSocket(_Socket):
 
     def _send_each(self, items: Iterable[Tuple[Any, Any]]) -> int:
         """Send (data, address-or-None) items until done; the count so far
-        when an error follows a partial send."""
+        when an error follows a partial send: the error is kept for the
+        socket's next call (what fitted a non-blocking socket, or its
+        deadline, is no error), as sendmmsg does."""
         sock = self._sock
         sent = 0
         for data, address in items:
@@ -302,8 +308,13 @@ class DatagramSocket(_Socket):
                     self._call(sock.send, data, _NOSIGNAL)
                 else:
                     self._call(sock.sendto, data, _NOSIGNAL, address)
-            except OSError:
+            except (BlockingIOError, TimeoutError):
                 if sent:
+                    return sent
+                raise
+            except OSError as exc:
+                if sent:
+                    self._defer(exc)
                     return sent
                 raise
             sent += 1
@@ -361,7 +372,16 @@ class DatagramSocket(_Socket):
             sent = self._send_gso(view, seg, target)
         slices = [(view[start:start + seg], target)
                   for start in range(sent * seg, len(view), seg)]
-        return sent + (self._send_each(slices) if slices else 0)
+        if slices and not self._deferred:
+            try:
+                sent += self._send_each(slices)
+            except OSError as exc:
+                if not sent:
+                    raise
+                # what went out with GSO is the result; an error is the next call's
+                if not isinstance(exc, (BlockingIOError, TimeoutError)):
+                    self._defer(exc)
+        return sent
 
     def _send_gso(self, view: memoryview, seg: int, target: Any) -> int:
         per_call = min(GSO_MAX_SEGMENTS, MAX_UDP_PAYLOAD // seg)
@@ -378,8 +398,12 @@ class DatagramSocket(_Socket):
                 else:
                     self._call(sock.sendmsg, [chunk], control, _NOSIGNAL, target)
             except OSError as exc:
-                if exc.errno in GSO_REFUSED or sent:
+                if exc.errno in GSO_REFUSED:
                     return sent  # the rest goes out one datagram at a time
+                if sent:
+                    if not isinstance(exc, (BlockingIOError, TimeoutError)):
+                        self._defer(exc)
+                    return sent
                 raise
             sent += (len(chunk) + seg - 1) // seg
             offset += len(chunk)

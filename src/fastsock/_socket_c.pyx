@@ -138,12 +138,15 @@ def socketpair(family=AF_UNIX, type=SOCK_STREAM):
     if c.socketpair(fam, kind | c.SOCK_CLOEXEC, 0, fds) < 0:
         raise_errno(errno)
     pair = []
-    for fd in (fds[0], fds[1]):
-        sock = cls.__new__(cls)
-        (<_Socket>sock).fd = fd
-        (<_Socket>sock).family_ = fam
-        (<_Socket>sock).kind = kind
-        pair.append(sock)
+    try:
+        for fd in (fds[0], fds[1]):
+            sock = cls.__new__(cls)
+            (<_Socket>sock)._adopt_fd(fd, fam, kind, 0, -1.0)
+            pair.append(sock)
+    except BaseException:  # MemoryError: close what no socket owns yet
+        for fd in (fds[0], fds[1])[len(pair):]:
+            c_close(fd)
+        raise
     return tuple(pair)
 
 

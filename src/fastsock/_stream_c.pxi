@@ -113,16 +113,10 @@ cdef class StreamSocket(_Socket):
     # the socket meanwhile raises RuntimeError instead of racing it.
     cdef RecvBuffer rbuf       # received, not yet returned
     cdef bint receiving        # a buffered receive is in progress
-    # an error the kernel reported to a read that did not wait (recv_msgs
-    # taking what else has arrived), reported by the next receive once the
-    # bytes before it are returned
-    cdef int deferred_errno
 
     _KIND = c.SOCK_STREAM
 
     def __init__(self, family=AF_INET):
-        if self.fd >= 0:
-            raise RuntimeError("socket already initialised")
         self._open(family, c.SOCK_STREAM)
 
     def __dealloc__(self):
@@ -135,14 +129,6 @@ cdef class StreamSocket(_Socket):
     cdef int _check_not_receiving(self) except -1:
         if self.receiving:
             raise RuntimeError("another receive call is in progress on this socket")
-        return 0
-
-    cdef inline int _raise_deferred(self) except -1:
-        """Report (once) the error a read that did not wait met."""
-        cdef int err = self.deferred_errno
-        if err:
-            self.deferred_errno = 0
-            return raise_errno(err)
         return 0
 
     cdef int _check_handoff(self) except -1:
@@ -184,9 +170,6 @@ cdef class StreamSocket(_Socket):
             if cflags & c.MSG_PEEK:
                 return PyBytes_FromStringAndSize(self.rbuf.data + self.rbuf.start, n)
             return rb_take(&self.rbuf, n)
-        if self.deferred_errno:
-            self._check_open()
-            self._raise_deferred()
         return self._recv_bytes(bufsize, cflags)
 
     def recv_into(self, buffer, nbytes=0, flags=0):
@@ -214,10 +197,6 @@ cdef class StreamSocket(_Socket):
             finally:
                 PyBuffer_Release(&view)
             return n
-        if self.deferred_errno:
-            PyBuffer_Release(&view)
-            self._check_open()
-            self._raise_deferred()
         return self._recv_into_view(&view, &a)
 
     def listen(self, backlog=128):
@@ -297,7 +276,6 @@ cdef class StreamSocket(_Socket):
         buffer; 0 means EOF.  On failure the buffer is unchanged."""
         cdef IOArgs a
         cdef ssize_t n
-        self._raise_deferred()
         rb_reserve_tail(&self.rbuf, FILL_MIN)
         a.buf = self.rbuf.data + self.rbuf.end
         a.len = <size_t>(self.rbuf.capacity - self.rbuf.end)

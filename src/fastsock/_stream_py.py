@@ -89,11 +89,10 @@ class StreamSocket(_Socket):
     # ``_rpos`` is then 0).  A buffered receive (recv_exactly, recv_until,
     # the message calls) sets ``_receiving`` for its whole duration: another
     # receive on the socket meanwhile raises RuntimeError instead of racing it
-    # for the buffer.  ``_deferred_errno``: an error the kernel reported to a
-    # read that did not wait (recv_msgs taking what else has arrived), raised
-    # by the next receive once the bytes before it are returned.  The hot
-    # paths test ``if self._rbuf or self._receiving or self._deferred_errno``.
-    __slots__ = ("_rbuf", "_rpos", "_receiving", "_deferred_errno")
+    # for the buffer.  An error kept for the next call (``_deferred``, see
+    # _Socket) is raised once the bytes before it are returned.  The hot paths
+    # test ``if self._rbuf or self._receiving or self._deferred``.
+    __slots__ = ("_rbuf", "_rpos", "_receiving")
     _KIND = SOCK_STREAM
 
     def __init__(self, family: int = AF_INET) -> None:
@@ -101,7 +100,6 @@ class StreamSocket(_Socket):
         self._rbuf = bytearray()
         self._rpos = 0
         self._receiving = False
-        self._deferred_errno = 0
 
     @classmethod
     def _adopt(cls: type[_Stream], sock: _stdlib.socket) -> _Stream:
@@ -109,15 +107,7 @@ class StreamSocket(_Socket):
         self._rbuf = bytearray()
         self._rpos = 0
         self._receiving = False
-        self._deferred_errno = 0
         return self
-
-    def _raise_deferred(self) -> None:
-        """Report (once) the error a read that did not wait met."""
-        err = self._deferred_errno
-        if err:
-            self._deferred_errno = 0
-            raise OSError(err, os.strerror(err))
 
     def _check_handoff(self) -> None:
         held = len(self._rbuf) - self._rpos
@@ -279,10 +269,10 @@ class StreamSocket(_Socket):
                 data = self._sock.recv(size)
         except (BlockingIOError, InterruptedError):
             return False
-        except OSError as exc:  # kept for the next receive: the kernel says it once
+        except OSError as exc:  # kept for the next call: the kernel says it once
             if exc.errno is None or self._sock.fileno() == -1:
                 raise
-            self._deferred_errno = exc.errno
+            self._defer(exc)
             return False
         if not data:
             return False
@@ -322,7 +312,7 @@ class StreamSocket(_Socket):
         RuntimeError while a framing call (recv_exactly, recv_until, recv_msg,
         recv_msgs) is in progress.
         """
-        if self._rbuf or self._receiving or self._deferred_errno:
+        if self._rbuf or self._receiving or self._deferred:
             return self._recv_buffered(bufsize, flags)
         with self._guard:
             data = self._sock.recv(bufsize, flags)
@@ -353,7 +343,7 @@ class StreamSocket(_Socket):
         stream.  Buffered bytes are returned first, as by recv(), with the same
         RuntimeError.
         """
-        if self._rbuf or self._receiving or self._deferred_errno:
+        if self._rbuf or self._receiving or self._deferred:
             return self._recv_into_buffered(buffer, nbytes, flags)
         with self._guard:
             n = self._sock.recv_into(buffer, nbytes, flags)
