@@ -2,6 +2,9 @@
 # buffer, StreamSocket with its framing, vectored sends and sendfile.
 # Included once by _socket_c.pyx.
 
+from libc.errno cimport EAGAIN
+from posix.unistd cimport read as c_read
+
 # -- the receive buffer of a stream socket -------------------------------------
 # Bytes taken from the kernel but not yet returned: data[start:end].
 
@@ -607,20 +610,31 @@ cdef class StreamSocket(_Socket):
         self._send_buffers(buffers, True)
 
     def sendfile(self, file, offset=0, count=None):
-        """Send a file's bytes (kernel zero-copy where possible); returns how
-        many were sent.  The timeout bounds the whole call; on a non-blocking
-        socket it sends what fits."""
+        """Send ``count`` bytes (None: up to the end) of ``file`` from
+        ``offset`` (kernel zero-copy where possible); returns how many were
+        sent.  The timeout bounds the whole call; on a non-blocking socket it
+        sends what fits.  A file that can seek is left at ``offset`` plus the
+        count sent.
+
+        A file that cannot seek (a pipe, a FIFO, a socket) is read from where
+        it is, by a read/send loop, until ``count`` bytes or its EOF:
+        ``offset`` must be 0 (else ValueError), and its position is not set.
+        The timeout bounds the waits for its data too (a non-blocking socket
+        sends what the file has and does not wait for more); bytes read from
+        it that a failed send left unsent are lost."""
         cdef SendfileArgs a
         cdef Py_ssize_t total = 0, want
         cdef ssize_t n
         cdef double deadline
         cdef c.off_t start
-        in_fd, start, want = _common.sendfile_plan(file, offset, count)
+        cdef bint seekable, copy
+        in_fd, start, want, seekable = _common.sendfile_plan(file, offset, count)
         deadline = self._deadline()
         a.in_fd = in_fd
         a.offset = start
+        copy = not seekable
         try:
-            while total < want:
+            while not copy and total < want:
                 a.count = <size_t>min(want - total, sendfile_chunk)
                 try:
                     n = self._call(c.POLLOUT, _do_sendfile, &a, deadline)
@@ -630,43 +644,99 @@ cdef class StreamSocket(_Socket):
                     raise
                 except OSError as exc:
                     if total == 0 and exc.errno in SENDFILE_UNSUPPORTED:
-                        total = self._sendfile_by_reading(in_fd, start, want, deadline)
+                        copy = True
                         break
                     raise
                 if n == 0:
                     break  # end of file
                 total += n
+            if copy:
+                self._sendfile_by_reading(in_fd, start, want, seekable, deadline, &total)
         finally:
-            _common.set_file_position(file, in_fd, start + total)
+            if seekable:
+                _common.set_file_position(file, in_fd, start + total)
         return total
 
-    cdef Py_ssize_t _sendfile_by_reading(self, int in_fd, c.off_t start, Py_ssize_t want,
-                                         double deadline) except -1:
-        """The fallback for descriptors the kernel cannot sendfile() from."""
+    cdef int _sendfile_by_reading(self, int in_fd, c.off_t start, Py_ssize_t want,
+                                  bint seekable, double deadline,
+                                  Py_ssize_t *total) except -1:
+        """The read/send loop for descriptors the kernel cannot sendfile()
+        from: pread() from a file that can seek, read() from one that cannot
+        (waiting for its data within the deadline, or not at all on a
+        non-blocking socket).  total[0] counts every byte sent, whatever
+        stops the loop."""
         cdef char *chunk = <char *>PyMem_Malloc(<size_t>sendfile_read_chunk)
-        cdef Py_ssize_t total = 0
         cdef ssize_t n
+        cdef size_t size
+        cdef c.off_t position
+        cdef int err = 0
         cdef c.iovec iov
         if chunk == NULL:
             raise MemoryError()
         try:
-            while total < want:
-                with nogil:
-                    n = pread(in_fd, chunk, <size_t>min(want - total, sendfile_read_chunk),
-                              start + total)
+            while total[0] < want:
+                size = <size_t>min(want - total[0], sendfile_read_chunk)
+                if seekable:
+                    position = start + total[0]
+                    with nogil:
+                        n = pread(in_fd, chunk, size, position)
+                        err = errno
+                else:
+                    if self.timeout >= 0:
+                        self._wait_source(in_fd, deadline)
+                    with nogil:
+                        n = c_read(in_fd, chunk, size)
+                        err = errno
                 if n < 0:
-                    if errno == EINTR:
+                    if err == EINTR:
                         PyErr_CheckSignals()
                         continue
-                    raise_errno(errno)
+                    raise_errno(err)
                 if n == 0:
                     break
                 iov.iov_base = chunk
                 iov.iov_len = <size_t>n
-                self._sendall_iov(&iov, 1, deadline)
-                total += n
+                try:
+                    self._sendall_iov(&iov, 1, deadline)
+                except BaseException:
+                    total[0] += n - <Py_ssize_t>iov.iov_len  # the part that went out
+                    raise
+                total[0] += n
+        except BlockingIOError:
+            if not (self.timeout == 0 and total[0]):
+                raise
         finally:
             PyMem_Free(chunk)
-        return total
+        return 0
 
+    cdef int _wait_source(self, int fd, double deadline) except -1:
+        """Before a read() from a file that cannot seek, on a socket with a
+        timeout: poll() it without the GIL until readable, TimeoutError past
+        the deadline; on a non-blocking socket only look (BlockingIOError)."""
+        cdef c.pollfd pfd
+        cdef int rc, err, ms
+        cdef double remaining
+        while True:
+            if self.timeout == 0:
+                ms = 0
+            else:
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    return raise_timeout()
+                ms = <int>ceil(remaining * 1000) if remaining < INT_MAX / 1000 else INT_MAX
+            pfd.fd = fd
+            pfd.events = c.POLLIN
+            pfd.revents = 0
+            with nogil:
+                rc = c.poll(&pfd, 1, ms)
+                err = errno
+            if rc > 0:
+                return 0
+            if rc == 0:
+                if self.timeout == 0:
+                    return raise_errno(EAGAIN)
+                return raise_timeout()
+            if err != EINTR:
+                return raise_errno(err)
+            PyErr_CheckSignals()
 

@@ -6,6 +6,7 @@ It never imports the compiled module.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import math
 import os
@@ -581,10 +582,17 @@ class StreamSocket(_Socket):
         """Send ``count`` bytes (None: up to the end) of ``file`` from ``offset``.
 
         The kernel copies them where it can (os.sendfile), a pread/send loop
-        otherwise; returns how many were sent and leaves the file position
+        otherwise; returns how many were sent.  A file that can seek is left
         at ``offset`` plus that, whatever happened.
+
+        A file that cannot seek (a pipe, a FIFO, a socket) is read from where
+        it is, by a read/send loop, until ``count`` bytes or its EOF:
+        ``offset`` must be 0 (else ValueError), and its position is not set.
+        The timeout bounds the waits for its data too (a non-blocking socket
+        sends what the file has and does not wait for more); bytes read from
+        it that a failed send left unsent are lost.
         """
-        in_fd, start, want = _common.sendfile_plan(file, offset, count)
+        in_fd, start, want, seekable = _common.sendfile_plan(file, offset, count)
         out_fd = self._sock.fileno()
         if out_fd == -1:
             raise _closed_error()
@@ -595,8 +603,8 @@ class StreamSocket(_Socket):
         completed = False
         try:
             with self._guard:
-                copy = False
-                while sent < want:
+                copy = not seekable
+                while not copy and sent < want:
                     try:
                         moved = _sendfile_nosigpipe(out_fd, in_fd, start + sent,
                                                     min(want - sent, SENDFILE_CHUNK))
@@ -605,7 +613,7 @@ class StreamSocket(_Socket):
                             if sent:
                                 break  # what fitted is sent
                             raise
-                        if not _wait_writable(out_fd, deadline):
+                        if not _wait_ready(out_fd, select.POLLOUT, deadline):
                             raise TimeoutError("timed out") from None
                         continue
                     except OSError as exc:
@@ -618,31 +626,44 @@ class StreamSocket(_Socket):
                     sent += moved
                 if copy:
                     try:
-                        for moved in self._send_by_reading(in_fd, start, want, deadline):
+                        for moved in self._send_by_reading(in_fd, start, want, seekable,
+                                                           nonblocking, deadline):
                             sent += moved
                     except BlockingIOError:
                         if not (nonblocking and sent):
                             raise
                 completed = True
         finally:
-            try:
-                _common.set_file_position(file, in_fd, start + sent)
-            except (OSError, ValueError):
-                if completed:
-                    raise
+            if seekable:
+                try:
+                    _common.set_file_position(file, in_fd, start + sent)
+                except (OSError, ValueError):
+                    if completed:
+                        raise
         return sent
 
-    def _send_by_reading(self, in_fd: int, start: int, want: int,
-                         deadline: float) -> Iterator[int]:
-        """The pread/send loop for descriptors os.sendfile() cannot read:
-        yields the count of each send, so the caller's total stays exact
-        whatever stops the loop."""
+    def _send_by_reading(self, in_fd: int, start: int, want: int, seekable: bool,
+                         nonblocking: bool, deadline: float) -> Iterator[int]:
+        """The read/send loop for descriptors os.sendfile() cannot read:
+        pread() from a file that can seek, read() from one that cannot
+        (waiting for its data within the deadline, or not at all on a
+        non-blocking socket).  Yields the count of each send, so the
+        caller's total stays exact whatever stops the loop."""
         sent = 0
         steps = _Steps(self._sock, deadline if deadline >= 0.0 else None)
         try:
             while sent < want:
-                view = memoryview(os.pread(in_fd, min(want - sent, SENDFILE_READ_CHUNK),
-                                         start + sent))
+                size = min(want - sent, SENDFILE_READ_CHUNK)
+                if seekable:
+                    data = os.pread(in_fd, size, start + sent)
+                else:
+                    if nonblocking:
+                        if not _wait_ready(in_fd, select.POLLIN, 0.0):
+                            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+                    elif deadline >= 0.0 and not _wait_ready(in_fd, select.POLLIN, deadline):
+                        raise TimeoutError("timed out")
+                    data = os.read(in_fd, size)
+                view = memoryview(data)
                 if not view:
                     return
                 while view:
@@ -668,13 +689,16 @@ def _sendfile_nosigpipe(out_fd: int, in_fd: int, offset: int, count: int) -> int
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _wait_writable(fd: int, deadline: float) -> bool:
-    """Wait until ``fd`` is writable (True) or the deadline (-1.0: none) passes."""
+def _wait_ready(fd: int, events: int, deadline: float) -> bool:
+    """Wait until ``fd`` is ready for ``events`` (True) or the deadline (-1.0:
+    none; 0.0: only look) passes."""
     poller = select.poll()
-    poller.register(fd, select.POLLOUT)
+    poller.register(fd, events)
     if deadline < 0.0:
         poller.poll()
         return True
+    if deadline == 0.0:
+        return bool(poller.poll(0))
     while True:  # poll() takes at most INT_MAX milliseconds
         remaining = deadline - _monotonic()
         if remaining <= 0.0:

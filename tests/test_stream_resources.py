@@ -1,0 +1,198 @@
+"""Stream sockets and what they hold on to, on both implementations:
+sendfile() from files that cannot seek (a pipe, a FIFO, a socket)
+(docs/stream-fast-paths.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import socket
+import threading
+import time
+from types import ModuleType
+from typing import Any, Callable, Iterator
+
+import pytest
+from conftest import Worker, connected
+
+TRANSPORTS = ["tcp", "unix"]
+TIMEOUT = 5.0
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def pattern(size: int, seed: int = 0) -> bytes:
+    """Deterministic bytes that do not repeat every 256 bytes."""
+    block = bytes((i * 7 + seed) % 256 for i in range(251))
+    return (block * (size // len(block) + 1))[:size]
+
+
+@pytest.fixture(params=TRANSPORTS)
+def pair(impl: ModuleType, request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
+    """(sender, receiver), both blocking; the receiver times out after TIMEOUT."""
+    with connected(impl, request.param, TIMEOUT) as (a, b):
+        b.settimeout(TIMEOUT)
+        yield a, b
+
+
+@contextlib.contextmanager
+def background(target: Callable[[], Any], *socks: Any) -> Iterator[Worker]:
+    """Run ``target`` in a thread for the block; if the block fails, shut
+    ``socks`` down so that the thread ends too."""
+    worker = Worker(target)
+    worker.start()
+    try:
+        yield worker
+    except BaseException:
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        raise
+    finally:
+        worker.join(15)
+        assert not worker.is_alive(), "helper thread did not finish"
+
+
+def receive_all(sock: Any, size: int) -> Callable[[], bytes]:
+    def run() -> bytes:
+        parts = []
+        got = 0
+        while got < size:
+            data = sock.recv(min(65536, size - got))
+            if not data:
+                break
+            parts.append(data)
+            got += len(data)
+        return b"".join(parts)
+    return run
+
+
+def write_and_close(fd: int, data: bytes) -> Callable[[], None]:
+    """Write ``data`` to a pipe's descriptor in pieces, then close it (EOF)."""
+    def run() -> None:
+        with open(fd, "wb", buffering=0) as pipe:
+            view = memoryview(data)
+            while view:
+                n = pipe.write(view[:100000])
+                assert n
+                view = view[n:]
+    return run
+
+
+class FdOnly:
+    """An object with nothing but fileno()."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+# -- sendfile from a file that cannot seek ------------------------------------------
+
+
+def test_sendfile_from_a_pipe(impl: ModuleType, pair: tuple[Any, Any]) -> None:
+    a, b = pair
+    content = pattern(1_000_000, 3)
+    r, w = os.pipe()
+    with open(r, "rb") as f, background(write_and_close(w, content)) as writer, \
+            background(receive_all(b, len(content)), a, b) as reader:
+        # a count stops there; without one, the pipe is sent until its EOF
+        assert a.sendfile(f, 0, 1000) == 1000
+        assert a.sendfile(f, count=250_000) == 250_000
+        assert a.sendfile(f) == len(content) - 251_000
+        assert a.sendfile(f) == 0  # at EOF
+        writer.finish()
+        assert reader.finish() == content
+
+
+def test_sendfile_from_a_pipe_descriptor(impl: ModuleType, pair: tuple[Any, Any]) -> None:
+    a, b = pair
+    content = pattern(300_000, 4)
+    r, w = os.pipe()
+    try:
+        with background(write_and_close(w, content)) as writer, \
+                background(receive_all(b, len(content)), a, b) as reader:
+            assert a.sendfile(FdOnly(r)) == len(content)
+            writer.finish()
+            assert reader.finish() == content
+    finally:
+        os.close(r)
+
+
+def test_sendfile_from_a_fifo(impl: ModuleType, pair: tuple[Any, Any],
+                              tmp_path: pathlib.Path) -> None:
+    a, b = pair
+    content = pattern(700_000, 5)
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+
+    def write() -> None:
+        write_and_close(os.open(path, os.O_WRONLY), content)()
+
+    with background(write) as writer:
+        with open(path, "rb") as f, \
+                background(receive_all(b, len(content)), a, b) as reader:
+            assert a.sendfile(f, 0, 5000) == 5000
+            assert a.sendfile(f, 0, None) == len(content) - 5000
+            writer.finish()
+            assert reader.finish() == content
+
+
+def test_sendfile_from_a_socket(impl: ModuleType, pair: tuple[Any, Any]) -> None:
+    a, b = pair
+    content = pattern(900_000, 6)
+    src_w, src_r = socket.socketpair()
+    with src_w, src_r:
+        def write() -> None:
+            src_w.sendall(content)
+            src_w.shutdown(socket.SHUT_WR)
+
+        with background(write, src_w) as writer, \
+                background(receive_all(b, len(content)), a, b) as reader:
+            assert a.sendfile(src_r, count=123_456) == 123_456
+            assert a.sendfile(src_r) == len(content) - 123_456
+            writer.finish()
+            assert reader.finish() == content
+
+
+def test_sendfile_offset_on_a_pipe_is_refused(impl: ModuleType, pair: tuple[Any, Any]) -> None:
+    a, b = pair
+    r, w = os.pipe()
+    with open(r, "rb") as f, open(w, "wb", buffering=0) as pipe:
+        pipe.write(b"abcdef")
+        with pytest.raises(ValueError, match="seek"):
+            a.sendfile(f, 2)
+        with pytest.raises(ValueError, match="seek"):
+            a.sendfile(f, 1, 3)
+        assert os.read(r, 100) == b"abcdef"  # nothing was read from the pipe
+        pipe.write(b"xyz")
+        assert a.sendfile(f, 0, 3) == 3  # offset 0 is where the pipe is
+    assert b.recv_exactly(3) == b"xyz"
+    b.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        b.recv(1)
+
+
+def test_sendfile_from_a_silent_pipe_honours_the_timeout(impl: ModuleType,
+                                                         pair: tuple[Any, Any]) -> None:
+    a, b = pair
+    r, w = os.pipe()
+    with open(r, "rb") as f, open(w, "wb", buffering=0) as pipe:
+        pipe.write(b"12345")
+        a.settimeout(0.3)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            a.sendfile(f)  # the writer never closes
+        elapsed = time.monotonic() - started
+        assert 0.25 <= elapsed < 1.5, elapsed
+        assert b.recv_exactly(5) == b"12345"  # what the pipe had was sent
+        # a non-blocking socket never waits for the pipe either
+        a.setblocking(False)
+        pipe.write(b"678")
+        assert a.sendfile(f) == 3
+        with pytest.raises(BlockingIOError):
+            a.sendfile(f)
+    assert b.recv_exactly(3) == b"678"
