@@ -1,5 +1,6 @@
 """Stream sockets and what they hold on to, on both implementations:
-sendfile() from files that cannot seek (a pipe, a FIFO, a socket)
+sendfile() from files that cannot seek (a pipe, a FIFO, a socket), other
+threads running while sendfile() works on a socket with a timeout
 (docs/stream-fast-paths.md)."""
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ import contextlib
 import os
 import pathlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from types import ModuleType
@@ -196,3 +199,73 @@ def test_sendfile_from_a_silent_pipe_honours_the_timeout(impl: ModuleType,
         with pytest.raises(BlockingIOError):
             a.sendfile(f)
     assert b.recv_exactly(3) == b"678"
+
+
+# -- other threads run while sendfile() works -------------------------------------
+
+
+# the peer's reader: another process, so that it never needs this one's GIL
+_DRAIN = """
+import sys
+buf = bytearray(4 << 20)
+total = 0
+while True:
+    n = sys.stdin.buffer.raw.readinto(buf)
+    if not n:
+        break
+    total += n
+print(total)
+"""
+
+
+def test_sendfile_on_a_socket_with_a_timeout_lets_other_threads_run(impl: ModuleType) -> None:
+    """A ticker thread keeps running during a large sendfile() on a socket
+    with a timeout.  The source is slower than the reader (/dev/urandom,
+    whose bytes the kernel computes as it reads, as a slow disk would) and
+    the send buffer large: the socket never fills, so the kernel moves
+    everything in one long call, which must not hold the GIL."""
+    size = 64 * MiB
+    a, b = impl.socketpair()
+    with a, b:
+        drain = subprocess.Popen([sys.executable, "-c", _DRAIN], stdin=b.fileno(),
+                                 stdout=subprocess.PIPE)
+        try:
+            stop = threading.Event()
+            started = threading.Event()
+
+            def tick() -> tuple[int, float]:
+                ticks = 0
+                worst = 0.0
+                started.set()
+                last = time.perf_counter()
+                while not stop.is_set():
+                    ticks += 1
+                    now = time.perf_counter()
+                    if now - last > worst:
+                        worst = now - last
+                    last = now
+                return ticks, worst
+
+            a.settimeout(30.0)
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * MiB)
+            with open("/dev/urandom", "rb") as f, background(tick, a, b) as ticker:
+                assert started.wait(TIMEOUT)
+                time.sleep(0.02)
+                began = time.monotonic()
+                try:
+                    sent = a.sendfile(f, 0, size)
+                finally:
+                    stop.set()
+                took = time.monotonic() - began
+                ticks, worst = ticker.finish()
+            a.shutdown(socket.SHUT_WR)
+            out, _ = drain.communicate(timeout=60)
+        finally:
+            if drain.poll() is None:
+                drain.kill()
+                drain.wait()
+    assert sent == size
+    assert int(out) == size
+    assert ticks > 1000
+    assert worst < 0.05, (f"the ticker stalled {worst * 1000:.0f} ms "
+                          f"during a {took * 1000:.0f} ms sendfile")

@@ -380,6 +380,37 @@ cdef class _Socket:
                 continue
             return raise_errno(err)
 
+    cdef ssize_t _call_nogil(self, short events, sock_func func, void *data,
+                             double deadline) except -1:
+        """``_call`` for a syscall that may take long even on a non-blocking
+        descriptor (sendfile() reads its file): the GIL is released around
+        ``func`` whatever the timeout.  ``_call`` keeps the GIL there, which
+        is cheaper for the quick recv/send family."""
+        cdef ssize_t res
+        cdef int fd, err
+        while True:
+            fd = self.fd
+            if fd < 0:
+                return raise_errno(EBADF)
+            self._enter()
+            with nogil:
+                res = func(fd, data)
+                err = errno
+            self._leave()
+            if self.fd < 0 and (res < 0 or (res == 0 and func != _do_accept
+                                            and events == c.POLLIN)):
+                return raise_errno(EBADF)  # closed by another thread meanwhile
+            if res >= 0:
+                return res
+            if err == EINTR:
+                PyErr_CheckSignals()
+                continue
+            if self.timeout > 0 and c.would_block(err):
+                if self._wait(events, deadline):
+                    return raise_timeout()
+                continue
+            return raise_errno(err)
+
     cdef ssize_t _send(self, sock_func func, IOArgs *a, double deadline) except -1:
         """A send through ``_call``.  On a blocking socket a small send first
         tries not to block, with the GIL held: there is room in the common

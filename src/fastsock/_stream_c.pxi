@@ -637,7 +637,9 @@ cdef class StreamSocket(_Socket):
             while not copy and total < want:
                 a.count = <size_t>min(want - total, sendfile_chunk)
                 try:
-                    n = self._call(c.POLLOUT, _do_sendfile, &a, deadline)
+                    # sendfile() may read the disk for long even on a
+                    # non-blocking socket: never with the GIL
+                    n = self._call_nogil(c.POLLOUT, _do_sendfile, &a, deadline)
                 except BlockingIOError:
                     if total:
                         break
