@@ -1,7 +1,8 @@
 """Stream sockets and what they hold on to, on both implementations:
 sendfile() from files that cannot seek (a pipe, a FIFO, a socket), other
-threads running while sendfile() works on a socket with a timeout
-(docs/stream-fast-paths.md)."""
+threads running while sendfile() works on a socket with a timeout, and the
+memory a receive buffer keeps once a large message or line has been
+returned (docs/stream-fast-paths.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
@@ -269,3 +271,70 @@ def test_sendfile_on_a_socket_with_a_timeout_lets_other_threads_run(impl: Module
     assert ticks > 1000
     assert worst < 0.05, (f"the ticker stalled {worst * 1000:.0f} ms "
                           f"during a {took * 1000:.0f} ms sendfile")
+
+
+# -- the memory a receive buffer keeps -------------------------------------------------
+
+# what an idle receive buffer holding a few bytes may keep (the documented
+# bound is 256 KiB), with room for the allocations of the test itself
+RETAINED_MAX = 512 * KiB
+TAIL = b"tail"
+
+
+@contextlib.contextmanager
+def traced() -> Iterator[Callable[[], int]]:
+    """Trace allocations for the block; yields a function returning the bytes
+    allocated since the block began and still alive."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        yield lambda: tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+
+
+def _long_receive(method: str) -> tuple[bytes, Callable[[Any], Any], bytes,
+                                       Callable[[Any], Any], bytes]:
+    """(sent first, a call that times out after taking all of it, sent next, the
+    call that then returns, what it returns) for each way a receive grows the
+    buffer; what is sent ends with TAIL, left buffered."""
+    if method == "recv_until":
+        line = b"x" * (4 * MiB - 1) + b"\n"
+        return (line + TAIL, lambda s: s.recv_until(b"!", limit=8 * MiB), b"",
+                lambda s: s.recv_until(b"\n", limit=8 * MiB), line)
+    if method == "recv_msg":
+        payload = pattern(16 * MiB, 8)
+        head = len(payload).to_bytes(4, "big")
+        return (head + payload[:-1], lambda s: s.recv_msg(), payload[-1:] + TAIL,
+                lambda s: s.recv_msg(), payload)
+    data = pattern(4 * MiB, 9)
+    return (data[:-1], lambda s: s.recv_exactly(len(data)), data[-1:] + TAIL,
+            lambda s: s.recv_exactly(len(data)), data)
+
+
+@pytest.mark.parametrize("method", ["recv_until", "recv_msg", "recv_exactly"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_receive_buffer_shrinks_after_a_large_receive(impl: ModuleType, transport: str,
+                                                      method: str) -> None:
+    """A call that timed out leaves megabytes buffered; once the next call
+    has returned them, the buffer (holding a few bytes) lets the memory go."""
+    first, timing_out, rest, call, expected = _long_receive(method)
+    with connected(impl, transport, TIMEOUT) as (a, b), traced() as retained:
+        b.settimeout(1.0)
+        with background(lambda: a.sendall(first), a, b) as sender:
+            try:
+                timing_out(b)
+            except TimeoutError:
+                pass
+            else:
+                pytest.fail(f"{method} did not time out")
+            sender.finish()
+        assert b.buffered >= len(first) - len(TAIL)
+        a.sendall(rest)
+        b.settimeout(TIMEOUT)
+        result = call(b)
+        assert result == expected
+        del result
+        kept = retained()
+        assert b.recv_exactly(len(TAIL)) == TAIL
+    assert kept < RETAINED_MAX, f"an idle receive buffer keeps {kept} bytes"

@@ -343,6 +343,10 @@ SENDFILE_READ_CHUNK = 65536
 # sendfile() failures that mean "not with this pair of descriptors": the bytes
 # then go through the read/send loop
 SENDFILE_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.ESPIPE, errno.EOPNOTSUPP})
+# once a receive call has returned, a stream socket's receive buffer that
+# holds less than a quarter of this keeps at most this much memory
+# (docs/stream-fast-paths.md, "Memory")
+RECV_BUFFER_KEEP = 256 * 1024
 
 SOL_UDP = 17
 UDP_SEGMENT_OPT = 103  # <netinet/udp.h> UDP_SEGMENT

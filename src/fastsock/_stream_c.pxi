@@ -17,6 +17,10 @@ cdef enum:
     # reads into the receive buffer ask for at least this much room
     FILL_MIN = 16384
 
+# once a receive call has returned, a buffer larger than this that holds less
+# than a quarter of it shrinks (rb_settle)
+cdef Py_ssize_t recv_buffer_keep = _common.RECV_BUFFER_KEEP
+
 
 cdef struct RecvBuffer:
     char *data
@@ -68,6 +72,40 @@ cdef int rb_unread(RecvBuffer *rb, const char *src, Py_ssize_t n) except -1:
     return 0
 
 
+cdef void rb_shrink(RecvBuffer *rb) noexcept:
+    """Give back the memory a large receive left behind: a buffer that holds
+    less than a quarter of its capacity is freed when empty, else shrunk to
+    twice what it holds (at least RECV_BUFFER_INITIAL).  The bytes copied are
+    fewer than the buffer received since it last grew: the cost stays
+    linear.  A failed realloc keeps the buffer as it was."""
+    cdef Py_ssize_t held = rb.end - rb.start
+    cdef Py_ssize_t capacity
+    cdef char *smaller
+    if held * 4 >= rb.capacity:
+        return
+    if held == 0:
+        PyMem_RawFree(rb.data)
+        rb.data = NULL
+        rb.capacity = rb.start = rb.end = 0
+        return
+    capacity = max(held * 2, <Py_ssize_t>RECV_BUFFER_INITIAL)
+    if rb.start:
+        memmove(rb.data, rb.data + rb.start, held)
+        rb.start = 0
+        rb.end = held
+    smaller = <char *>PyMem_RawRealloc(rb.data, <size_t>capacity)
+    if smaller != NULL:
+        rb.data = smaller
+        rb.capacity = capacity
+
+
+cdef inline void rb_settle(RecvBuffer *rb) noexcept:
+    """At the end of a receive call: after a large use, let the memory go
+    (see rb_shrink); one comparison otherwise."""
+    if rb.capacity > recv_buffer_keep:
+        rb_shrink(rb)
+
+
 cdef inline bytes rb_take(RecvBuffer *rb, Py_ssize_t n):
     cdef bytes out = PyBytes_FromStringAndSize(rb.data + rb.start, n)
     rb.start += n
@@ -102,7 +140,13 @@ cdef int check_prefix_size(object prefix_size) except -1:
 
 
 cdef class StreamSocket(_Socket):
-    """A TCP (AF_INET, AF_INET6) or Unix stream (AF_UNIX) socket."""
+    """A TCP (AF_INET, AF_INET6) or Unix stream (AF_UNIX) socket.
+
+    It keeps a receive buffer (see ``buffered``).  Once a receive call has
+    returned, the buffer keeps at most 256 KiB of memory, or four times the
+    bytes it holds if that is more: a large message or line already
+    returned is not kept alive.
+    """
 
     # A buffered receive holds ``receiving`` for its whole duration (it may
     # release the GIL while reading into the buffer); any other receive on
@@ -146,7 +190,9 @@ cdef class StreamSocket(_Socket):
             n = min(bufsize, self.rbuf.end - self.rbuf.start)
             if cflags & c.MSG_PEEK:
                 return PyBytes_FromStringAndSize(self.rbuf.data + self.rbuf.start, n)
-            return rb_take(&self.rbuf, n)
+            data = rb_take(&self.rbuf, n)
+            rb_settle(&self.rbuf)
+            return data
         return self._recv_bytes(bufsize, cflags)
 
     def recv_into(self, buffer, nbytes=0, flags=0):
@@ -170,6 +216,7 @@ cdef class StreamSocket(_Socket):
                 memcpy(a.buf, self.rbuf.data + self.rbuf.start, n)
                 if not a.flags & c.MSG_PEEK:
                     self.rbuf.start += n
+                    rb_settle(&self.rbuf)
             finally:
                 PyBuffer_Release(&view)
             return n
@@ -229,6 +276,10 @@ cdef class StreamSocket(_Socket):
         self._check_not_receiving()
         self.receiving = True
         return 0
+
+    cdef inline void _end_receive(self) noexcept:
+        self.receiving = False
+        rb_settle(&self.rbuf)
 
     cdef Py_ssize_t _fill(self, double deadline) except -1:
         """Append what the kernel has (waiting per the timeout) to the receive
@@ -345,7 +396,7 @@ cdef class StreamSocket(_Socket):
                 raise IncompleteReadError(result[:got], size)
             return result
         finally:
-            self.receiving = False
+            self._end_receive()
 
     def recv_exactly_into(self, buffer, nbytes=0):
         """Fill ``nbytes`` (default: all) of a writable buffer; returns nbytes."""
@@ -363,7 +414,7 @@ cdef class StreamSocket(_Socket):
                 rb_unread(&self.rbuf, <char *>view.buf, got)
                 raise
             finally:
-                self.receiving = False
+                self._end_receive()
             if got < size:
                 raise IncompleteReadError(PyBytes_FromStringAndSize(<char *>view.buf, got), size)
             return size
@@ -405,7 +456,7 @@ cdef class StreamSocket(_Socket):
                     if self._fill(deadline) == 0:
                         raise IncompleteReadError(rb_take(&self.rbuf, held), None)
             finally:
-                self.receiving = False
+                self._end_receive()
         finally:
             PyBuffer_Release(&delim)
 
@@ -461,7 +512,7 @@ cdef class StreamSocket(_Socket):
         try:
             return self._recv_one(psize, cmax, self._deadline())
         finally:
-            self.receiving = False
+            self._end_receive()
 
     def recv_msgs(self, max_count=1024, *, prefix_size=4, max_size=DEFAULT_MAX_MESSAGE):
         """Every complete message already received (up to ``max_count``),
@@ -481,7 +532,7 @@ cdef class StreamSocket(_Socket):
                 self._take_msgs(messages, count, psize, cmax)
             return messages
         finally:
-            self.receiving = False
+            self._end_receive()
 
     cdef int _take_msgs(self, list messages, Py_ssize_t count, int psize,
                         Py_ssize_t cmax) except -1:

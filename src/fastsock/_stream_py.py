@@ -35,6 +35,7 @@ from ._base_py import (
 from ._common import (
     AF_INET,
     DEFAULT_MAX_MESSAGE,
+    RECV_BUFFER_KEEP,
     SENDFILE_CHUNK,
     SENDFILE_READ_CHUNK,
     SENDFILE_UNSUPPORTED,
@@ -51,6 +52,13 @@ _Stream = TypeVar("_Stream", bound="StreamSocket")
 # A read into the receive buffer asks the kernel for up to this many bytes;
 # a payload that has not fully arrived is read straight into its result.
 _CHUNK = 65536
+# A receive that stops past this many consumed bytes, with no more left than
+# it consumed, copies what is left to a new buffer: a large message or line
+# already returned is not kept alive by the few bytes after it.  Each copy is
+# at most what was consumed and drops it, so the cost stays linear; the
+# buffer then keeps at most about RECV_BUFFER_KEEP bytes, or four times what
+# it holds (docs/stream-fast-paths.md, "Memory").
+_COMPACT_MIN = RECV_BUFFER_KEEP // 4
 _IOV_MAX: int = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 if _IOV_MAX <= 0:
     _IOV_MAX = 1024
@@ -82,6 +90,10 @@ class StreamSocket(_Socket):
     the message calls) sets ``_receiving`` for its whole duration: another
     receive on the socket meanwhile raises RuntimeError instead of racing it
     for the buffer.  The hot paths test ``if self._rbuf or self._receiving``.
+
+    Once a receive call has returned, the buffer keeps at most about 256 KiB
+    of memory, or four times the bytes it holds if that is more: a large
+    message or line already returned is not kept alive (see _take_at).
     """
 
     __slots__ = ("_rbuf", "_rpos", "_receiving")
@@ -153,8 +165,13 @@ class StreamSocket(_Socket):
         rbuf = self._rbuf
         end = start + size
         if end < len(rbuf):
-            self._rpos = end
-            return bytes(rbuf[start:end])
+            data = bytes(rbuf[start:end])
+            if end > _COMPACT_MIN and end + end >= len(rbuf):
+                self._rbuf = rbuf[end:]  # let the consumed bytes go
+                self._rpos = 0
+            else:
+                self._rpos = end
+            return data
         data = bytes(rbuf[start:]) if start else bytes(rbuf)
         self._rbuf = bytearray()
         self._rpos = 0
@@ -165,8 +182,13 @@ class StreamSocket(_Socket):
 
     def _skip(self, size: int) -> None:
         pos = self._rpos + size
-        if pos < len(self._rbuf):
-            self._rpos = pos
+        rbuf = self._rbuf
+        if pos < len(rbuf):
+            if pos > _COMPACT_MIN and pos + pos >= len(rbuf):
+                self._rbuf = rbuf[pos:]  # as in _take_at
+                self._rpos = 0
+            else:
+                self._rpos = pos
         else:
             self._rbuf = bytearray()
             self._rpos = 0
