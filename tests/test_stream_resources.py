@@ -338,3 +338,59 @@ def test_receive_buffer_shrinks_after_a_large_receive(impl: ModuleType, transpor
         kept = retained()
         assert b.recv_exactly(len(TAIL)) == TAIL
     assert kept < RETAINED_MAX, f"an idle receive buffer keeps {kept} bytes"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_receive_buffer_drained_in_small_pieces_stays_bounded_and_linear(
+        impl: ModuleType, transport: str) -> None:
+    """16 MiB buffered (a call timed out), then taken a few KiB at a time by
+    every kind of call: after each one the buffer keeps at most
+    max(256 KiB, 4 x what it holds), and the whole drain stays linear (a
+    copy of what is left on every call would take minutes)."""
+    data = pattern(16 * MiB, 10).replace(b"!", b"?")
+    takes: list[Callable[[Any], bytes]] = [
+        lambda s: bytes(s.recv(4096)),
+        lambda s: bytes(s.recv_exactly(3000)),
+        lambda s: _recv_into(s, 5000),
+        lambda s: _recv_exactly_into(s, 2000),
+    ]
+    with connected(impl, transport, TIMEOUT) as (a, b), traced() as retained:
+        b.settimeout(1.0)
+        with background(lambda: a.sendall(data), a, b) as sender:
+            try:
+                b.recv_until(b"!", limit=32 * MiB)
+            except TimeoutError:
+                pass
+            else:
+                pytest.fail("recv_until did not time out")
+            sender.finish()
+        assert b.buffered == len(data)
+        pos = 0
+        worst = 0
+        began = time.monotonic()
+        turn = 0
+        while pos < len(data) - 8192:
+            piece = takes[turn % len(takes)](b)
+            turn += 1
+            assert piece == data[pos:pos + len(piece)]
+            pos += len(piece)
+            held = b.buffered
+            assert held == len(data) - pos
+            over = retained() - max(256 * KiB, 4 * held)
+            worst = max(worst, over)
+        took = time.monotonic() - began
+        assert b.recv_exactly(len(data) - pos) == data[pos:]
+    assert worst < 64 * KiB, f"the buffer kept {worst} bytes more than the bound"
+    assert took < 10.0, f"draining 16 MiB took {took:.1f} s"
+
+
+def _recv_into(sock: Any, size: int) -> bytes:
+    buffer = bytearray(size)
+    n = sock.recv_into(buffer)
+    return bytes(buffer[:n])
+
+
+def _recv_exactly_into(sock: Any, size: int) -> bytes:
+    buffer = bytearray(size)
+    sock.recv_exactly_into(buffer)
+    return bytes(buffer)
