@@ -421,8 +421,10 @@ cdef class _Socket:
     cdef inline double _deadline(self) noexcept:
         return monotonic() + self.timeout if self.timeout > 0 else -1.0
 
-    cdef int _wait(self, short events, double deadline) except -1:
-        """poll() without the GIL until ready (0) or past the deadline (1)."""
+    cdef int _wait(self, short events, double deadline, int other_fd=-1) except -1:
+        """poll() without the GIL until ready (0) or past the deadline (1; -1:
+        none), the socket or, for a call that also waits on another descriptor
+        (sendfile() reading a pipe), ``other_fd``."""
         cdef BlockedCall node
         cdef c.pollfd pfd
         cdef int rc, err, ms
@@ -435,9 +437,9 @@ cdef class _Socket:
                 if remaining <= 0:
                     return 1
                 ms = <int>ceil(remaining * 1000) if remaining < INT_MAX / 1000 else INT_MAX
-            pfd.fd = self.fd
-            if pfd.fd < 0:
+            if self.fd < 0:
                 return raise_errno(EBADF)
+            pfd.fd = self.fd if other_fd < 0 else other_fd
             pfd.events = events
             pfd.revents = 0
             self._enter(&node)
@@ -455,8 +457,13 @@ cdef class _Socket:
                 PyErr_CheckSignals()
 
     cdef ssize_t _call(self, short events, sock_func func, void *data,
-                       double deadline) except -1:
-        """Run ``func`` on the descriptor the way CPython's sock_call_ex does."""
+                       double deadline, bint slow=False) except -1:
+        """Run ``func`` on the descriptor the way CPython's sock_call_ex does.
+
+        ``slow``: the syscall may take long even on a non-blocking descriptor
+        (sendfile() reads its file), so the GIL is released around it whatever
+        the timeout; the quick recv/send family keeps it there, which is cheaper.
+        """
         cdef BlockedCall node
         cdef ssize_t res
         cdef int fd, err
@@ -466,7 +473,7 @@ cdef class _Socket:
             fd = self.fd
             if fd < 0:
                 return raise_errno(EBADF)
-            if self.timeout < 0:
+            if self.timeout < 0 or slow:
                 # a blocking descriptor: the call may block, so drop the GIL
                 self._enter(&node)
                 with nogil:

@@ -316,11 +316,13 @@ DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
 PREFIX_SIZES = (1, 2, 4, 8)
 
 
-def sendfile_plan(file: Any, offset: Any, count: Any) -> Tuple[int, int, int]:
-    """Validate sendfile()'s arguments: (descriptor, start offset, byte count).
+def sendfile_plan(file: Any, offset: Any, count: Any) -> Tuple[int, int, int, bool]:
+    """Validate sendfile()'s arguments: (descriptor, start offset, byte count,
+    whether the descriptor can seek).
 
     Without ``count`` a regular file is sent from ``offset`` to its end and
-    anything else until it reports EOF.
+    anything else until it reports EOF.  A descriptor that cannot seek (a
+    pipe, a FIFO, a socket) is read from where it is: ``offset`` must be 0.
     """
     fileno = getattr(file, "fileno", None)
     if fileno is None:
@@ -342,7 +344,21 @@ def sendfile_plan(file: Any, offset: Any, count: Any) -> Tuple[int, int, int]:
         want = operator.index(count)
         if want < 0:
             raise ValueError("count must not be negative")
-    return fd, start, want
+    seekable = _can_seek(fd)
+    if start and not seekable:
+        raise ValueError("offset must be 0 for a file that cannot seek "
+                         "(a pipe, a FIFO, a socket): it is read from where it is")
+    return fd, start, want, seekable
+
+
+def _can_seek(fd: int) -> bool:
+    try:
+        os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError as exc:
+        if exc.errno == errno.ESPIPE:
+            return False
+        raise
+    return True
 
 
 # -- sizes, option numbers and errno sets both twins use --------------------------
@@ -356,6 +372,10 @@ SENDFILE_READ_CHUNK = 65536
 # sendfile() failures that mean "not with this pair of descriptors": the bytes
 # then go through the read/send loop
 SENDFILE_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.ESPIPE, errno.EOPNOTSUPP})
+# once a receive call has returned, a stream socket's receive buffer that
+# holds less than a quarter of this keeps at most this much memory
+# (docs/stream-fast-paths.md, "Memory")
+RECV_BUFFER_KEEP = 256 * 1024
 
 SOL_UDP = 17
 UDP_SEGMENT_OPT = 103  # <netinet/udp.h> UDP_SEGMENT
@@ -441,7 +461,8 @@ def check_size(value: Any, name: str, maximum: int) -> int:
 
 
 def set_file_position(file: Any, fd: int, position: int) -> None:
-    """After sendfile(): the file's position is where sending stopped."""
+    """After sendfile() from a file that can seek: the file's position is
+    where sending stopped."""
     seek = getattr(file, "seek", None)
     if seek is not None:
         seek(position)

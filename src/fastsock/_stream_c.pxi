@@ -2,6 +2,9 @@
 # buffer, StreamSocket with its framing, vectored sends and sendfile.
 # Included once by _socket_c.pyx.
 
+from libc.errno cimport EAGAIN
+from posix.unistd cimport read as c_read
+
 # -- the receive buffer of a stream socket -------------------------------------
 # Bytes taken from the kernel but not yet returned: data[start:end].
 
@@ -13,6 +16,10 @@ cdef enum:
     DIRECT_READ_MIN = 32768
     # reads into the receive buffer ask for at least this much room
     FILL_MIN = 16384
+
+# once a receive call has returned, a buffer larger than this that holds less
+# than a quarter of it shrinks (rb_settle)
+cdef Py_ssize_t recv_buffer_keep = _common.RECV_BUFFER_KEEP
 
 
 cdef struct RecvBuffer:
@@ -65,6 +72,40 @@ cdef int rb_unread(RecvBuffer *rb, const char *src, Py_ssize_t n) except -1:
     return 0
 
 
+cdef void rb_shrink(RecvBuffer *rb) noexcept:
+    """Give back the memory a large receive left behind: a buffer that holds
+    less than a quarter of its capacity is freed when empty, else shrunk to
+    twice what it holds (at least RECV_BUFFER_INITIAL).  The bytes copied are
+    fewer than the buffer received since it last grew: the cost stays
+    linear.  A failed realloc keeps the buffer as it was."""
+    cdef Py_ssize_t held = rb.end - rb.start
+    cdef Py_ssize_t capacity
+    cdef char *smaller
+    if held * 4 >= rb.capacity:
+        return
+    if held == 0:
+        PyMem_RawFree(rb.data)
+        rb.data = NULL
+        rb.capacity = rb.start = rb.end = 0
+        return
+    capacity = max(held * 2, <Py_ssize_t>RECV_BUFFER_INITIAL)
+    if rb.start:
+        memmove(rb.data, rb.data + rb.start, held)
+        rb.start = 0
+        rb.end = held
+    smaller = <char *>PyMem_RawRealloc(rb.data, <size_t>capacity)
+    if smaller != NULL:
+        rb.data = smaller
+        rb.capacity = capacity
+
+
+cdef inline void rb_settle(RecvBuffer *rb) noexcept:
+    """At the end of a receive call: after a large use, let the memory go
+    (see rb_shrink); one comparison otherwise."""
+    if rb.capacity > recv_buffer_keep:
+        rb_shrink(rb)
+
+
 cdef inline bytes rb_take(RecvBuffer *rb, Py_ssize_t n):
     cdef bytes out = PyBytes_FromStringAndSize(rb.data + rb.start, n)
     rb.start += n
@@ -105,7 +146,10 @@ cdef class StreamSocket(_Socket):
     It starts blocking (timeout None) whatever socket.getdefaulttimeout() says, and its
     sends never raise SIGPIPE.  Its framing calls (recv_exactly, recv_until, recv_msg,
     recv_msgs) may read past what they return: those bytes wait in the socket's receive
-    buffer (``buffered``), and every receive call returns them first.
+    buffer (``buffered``), and every receive call returns them first.  Once a receive
+    call has returned, the buffer keeps at most 256 KiB of memory, or four times the
+    bytes it holds if that is more: a large message or line already returned is not
+    kept alive.
     """
 
     # A buffered receive holds ``receiving`` for its whole duration (it may
@@ -169,7 +213,9 @@ cdef class StreamSocket(_Socket):
             n = min(bufsize, self.rbuf.end - self.rbuf.start)
             if cflags & c.MSG_PEEK:
                 return PyBytes_FromStringAndSize(self.rbuf.data + self.rbuf.start, n)
-            return rb_take(&self.rbuf, n)
+            data = rb_take(&self.rbuf, n)
+            rb_settle(&self.rbuf)
+            return data
         return self._recv_bytes(bufsize, cflags)
 
     def recv_into(self, buffer, nbytes=0, flags=0):
@@ -194,6 +240,7 @@ cdef class StreamSocket(_Socket):
                 memcpy(a.buf, self.rbuf.data + self.rbuf.start, n)
                 if not a.flags & c.MSG_PEEK:
                     self.rbuf.start += n
+                    rb_settle(&self.rbuf)
             finally:
                 PyBuffer_Release(&view)
             return n
@@ -270,6 +317,10 @@ cdef class StreamSocket(_Socket):
         self._check_not_receiving()
         self.receiving = True
         return 0
+
+    cdef inline void _end_receive(self) noexcept:
+        self.receiving = False
+        rb_settle(&self.rbuf)
 
     cdef Py_ssize_t _fill(self, double deadline) except -1:
         """Append what the kernel has (waiting per the timeout) to the receive
@@ -396,7 +447,7 @@ cdef class StreamSocket(_Socket):
                 raise IncompleteReadError(result[:got], size)
             return result
         finally:
-            self.receiving = False
+            self._end_receive()
 
     def recv_exactly_into(self, buffer, nbytes=0):
         """Fill the first ``nbytes`` bytes (0: all) of a writable buffer and return that
@@ -420,7 +471,7 @@ cdef class StreamSocket(_Socket):
                 rb_unread(&self.rbuf, <char *>view.buf, got)
                 raise
             finally:
-                self.receiving = False
+                self._end_receive()
             if got < size:
                 raise IncompleteReadError(PyBytes_FromStringAndSize(<char *>view.buf, got), size)
             return size
@@ -465,7 +516,7 @@ cdef class StreamSocket(_Socket):
                     if self._fill(deadline) == 0:
                         raise IncompleteReadError(rb_take(&self.rbuf, held), None)
             finally:
-                self.receiving = False
+                self._end_receive()
         finally:
             PyBuffer_Release(&delim)
 
@@ -534,7 +585,7 @@ cdef class StreamSocket(_Socket):
         try:
             return self._recv_one(psize, cmax, self._deadline())
         finally:
-            self.receiving = False
+            self._end_receive()
 
     def recv_msgs(self, max_count=1024, *, prefix_size=4, max_size=DEFAULT_MAX_MESSAGE):
         """Receive the next message (waiting for it as recv_msg() does) and every
@@ -557,7 +608,7 @@ cdef class StreamSocket(_Socket):
                 self._take_msgs(messages, count, psize, cmax)
             return messages
         finally:
-            self.receiving = False
+            self._end_receive()
 
     cdef int _take_msgs(self, list messages, Py_ssize_t count, int psize,
                         Py_ssize_t cmax) except -1:
@@ -694,70 +745,120 @@ cdef class StreamSocket(_Socket):
 
     def sendfile(self, file, offset=0, count=None):
         """Send ``count`` bytes (None: to the end) of ``file`` from ``offset`` and
-        return how many were sent; the file position is left just past them, even on
-        error.
+        return how many were sent; a file that can seek is left just past them, even
+        on error.
 
-        Zero-copy os.sendfile() where the kernel can, a pread/send loop otherwise; the
+        Zero-copy os.sendfile() where the kernel can, a read/send loop otherwise; the
         timeout bounds the whole call; never raises SIGPIPE.  Unlike socket.sendfile(),
-        a non-blocking socket sends what fits (BlockingIOError when nothing does).
+        a non-blocking socket sends what fits (BlockingIOError when nothing does).  A
+        file that cannot seek (a pipe, a FIFO, a socket) is read from where it is until
+        ``count`` bytes or its EOF: ``offset`` must be 0 (else ValueError), the timeout
+        bounds the waits for its data too, and bytes read from it that a failed send
+        left unsent are lost.
         """
         cdef SendfileArgs a
         cdef Py_ssize_t total = 0, want
         cdef ssize_t n
         cdef double deadline
         cdef c.off_t start
-        in_fd, start, want = _common.sendfile_plan(file, offset, count)
+        cdef bint seekable, copy
+        in_fd, start, want, seekable = _common.sendfile_plan(file, offset, count)
         deadline = self._deadline()
         a.in_fd = in_fd
         a.offset = start
+        copy = not seekable
         try:
-            while total < want:
+            while not copy and total < want:
                 a.count = <size_t>min(want - total, sendfile_chunk)
                 try:
-                    n = self._call(c.POLLOUT, _do_sendfile, &a, deadline)
+                    # sendfile() may read the disk for long even on a
+                    # non-blocking socket: never with the GIL
+                    n = self._call(c.POLLOUT, _do_sendfile, &a, deadline, True)
                 except BlockingIOError:
                     if total:
                         break
                     raise
                 except OSError as exc:
                     if total == 0 and exc.errno in SENDFILE_UNSUPPORTED:
-                        total = self._sendfile_by_reading(in_fd, start, want, deadline)
+                        copy = True
                         break
                     raise
                 if n == 0:
                     break  # end of file
                 total += n
+            if copy:
+                self._sendfile_by_reading(in_fd, start, want, seekable, deadline, &total)
         finally:
-            _common.set_file_position(file, in_fd, start + total)
+            if seekable:
+                _common.set_file_position(file, in_fd, start + total)
         return total
 
-    cdef Py_ssize_t _sendfile_by_reading(self, int in_fd, c.off_t start, Py_ssize_t want,
-                                         double deadline) except -1:
-        """The fallback for descriptors the kernel cannot sendfile() from."""
+    cdef bint _source_ready(self, int fd) except -1:
+        """Whether a file that cannot seek has data to read, without waiting."""
+        cdef c.pollfd pfd
+        cdef int rc
+        pfd.fd = fd
+        pfd.events = c.POLLIN
+        pfd.revents = 0
+        rc = c.poll(&pfd, 1, 0)
+        if rc < 0:
+            return raise_errno(errno)
+        return rc > 0
+
+    cdef int _sendfile_by_reading(self, int in_fd, c.off_t start, Py_ssize_t want,
+                                  bint seekable, double deadline,
+                                  Py_ssize_t *total) except -1:
+        """The read/send loop for descriptors the kernel cannot sendfile()
+        from: pread() from a file that can seek, read() from one that cannot
+        (waiting for its data within the deadline, or not at all on a
+        non-blocking socket).  total[0] counts every byte sent, whatever
+        stops the loop."""
         cdef char *chunk = <char *>PyMem_Malloc(<size_t>sendfile_read_chunk)
-        cdef Py_ssize_t total = 0
         cdef ssize_t n
+        cdef size_t size
+        cdef c.off_t position
+        cdef int err = 0
         cdef c.iovec iov
         if chunk == NULL:
             raise MemoryError()
         try:
-            while total < want:
-                with nogil:
-                    n = pread(in_fd, chunk, <size_t>min(want - total, sendfile_read_chunk),
-                              start + total)
+            while total[0] < want:
+                size = <size_t>min(want - total[0], sendfile_read_chunk)
+                if seekable:
+                    position = start + total[0]
+                    with nogil:
+                        n = pread(in_fd, chunk, size, position)
+                        err = errno
+                else:
+                    # wait for its data as for the socket's (close() wakes the
+                    # wait); a non-blocking socket only looks
+                    if self.timeout == 0:
+                        if not self._source_ready(in_fd):
+                            raise_errno(EAGAIN)
+                    elif self._wait(c.POLLIN, deadline, in_fd):
+                        raise_timeout()
+                    with nogil:
+                        n = c_read(in_fd, chunk, size)
+                        err = errno
                 if n < 0:
-                    if errno == EINTR:
+                    if err == EINTR:
                         PyErr_CheckSignals()
                         continue
-                    raise_errno(errno)
+                    raise_errno(err)
                 if n == 0:
                     break
                 iov.iov_base = chunk
                 iov.iov_len = <size_t>n
-                self._sendall_iov(&iov, 1, deadline)
-                total += n
+                try:
+                    self._sendall_iov(&iov, 1, deadline)
+                except BaseException:
+                    total[0] += n - <Py_ssize_t>iov.iov_len  # the part that went out
+                    raise
+                total[0] += n
+        except BlockingIOError:
+            if not (self.timeout == 0 and total[0]):
+                raise
         finally:
             PyMem_Free(chunk)
-        return total
-
+        return 0
 

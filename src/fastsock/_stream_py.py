@@ -6,6 +6,7 @@ It never imports the compiled module.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import math
 import os
@@ -34,6 +35,7 @@ from ._base_py import (
 from ._common import (
     AF_INET,
     DEFAULT_MAX_MESSAGE,
+    RECV_BUFFER_KEEP,
     SENDFILE_CHUNK,
     SENDFILE_READ_CHUNK,
     SENDFILE_UNSUPPORTED,
@@ -50,6 +52,13 @@ _Stream = TypeVar("_Stream", bound="StreamSocket")
 # A read into the receive buffer asks the kernel for up to this many bytes;
 # a payload that has not fully arrived is read straight into its result.
 _CHUNK = 65536
+# A receive that stops past this many consumed bytes, with no more left than
+# it consumed, copies what is left to a new buffer: a large message or line
+# already returned is not kept alive by the few bytes after it.  Each copy is
+# at most what was consumed and drops it, so the cost stays linear; the
+# buffer then keeps at most about RECV_BUFFER_KEEP bytes, or four times what
+# it holds (docs/stream-fast-paths.md, "Memory").
+_COMPACT_MIN = RECV_BUFFER_KEEP // 4
 _IOV_MAX: int = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 if _IOV_MAX <= 0:
     _IOV_MAX = 1024
@@ -80,7 +89,10 @@ class StreamSocket(_Socket):
     It starts blocking (timeout None) whatever socket.getdefaulttimeout() says, and its
     sends never raise SIGPIPE.  Its framing calls (recv_exactly, recv_until, recv_msg,
     recv_msgs) may read past what they return: those bytes wait in the socket's receive
-    buffer (``buffered``), and every receive call returns them first.
+    buffer (``buffered``), and every receive call returns them first.  Once a receive
+    call has returned, the buffer keeps at most 256 KiB of memory, or four times the
+    bytes it holds if that is more: a large message or line already returned is not
+    kept alive.
     """
 
     # The receive buffer: bytes taken from the kernel past what a call
@@ -202,8 +214,13 @@ class StreamSocket(_Socket):
         rbuf = self._rbuf
         end = start + size
         if end < len(rbuf):
-            self._rpos = end
-            return bytes(rbuf[start:end])
+            data = bytes(rbuf[start:end])
+            if end > _COMPACT_MIN and end + end >= len(rbuf):
+                self._rbuf = rbuf[end:]  # let the consumed bytes go
+                self._rpos = 0
+            else:
+                self._rpos = end
+            return data
         data = bytes(rbuf[start:]) if start else bytes(rbuf)
         self._rbuf = bytearray()
         self._rpos = 0
@@ -214,8 +231,13 @@ class StreamSocket(_Socket):
 
     def _skip(self, size: int) -> None:
         pos = self._rpos + size
-        if pos < len(self._rbuf):
-            self._rpos = pos
+        rbuf = self._rbuf
+        if pos < len(rbuf):
+            if pos > _COMPACT_MIN and pos + pos >= len(rbuf):
+                self._rbuf = rbuf[pos:]  # as in _take_at
+                self._rpos = 0
+            else:
+                self._rpos = pos
         else:
             self._rbuf = bytearray()
             self._rpos = 0
@@ -703,14 +725,18 @@ class StreamSocket(_Socket):
 
     def sendfile(self, file: Any, offset: int = 0, count: Optional[int] = None) -> int:
         """Send ``count`` bytes (None: to the end) of ``file`` from ``offset`` and
-        return how many were sent; the file position is left just past them, even on
-        error.
+        return how many were sent; a file that can seek is left just past them, even
+        on error.
 
-        Zero-copy os.sendfile() where the kernel can, a pread/send loop otherwise; the
+        Zero-copy os.sendfile() where the kernel can, a read/send loop otherwise; the
         timeout bounds the whole call; never raises SIGPIPE.  Unlike socket.sendfile(),
-        a non-blocking socket sends what fits (BlockingIOError when nothing does).
+        a non-blocking socket sends what fits (BlockingIOError when nothing does).  A
+        file that cannot seek (a pipe, a FIFO, a socket) is read from where it is until
+        ``count`` bytes or its EOF: ``offset`` must be 0 (else ValueError), the timeout
+        bounds the waits for its data too, and bytes read from it that a failed send
+        left unsent are lost.
         """
-        in_fd, start, want = _common.sendfile_plan(file, offset, count)
+        in_fd, start, want, seekable = _common.sendfile_plan(file, offset, count)
         out_fd = self._sock.fileno()
         if out_fd == -1:
             raise _closed_error()
@@ -721,9 +747,10 @@ class StreamSocket(_Socket):
         completed = False
         try:
             with self._guard:
-                copy = False
-                while sent < want:
-                    if timeout is None and not self._wait_writable(out_fd, deadline):
+                copy = not seekable
+                while not copy and sent < want:
+                    if timeout is None and not self._wait_ready(out_fd, select.POLLOUT,
+                                                                deadline):
                         raise TimeoutError("timed out")
                     try:
                         moved = _sendfile_nosigpipe(out_fd, in_fd, start + sent,
@@ -733,7 +760,7 @@ class StreamSocket(_Socket):
                             if sent:
                                 break  # what fitted is sent
                             raise
-                        if not self._wait_writable(out_fd, deadline):
+                        if not self._wait_ready(out_fd, select.POLLOUT, deadline):
                             raise TimeoutError("timed out") from None
                         continue
                     except OSError as exc:
@@ -747,27 +774,32 @@ class StreamSocket(_Socket):
                     self._raise_if_closed()  # woken by close() after part went out
                 if copy:
                     try:
-                        for moved in self._send_by_reading(in_fd, start, want, deadline):
+                        for moved in self._send_by_reading(in_fd, start, want, seekable,
+                                                           nonblocking, deadline):
                             sent += moved
                     except BlockingIOError:
                         if not (nonblocking and sent):
                             raise
                 completed = True
         finally:
-            try:
-                _common.set_file_position(file, in_fd, start + sent)
-            except (OSError, ValueError):
-                if completed:
-                    raise
+            if seekable:
+                try:
+                    _common.set_file_position(file, in_fd, start + sent)
+                except (OSError, ValueError):
+                    if completed:
+                        raise
         return sent
 
-    def _wait_writable(self, fd: int, deadline: float) -> bool:
-        """Wait until ``fd`` is writable (True) or the deadline (-1.0: none)
-        passes.  os.sendfile() and poll() retry by themselves when a signal
-        interrupts them, so close() from another thread could not wake this
-        wait: it polls in slices and looks at the socket between them."""
+    def _wait_ready(self, fd: int, events: int, deadline: float) -> bool:
+        """Wait until ``fd`` is ready for ``events`` (True) or the deadline
+        (-1.0: none; 0.0: only look) passes.  os.sendfile(), os.read() and
+        poll() retry by themselves when a signal interrupts them, so close()
+        from another thread could not wake this wait: it polls in slices and
+        looks at the socket between them."""
         poller = select.poll()
-        poller.register(fd, select.POLLOUT)
+        poller.register(fd, events)
+        if deadline == 0.0:
+            return bool(poller.poll(0))
         while True:
             self._raise_if_closed()
             wait = _CLOSE_CHECK_SECONDS
@@ -779,17 +811,28 @@ class StreamSocket(_Socket):
             if poller.poll(math.ceil(wait * 1000)):
                 return True
 
-    def _send_by_reading(self, in_fd: int, start: int, want: int,
-                         deadline: float) -> Iterator[int]:
-        """The pread/send loop for descriptors os.sendfile() cannot read:
-        yields the count of each send, so the caller's total stays exact
-        whatever stops the loop."""
+    def _send_by_reading(self, in_fd: int, start: int, want: int, seekable: bool,
+                         nonblocking: bool, deadline: float) -> Iterator[int]:
+        """The read/send loop for descriptors os.sendfile() cannot read:
+        pread() from a file that can seek, read() from one that cannot
+        (waiting for its data within the deadline, or not at all on a
+        non-blocking socket).  Yields the count of each send, so the
+        caller's total stays exact whatever stops the loop."""
         sent = 0
         steps = _Steps(self._sock, deadline if deadline >= 0.0 else None, self._twins)
         try:
             while sent < want:
-                view = memoryview(os.pread(in_fd, min(want - sent, SENDFILE_READ_CHUNK),
-                                         start + sent))
+                size = min(want - sent, SENDFILE_READ_CHUNK)
+                if seekable:
+                    data = os.pread(in_fd, size, start + sent)
+                else:
+                    if nonblocking:
+                        if not self._wait_ready(in_fd, select.POLLIN, 0.0):
+                            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+                    elif not self._wait_ready(in_fd, select.POLLIN, deadline):
+                        raise TimeoutError("timed out")
+                    data = os.read(in_fd, size)
+                view = memoryview(data)
                 if not view:
                     return
                 while view:
