@@ -43,10 +43,11 @@ went out on the compiled twin's first try while the pure twin's readiness
 poll timed out (the documented difference between calling first and polling
 first); the model checks each implementation on its own instead.
 
-Fixed regression inputs are in fuzz/seeds/faults/, written from the readable
-scripts in ``SEEDS`` by ``python fuzz/fuzz_faults.py --write-seeds``;
-fuzz/run.sh gives them to libFuzzer with the corpus, so every run starts from
-them.
+Fixed regression inputs are in fuzz/seeds/faults/: those written from the
+readable scripts in ``SEEDS`` by ``python fuzz/fuzz_faults.py --write-seeds``,
+and the inputs that found the differences skipped below, named after them
+(``FUZZ_TRACE=1`` shows their steps).  fuzz/run.sh gives them to libFuzzer
+with the corpus, so every run starts from them.
 """
 
 from __future__ import annotations
