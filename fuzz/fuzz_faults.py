@@ -315,13 +315,37 @@ class Model:
 
     # receiving
 
+    def next_bytes(self, stream: bytearray, pos: int, got: bytes, what: str) -> int:
+        """``pos`` moved past ``got``, which must be the next bytes of ``stream``."""
+        expected = bytes(stream[pos:pos + len(got)])
+        if got != expected:
+            raise self.defect(f"{what} gave {got[:40]!r} ({len(got)} bytes) at offset {pos}; "
+                              f"the stream there is {expected[:40]!r} ({len(stream) - pos} "
+                              f"bytes left of {len(stream)})")
+        return pos + len(got)
+
     def take(self, chunk: bytes, what: str) -> None:
-        expected = bytes(self.stream[self.pos:self.pos + len(chunk)])
-        if chunk != expected:
-            raise self.defect(f"{what} returned {chunk[:60]!r} ({len(chunk)} bytes) at offset "
-                              f"{self.pos}; the stream there is {expected[:60]!r} "
-                              f"({len(expected)} bytes left of {len(self.stream)})")
-        self.pos += len(chunk)
+        self.pos = self.next_bytes(self.stream, self.pos, chunk, what)
+
+    def peer_took(self, got: bytes, what: str) -> None:
+        if self.out_known:
+            self.next_bytes(self.out, self.peer_got, got, what)
+        self.peer_got += len(got)
+
+    def reset_reported(self, what: str, exc: BaseException) -> None:
+        """A call raised ConnectionResetError: only once, and only after the peer's reset."""
+        if self.fault != "reset" or self.reported:
+            raise self.defect(f"{what} raised {exc!r} with the peer {self.fault}"
+                              f"{' (reset already reported)' if self.reported else ''}")
+        self.reported = True
+        self.resets += 1
+
+    def peer_reset(self, ours: Any) -> None:
+        """The peer has reset: what has reached our side by now must not be lost."""
+        self.peer_open = self.peer_reads = False
+        wait_for_news(ours)
+        self.fault = "reset"
+        self.arrived = self.pos + ours.buffered + ioctl_int(ours.fileno(), FIONREAD)
 
     def take_msg(self, prefix: int, payload: bytes, what: str) -> None:
         self.take(frame_header(prefix, len(payload)), what + " (its prefix)")
@@ -402,11 +426,7 @@ def check_receive(m: Model, sock: Any, method: str, args: tuple[Any, ...],
         m.take(partial, what + " (IncompleteReadError.partial)")
         m.check_at_end(what)
     elif isinstance(exc, ConnectionResetError):
-        if m.fault != "reset" or m.reported:
-            raise m.defect(f"{what} raised {exc!r} with the peer "
-                           f"{m.fault}{' (reset already reported)' if m.reported else ''}")
-        m.reported = True
-        m.resets += 1
+        m.reset_reported(what, exc)
         queued = ioctl_int(sock.fileno(), FIONREAD)
         if queued:
             raise m.defect(f"{what} raised {exc!r} while the kernel held {queued} bytes")
@@ -490,18 +510,8 @@ def peer_read(m: Model, peer: socket.socket, most: Optional[int]) -> int:
         if not data:
             break
         got += data
-    peer_check(m, bytes(got), "the peer's read")
+    m.peer_took(bytes(got), "the peer's read")
     return len(got)
-
-
-def peer_check(m: Model, got: bytes, what: str) -> None:
-    if m.out_known:
-        expected = bytes(m.out[m.peer_got:m.peer_got + len(got)])
-        if got != expected:
-            raise m.defect(f"{what} got {len(got)} bytes at offset {m.peer_got} that are not "
-                           f"what ours sent ({len(m.out) - m.peer_got} bytes outstanding): "
-                           f"{got[:40]!r} != {expected[:40]!r}")
-    m.peer_got += len(got)
 
 
 def peer_drain_then(m: Model, ours: Any, peer: socket.socket) -> None:
@@ -585,11 +595,7 @@ def check_send(m: Model, method: str, mode: str, wire: bytes, result: tuple[str,
         if m.fault == "open" and not reset_meanwhile:
             raise m.defect(f"{what} raised {exc!r} with the peer open")
         if isinstance(exc, ConnectionResetError):
-            if m.fault != "reset" or m.reported:
-                raise m.defect(f"{what} raised {exc!r} with the peer {m.fault}"
-                               f"{' (reset already reported)' if m.reported else ''}")
-            m.reported = True
-            m.resets += 1
+            m.reset_reported(what, exc)
         m.out_known = False  # how much went out before the error is not said
         return
     raise m.defect(f"{what} raised {exc!r}")
@@ -649,10 +655,7 @@ def step(m: Model, ours: Any, peer: socket.socket, prefix: int, index: int,
     elif kind == "peer_reset":
         if m.fault == "open" and m.peer_open:
             reset(peer)
-            m.peer_open = m.peer_reads = False
-            wait_for_news(ours)
-            m.fault = "reset"
-            m.arrived = m.pos + ours.buffered + ioctl_int(ours.fileno(), FIONREAD)
+            m.peer_reset(ours)
     elif kind == "peer_close":
         if m.fault == "open" and m.peer_open:
             peer_drain_then(m, ours, peer)
@@ -723,17 +726,14 @@ def step(m: Model, ours: Any, peer: socket.socket, prefix: int, index: int,
             reader.join()
             reset_meanwhile = reader.did_reset
             if reset_meanwhile:
-                m.peer_open = m.peer_reads = False
-                wait_for_news(ours)
-                m.fault = "reset"
-                m.arrived = m.pos + ours.buffered + ioctl_int(ours.fileno(), FIONREAD)
+                m.peer_reset(ours)
         if TRACE:
             print(f"{m.name} {index} {method}({len(wire)} bytes) {mode} reader={reader_kind}: "
                   f"{result!r:.200} {getattr(result[1], 'characters_written', '')} "
                   f"peer reset meanwhile: {reset_meanwhile}", file=sys.stderr)
         check_send(m, method, mode, wire, result, reset_meanwhile, prefix)
         if reader is not None:
-            peer_check(m, bytes(reader.got), f"the peer reading during {method}")
+            m.peer_took(bytes(reader.got), f"the peer reading during {method}")
             if reader.eof:
                 raise m.defect(f"the peer read an end of stream during {method}")
         if m.drained_to_reset and not m.reported:
@@ -792,7 +792,7 @@ def finish(m: Model, ours: Any, peer: socket.socket) -> None:
         except TimeoutError:
             raise m.defect(f"the peer read {len(got)} bytes and then no end of stream "
                            f"({len(m.out) - m.peer_got} expected)") from None
-        peer_check(m, bytes(got), "the peer's final read")
+        m.peer_took(bytes(got), "the peer's final read")
         if m.out_known and m.peer_got != len(m.out):
             raise m.defect(f"the peer read {m.peer_got} bytes in all, ours reported "
                            f"{len(m.out)} sent (characters_written and the send results)")
