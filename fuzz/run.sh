@@ -4,8 +4,10 @@
 #   FUZZ_SECONDS  seconds per target (default 60)
 #   FUZZ_ARGS     extra libFuzzer flags, e.g. "-runs=1000"
 #   FUZZ_INPUT    a saved input: run the target (FUZZ_TARGETS) on it once, to reproduce
-# Corpora grow in fuzz/corpus/<target>/; an input that finds a defect is saved
-# as fuzz/findings/<target>-crash-*, -timeout-* or -oom-*, and the run fails.
+# Corpora grow in fuzz/corpus/<target>/; fixed regression inputs committed in
+# fuzz/seeds/<target>/ (if any) are read with it on every run.  An input that
+# finds a defect is saved as fuzz/findings/<target>-crash-*, -timeout-* or
+# -oom-*, and the run fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)  # targets change directory: every path given to them is absolute
@@ -40,6 +42,10 @@ for target in $targets; do
         limits=()
     else
         inputs=("$root/fuzz/corpus/$target")
+        # new inputs go to the first directory: the seeds stay as committed
+        if [ -d "fuzz/seeds/$target" ]; then
+            inputs+=("$root/fuzz/seeds/$target")
+        fi
         limits=(-max_total_time="$seconds")
     fi
     env LD_PRELOAD="$runtime" \
