@@ -306,9 +306,6 @@ class Model:
         self.peer_reads = True  # the peer's receiving side is still there
         self.peer_open = True  # the peer socket is still there
         self.pool = 0
-        # KNOWN DIFFERENCE (reported, not fixed here; see deferred_reset_differs):
-        # a recv_msgs that returned while the peer's reset is pending
-        self.drained_to_reset = False
 
     def defect(self, message: str) -> harness.Defect:
         return harness.Defect(f"{self.name}: {message}")
@@ -695,15 +692,8 @@ def step(m: Model, ours: Any, peer: socket.socket, prefix: int, index: int,
         result = recv_call(ours, method, args)
         if TRACE:
             print(f"{m.name} {index} {method}{args!r} {mode}: {result!r:.200}", file=sys.stderr)
-        deferred = m.drained_to_reset and not m.reported
         check_receive(m, ours, method, args, result)
-        if not (deferred and method in ("recv", "recv_into", "recv_exactly") and not args[0]):
-            # (deferred_reset_differs: a receive of nothing raises the reset
-            # the compiled twin keeps, and returns at once on the pure one)
-            log.append((index, recv_gate, key_of(result, method)))
-        if method == "recv_msgs" and result[0] == "ok" and m.fault == "reset" and \
-                not m.reported:
-            m.drained_to_reset = True
+        log.append((index, recv_gate, key_of(result, method)))
     elif kind == "send":
         _, method, mode, size, pieces, reader_kind, reset_after = st
         send_gate = (len(m.out), m.peer_got, m.out_known, m.peer_reads) + recv_gate
@@ -736,43 +726,10 @@ def step(m: Model, ours: Any, peer: socket.socket, prefix: int, index: int,
             m.peer_took(bytes(reader.got), f"the peer reading during {method}")
             if reader.eof:
                 raise m.defect(f"the peer read an end of stream during {method}")
-        if m.drained_to_reset and not m.reported:
-            pass  # deferred_reset_differs: this send's error is not compared
-        elif method == "sendall" and not size and m.fault != "open":
-            pass  # empty_sendall_skips_kernel: not compared
-        elif method == "send" and mode == "blocking" and not m.peer_reads:
-            pass  # blocking_send_loses_count: not compared
-        elif reader is None or (mode == "blocking" and not reset_meanwhile):
+        if reader is None or (mode == "blocking" and not reset_meanwhile):
             # (whether a send with a timeout or none finds room depends on how
             # far the reading thread has got: not compared)
             log.append((index, send_gate, (mode,) + key_of(result, method)))
-
-
-# deferred_reset_differs, a known difference between the twins, skipped above:
-# when recv_msgs has returned every message before a pending reset, the
-# compiled twin has already read the kernel once more without waiting and
-# keeps the ECONNRESET for the next receive, while the pure twin saw FIONREAD
-# == 0 and left it in the kernel.  A send before the next receive then raises
-# BrokenPipeError (compiled) or ConnectionResetError (pure), and the next
-# receive raises ConnectionResetError (compiled) or returns b"" (pure).  Both
-# report the reset once, so the model accepts both; only the comparison of
-# that send is skipped (the receives after it are in different states), and
-# of a receive of 0 bytes meanwhile (it raises the kept reset on the compiled
-# twin, and returns at once without asking the kernel on the pure one).
-#
-# empty_sendall_skips_kernel, a defect of the pure twin, skipped above:
-# sendall(b"") returns without calling the kernel, where the stdlib and the
-# compiled twin call send() once and raise the pending error (BrokenPipeError
-# after a reported reset, ConnectionResetError before).  Not compared once the
-# peer is gone.
-#
-# blocking_send_loses_count, a defect of the compiled twin, skipped above: a
-# blocking send() whose first try (without blocking) sent part of the data
-# goes on with a blocking send of the rest; when that one fails (the peer
-# closed and its RST came back: EPIPE), send() raises BrokenPipeError and the
-# count of the bytes that went out is lost, where the stdlib and the pure twin
-# return it (the kernel's one blocking send() returns what it copied before
-# the error).  Not compared once the peer socket is closed.
 
 
 def finish(m: Model, ours: Any, peer: socket.socket) -> None:

@@ -4,7 +4,10 @@ exceptions and messages are rows of test_conformance.py instead."""
 
 from __future__ import annotations
 
+import select
 import socket
+import struct
+import time
 from types import ModuleType
 from typing import Any, Optional
 
@@ -244,3 +247,68 @@ def test_recv_with_buffered_bytes_converts_flags_before_refusing_a_negative_size
         with pytest.raises(OverflowError, match="too large to convert to C ssize_t"):
             b.recv(-2**70)
         assert b.recv_exactly(4) == b"rest"
+
+
+# -- found by the faults fuzz target (fuzz/seeds/faults/) -------------------------
+
+
+@pytest.fixture
+def tcp_pair_with_small_send_buffer(impl: ModuleType) -> Any:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = impl.create_connection(server.getsockname(), timeout=5)
+        peer, _ = server.accept()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ours.settimeout(None)
+    with ours, peer:
+        yield ours, peer
+
+
+def _wait_for_hangup(sock: Any) -> None:
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLRDHUP | select.POLLERR | select.POLLHUP)
+    assert poller.poll(5000), "the peer's close did not arrive"
+
+
+def test_blocking_send_failing_after_its_first_try_returns_the_count(
+        tcp_pair_with_small_send_buffer: Any) -> None:
+    # blocking_send_loses_count: the compiled send() went on with a blocking
+    # send of the rest after a partial try and raised when that failed,
+    # losing the count of what went out; the stdlib's one send returns it
+    ours, peer = tcp_pair_with_small_send_buffer
+    peer.close()
+    _wait_for_hangup(ours)
+    sent = ours.send(b"x" * 65536)
+    assert 0 < sent <= 65536
+    with pytest.raises((BrokenPipeError, ConnectionResetError)):
+        for _ in range(3):  # the error is the next call's (once the RST is back)
+            ours.send(b"y" * 65536)
+            time.sleep(0.05)
+
+
+def test_empty_sendall_asks_the_kernel_as_the_stdlib(impl: ModuleType) -> None:
+    # empty_sendall_skips_kernel: the pure sendall(b"") returned without a
+    # syscall, where the stdlib's (and the compiled one) raise the pending error
+    for make in (lambda: socket.socketpair(), lambda: impl.socketpair()):
+        a, b = make()
+        with a:
+            b.close()
+            with pytest.raises(BrokenPipeError):
+                a.sendall(b"")
+
+
+def test_reset_kept_by_recv_msgs_is_the_next_call_s_error_whatever_the_call(
+        impl: ModuleType) -> None:
+    # deferred_reset_differs: a reset met while recv_msgs drained was kept for
+    # the next receive only, so a send in between reported something else
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = impl.create_connection(server.getsockname(), timeout=5)
+        peer, _ = server.accept()
+    with ours:
+        peer.sendall(b"\0\0\0\5hello")
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
+        _wait_for_hangup(ours)
+        assert ours.recv_msgs() == [b"hello"]
+        with pytest.raises(ConnectionResetError):
+            ours.send(b"x")
+        assert ours.recv(10) == b""

@@ -941,11 +941,15 @@ cdef class _Socket:
             sent = self._send(c.POLLOUT, _do_send, &a, &a.flags, a.len, deadline)
             if self.timeout < 0 and 0 < sent < view.len:
                 # the try sent part: a blocking send sends the rest, as the
-                # kernel's own would (an error or a handler's exception
-                # meanwhile propagates, as from a blocking send)
+                # kernel's own would; an error after part went out is, as the
+                # kernel's, the count now and the error for the next call (a
+                # handler's exception propagates, as from a blocking send)
                 a.buf += sent
                 a.len -= <size_t>sent
-                sent += self._call(c.POLLOUT, _do_send, &a, deadline)
+                try:
+                    sent += self._call(c.POLLOUT, _do_send, &a, deadline)
+                except OSError as exc:
+                    self._defer(exc)
             return sent
         finally:
             PyBuffer_Release(&view)

@@ -195,6 +195,8 @@ class StreamSocket(_Socket):
             send_flags = _flags(flags)
             if len(view):
                 self._sendall([view], send_flags)
+            else:  # as the stdlib's: the kernel is asked once (a pending error shows)
+                self._call(self._sock.send, view, send_flags)
         finally:
             view.release()
 
