@@ -538,8 +538,11 @@ cdef class _Socket:
         return raise_errno(err)
 
     cdef int _defer(self, object exc) except -1:
-        """Keep an OSError for the next call (see deferred_errno)."""
-        if exc.errno:
+        """Keep an OSError for the next call (see deferred_errno), as the
+        kernel keeps a pending socket error; EPIPE is no such error but the
+        state of a socket that can no longer send, which the next send meets
+        again by itself (and a receive must not report)."""
+        if exc.errno and exc.errno != EPIPE:
             self.deferred_errno = exc.errno
         return 0
 

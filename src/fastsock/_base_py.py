@@ -335,8 +335,11 @@ class _Socket:
             return method(*args)
 
     def _defer(self, exc: OSError) -> None:
-        """Keep an OSError for the socket's next call (see _deferred)."""
-        if exc.errno:
+        """Keep an OSError for the socket's next call (see _deferred), as the
+        kernel keeps a pending socket error; EPIPE is no such error but the
+        state of a socket that can no longer send, which the next send meets
+        again by itself (and a receive must not report)."""
+        if exc.errno and exc.errno != errno.EPIPE:
             self._deferred[:] = [exc.errno]
 
     def _raise_deferred(self) -> None:

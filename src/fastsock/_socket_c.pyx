@@ -30,10 +30,12 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_XDECREF
 from libc.errno cimport (
     EAFNOSUPPORT,
+    EAGAIN,
     EBADF,
     ECONNRESET,
     EINPROGRESS,
     EINTR,
+    EPIPE,
     errno,
 )
 from libc.limits cimport INT_MAX, INT_MIN
@@ -50,7 +52,7 @@ from cpython.mem cimport (
 )
 from posix.fcntl cimport F_GETFL, O_NONBLOCK, fcntl
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
-from posix.unistd cimport close as c_close, pread, usleep
+from posix.unistd cimport close as c_close, pread, read as c_read, usleep
 
 from .includes cimport sockapi as c
 from .includes.python cimport (

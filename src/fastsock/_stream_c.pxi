@@ -2,9 +2,6 @@
 # buffer, StreamSocket with its framing, vectored sends and sendfile.
 # Included once by _socket_c.pyx.
 
-from libc.errno cimport EAGAIN
-from posix.unistd cimport read as c_read
-
 # -- the receive buffer of a stream socket -------------------------------------
 # Bytes taken from the kernel but not yet returned: data[start:end].
 
