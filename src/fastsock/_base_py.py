@@ -274,11 +274,11 @@ class _CallGuard:
     def __exit__(self, kind: Optional[type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None:
         calls = self._calls
-        token = (_fork_generation, _get_ident())
-        if token in calls:
-            calls.remove(token)
-        else:  # entered before a fork, in a thread that went on in the child
-            calls.remove(next(entry for entry in calls if entry[1] == token[1]))
+        try:
+            calls.remove((_fork_generation, _get_ident()))
+        except ValueError:  # entered before a fork, in a thread that went on in the child
+            ident = _get_ident()
+            calls.remove(next(entry for entry in calls if entry[1] == ident))
         if self._pending_close and not calls:
             _finish_close(self._pending_close)
         if kind is not None and issubclass(kind, OSError) and self._sock.fileno() == -1:
