@@ -59,9 +59,9 @@ class Channel:
         """The next message, or None once the other end has gone."""
         try:
             line = self.file.readline()
-        except OSError:
+            return json.loads(line) if line.endswith(b"\n") else None
+        except (OSError, ValueError):
             return None
-        return json.loads(line) if line else None
 
     def close(self) -> None:
         self.file.close()
