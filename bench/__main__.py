@@ -169,7 +169,7 @@ def run_pass(index: int, passes: int, args: argparse.Namespace, results: Path,
     cmd = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q",
            f"--benchmark-json={json_path}", f"--bench-size={args.mode}",
            f"--bench-shift={index}", f"--bench-heavy-every={heavy_every}",
-           f"--bench-peer={args.peer}",
+           f"--bench-peer={args.peer}", "--bench-measured-only",
            "--benchmark-columns=median,iqr,rounds", "--benchmark-sort=fullname"]
     if args.bulk_mib:
         cmd.append(f"--bench-bulk-mib={args.bulk_mib}")

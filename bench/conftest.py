@@ -53,6 +53,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bench-pin", default=os.environ.get("FASTSOCK_BENCH_PIN"),
                     metavar="MAIN[,PEER]",
                     help="pin this process to CPU MAIN and the peers to CPU PEER")
+    group.addoption("--bench-measured-only", action="store_true",
+                    help="leave out the tests that record no benchmark (python -m bench: "
+                         "the smoke test of bench.web belongs to the smoke run)")
     group.addoption(_workers.WORKER_OPTION, default=None, metavar="IMPLEMENTATION,FD",
                     help="(internal) run as the worker of one fastsock implementation, "
                          "taking orders on descriptor FD")
@@ -114,11 +117,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return  # the controller chooses what runs, and when
     shift = config.getoption("bench_shift")
     every = max(1, config.getoption("bench_heavy_every"))
-    if shift % every:
-        dropped = [item for item in items if _is_heavy(item)]
-        if dropped:
-            config.hook.pytest_deselected(items=dropped)
-            items[:] = [item for item in items if not _is_heavy(item)]
+    measured_only = config.getoption("bench_measured_only")
+
+    def dropped(item: pytest.Item) -> bool:
+        if measured_only and "benchmark" not in getattr(item, "fixturenames", ()):
+            return True
+        return bool(shift % every) and _is_heavy(item)
+
+    if any(dropped(item) for item in items):
+        config.hook.pytest_deselected(items=[item for item in items if dropped(item)])
+        items[:] = [item for item in items if not dropped(item)]
     canonical = list(VARIANTS) + [CREF]
     groups: dict[Any, list[tuple[str, pytest.Item]]] = {}
     for item in items:
