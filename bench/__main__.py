@@ -166,7 +166,9 @@ def run_pass(index: int, passes: int, args: argparse.Namespace, results: Path,
              pin: Optional[str], heavy_every: int) -> tuple[Path, Progress]:
     json_path = results / f"pass-{index + 1:02d}.json"
     log_path = results / f"pass-{index + 1:02d}.log"
-    cmd = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q",
+    # (the hypothesis plugin costs a second at the end of a session; no benchmark uses it)
+    cmd = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider",
+           "-p", "no:hypothesispytest", "-q",
            f"--benchmark-json={json_path}", f"--bench-size={args.mode}",
            f"--bench-shift={index}", f"--bench-heavy-every={heavy_every}",
            f"--bench-peer={args.peer}", "--bench-measured-only",

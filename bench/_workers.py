@@ -51,9 +51,14 @@ class Channel:
         self.sock = sock
         self.file = sock.makefile("rwb")
 
-    def send(self, message: dict[str, Any]) -> None:
-        self.file.write(json.dumps(message).encode() + b"\n")
-        self.file.flush()
+    def send(self, message: dict[str, Any]) -> bool:
+        """False when the other end has gone."""
+        try:
+            self.file.write(json.dumps(message).encode() + b"\n")
+            self.file.flush()
+        except OSError:
+            return False
+        return True
 
     def receive(self) -> Optional[dict[str, Any]]:
         """The next message, or None once the other end has gone."""
@@ -64,7 +69,10 @@ class Channel:
             return None
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()  # flushes what a failed send left behind
+        except OSError:
+            pass
         self.sock.close()
 
 
@@ -89,17 +97,18 @@ class WorkerPlugin:
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         items = {item.nodeid: item for item in session.items}
         hook = self.config.hook
-        self.channel.send({"ready": True, "implementation": self.live})
-        while (message := self.channel.receive()) is not None:
+        # the controller closes the channel when it is done (or needs no worker)
+        answer: dict[str, Any] = {"ready": True, "implementation": self.live}
+        while self.channel.send(answer) and (message := self.channel.receive()) is not None:
             item = items.get(message["run"])
             if item is None:
-                self.channel.send({"missing": message["run"]})
+                answer = {"missing": message["run"]}
                 continue
             reports = runtestprotocol(item, nextitem=items.get(message.get("next") or ""),
                                       log=False)
-            self.channel.send({"reports": [
+            answer = {"reports": [
                 hook.pytest_report_to_serializable(config=self.config, report=report)
-                for report in reports]})
+                for report in reports]}
         self.channel.close()
         return True
 
@@ -115,7 +124,9 @@ class WorkerProcess:
         self.json_path = json_path
         self.problem: Optional[str] = None
         ours, theirs = socket.socketpair()
-        argv = [sys.executable, "-m", "pytest", str(BENCH_DIR), "-p", "no:cacheprovider", "-q",
+        # (the hypothesis plugin costs a second at the end of a session; no benchmark uses it)
+        argv = [sys.executable, "-m", "pytest", str(BENCH_DIR), "-p", "no:cacheprovider",
+                "-p", "no:hypothesispytest", "-q",
                 f"--rootdir={config.rootpath}",
                 f"{WORKER_OPTION}={implementation},{theirs.fileno()}"]
         if config.inipath is not None:
@@ -149,10 +160,7 @@ class WorkerProcess:
         """The serialized reports of ``nodeid``, or why there are none."""
         if self.problem:
             return self.problem
-        try:
-            self.channel.send({"run": nodeid, "next": nextid})
-        except OSError:
-            pass
+        self.channel.send({"run": nodeid, "next": nextid})
         message = self.channel.receive()
         if message is None:
             self.problem = self._gone(f"ended while running {nodeid}")
@@ -173,7 +181,7 @@ class WorkerProcess:
 
     def stop(self) -> None:
         """Close the channel (the worker's session ends) and wait for it."""
-        self.channel.close()
+        self.channel.close()  # again is harmless
         try:
             self.proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
@@ -215,6 +223,14 @@ class ControllerPlugin:
             json_option = json_option.name  # an open file, in older pytest-benchmark
         self.json_path = Path(json_option).resolve() if json_option is not None else None
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Start a worker per implementation, collecting while this process does."""
+        if self.config.option.collectonly:
+            return
+        for implementation in IMPLEMENTATIONS:
+            self.workers[implementation] = WorkerProcess(
+                self.config, implementation, self._worker_json(implementation))
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if self.config.option.collectonly:
             return
@@ -229,11 +245,11 @@ class ControllerPlugin:
             if implementation in last:
                 self.next_of[last[implementation]] = item.nodeid
             last[implementation] = item.nodeid
-        # all start together, and all are ready before the first benchmark
-        for implementation in IMPLEMENTATIONS:
-            if implementation in last:
-                self.workers[implementation] = WorkerProcess(
-                    self.config, implementation, self._worker_json(implementation))
+        # the workers with nothing to run go; the others are all ready
+        # before the first benchmark
+        for implementation in list(self.workers):
+            if implementation not in last:
+                self.workers.pop(implementation).stop()
         for worker in self.workers.values():
             worker.wait_ready()
 
@@ -278,6 +294,8 @@ class ControllerPlugin:
 
     def _stop_workers(self) -> None:
         workers, self.workers = self.workers, {}
+        for worker in workers.values():
+            worker.channel.close()  # all end their sessions at once
         for worker in workers.values():
             worker.stop()
 
