@@ -1,11 +1,12 @@
 """Each fastsock variant runs its benchmarks in a process of its own.
 
-The pytest process that runs the benchmarks (the controller) runs the stdlib
-and C reference variants itself.  For each fastsock implementation with a
-benchmark to run it starts a worker: the same pytest over bench/, in a
-process whose environment picks that implementation through the public
-switch (``fastsock._names.IMPLEMENTATIONS``; the workloads then use
-``import fastsock``).  A worker collects the benchmarks and runs the ones
+The pytest process that runs the benchmarks (the controller) runs the C
+reference itself.  For each fastsock implementation it starts a worker: the
+same pytest over bench/, in a process whose environment picks that
+implementation through the public switch (``fastsock._names.IMPLEMENTATIONS``;
+the workloads then use ``import fastsock``); and one more for the stdlib
+variants, so that they too run in a process of the same make as the ones
+they are compared with.  A worker collects the benchmarks and runs the ones
 the controller hands it, one at a time, when the controller hands them over,
 so a pass keeps the controller's order: the variants of a workload back to
 back, in an order rotated from pass to pass, and one benchmark running at a
@@ -37,6 +38,8 @@ from fastsock._names import IMPLEMENTATIONS
 from ._harness import BENCH_DIR, PROGRESS_FD_ENV, implementation_env
 
 WORKER_OPTION = "--bench-worker"
+STDLIB_WORKER = "stdlib"  # the worker of the stdlib (and asyncio) variants
+WORKERS = (STDLIB_WORKER, *IMPLEMENTATIONS)
 # the controller's options a worker needs to run a benchmark the same way
 _FORWARDED = (("bench_size", "--bench-size"), ("bench_bulk_mib", "--bench-bulk-mib"),
               ("bench_peer", "--bench-peer"), ("bench_pin", "--bench-pin"))
@@ -142,7 +145,8 @@ class WorkerProcess:
         progress = os.environ.get(PROGRESS_FD_ENV)
         if progress and progress.isdigit() and _is_open(int(progress)):
             pass_fds.append(int(progress))
-        env = implementation_env(implementation)
+        env = (implementation_env(implementation) if implementation in IMPLEMENTATIONS
+               else dict(os.environ))
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (kept until stop())
             prefix=f"fastsock-bench-{implementation}-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(argv, cwd=config.rootpath, env=env, stdin=subprocess.DEVNULL,
@@ -166,7 +170,7 @@ class WorkerProcess:
             self.problem = self._gone(f"ended while running {nodeid}")
             return self.problem
         if "missing" in message:
-            return f"the {self.implementation} worker did not collect {nodeid}"
+            return f"the {self.implementation} benchmark worker did not collect {nodeid}"
         return list(message["reports"])
 
     def _gone(self, what: str) -> str:
@@ -176,8 +180,8 @@ class WorkerProcess:
             pass
         self.log.flush()
         tail = Path(self.log.name).read_text(errors="replace").splitlines()[-30:]
-        return (f"the benchmark worker for fastsock's {self.implementation} implementation "
-                f"{what} (exit {self.proc.returncode}); its output ends:\n" + "\n".join(tail))
+        return (f"the {self.implementation} benchmark worker {what} "
+                f"(exit {self.proc.returncode}); its output ends:\n" + "\n".join(tail))
 
     def stop(self) -> None:
         """Close the channel (the worker's session ends) and wait for it."""
@@ -208,9 +212,9 @@ class ControllerPlugin:
     the order of the session, and merges the workers' JSON into its own."""
 
     def __init__(self, config: pytest.Config,
-                 implementation_of: Callable[[pytest.Item], Optional[str]]) -> None:
+                 worker_of: Callable[[pytest.Item], Optional[str]]) -> None:
         self.config = config
-        self.implementation_of = implementation_of
+        self.worker_of = worker_of
         self.owner: dict[str, str] = {}         # nodeid -> implementation
         # nodeid -> the next nodeid the same process runs (its fixtures are
         # torn down down to what that one shares)
@@ -227,7 +231,7 @@ class ControllerPlugin:
         """Start a worker per implementation, collecting while this process does."""
         if self.config.option.collectonly:
             return
-        for implementation in IMPLEMENTATIONS:
+        for implementation in WORKERS:
             self.workers[implementation] = WorkerProcess(
                 self.config, implementation, self._worker_json(implementation))
 
@@ -238,7 +242,7 @@ class ControllerPlugin:
         for index, item in enumerate(session.items):
             self.order[item.nodeid] = index
             self.items[item.nodeid] = item
-            implementation = self.implementation_of(item)
+            implementation = self.worker_of(item)
             if implementation is not None:
                 self.owner[item.nodeid] = implementation
             self.next_of[item.nodeid] = None
@@ -308,7 +312,7 @@ class ControllerPlugin:
     def _merge_json(self) -> None:
         assert self.json_path is not None
         parts = [self.json_path] + [self._worker_json(name) or self.json_path
-                                    for name in IMPLEMENTATIONS]
+                                    for name in WORKERS]
         merged: Optional[dict[str, Any]] = None
         benchmarks: list[dict[str, Any]] = []
         for path in parts:
@@ -333,16 +337,16 @@ def _failure(item: pytest.Item, message: str) -> pytest.TestReport:
 
 
 def configure(config: pytest.Config,
-              implementation_of: Callable[[pytest.Item], Optional[str]]) -> bool:
+              worker_of: Callable[[pytest.Item], Optional[str]]) -> bool:
     """Register the worker or the controller side; True in a worker."""
     spec = config.getoption("bench_worker")
     if spec:
         implementation, _, fd = spec.partition(",")
-        if implementation not in IMPLEMENTATIONS:
-            raise pytest.UsageError(f"{WORKER_OPTION}: no implementation {implementation!r}")
+        if implementation not in WORKERS:
+            raise pytest.UsageError(f"{WORKER_OPTION}: no worker {implementation!r}")
         config.pluginmanager.register(WorkerPlugin(config, implementation, int(fd)),
                                       "fastsock-bench-worker")
         return True
-    config.pluginmanager.register(ControllerPlugin(config, implementation_of),
+    config.pluginmanager.register(ControllerPlugin(config, worker_of),
                                   "fastsock-bench-controller")
     return False

@@ -8,8 +8,10 @@ Workloads with more variants than stdlib / pure / compiled parametrize
 ``impl`` (an :class:`Impl`) instead of using the ``variant`` fixture.
 
 The benchmarks of each fastsock variant run in a worker process whose
-environment picks that implementation (bench/_workers.py); this process
-runs the stdlib and C variants and decides the order of all of them.
+environment picks that implementation, and those of the stdlib in a worker
+of their own, so that every variant runs in a process alike
+(bench/_workers.py); this process runs the C reference and decides the
+order of all of them.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "bench_heavy: a long workload that python -m bench runs in some passes only")
     Pinning.parse(config.getoption("bench_pin")).apply_to_self()
-    config.stash[_IS_WORKER] = _workers.configure(config, implementation_of)
+    config.stash[_IS_WORKER] = _workers.configure(config, worker_of)
 
 
 def _mode(config: pytest.Config) -> str:
@@ -95,12 +97,17 @@ def _variant_of(item: pytest.Item) -> tuple[Any, str]:
     return key, variant
 
 
-def implementation_of(item: pytest.Item) -> Optional[str]:
-    """The fastsock implementation a benchmark runs, or None (stdlib, C)."""
+def worker_of(item: pytest.Item) -> Optional[str]:
+    """The worker that runs a benchmark: the fastsock implementation of a
+    fastsock variant, "stdlib" for the stdlib (and asyncio) variants, None
+    for what this process runs itself (the C reference, the smoke test of
+    bench.web)."""
     callspec = getattr(item, "callspec", None)
     params = dict(callspec.params) if callspec else {}
-    family = params["impl"].family if "impl" in params else params.get("variant")
-    return FASTSOCK_VARIANTS.get(str(family))
+    family = str(params["impl"].family if "impl" in params else params.get("variant"))
+    if family in FASTSOCK_VARIANTS:
+        return FASTSOCK_VARIANTS[family]
+    return _workers.STDLIB_WORKER if family in ("stdlib", "asyncio") else None
 
 
 def _is_heavy(item: pytest.Item) -> bool:
