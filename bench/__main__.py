@@ -2,8 +2,9 @@
 
 Each pass is one pytest run over every variant of every workload (the order
 of the variants rotates from pass to pass), writing pytest-benchmark JSON to
-the results folder; the fastsock variants run in worker processes whose
-environment picks their implementation (bench/_workers.py).  The summary takes, per workload and variant, the median
+the results folder; the stdlib variants and each fastsock implementation
+run in worker processes of their own, a fastsock one with the environment
+that picks its implementation (bench/_workers.py).  The summary takes, per workload and variant, the median
 throughput across passes and its spread, and writes a table (printed, and in
 summary.md), summary.json and bench.png.
 
