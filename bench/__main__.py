@@ -2,7 +2,9 @@
 
 Each pass is one pytest run over every variant of every workload (the order
 of the variants rotates from pass to pass), writing pytest-benchmark JSON to
-the results folder.  The summary takes, per workload and variant, the median
+the results folder; the stdlib variants and each fastsock implementation
+run in worker processes of their own, a fastsock one with the environment
+that picks its implementation (bench/_workers.py).  The summary takes, per workload and variant, the median
 throughput across passes and its spread, and writes a table (printed, and in
 summary.md), summary.json and bench.png.
 
@@ -26,7 +28,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import report
-from ._harness import PROGRESS_FD_ENV, build_cref, sizes_for
+from ._harness import (
+    FASTSOCK_VARIANTS,
+    PROGRESS_FD_ENV,
+    build_cref,
+    live_implementation,
+    sizes_for,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = "results"  # relative to the repository root
@@ -159,10 +167,12 @@ def run_pass(index: int, passes: int, args: argparse.Namespace, results: Path,
              pin: Optional[str], heavy_every: int) -> tuple[Path, Progress]:
     json_path = results / f"pass-{index + 1:02d}.json"
     log_path = results / f"pass-{index + 1:02d}.log"
-    cmd = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q",
+    # (the hypothesis plugin costs a second at the end of a session; no benchmark uses it)
+    cmd = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider",
+           "-p", "no:hypothesispytest", "-q",
            f"--benchmark-json={json_path}", f"--bench-size={args.mode}",
            f"--bench-shift={index}", f"--bench-heavy-every={heavy_every}",
-           f"--bench-peer={args.peer}",
+           f"--bench-peer={args.peer}", "--bench-measured-only",
            "--benchmark-columns=median,iqr,rounds", "--benchmark-sort=fullname"]
     if args.bulk_mib:
         cmd.append(f"--bench-bulk-mib={args.bulk_mib}")
@@ -224,11 +234,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if len(heavy_passes) < passes:
         print(f"framing workloads ({sizes.framing:,} messages a round): passes "
               f"{', '.join(map(str, heavy_passes))} of {passes}", flush=True)
-    try:
-        import fastsock._socket_c  # noqa: F401
-    except ImportError as exc:
-        print(f"warning: fastsock._socket_c cannot be imported ({exc}); "
-              "the compiled variant will be skipped", flush=True)
+    for label, implementation in FASTSOCK_VARIANTS.items():
+        live = live_implementation(implementation)
+        if live != implementation:
+            print(f"warning: asking fastsock for its {implementation} implementation gives "
+                  f"{live}; the {label} variant will be skipped", flush=True)
     build = build_cref()
     if build.binary:
         print(f"C reference: {display_path(build.binary)} ({build.compiler or 'cc'})", flush=True)

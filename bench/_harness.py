@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import importlib
 import json
 import os
 import select
@@ -21,16 +20,29 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
+from fastsock._names import IMPLEMENTATIONS
+
 BENCH_DIR = Path(__file__).resolve().parent
 C_SOURCE = BENCH_DIR / "c" / "ref.c"
 BUILD_DIR = BENCH_DIR / ".build"
 C_BINARY = BUILD_DIR / "ref"
 PEER_SCRIPT = BENCH_DIR / "peer.py"
 
-VARIANTS = ("stdlib", "fastsock-py", "fastsock-c")
+
+def variant_label(implementation: str) -> str:
+    """The benchmark variant of a fastsock implementation, named after its
+    module: "fastsock-c" (cython), "fastsock-py" (python)."""
+    module = IMPLEMENTATIONS[implementation][0]
+    return "fastsock-" + module.rsplit("_", 1)[-1]
+
+
+# variant -> the implementation it runs, chosen in a process of its own
+# through the public switch (see bench/_workers.py)
+FASTSOCK_VARIANTS = {variant_label(name): name for name in IMPLEMENTATIONS}
+PURE, COMPILED = variant_label("python"), variant_label("cython")
+FASTSOCK_FAMILIES = (PURE, COMPILED)  # in the report's order
+VARIANTS = ("stdlib", *FASTSOCK_FAMILIES)
 CREF = "c-ref"
-_MODULES = {"stdlib": "socket", "fastsock-py": "fastsock._socket_py",
-            "fastsock-c": "fastsock._socket_c"}
 
 PROGRESS_FD_ENV = "FASTSOCK_BENCH_PROGRESS_FD"
 
@@ -151,18 +163,18 @@ class Impl:
     @property
     def id(self) -> str:
         """The test id: short, and usable in a -k expression."""
-        prefix = {"fastsock-py": "py-", "fastsock-c": "c-"}.get(self.family, "")
+        prefix = self.family.removeprefix("fastsock-") + "-" if self.is_fastsock else ""
         return prefix + self.method.replace("+", "_").replace("(", "_").replace(")", "")
 
     @property
     def is_fastsock(self) -> bool:
-        return self.family in ("fastsock-py", "fastsock-c")
+        return self.family in FASTSOCK_VARIANTS
 
 
 def fastsock_impls(*methods: str) -> list[Impl]:
     """The pure and the compiled variant of each method, in that order."""
     return [Impl(f"{family} {method}", family, method)
-            for method in methods for family in ("fastsock-py", "fastsock-c")]
+            for method in methods for family in FASTSOCK_FAMILIES]
 
 
 def fastsock_variant(impl: Impl, *needed: str, cls: str = "StreamSocket") -> Variant:
@@ -178,8 +190,7 @@ def fastsock_variant(impl: Impl, *needed: str, cls: str = "StreamSocket") -> Var
     kind = getattr(variant.module, cls, None)
     missing = [name for name in needed if not hasattr(kind, name)]
     if missing:
-        pytest.skip(f"{variant.module.__name__}.{cls} has no "
-                    + ", ".join(missing) + " yet")
+        pytest.skip(f"{impl.family}: {cls} has no " + ", ".join(missing) + " yet")
     return variant
 
 
@@ -254,13 +265,25 @@ class Variant:
     """One implementation behind the same small factory interface.
 
     Everything a workload does after creating its sockets is a method call on
-    the socket objects, identical for the three variants.
+    the socket objects, identical for the three variants.  A fastsock variant
+    is ``import fastsock`` in a process whose environment picked its
+    implementation (bench/_workers.py starts it); this checks that it did.
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.module: ModuleType = importlib.import_module(_MODULES[name])
         self._stdlib = name == "stdlib"
+        if self._stdlib:
+            self.module: ModuleType = socket
+            return
+        import fastsock
+
+        wanted = FASTSOCK_VARIANTS[name]
+        if fastsock.IMPLEMENTATION != wanted:
+            raise ImportError(f"this process runs fastsock's {fastsock.IMPLEMENTATION} "
+                              f"implementation, not {wanted} (environment "
+                              f"{dict(IMPLEMENTATIONS[wanted][1])})")
+        self.module = fastsock
 
     def stream_factory(self, family: int = socket.AF_INET) -> Callable[[], Any]:
         if self._stdlib:
@@ -281,6 +304,22 @@ class Variant:
 
     def create_server(self, address: Any, family: int = socket.AF_INET) -> Any:
         return self.module.create_server(address, family=family, backlog=128)
+
+
+def implementation_env(implementation: str) -> dict[str, str]:
+    """This process's environment, with the switch that picks ``implementation``."""
+    return dict(os.environ, **IMPLEMENTATIONS[implementation][1])
+
+
+def live_implementation(implementation: str) -> str:
+    """What ``import fastsock`` picks in a process asking for ``implementation``
+    (or why it cannot be imported)."""
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", "import fastsock; print(fastsock.IMPLEMENTATION)"],
+        env=implementation_env(implementation), capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        return f"an error: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
+    return proc.stdout.strip()
 
 
 # -- the C reference -----------------------------------------------------------

@@ -6,17 +6,25 @@ With ``--benchmark-disable`` every benchmark runs once on small sizes (the
 
 Workloads with more variants than stdlib / pure / compiled parametrize
 ``impl`` (an :class:`Impl`) instead of using the ``variant`` fixture.
+
+The benchmarks of each fastsock variant run in a worker process whose
+environment picks that implementation, and those of the stdlib in a worker
+of their own, so that every variant runs in a process alike
+(bench/_workers.py); this process runs the C reference and decides the
+order of all of them.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import pytest
 
+from . import _workers
 from ._harness import (
     CREF,
+    FASTSOCK_VARIANTS,
     VARIANTS,
     CBuild,
     Peers,
@@ -47,12 +55,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bench-pin", default=os.environ.get("FASTSOCK_BENCH_PIN"),
                     metavar="MAIN[,PEER]",
                     help="pin this process to CPU MAIN and the peers to CPU PEER")
+    group.addoption("--bench-measured-only", action="store_true",
+                    help="leave out the tests that record no benchmark (python -m bench: "
+                         "the smoke test of bench.web belongs to the smoke run)")
+    group.addoption(_workers.WORKER_OPTION, default=None, metavar="IMPLEMENTATION,FD",
+                    help="(internal) run as the worker of one fastsock implementation, "
+                         "taking orders on descriptor FD")
+
+
+_IS_WORKER = pytest.StashKey[bool]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "bench_heavy: a long workload that python -m bench runs in some passes only")
     Pinning.parse(config.getoption("bench_pin")).apply_to_self()
+    config.stash[_IS_WORKER] = _workers.configure(config, worker_of)
 
 
 def _mode(config: pytest.Config) -> str:
@@ -79,6 +97,19 @@ def _variant_of(item: pytest.Item) -> tuple[Any, str]:
     return key, variant
 
 
+def worker_of(item: pytest.Item) -> Optional[str]:
+    """The worker that runs a benchmark: the fastsock implementation of a
+    fastsock variant, "stdlib" for the stdlib (and asyncio) variants, None
+    for what this process runs itself (the C reference, the smoke test of
+    bench.web)."""
+    callspec = getattr(item, "callspec", None)
+    params = dict(callspec.params) if callspec else {}
+    family = str(params["impl"].family if "impl" in params else params.get("variant"))
+    if family in FASTSOCK_VARIANTS:
+        return FASTSOCK_VARIANTS[family]
+    return _workers.STDLIB_WORKER if family in ("stdlib", "asyncio") else None
+
+
 def _is_heavy(item: pytest.Item) -> bool:
     return item.get_closest_marker("bench_heavy") is not None
 
@@ -89,13 +120,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     With --bench-heavy-every K the bench_heavy workloads run only when the
     shift is a multiple of K, and rotate by shift // K."""
+    if config.stash[_IS_WORKER]:
+        return  # the controller chooses what runs, and when
     shift = config.getoption("bench_shift")
     every = max(1, config.getoption("bench_heavy_every"))
-    if shift % every:
-        dropped = [item for item in items if _is_heavy(item)]
-        if dropped:
-            config.hook.pytest_deselected(items=dropped)
-            items[:] = [item for item in items if not _is_heavy(item)]
+    measured_only = config.getoption("bench_measured_only")
+
+    def dropped(item: pytest.Item) -> bool:
+        if measured_only and "benchmark" not in getattr(item, "fixturenames", ()):
+            return True
+        return bool(shift % every) and _is_heavy(item)
+
+    if any(dropped(item) for item in items):
+        config.hook.pytest_deselected(items=[item for item in items if dropped(item)])
+        items[:] = [item for item in items if not dropped(item)]
     canonical = list(VARIANTS) + [CREF]
     groups: dict[Any, list[tuple[str, pytest.Item]]] = {}
     for item in items:
@@ -111,6 +149,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.stash[_IS_WORKER]:
+        return
     emit({"event": "collected", "count": len(session.items)})
 
 
@@ -136,8 +176,9 @@ def pinning(pytestconfig: pytest.Config) -> Pinning:
 
 @pytest.fixture(params=VARIANTS)
 def variant(request: pytest.FixtureRequest) -> Variant:
-    """The module under test: stdlib ``socket``, ``fastsock._socket_py`` or
-    ``fastsock._socket_c``; the workload code is the same for all three."""
+    """The module under test: stdlib ``socket``, or ``fastsock`` in a worker
+    whose environment picked the pure or the compiled implementation; the
+    workload code is the same for all three."""
     try:
         return Variant(request.param)
     except ImportError as exc:

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ._harness import (
+    COMPILED,
     CREF,
     EXACT_BASELINE,
     FRAMING_BASELINE,
+    PURE,
     SEND_BODIES,
     SENDS_BASELINE,
     UDP_DRAIN_BASELINE,
@@ -37,7 +39,7 @@ from ._harness import (
     udp_batch_send_name,
 )
 
-STDLIB, PURE, COMPILED = "stdlib", "fastsock-py", "fastsock-c"
+STDLIB = "stdlib"
 COLUMNS = ("workload", "stdlib", "fastsock pure", "fastsock compiled",
            "compiled ÷ stdlib", "compiled ÷ C")
 VARIANT_COLUMNS = ("workload", "variant", "throughput", "÷ baseline", "÷ C")
@@ -282,28 +284,28 @@ def _targets() -> list[Target]:
     for transport in ("unix", "tcp"):
         name = framing_name(transport)
         out += [Target(f"{name}: recv_msgs ≥ 5× the makefile idiom", name,
-                       "fastsock-c recv_msgs", FRAMING_BASELINE, 5.0),
+                       f"{COMPILED} recv_msgs", FRAMING_BASELINE, 5.0),
                 Target(f"{name}: recv_msg ≥ 1.5× the makefile idiom", name,
-                       "fastsock-c recv_msg", FRAMING_BASELINE, 1.5)]
+                       f"{COMPILED} recv_msg", FRAMING_BASELINE, 1.5)]
     out += [Target("bulk 1M: recv_exactly_into ≥ 1.2× stdlib recv", exact_name(),
-                   "fastsock-c recv_exactly_into", EXACT_BASELINE, 1.2),
+                   f"{COMPILED} recv_exactly_into", EXACT_BASELINE, 1.2),
             Target("bulk 1M: recv_exactly_into ≥ 0.95× C", exact_name(),
-                   "fastsock-c recv_exactly_into", CREF, 0.95)]
+                   f"{COMPILED} recv_exactly_into", CREF, 0.95)]
     for body in SEND_BODIES:
         out.append(Target(f"{body} body: sendall_buffers ≥ 1× stdlib sendall(header + body)",
-                          sends_name(body), "fastsock-c sendall_buffers", SENDS_BASELINE,
+                          sends_name(body), f"{COMPILED} sendall_buffers", SENDS_BASELINE,
                           1.0))
     drain, send = udp_batch_drain_name(), udp_batch_send_name()
     out += [Target("udp drain 64B: recv_many ≥ 1.9× stdlib recvfrom", drain,
-                   "fastsock-c recv_many", UDP_DRAIN_BASELINE, 1.9),
+                   f"{COMPILED} recv_many", UDP_DRAIN_BASELINE, 1.9),
             Target("udp drain 64B: recv_batch ≥ 1.9× stdlib recvfrom", drain,
-                   "fastsock-c recv_batch", UDP_DRAIN_BASELINE, 1.9),
+                   f"{COMPILED} recv_batch", UDP_DRAIN_BASELINE, 1.9),
             Target("udp drain 64B: recvfrom ≥ 1.3× stdlib recvfrom", drain,
-                   "fastsock-c recvfrom", UDP_DRAIN_BASELINE, 1.3),
+                   f"{COMPILED} recvfrom", UDP_DRAIN_BASELINE, 1.3),
             Target("udp send 64B: send_many ≥ 1.1× stdlib sendto", send,
-                   "fastsock-c send_many", UDP_SEND_BASELINE, 1.1),
+                   f"{COMPILED} send_many", UDP_SEND_BASELINE, 1.1),
             Target("udp send 64B: send_segments ≥ 5× stdlib sendto", send,
-                   "fastsock-c send_segments", UDP_SEND_BASELINE, 5.0)]
+                   f"{COMPILED} send_segments", UDP_SEND_BASELINE, 5.0)]
     return out
 
 

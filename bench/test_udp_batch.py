@@ -45,6 +45,7 @@ from ._harness import (
     UDP_RCVBUF,
     UDP_RECV_BUFSIZE,
     UDP_SEND_BASELINE,
+    FASTSOCK_FAMILIES,
     CBuild,
     Impl,
     Pinning,
@@ -83,7 +84,7 @@ _CWORKLOADS = {"sendmmsg": "udp-send-mmsg", "udp_segment": "udp-send-gso"}
 E2E_BASELINE = Impl(UDP_E2E_BASELINE, "stdlib", "sendto-recvfrom")
 E2E_IMPLS = [E2E_BASELINE] + [
     Impl(f"{family} send_segments → recv_gro", family, "gso-gro")
-    for family in ("fastsock-py", "fastsock-c")
+    for family in FASTSOCK_FAMILIES
 ]
 
 

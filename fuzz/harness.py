@@ -10,6 +10,7 @@ input and the run fails.  Expected errors are caught with ``outcome()``.
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import sys
@@ -22,8 +23,14 @@ import atheris
 with atheris.instrument_imports(include=["fastsock"]):
     import fastsock  # noqa: F401  (picks and loads the implementation)
     import fastsock._common as common
-    import fastsock._socket_c as cy
-    import fastsock._socket_py as py
+    from fastsock._names import IMPLEMENTATIONS
+
+    cy = importlib.import_module(IMPLEMENTATIONS["cython"][0])
+    py = importlib.import_module(IMPLEMENTATIONS["python"][0])
+
+# the argument stand-ins the tests use too (tests/stand_ins.py)
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+from stand_ins import Index  # noqa: E402
 
 # The errors the API documents for bad arguments and failed calls.  Anything
 # else escaping a call (RuntimeError, SystemError, AttributeError, KeyError,
@@ -58,19 +65,6 @@ class Weird:
 
     def __repr__(self) -> str:
         return "Weird()"
-
-
-class Index:
-    """An int stand-in through ``__index__`` only (what the stdlib accepts)."""
-
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-    def __index__(self) -> int:
-        return self.value
-
-    def __repr__(self) -> str:
-        return f"Index({self.value})"
 
 
 def check_loaded() -> None:

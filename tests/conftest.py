@@ -1,10 +1,13 @@
 """Fixtures shared by every test: both implementations, loopback addresses,
-short Unix paths, and a check that no test leaks a file descriptor."""
+short Unix paths, and a check that no test leaks a file descriptor; and the
+helpers several test files use (connected pairs, small-buffer pairs, hashing
+what a socket receives)."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import importlib
 import os
 import shutil
@@ -20,9 +23,21 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import pytest
 
 import fastsock
+from fastsock import _names
 
-IMPLEMENTATIONS = ["cython", "python"]
-_MODULES = {"cython": "fastsock._socket_c", "python": "fastsock._socket_py"}
+# the names of the implementations ("cython", "python"): the params of every
+# fixture that runs a test on each
+IMPLEMENTATIONS = list(_names.IMPLEMENTATIONS)
+
+
+def implementation_module_name(name: str) -> str:
+    """The module of implementation ``name``, for a child process to import."""
+    return _names.IMPLEMENTATIONS[name][0]
+
+
+def implementation_module(name: str) -> ModuleType:
+    """The module of implementation ``name`` (``"cython"`` or ``"python"``)."""
+    return importlib.import_module(implementation_module_name(name))
 
 
 def _has_ipv6() -> bool:
@@ -78,7 +93,7 @@ def impl(request: pytest.FixtureRequest) -> ModuleType:
     if name == "cython" and fastsock.IMPLEMENTATION != "cython":
         # test_implementation.py fails loudly when this should not happen
         pytest.skip("compiled extension not loaded")
-    return importlib.import_module(_MODULES[name])
+    return implementation_module(name)
 
 
 @pytest.fixture
@@ -121,6 +136,47 @@ def connected(impl: ModuleType, transport: str,
         a.settimeout(None)
     with a, b:
         yield a, b
+
+
+@contextlib.contextmanager
+def small_buffers(impl: ModuleType, transport: str) -> Iterator[tuple[Any, Any]]:
+    """(sender, receiver) with small kernel buffers; the receiver reads only when told."""
+    if transport == "unix":
+        a, b = impl.socketpair()
+        with a, b:
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            yield a, b
+        return
+    with impl.StreamSocket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with impl.StreamSocket() as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            client.connect(server.getsockname())
+            conn, _ = server.accept()
+            with conn:
+                yield client, conn
+
+
+def received_sha256(sock: Any, size: int, bufsize: int = 256 * 1024,
+                    after_each: Optional[Callable[[int], None]] = None) -> str:
+    """Receive ``size`` bytes from ``sock`` with recv_into (fewer if the peer
+    closes first) and return their SHA-256 hex digest; ``after_each`` is
+    called with the count received so far after each receive."""
+    digest = hashlib.sha256()
+    buf = bytearray(bufsize)
+    got = 0
+    while got < size:
+        n = sock.recv_into(buf)
+        if n == 0:
+            break
+        digest.update(memoryview(buf)[:n])
+        got += n
+        if after_each is not None:
+            after_each(got)
+    return digest.hexdigest()
 
 
 def _open_fds() -> set[int]:

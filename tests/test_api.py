@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
-from conftest import HAS_IPV6
+from conftest import HAS_IPV6, small_buffers
 
 AF_INET = socket.AF_INET
 AF_INET6 = socket.AF_INET6
@@ -769,22 +769,8 @@ def _fill_send_buffer(sock: Any) -> int:
 @pytest.fixture(params=["unix-pair", "tcp"])
 def stalled(request: pytest.FixtureRequest, impl: ModuleType) -> Iterator[tuple[Any, Any]]:
     """(sender, peer) with small buffers; the peer never reads unless told."""
-    if request.param == "unix-pair":
-        a, b = impl.socketpair()
-        with a, b:
-            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-            yield a, b
-        return
-    with impl.StreamSocket() as server:
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        with impl.StreamSocket() as client:
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-            client.connect(server.getsockname())
-            conn, _ = server.accept()
-            with conn:
-                yield client, conn
+    with small_buffers(impl, "unix" if request.param == "unix-pair" else "tcp") as pair:
+        yield pair
 
 
 def test_send_timeout_with_full_buffer(impl: ModuleType, stalled: tuple[Any, Any]) -> None:

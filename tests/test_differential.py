@@ -14,14 +14,14 @@ and nothing is sent anywhere: addresses go through bind() only.
 
 from __future__ import annotations
 
-import importlib
 import math
 import socket
 from typing import Any, Callable, Optional
 
 import pytest
-from conftest import HAS_IPV6
+from conftest import HAS_IPV6, IMPLEMENTATIONS, implementation_module
 from hypothesis import HealthCheck, given, settings, strategies as st
+from stand_ins import Index
 
 import fastsock
 
@@ -33,22 +33,8 @@ SETTINGS = settings(max_examples=150, deadline=None,
                                            HealthCheck.too_slow])
 
 
-class Index:
-    """An int only through ``__index__``."""
-
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-    def __index__(self) -> int:
-        return self.value
-
-    def __repr__(self) -> str:
-        return f"Index({self.value})"
-
-
 def implementations() -> dict[str, Any]:
-    return {"cython": importlib.import_module("fastsock._socket_c"),
-            "python": importlib.import_module("fastsock._socket_py")}
+    return {name: implementation_module(name) for name in IMPLEMENTATIONS}
 
 
 def outcome(call: Callable[[], Any]) -> tuple[Any, ...]:

@@ -18,7 +18,13 @@ from types import ModuleType
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
-from conftest import Worker, connected
+from conftest import (
+    Worker,
+    connected,
+    implementation_module,
+    implementation_module_name,
+    small_buffers,
+)
 
 PROMPT_S = 5.0
 TIMEOUTS = [pytest.param(None, id="blocking"), pytest.param(30.0, id="timeout")]
@@ -175,28 +181,6 @@ def test_peer_half_close_inside_a_message(impl: ModuleType, transport: str) -> N
 
 # -- buffers that fill up ------------------------------------------------------------
 
-@contextlib.contextmanager
-def small_buffers(impl: ModuleType, transport: str) -> Iterator[tuple[Any, Any]]:
-    """(sender, receiver) with small kernel buffers; the receiver reads only when told."""
-    if transport == "unix":
-        a, b = impl.socketpair()
-        with a, b:
-            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-            b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            yield a, b
-        return
-    with impl.StreamSocket() as server:
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        with impl.StreamSocket() as client:
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-            client.connect(server.getsockname())
-            conn, _ = server.accept()
-            with conn:
-                yield client, conn
-
-
 @pytest.mark.parametrize("transport", ["unix", "tcp"])
 def test_full_buffers_lose_nothing(impl: ModuleType, transport: str) -> None:
     """A peer that stops reading: non-blocking sends end in BlockingIOError,
@@ -341,8 +325,7 @@ _EMFILE_CHILD = textwrap.dedent("""
 
 
 def test_emfile_on_accept_then_recovery(impl: ModuleType) -> None:
-    module = {"cython": "fastsock._socket_c", "python": "fastsock._socket_py"}[
-        impl.IMPLEMENTATION]
+    module = implementation_module_name(impl.IMPLEMENTATION)
     proc = subprocess.run([sys.executable, "-c", _EMFILE_CHILD, module],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -503,7 +486,7 @@ def test_allocation_failure_in_accept_closes_the_new_descriptor(impl: ModuleType
     if impl.IMPLEMENTATION == "python":
         pytest.skip("the stdlib's socket._accept itself leaks the descriptor when building "
                     "its result fails; the twin's own steps are tested below")
-    module = "fastsock._socket_c"
+    module = implementation_module_name("cython")
     proc = subprocess.run([sys.executable, "-X", "dev", "-W", "ignore", "-c", _NOMEMORY_CHILD,
                            module], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -517,18 +500,18 @@ def test_pure_accept_closes_the_new_descriptor_when_wrapping_fails(
         failing: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pure twin wraps the accepted descriptor in two steps (a stdlib
     socket, then a StreamSocket); a failure in either closes the descriptor."""
-    from fastsock import _socket_py
+    pure = implementation_module("python")
 
     def out_of_memory(*args: Any, **kwargs: Any) -> Any:
         raise MemoryError
 
-    with _socket_py.create_server(("127.0.0.1", 0)) as server, \
-            _socket_py.create_connection(server.getsockname(), timeout=10):
+    with pure.create_server(("127.0.0.1", 0)) as server, \
+            pure.create_connection(server.getsockname(), timeout=10):
         before = len(os.listdir("/proc/self/fd"))
         if failing == "socket":
             monkeypatch.setattr(socket, "socket", out_of_memory)  # the stdlib module the twin wraps
         else:
-            monkeypatch.setattr(_socket_py.StreamSocket, "_adopt", out_of_memory)
+            monkeypatch.setattr(pure.StreamSocket, "_adopt", out_of_memory)
         with pytest.raises(MemoryError):
             server.accept()
         monkeypatch.undo()

@@ -24,13 +24,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import implementation_module_name
 
 RSS_BOUND = 2 * 1024 * 1024
 TRACED_BOUND = 256 * 1024
 
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "leak_workloads.py")
-_MODULES = {"cython": "fastsock._socket_c", "python": "fastsock._socket_py"}
-
 # workload: (iterations in the default suite, iterations in the full run)
 # "calls" makes 8 sends and 8 receives per iteration; "timeouts" spends a
 # few milliseconds per iteration waiting for its deadlines.
@@ -66,7 +65,7 @@ def summary(r: dict[str, Any]) -> str:
 
 
 def check(impl: ModuleType, workload: str, count: int) -> None:
-    r = run_workload(_MODULES[impl.IMPLEMENTATION], workload, count)
+    r = run_workload(implementation_module_name(impl.IMPLEMENTATION), workload, count)
     print(summary(r))
     assert r["stderr"] == "", r["stderr"]  # no warning, no unraisable exception
     assert r["fds_after"] == r["fds_before"], summary(r)
@@ -92,11 +91,11 @@ def test_no_leak_full_count(impl: ModuleType, workload: str) -> None:
 
 def test_control_memory_leak_is_caught() -> None:
     """1 KiB kept per iteration, 4,000 iterations: both memory checks fire."""
-    r = run_workload("fastsock._socket_py", "control_memory", 4_000)
+    r = run_workload(implementation_module_name("python"), "control_memory", 4_000)
     assert r["traced_end"] - r["traced_checkpoint"] > TRACED_BOUND, summary(r)
     assert r["rss_end"] - r["rss_checkpoint"] > RSS_BOUND, summary(r)
 
 
 def test_control_descriptor_leak_is_caught() -> None:
-    r = run_workload("fastsock._socket_py", "control_descriptor", 10)
+    r = run_workload(implementation_module_name("python"), "control_descriptor", 10)
     assert r["fds_after"] == r["fds_before"] + 1, summary(r)

@@ -18,8 +18,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import pytest
-
-MODULES = {"cython": "fastsock._socket_c", "python": "fastsock._socket_py"}
+from conftest import implementation_module_name
 
 
 def _inode(fd: int) -> int:
@@ -252,7 +251,8 @@ _SIGPIPE_CHILD = textwrap.dedent("""
 
 
 def test_sigpipe_never_kills(impl: ModuleType) -> None:
-    proc = subprocess.run([sys.executable, "-c", _SIGPIPE_CHILD, MODULES[impl.IMPLEMENTATION]],
+    proc = subprocess.run([sys.executable, "-c", _SIGPIPE_CHILD,
+                           implementation_module_name(impl.IMPLEMENTATION)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != -signal.SIGPIPE, "the process was killed by SIGPIPE"
     assert proc.returncode == 0, proc.stderr

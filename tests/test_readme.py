@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import IMPLEMENTATIONS
+
+from fastsock import _names
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 EXAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
@@ -18,10 +21,10 @@ def test_readme_has_examples() -> None:
     assert len(EXAMPLES) >= 6
 
 
-@pytest.mark.parametrize("no_extensions", ["0", "1"], ids=["cython", "python"])
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("index", range(len(EXAMPLES)))
-def test_readme_example_runs(index: int, no_extensions: str) -> None:
-    env = dict(os.environ, FASTSOCK_NO_EXTENSIONS=no_extensions, PYTHONDEVMODE="1")
+def test_readme_example_runs(index: int, implementation: str) -> None:
+    env = dict(os.environ, **_names.IMPLEMENTATIONS[implementation][1], PYTHONDEVMODE="1")
     result = subprocess.run(
         [sys.executable, "-W", "error", "-c", EXAMPLES[index]],
         env=env, capture_output=True, text=True, timeout=60,

@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
-from conftest import Worker as SharedWorker
+from conftest import Worker as SharedWorker, connected, received_sha256
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "setitimer") or not hasattr(signal, "pthread_sigmask"),
@@ -165,31 +165,17 @@ def test_noop_signal_does_not_interrupt_blocking_accept(
 def test_noop_signal_does_not_break_blocking_sendall(impl: ModuleType, family: str) -> None:
     size = 16 * 1024 * 1024
     payload = os.urandom(size)
-    if family == "unix":
-        a, b = impl.socketpair()
-    else:
-        with impl.create_server(("127.0.0.1", 0)) as server:
-            a = impl.create_connection(server.getsockname(), timeout=10)
-            a.settimeout(None)
-            b, _ = server.accept()
+
+    def keep_sender_waiting(got: int) -> None:
+        if got < size // 2:
+            time.sleep(0.0005)  # keep the sender waiting for a while
 
     def slow_reader() -> str:
         time.sleep(0.3)
-        digest = hashlib.sha256()
-        buf = bytearray(65536)
-        got = 0
-        while got < size:
-            n = b.recv_into(buf)
-            if n == 0:
-                break
-            digest.update(memoryview(buf)[:n])
-            got += n
-            if got < size // 2:
-                time.sleep(0.0005)  # keep the sender waiting for a while
-        return digest.hexdigest()
+        return received_sha256(b, size, 65536, after_each=keep_sender_waiting)
 
     ticks = Ticks()
-    with a, b:
+    with connected(impl, family, timeout=10) as (a, b):
         with started(slow_reader) as reader, watchdog(b.close, after=30):
             with itimer(ticks, 0.002, 0.002):
                 a.sendall(payload)

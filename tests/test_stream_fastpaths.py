@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pytest
 from conftest import Worker as Background
-from conftest import connected
+from conftest import connected, implementation_module
 
 from fastsock import _common
 
@@ -1207,14 +1207,14 @@ def test_sendfile_nonblocking(impl: ModuleType, pair: tuple[Any, Any],
 
 def test_sendfile_falls_back_to_read_and_send(monkeypatch: pytest.MonkeyPatch,
                                               datafile: tuple[pathlib.Path, bytes]) -> None:
-    from fastsock import _socket_py
+    pure = implementation_module("python")
 
     def unsupported(*args: Any) -> int:
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
 
     path, content = datafile
     monkeypatch.setattr(os, "sendfile", unsupported)
-    with stream_pair(_socket_py, "unix") as (a, b), open(path, "rb") as f:
+    with stream_pair(pure, "unix") as (a, b), open(path, "rb") as f:
         with background(receive_all(b, 250000), a, b) as reader:
             assert a.sendfile(f, 100, 250000) == 250000
             assert reader.finish() == content[100:250100]

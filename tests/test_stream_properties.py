@@ -7,7 +7,6 @@ with the same results and the same exceptions."""
 from __future__ import annotations
 
 import contextlib
-import importlib
 import socket
 import threading
 import time
@@ -15,7 +14,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
-from conftest import connected
+from conftest import connected, implementation_module
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import fastsock
@@ -425,8 +424,8 @@ def test_implementations_agree(plan: list[tuple[str, Any]],
                                program: list[tuple[Any, ...]]) -> None:
     if fastsock.IMPLEMENTATION != "cython":
         pytest.skip("compiled extension not loaded")
-    compiled = importlib.import_module("fastsock._socket_c")
-    pure = importlib.import_module("fastsock._socket_py")
+    compiled = implementation_module("cython")
+    pure = implementation_module("python")
     stream = build(plan)
     both = zip(play(compiled, stream, program), play(pure, stream, program))
     for index, (theirs, ours) in enumerate(both):

@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
-from conftest import Worker
+from conftest import Worker, connected, received_sha256
 
 PROMPT_S = 2.0
 
@@ -289,27 +289,11 @@ def test_calls_after_close_from_another_thread_fail_cleanly(impl: ModuleType) ->
 @pytest.mark.parametrize("family", ["unix", "tcp"])
 def test_concurrent_send_and_recv_on_one_socket(impl: ModuleType, family: str) -> None:
     size = 16 * 1024 * 1024
-    if family == "unix":
-        a, b = impl.socketpair()
-    else:
-        with impl.create_server(("127.0.0.1", 0)) as server:
-            a = impl.create_connection(server.getsockname(), timeout=10)
-            b, _ = server.accept()
-        a.settimeout(None)
     a_to_b = os.urandom(size)
     b_to_a = os.urandom(size)
 
     def receive(sock: Any) -> str:
-        digest = hashlib.sha256()
-        buf = bytearray(256 * 1024)
-        got = 0
-        while got < size:
-            n = sock.recv_into(buf)
-            if n == 0:
-                break
-            digest.update(memoryview(buf)[:n])
-            got += n
-        return digest.hexdigest()
+        return received_sha256(sock, size)
 
     def send(sock: Any, data: bytes) -> None:
         view = memoryview(data)
@@ -320,7 +304,7 @@ def test_concurrent_send_and_recv_on_one_socket(impl: ModuleType, family: str) -
             sock.sendall(view[offset:offset + step])
             offset += step
 
-    with a, b:
+    with connected(impl, family, timeout=10) as (a, b):
         with running(lambda: send(a, a_to_b), lambda: receive(a),
                      lambda: send(b, b_to_a), lambda: receive(b)) as workers:
             results = [worker.finish(60) for worker in workers]
