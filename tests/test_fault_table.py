@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import importlib
 import select
 import signal
 import socket
@@ -33,9 +32,9 @@ from types import ModuleType
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
+from conftest import IMPLEMENTATIONS, implementation_module
 
 import fastsock
-from fastsock._names import IMPLEMENTATIONS
 
 APIS = ["stdlib", *IMPLEMENTATIONS]
 LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST
@@ -47,7 +46,7 @@ def api_module(name: str) -> Any:
         return socket
     if name == "cython" and fastsock.IMPLEMENTATION != "cython":
         pytest.skip("compiled extension not loaded")
-    return importlib.import_module(IMPLEMENTATIONS[name][0])
+    return implementation_module(name)
 
 
 @contextlib.contextmanager
