@@ -40,6 +40,17 @@ def implementation_module(name: str) -> ModuleType:
     return importlib.import_module(implementation_module_name(name))
 
 
+def compiled_module() -> ModuleType:
+    """The compiled module; its absence fails the test unless pure mode was
+    asked for (FASTSOCK_NO_EXTENSIONS), where it skips."""
+    try:
+        return implementation_module("cython")
+    except ImportError as exc:
+        if os.environ.get("FASTSOCK_NO_EXTENSIONS", "") not in ("", "0"):
+            pytest.skip(f"FASTSOCK_NO_EXTENSIONS is set and the extension is absent: {exc}")
+        pytest.fail(f"the compiled extension cannot be imported: {exc}")
+
+
 def _has_ipv6() -> bool:
     try:
         with socket.socket(socket.AF_INET6) as probe:
@@ -84,6 +95,42 @@ class Worker(threading.Thread):
         if self.error is not None:
             raise self.error
         return self.result
+
+
+def full_unix_listener(path: str, stack: contextlib.ExitStack) -> socket.socket:
+    """A Unix stream listener at ``path`` whose backlog is full: the next
+    connect to it waits (blocking) or fails with EAGAIN (non-blocking).  The
+    listener and the connections filling it are closed with ``stack``."""
+    listener = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+    listener.bind(path)
+    listener.listen(0)
+    while True:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.setblocking(False)
+        try:
+            probe.connect(path)
+        except BlockingIOError:
+            probe.close()
+            return listener
+        stack.enter_context(probe)
+
+
+@contextlib.contextmanager
+def background(target: Callable[[], Any], *socks: Any) -> Iterator[Worker]:
+    """Run ``target`` in a thread for the block; if the block fails, shut
+    ``socks`` down so that the thread ends too."""
+    worker = Worker(target)
+    worker.start()
+    try:
+        yield worker
+    except BaseException:
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        raise
+    finally:
+        worker.join(15)
+        assert not worker.is_alive(), "helper thread did not finish"
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)

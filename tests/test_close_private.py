@@ -9,6 +9,7 @@ initialised once.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -22,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import Worker
+from conftest import Worker, full_unix_listener
 
 PROMPT_S = 3.0
 
@@ -104,29 +105,13 @@ def test_close_leaves_a_duplicated_descriptor_working(impl: ModuleType) -> None:
 
 def test_close_wakes_connect_to_a_full_unix_backlog(impl: ModuleType, unix_dir: str) -> None:
     path = os.path.join(unix_dir, "full")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(0)
-    waiting: list[socket.socket] = []
-    try:
-        while True:  # fill the backlog: the next connect would wait
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            probe.setblocking(False)
-            try:
-                probe.connect(path)
-            except BlockingIOError:
-                probe.close()
-                break
-            waiting.append(probe)
+    with contextlib.ExitStack() as stack:
+        full_unix_listener(path, stack)
         sock = impl.StreamSocket(socket.AF_UNIX)
         worker = _blocked(lambda: sock.connect(path))
         closed_at = time.monotonic()
         sock.close()
         _assert_woken_with_ebadf(worker, closed_at)
-    finally:
-        for probe in waiting:
-            probe.close()
-        listener.close()
 
 
 def test_close_while_lingering_releases_the_gil(impl: ModuleType) -> None:

@@ -11,29 +11,21 @@ texts are equal once the signature line that the compiled module's
 from __future__ import annotations
 
 import inspect
-import os
 from types import ModuleType
 from typing import Any, Optional
 
 import pytest
+from conftest import compiled_module
 
 from fastsock import _names, _socket_py
 
-NO_EXTENSIONS = os.environ.get("FASTSOCK_NO_EXTENSIONS", "") not in ("", "0")
 
 # what help() shows that needs no docstring of ours: the data attributes of
 # slots (DatagramBatch.count, slot_size: described by the class docstring)
 _DATA_ATTRIBUTE = type(_socket_py.DatagramBatch.__dict__["count"])
 
 
-def _compiled() -> ModuleType:
-    try:
-        from fastsock import _socket_c
-    except ImportError as exc:
-        if NO_EXTENSIONS:
-            pytest.skip(f"FASTSOCK_NO_EXTENSIONS is set and the extension is absent: {exc}")
-        pytest.fail(f"the compiled extension cannot be imported: {exc}")
-    return _socket_c
+_compiled = compiled_module
 
 
 def _documented_names() -> list[str]:

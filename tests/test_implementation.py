@@ -13,6 +13,7 @@ import textwrap
 from types import ModuleType
 
 import pytest
+from conftest import compiled_module
 
 import fastsock
 from fastsock import _common, _names, _socket_py
@@ -53,15 +54,7 @@ def _run(prelude: str, env_overrides: dict[str, str | None]) -> dict[str, object
     return report
 
 
-def _compiled() -> ModuleType:
-    """The compiled module; its absence fails unless pure mode was asked for."""
-    try:
-        from fastsock import _socket_c
-    except ImportError as exc:
-        if NO_EXTENSIONS:
-            pytest.skip(f"FASTSOCK_NO_EXTENSIONS is set and the extension is absent: {exc}")
-        pytest.fail(f"the compiled extension cannot be imported: {exc}")
-    return _socket_c
+_compiled = compiled_module
 
 
 def test_compiled_extension_is_live() -> None:

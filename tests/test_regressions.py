@@ -7,6 +7,7 @@ from __future__ import annotations
 import select
 import socket
 import struct
+import threading
 import time
 from types import ModuleType
 from typing import Any, Optional
@@ -312,3 +313,88 @@ def test_reset_kept_by_recv_msgs_is_the_next_call_s_error_whatever_the_call(
         with pytest.raises(ConnectionResetError):
             ours.send(b"x")
         assert ours.recv(10) == b""
+
+
+# -- the twins agree (differences found while documenting them) ---------------------
+
+
+def test_recv_msg_timeout_bounds_the_whole_call(impl: ModuleType) -> None:
+    # the pure twin gave the wait for the prefix and the wait for the payload
+    # each the whole timeout
+    a, b = impl.socketpair()
+    with a, b:
+        b.settimeout(0.6)
+        sender = threading.Timer(0.4, lambda: a.sendall(struct.pack(">I", 1 << 20) + b"x"))
+        sender.start()
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            b.recv_msg()
+        elapsed = time.monotonic() - started
+        sender.join()
+    assert elapsed < 0.9, f"recv_msg with a 0.6 s timeout gave up after {elapsed:.2f} s"
+
+
+def test_send_buffers_takes_no_more_of_an_iterator_than_it_sends(impl: ModuleType) -> None:
+    # one sendmsg() takes at most IOV_MAX buffers; the compiled twin consumed
+    # the whole iterator
+    a, b = impl.socketpair()
+    with a, b:
+        buffers = iter([b"x"] * 3000)
+        sent = a.send_buffers(buffers)
+        assert 0 < sent <= 1024
+        assert len(list(buffers)) == 3000 - 1024
+
+
+def test_accepted_socket_has_the_listener_s_protocol(impl: ModuleType) -> None:
+    # as the stdlib's accept(); the pure twin reported 0
+    plain = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    with impl.StreamSocket.from_socket(plain) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname(), timeout=5):
+            conn, _ = server.accept()
+            with conn:
+                assert server.proto == conn.proto == socket.IPPROTO_TCP
+
+
+def test_batch_send_timeout_bounds_the_whole_call(impl: ModuleType) -> None:
+    # the pure twin gave each datagram the whole timeout: a reader emptying
+    # the queue every 100 ms kept a send_many with a 0.3 s timeout going for
+    # as long as it took
+    a, b = impl.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stop = threading.Event()
+
+    def slow_reader() -> None:
+        while not stop.wait(0.1):
+            try:
+                while True:
+                    b.recv(100, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                pass
+
+    with a, b:
+        a.setblocking(False)
+        try:
+            while True:  # fill the queue: from here on each send waits for the reader
+                a.send(b"f")
+        except BlockingIOError:
+            pass
+        a.settimeout(0.3)
+        reader = threading.Thread(target=slow_reader, daemon=True)
+        reader.start()
+        started = time.monotonic()
+        try:
+            sent = a.send_many([b"d"] * 5000)
+        finally:
+            elapsed = time.monotonic() - started
+            stop.set()
+            reader.join(5)
+    assert 0 < sent < 5000 and elapsed < 0.8, f"{sent} datagrams in {elapsed:.2f} s"
+
+
+@pytest.mark.parametrize("args, error", [(("x", 99), TypeError), ((1, "x"), TypeError),
+                                         ((socket.AF_UNIX, 99), ValueError)])
+def test_socketpair_converts_both_arguments_first(impl: ModuleType, args: Any,
+                                                  error: type) -> None:
+    with pytest.raises(error):
+        impl.socketpair(*args)

@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
-from conftest import Worker as SharedWorker, connected, received_sha256
+from conftest import Worker as SharedWorker, connected, full_unix_listener, received_sha256
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "setitimer") or not hasattr(signal, "pthread_sigmask"),
@@ -255,18 +255,7 @@ def _blocked_connect(impl: ModuleType, timeout: Optional[float],
     import tempfile
     folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="fs-", dir="/tmp"))
     path = os.path.join(folder, "full")
-    listener = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
-    listener.bind(path)
-    listener.listen(0)
-    while True:
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.setblocking(False)
-        try:
-            probe.connect(path)
-        except BlockingIOError:
-            probe.close()
-            break
-        stack.enter_context(probe)
+    listener = full_unix_listener(path, stack)
     sock = stack.enter_context(impl.StreamSocket(socket.AF_UNIX))
     sock.settimeout(timeout)
 

@@ -29,8 +29,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
-from conftest import Worker as Background
-from conftest import connected, implementation_module
+from conftest import background, connected, implementation_module
 
 from fastsock import _common
 
@@ -58,24 +57,6 @@ def stream_pair(impl: ModuleType, transport: str) -> Iterator[tuple[Any, Any]]:
 def pair(impl: ModuleType, request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
     with stream_pair(impl, request.param) as both:
         yield both
-
-
-@contextlib.contextmanager
-def background(target: Callable[[], Any], *socks: Any) -> Iterator[Background]:
-    """Run ``target`` in a thread for the block; if the block fails, shut
-    ``socks`` down so that the thread ends too."""
-    worker = Background(target)
-    worker.start()
-    try:
-        yield worker
-    except BaseException:
-        for sock in socks:
-            with contextlib.suppress(OSError):
-                sock.shutdown(SHUT_RDWR)
-        raise
-    finally:
-        worker.join(15)
-        assert not worker.is_alive(), "helper thread did not finish"
 
 
 def queued(sock: Any) -> int:

@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import pytest
-from conftest import Worker, connected
+from conftest import Worker, background, connected
 
 TRANSPORTS = ["tcp", "unix"]
 TIMEOUT = 5.0
@@ -39,24 +39,6 @@ def pair(impl: ModuleType, request: pytest.FixtureRequest) -> Iterator[tuple[Any
     with connected(impl, request.param, TIMEOUT) as (a, b):
         b.settimeout(TIMEOUT)
         yield a, b
-
-
-@contextlib.contextmanager
-def background(target: Callable[[], Any], *socks: Any) -> Iterator[Worker]:
-    """Run ``target`` in a thread for the block; if the block fails, shut
-    ``socks`` down so that the thread ends too."""
-    worker = Worker(target)
-    worker.start()
-    try:
-        yield worker
-    except BaseException:
-        for sock in socks:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        raise
-    finally:
-        worker.join(15)
-        assert not worker.is_alive(), "helper thread did not finish"
 
 
 def receive_all(sock: Any, size: int) -> Callable[[], bytes]:

@@ -212,7 +212,8 @@ class _Steps:
             fd = self._sock.fileno()
             if fd == -1:
                 raise _closed_error()
-            twin = self._twin = _stdlib.socket(self._sock.family, SOCK_STREAM, 0, fileno=fd)
+            twin = self._twin = _stdlib.socket(self._sock.family, self._sock.type, 0,
+                                                fileno=fd)
             if self._twins is not None:
                 self._twins.append(twin)
         twin.settimeout(remaining)
@@ -448,6 +449,7 @@ class _Socket:
         connection itself: a forked child or a duplicated descriptor sharing it goes
         on undisturbed.  A StreamSocket's buffered bytes are dropped.
         """
+        self._forget_received()
         calls = self._calls
         if not any(token[0] == _fork_generation for token in calls):
             self._sock.close()  # none in progress in this process
@@ -462,6 +464,9 @@ class _Socket:
         _wake_blocked(calls)
         if not calls:  # the last call finished meanwhile
             _finish_close(self._pending_close)
+
+    def _forget_received(self) -> None:
+        """At close: drop what the socket holds received (StreamSocket's buffer)."""
 
     def _check_handoff(self) -> None:
         """Before the descriptor leaves: refuse if received bytes would be lost."""

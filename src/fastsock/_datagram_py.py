@@ -14,7 +14,7 @@ from _thread import allocate_lock as _allocate_lock
 from operator import index as _index
 from typing import Any, Iterable, Iterator, Optional, Tuple
 
-from ._base_py import _closed_error, _flags, _readable_bytes, _Socket
+from ._base_py import _closed_error, _flags, _readable_bytes, _Socket, _Steps
 from ._common import (
     AF_UNIX,
     GSO_MAX_SEGMENTS,
@@ -301,23 +301,36 @@ class DatagramSocket(_Socket):
         socket's next call (what fitted a non-blocking socket, or its
         deadline, is no error), as sendmmsg does."""
         sock = self._sock
-        sent = 0
-        for data, address in items:
-            try:
+        if sock.fileno() == -1:  # closed already: the stdlib's own error stands
+            for data, address in items:
                 if address is None:
-                    self._call(sock.send, data, _NOSIGNAL)
+                    sock.send(data, _NOSIGNAL)
                 else:
-                    self._call(sock.sendto, data, _NOSIGNAL, address)
-            except (BlockingIOError, TimeoutError):
-                if sent:
-                    return sent
-                raise
-            except OSError as exc:
-                if sent:
-                    self._defer(exc)
-                    return sent
-                raise
-            sent += 1
+                    sock.sendto(data, _NOSIGNAL, address)
+            return 0
+        steps = _Steps(sock, None, self._twins)  # one deadline for the whole call
+        sent = 0
+        try:
+            with self._guard:
+                for data, address in items:
+                    try:
+                        target = steps.sock()
+                        if address is None:
+                            target.send(data, _NOSIGNAL)
+                        else:
+                            target.sendto(data, _NOSIGNAL, address)
+                    except (BlockingIOError, TimeoutError):
+                        if sent:
+                            return sent
+                        raise
+                    except OSError as exc:
+                        if sent:
+                            self._defer(exc)
+                            return sent
+                        raise
+                    sent += 1
+        finally:
+            steps.release()
         return sent
 
     def _prepared(self, buffers: Iterable[Any], address: Any) -> list[Tuple[memoryview, Any]]:

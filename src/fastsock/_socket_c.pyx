@@ -62,8 +62,8 @@ from .includes.python cimport (
 )
 from .includes.sockapi cimport FIONBIO, ioctl
 
-import errno as _errno
 import os as _os
+from itertools import islice as _islice
 from operator import index as _index
 import socket as _stdlib  # for the exception class gaierror only, never for I/O
 import warnings as _warnings

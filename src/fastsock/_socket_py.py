@@ -11,6 +11,7 @@ _datagram_py.  It never imports the compiled module.
 from __future__ import annotations
 
 import socket as _stdlib
+from operator import index as _index
 from typing import Any, Optional, Tuple
 
 from . import _common, _names
@@ -48,10 +49,11 @@ def socketpair(family: int = AF_UNIX, type: int = SOCK_STREAM) -> Tuple[Any, Any
     ValueError for another type, OSError (EAFNOSUPPORT) for a family other than AF_UNIX,
     AF_INET or AF_INET6; Linux pairs only AF_UNIX sockets (EOPNOTSUPP for the others).
     """
-    cls = {SOCK_STREAM: StreamSocket, SOCK_DGRAM: DatagramSocket}.get(type)
+    fam, kind = _index(family), _index(type)  # both converted first, as in C
+    cls = {SOCK_STREAM: StreamSocket, SOCK_DGRAM: DatagramSocket}.get(kind)
     if cls is None:
         raise ValueError("socketpair type must be SOCK_STREAM or SOCK_DGRAM")
-    a, b = _stdlib.socketpair(_check_family(family), type)
+    a, b = _stdlib.socketpair(_check_family(fam), kind)
     for sock in (a, b):
         if sock.gettimeout() is not None:
             sock.settimeout(None)

@@ -696,7 +696,10 @@ cdef class StreamSocket(_Socket):
                 PyErr_CheckSignals()
 
     cdef object _send_buffers(self, object buffers, bint send_all):
-        cdef list items = list(buffers)
+        # one sendmsg() takes at most IOV_MAX buffers: an iterator is not
+        # consumed past them (the rest is the caller's, as in the pure twin)
+        cdef list items = list(buffers) if send_all or type(buffers) is list or \
+            type(buffers) is tuple else list(_islice(buffers, c.IOV_MAX))
         cdef Py_ssize_t count = len(items), acquired = 0, i
         cdef Py_buffer *views
         cdef c.iovec *iov

@@ -143,18 +143,9 @@ class StreamSocket(_Socket):
             raise RuntimeError("another receive call is in progress on this socket")
         self._receiving = True
 
-    def close(self) -> None:
-        """Close the socket, as socket.close(); a no-op when it is already closed.
-
-        A call blocked on the socket in another thread is woken (a signal to its
-        thread) and raises OSError (EBADF); the descriptor is closed when the last such
-        call returns, so none acts on a reused descriptor.  Nothing is done to the
-        connection itself: a forked child or a duplicated descriptor sharing it goes
-        on undisturbed.  A StreamSocket's buffered bytes are dropped.
-        """
+    def _forget_received(self) -> None:
         self._rbuf = bytearray()  # whatever was buffered goes with the socket
         self._rpos = 0
-        super().close()
 
     def listen(self, backlog: int = 128) -> None:
         """Listen for connections, queueing up to ``backlog`` (default 128; negative
@@ -171,7 +162,7 @@ class StreamSocket(_Socket):
         """
         fd, address = self._call(self._sock._accept)  # type: ignore[attr-defined]
         try:
-            conn = _stdlib.socket(self._sock.family, SOCK_STREAM, 0, fileno=fd)
+            conn = _stdlib.socket(self._sock.family, SOCK_STREAM, self._sock.proto, fileno=fd)
         except BaseException:  # MemoryError: nothing owns the new descriptor yet
             os.close(fd)
             raise
@@ -259,11 +250,12 @@ class StreamSocket(_Socket):
         self._rbuf = bytearray(data) + rbuf[self._rpos:] if rbuf else bytearray(data)
         self._rpos = 0
 
-    def _fill_until(self, need: int) -> None:
+    def _fill_until(self, need: int, deadline: Optional[float] = None) -> None:
         """Receive into the buffer until it holds ``need`` bytes; at EOF, raise
-        IncompleteReadError with everything buffered (consumed)."""
+        IncompleteReadError with everything buffered (consumed).  ``deadline``:
+        the call's, when this is not its first wait (see _Steps)."""
         self._raise_deferred()
-        steps = _Steps(self._sock, None, self._twins)
+        steps = _Steps(self._sock, deadline, self._twins)
         try:
             with self._guard:
                 while len(self._rbuf) - self._rpos < need:
@@ -303,12 +295,14 @@ class StreamSocket(_Socket):
         self._append(data)
         return True
 
-    def _read_into(self, view: memoryview, got: int, head: bytes) -> int:
+    def _read_into(self, view: memoryview, got: int, head: bytes,
+                   deadline: Optional[float] = None) -> int:
         """Receive straight into ``view[got:]`` until it is full or the stream
         ends, and return how much of ``view`` is filled.  When the call fails
-        part-way, ``head`` and ``view[:got]`` go back into the receive buffer."""
+        part-way, ``head`` and ``view[:got]`` go back into the receive buffer.
+        ``deadline``: the call's, when this is not its first wait."""
         total = len(view)
-        steps = _Steps(self._sock, None, self._twins)
+        steps = _Steps(self._sock, deadline, self._twins)
         try:
             self._raise_deferred()
             with self._guard:
@@ -629,12 +623,16 @@ class StreamSocket(_Socket):
         return messages
 
     def _recv_msg(self, header: struct.Struct, max_size: int) -> bytes:
+        # one deadline for the whole call: the wait for the prefix and the
+        # wait for the payload share it
+        timeout = self._sock.gettimeout()
+        deadline = _monotonic() + timeout if timeout else -1.0
         hsize = header.size
         rbuf = self._rbuf
         pos = self._rpos
         avail = len(rbuf) - pos
         if avail < hsize:
-            self._fill_until(hsize)
+            self._fill_until(hsize, deadline)
             rbuf = self._rbuf
             pos = self._rpos
             avail = len(rbuf) - pos
@@ -652,7 +650,7 @@ class StreamSocket(_Socket):
             view[:have] = rbuf[start:]
             self._rbuf = bytearray()
             self._rpos = 0
-            got = self._read_into(view, have, head)
+            got = self._read_into(view, have, head, deadline)
             if got < size:
                 raise IncompleteReadError(view[:got].tobytes(), size)
         finally:
