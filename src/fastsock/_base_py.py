@@ -18,7 +18,6 @@ import warnings
 from _thread import get_ident as _get_ident
 from operator import index as _index
 from time import monotonic as _monotonic
-from types import TracebackType
 from typing import Any, Optional, TypeVar
 
 from . import _common
@@ -244,65 +243,21 @@ def _finish_close(pending: list[int]) -> None:
         os.close(fd)
 
 
-class _CallGuard:
-    """``with sock._guard:`` around every kernel call that may block.
-
-    While the block runs, the call is listed in the socket's ``_calls`` (the
-    fork generation and the thread: entries copied into a forked child are
-    stale there), so that close() from another thread can wake it and leave
-    the descriptor to be closed by the last call on its way out (never a
-    reused descriptor number); an OSError raised because the socket was
-    closed meanwhile becomes EBADF.  One guard per socket, reused by every
-    call (its state is the socket's lists, whose append and remove are
-    atomic); it holds the lists, not the socket, so a socket still dies by
-    reference counting.
-    """
-
-    __slots__ = ("_sock", "_calls", "_pending_close", "_deferred")
-
-    def __init__(self, sock: _stdlib.socket, calls: list[tuple[int, int]],
-                 pending_close: list[int], deferred: list[int]) -> None:
-        self._sock = sock
-        self._calls = calls
-        self._pending_close = pending_close
-        self._deferred = deferred
-
-    def __enter__(self) -> None:
-        if self._deferred and self._sock.fileno() != -1:
-            _raise_deferred(self._deferred)
-        self._calls.append((_fork_generation, _get_ident()))
-
-    def __exit__(self, kind: Optional[type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> None:
-        calls = self._calls
-        try:
-            calls.remove((_fork_generation, _get_ident()))
-        except ValueError:  # entered before a fork, in a thread that went on in the child
-            ident = _get_ident()
-            calls.remove(next(entry for entry in calls if entry[1] == ident))
-        if self._pending_close and not calls:
-            _finish_close(self._pending_close)
-        if kind is not None and issubclass(kind, OSError) and self._sock.fileno() == -1:
-            raise _closed_error() from None
-
-
 class _Socket:
     """What stream and datagram sockets have in common."""
 
-    # _calls holds one entry per call in progress that may block (the
-    # process's fork generation: entries copied into a forked child are
-    # stale there), and
-    # _pending_close the descriptor that close() left to the last of them
-    # (list append/pop are atomic, so no lock is needed; see close()).
-    # _guard wraps every such call (see _CallGuard); _twins holds the private
-    # stdlib sockets on the same descriptor that multi-step calls use (see
-    # _Steps), which close() detaches too.
+    # _calls lists every call in progress that may block, as (the process's
+    # fork generation, the thread): close() wakes those threads, and entries
+    # copied into a forked child are stale there; _pending_close holds the
+    # descriptor that close() left to the last of them (list append and
+    # remove are atomic, so no lock is needed; see _call() and close()).
+    # _twins holds the private stdlib sockets on the same descriptor that
+    # multi-step calls use (see _Steps), which close() detaches too.
     # _deferred holds (at most) one errno the kernel reported to a call that
     # could not raise it (it had already received or sent something:
     # recv_msgs taking what else has arrived, a batch send part-way), raised
     # by the socket's next call.
-    __slots__ = ("_sock", "_calls", "_pending_close", "_guard", "_twins", "_deferred",
-                 "__weakref__")
+    __slots__ = ("_sock", "_calls", "_pending_close", "_twins", "_deferred", "__weakref__")
     _KIND: int = 0
 
     def __init__(self, family: int = AF_INET) -> None:
@@ -320,7 +275,6 @@ class _Socket:
         self._pending_close: list[int] = []
         self._twins: list[_stdlib.socket] = []
         self._deferred: list[int] = []
-        self._guard = _CallGuard(sock, self._calls, self._pending_close, self._deferred)
 
     @classmethod
     def _adopt(cls: type[_Self], sock: _stdlib.socket) -> _Self:
@@ -329,11 +283,38 @@ class _Socket:
         return self
 
     def _call(self, method: Any, *args: Any) -> Any:
-        """``method(*args)`` under the socket's guard (see _CallGuard)."""
-        if self._sock.fileno() == -1:
-            return method(*args)  # closed already: the stdlib's own error stands
-        with self._guard:
+        """``method(*args)``: every kernel call that may block goes through here
+        (a stdlib method, or a loop of several under one deadline).
+
+        While it runs, the call is listed in ``_calls``, so that close() from
+        another thread can wake it and leave the descriptor to be closed by
+        the last call on its way out (never a reused descriptor number); an
+        OSError raised because the socket was closed meanwhile becomes EBADF;
+        an error kept for this call (``_deferred``) is raised first.  One
+        function call: a context manager would cost twice as much per call.
+        """
+        if self._deferred and self._sock.fileno() != -1:
+            _raise_deferred(self._deferred)
+        calls = self._calls
+        token = (_fork_generation, _get_ident())
+        calls.append(token)
+        try:
             return method(*args)
+        except OSError:
+            if self._sock.fileno() == -1:
+                raise _closed_error() from None
+            raise
+        finally:
+            calls.remove(token)
+            if self._pending_close and not calls:
+                _finish_close(self._pending_close)
+
+    def _call_addressed(self, method: Any, *args: Any) -> Any:
+        """_call() for a method that takes an address: on a socket closed
+        already, the stdlib's own error stands (it checks the address first)."""
+        if self._sock.fileno() == -1:
+            return method(*args)
+        return self._call(method, *args)
 
     def _defer(self, exc: OSError) -> None:
         """Keep an OSError for the socket's next call (see _deferred), as the
@@ -521,14 +502,15 @@ class _Socket:
         (EINPROGRESS) while the connection goes on.  A signal handler's exception
         propagates; otherwise an interrupted connect goes on (PEP 475).
         """
-        self._call(self._sock.connect, self._address(address))
+        self._call_addressed(self._sock.connect, self._address(address))
 
     def connect_ex(self, address: Any) -> int:
         """As connect(), but a failed connection returns its errno (0 on success)
         instead of raising, as socket.connect_ex(): EWOULDBLOCK on timeout, EINPROGRESS
         on a non-blocking socket.  A bad address still raises.
         """
-        return self._call(self._sock.connect_ex, self._address(address))  # type: ignore[no-any-return]
+        return self._call_addressed(  # type: ignore[no-any-return]
+            self._sock.connect_ex, self._address(address))
 
     def getsockname(self) -> Any:
         """The socket's own address, as socket.getsockname()."""
@@ -600,8 +582,7 @@ class _Socket:
         With MSG_TRUNC the result is still only the bytes received (the stdlib's is as
         long as the whole datagram).
         """
-        with self._guard:
-            data = self._sock.recv(bufsize, flags)
+        data: bytes = self._call(self._sock.recv, bufsize, flags)
         if not data and self._sock.fileno() == -1:
             raise _closed_error()  # closed meanwhile: report the close, not an end
         if len(data) > bufsize:
@@ -615,8 +596,7 @@ class _Socket:
         (0: the buffer's size), and return how many were written, as socket.recv_into()
         (with MSG_TRUNC: the datagram's real length, as the stdlib).
         """
-        with self._guard:
-            n = self._sock.recv_into(buffer, nbytes, flags)
+        n: int = self._call(self._sock.recv_into, buffer, nbytes, flags)
         if not n and self._sock.fileno() == -1:
             raise _closed_error()  # closed meanwhile: report the close, not an end
         return n
@@ -626,8 +606,7 @@ class _Socket:
         only some), as socket.send(); never raises SIGPIPE: a stream whose peer is gone
         gives BrokenPipeError.
         """
-        with self._guard:
-            n = self._sock.send(data, _flags(flags))
+        n: int = self._call(self._sock.send, data, _flags(flags))
         return n
 
 

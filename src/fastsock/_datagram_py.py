@@ -172,7 +172,7 @@ class DatagramSocket(_Socket):
             _readable_bytes(data).release()
             _flags(flags)
             raise
-        n: int = self._call(self._sock.sendto, data, _flags(flags), address)
+        n: int = self._call_addressed(self._sock.sendto, data, _flags(flags), address)
         return n
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> Tuple[bytes, Any]:
@@ -180,8 +180,7 @@ class DatagramSocket(_Socket):
         address)``, as socket.recvfrom(); with MSG_TRUNC the bytes are still only those
         received (the stdlib's are as long as the whole datagram).
         """
-        with self._guard:
-            result = self._sock.recvfrom(bufsize, flags)
+        result: Tuple[bytes, Any] = self._call(self._sock.recvfrom, bufsize, flags)
         if not result[0] and self._sock.fileno() == -1:
             raise _closed_error()  # closed meanwhile: report the close, not an end
         if len(result[0]) > bufsize:
@@ -195,8 +194,7 @@ class DatagramSocket(_Socket):
         (0: the buffer's size), and return ``(nbytes_received, address)``, as
         socket.recvfrom_into().
         """
-        with self._guard:
-            result = self._sock.recvfrom_into(buffer, nbytes, flags)
+        result: Tuple[int, Any] = self._call(self._sock.recvfrom_into, buffer, nbytes, flags)
         if not result[0] and self._sock.fileno() == -1:
             raise _closed_error()  # closed meanwhile: report the close, not an end
         return result
@@ -216,10 +214,12 @@ class DatagramSocket(_Socket):
         n, sender = self._call(sock.recvfrom_into, memory[:size], size, _TRUNC)
         lengths[0] = n
         senders[0] = sender
-        received = 1
         if count == 1:
             return 1
-        with self._guard:  # a close() meanwhile leaves the descriptor open until we leave
+
+        def drain_queued() -> int:
+            # listed as a call: a close() meanwhile leaves the descriptor open
+            received = 1
             fd = sock.fileno()
             if fd == -1:
                 return received  # closed meanwhile: the next call reports it
@@ -239,7 +239,7 @@ class DatagramSocket(_Socket):
                             self._defer(exc)  # the next call reports it, as recvmmsg's
                         break
                     if not n and sock.fileno() == -1:
-                        break  # the shutdown() of a close() meanwhile, not a datagram
+                        break  # closed meanwhile, not a datagram
                     lengths[received] = n
                     previous = senders[received - 1]
                     senders[received] = previous if sender == previous else sender
@@ -247,7 +247,10 @@ class DatagramSocket(_Socket):
             finally:
                 if drain is not sock:
                     drain.detach()
-        return received
+            return received
+
+        drained: int = self._call(drain_queued)
+        return drained
 
     def recv_batch(self, batch: DatagramBatch) -> int:
         """Receive into ``batch`` the first datagram (waiting for it within the timeout)
@@ -309,29 +312,33 @@ class DatagramSocket(_Socket):
                     sock.sendto(data, _NOSIGNAL, address)
             return 0
         steps = _Steps(sock, None, self._twins)  # one deadline for the whole call
-        sent = 0
+
+        def send_all() -> int:
+            sent = 0
+            for data, address in items:
+                try:
+                    target = steps.sock()
+                    if address is None:
+                        target.send(data, _NOSIGNAL)
+                    else:
+                        target.sendto(data, _NOSIGNAL, address)
+                except (BlockingIOError, TimeoutError):
+                    if sent:
+                        return sent
+                    raise
+                except OSError as exc:
+                    if sent:
+                        self._defer(exc)
+                        return sent
+                    raise
+                sent += 1
+            return sent
+
         try:
-            with self._guard:
-                for data, address in items:
-                    try:
-                        target = steps.sock()
-                        if address is None:
-                            target.send(data, _NOSIGNAL)
-                        else:
-                            target.sendto(data, _NOSIGNAL, address)
-                    except (BlockingIOError, TimeoutError):
-                        if sent:
-                            return sent
-                        raise
-                    except OSError as exc:
-                        if sent:
-                            self._defer(exc)
-                            return sent
-                        raise
-                    sent += 1
+            count: int = self._call(send_all)
         finally:
             steps.release()
-        return sent
+        return count
 
     def _prepared(self, buffers: Iterable[Any], address: Any) -> list[Tuple[memoryview, Any]]:
         items = list(buffers)

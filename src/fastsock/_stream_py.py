@@ -254,16 +254,18 @@ class StreamSocket(_Socket):
         """Receive into the buffer until it holds ``need`` bytes; at EOF, raise
         IncompleteReadError with everything buffered (consumed).  ``deadline``:
         the call's, when this is not its first wait (see _Steps)."""
-        self._raise_deferred()
         steps = _Steps(self._sock, deadline, self._twins)
+
+        def fill() -> None:
+            while len(self._rbuf) - self._rpos < need:
+                data = steps.sock().recv(_CHUNK)
+                if not data:
+                    self._raise_if_closed()  # closed meanwhile: report the close, not an end
+                    raise IncompleteReadError(self._take_all(), need)
+                self._append(data)
+
         try:
-            with self._guard:
-                while len(self._rbuf) - self._rpos < need:
-                    data = steps.sock().recv(_CHUNK)
-                    if not data:
-                        self._raise_if_closed()  # closed meanwhile: report the close, not an end
-                        raise IncompleteReadError(self._take_all(), need)
-                    self._append(data)
+            self._call(fill)
         finally:
             steps.release()
 
@@ -281,8 +283,7 @@ class StreamSocket(_Socket):
         False when that fails (the socket is gone: the next call says so).
         """
         try:
-            with self._guard:
-                data = self._sock.recv(size)
+            data = self._call(self._sock.recv, size)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:  # kept for the next call: the kernel says it once
@@ -303,15 +304,18 @@ class StreamSocket(_Socket):
         ``deadline``: the call's, when this is not its first wait."""
         total = len(view)
         steps = _Steps(self._sock, deadline, self._twins)
+
+        def read() -> None:
+            nonlocal got
+            while got < total:
+                received = steps.sock().recv_into(view[got:])
+                if not received:
+                    self._raise_if_closed()
+                    break
+                got += received
+
         try:
-            self._raise_deferred()
-            with self._guard:
-                while got < total:
-                    received = steps.sock().recv_into(view[got:])
-                    if not received:
-                        self._raise_if_closed()
-                        break
-                    got += received
+            self._call(read)
         except BaseException:
             self._unread(head + view[:got].tobytes())
             raise
@@ -332,8 +336,7 @@ class StreamSocket(_Socket):
         """
         if self._rbuf or self._receiving or self._deferred:
             return self._recv_buffered(bufsize, flags)
-        with self._guard:
-            data = self._sock.recv(bufsize, flags)
+        data: bytes = self._call(self._sock.recv, bufsize, flags)
         if not data and self._sock.fileno() == -1:
             raise _closed_error()  # closed meanwhile: report the close, not an end
         return data
@@ -363,8 +366,7 @@ class StreamSocket(_Socket):
         """
         if self._rbuf or self._receiving or self._deferred:
             return self._recv_into_buffered(buffer, nbytes, flags)
-        with self._guard:
-            n = self._sock.recv_into(buffer, nbytes, flags)
+        n: int = self._call(self._sock.recv_into, buffer, nbytes, flags)
         if not n and self._sock.fileno() == -1:
             raise _closed_error()  # closed meanwhile: report the close, not an end
         return n
@@ -497,25 +499,28 @@ class StreamSocket(_Socket):
 
     def _recv_until_slow(self, delim: bytes, limit: int) -> bytes:
         tail = len(delim) - 1
-        self._raise_deferred()
         steps = _Steps(self._sock, None, self._twins)
+
+        def receive() -> bytes:
+            while True:  # each pass adds at least a byte; the buffer stays below limit
+                avail = len(self._rbuf) - self._rpos
+                data = steps.sock().recv(min(limit - avail, _CHUNK))
+                if not data:
+                    self._raise_if_closed()
+                    raise IncompleteReadError(self._take_all(), None)
+                self._append(data)  # the buffer now starts at 0
+                rbuf = self._rbuf
+                found = rbuf.find(delim, max(0, avail - tail), limit)
+                if found >= 0:
+                    return self._take_at(0, found + len(delim))
+                if len(rbuf) >= limit:
+                    raise self._overrun(limit)
+
         try:
-            with self._guard:
-                while True:  # each pass adds at least a byte; the buffer stays below limit
-                    avail = len(self._rbuf) - self._rpos
-                    data = steps.sock().recv(min(limit - avail, _CHUNK))
-                    if not data:
-                        self._raise_if_closed()
-                        raise IncompleteReadError(self._take_all(), None)
-                    self._append(data)  # the buffer now starts at 0
-                    rbuf = self._rbuf
-                    found = rbuf.find(delim, max(0, avail - tail), limit)
-                    if found >= 0:
-                        return self._take_at(0, found + len(delim))
-                    if len(rbuf) >= limit:
-                        raise self._overrun(limit)
+            result: bytes = self._call(receive)
         finally:
             steps.release()
+        return result
 
     def recv_iter(self, buffer: Any) -> Iterator[memoryview]:
         """Iterate until the end of the stream, receiving into ``buffer`` with
@@ -668,8 +673,7 @@ class StreamSocket(_Socket):
             batch: Any = buffers if len(buffers) <= _IOV_MAX else buffers[:_IOV_MAX]
         else:
             batch = list(islice(buffers, _IOV_MAX))
-        with self._guard:
-            sent: int = self._sock.sendmsg(batch, (), _NOSIGNAL)
+        sent: int = self._call(self._sock.sendmsg, batch, (), _NOSIGNAL)
         return sent
 
     def sendall_buffers(self, buffers: Iterable[Any]) -> None:
@@ -702,21 +706,25 @@ class StreamSocket(_Socket):
         in ``characters_written`` (the io module's convention)."""
         steps = _Steps(self._sock, None, self._twins)
         total = 0
+
+        def send() -> None:
+            nonlocal total
+            first = 0
+            count = len(items)
+            while first < count:
+                batch = items[first:first + _IOV_MAX] if first or count > _IOV_MAX else items
+                sent = steps.sock().sendmsg(batch, (), flags)
+                total += sent
+                while sent:
+                    size = len(items[first])
+                    if sent < size:
+                        items[first] = memoryview(items[first])[sent:]
+                        break
+                    sent -= size
+                    first += 1
+
         try:
-            with self._guard:
-                first = 0
-                count = len(items)
-                while first < count:
-                    batch = items[first:first + _IOV_MAX] if first or count > _IOV_MAX else items
-                    sent = steps.sock().sendmsg(batch, (), flags)
-                    total += sent
-                    while sent:
-                        size = len(items[first])
-                        if sent < size:
-                            items[first] = memoryview(items[first])[sent:]
-                            break
-                        sent -= size
-                        first += 1
+            self._call(send)
         except (BlockingIOError, TimeoutError) as exc:
             _common.note_written(exc, total)
             raise
@@ -745,42 +753,46 @@ class StreamSocket(_Socket):
         deadline = _monotonic() + timeout if timeout else -1.0
         sent = 0
         completed = False
-        try:
-            with self._guard:
-                copy = not seekable
-                while not copy and sent < want:
-                    if timeout is None and not self._wait_ready(out_fd, select.POLLOUT,
-                                                                deadline):
-                        raise TimeoutError("timed out")
-                    try:
-                        moved = _sendfile_nosigpipe(out_fd, in_fd, start + sent,
-                                                    min(want - sent, SENDFILE_CHUNK))
-                    except BlockingIOError:
-                        if nonblocking:
-                            if sent:
-                                break  # what fitted is sent
-                            raise
-                        if not self._wait_ready(out_fd, select.POLLOUT, deadline):
-                            raise TimeoutError("timed out") from None
-                        continue
-                    except OSError as exc:
-                        if not sent and exc.errno in SENDFILE_UNSUPPORTED:
-                            copy = True
-                            break
+
+        def send() -> None:
+            nonlocal sent, completed
+            copy = not seekable
+            while not copy and sent < want:
+                if timeout is None and not self._wait_ready(out_fd, select.POLLOUT,
+                                                            deadline):
+                    raise TimeoutError("timed out")
+                try:
+                    moved = _sendfile_nosigpipe(out_fd, in_fd, start + sent,
+                                                min(want - sent, SENDFILE_CHUNK))
+                except BlockingIOError:
+                    if nonblocking:
+                        if sent:
+                            break  # what fitted is sent
                         raise
-                    if not moved:
-                        break  # the end of the file
-                    sent += moved
-                    self._raise_if_closed()  # woken by close() after part went out
-                if copy:
-                    try:
-                        for moved in self._send_by_reading(in_fd, start, want, seekable,
-                                                           nonblocking, deadline):
-                            sent += moved
-                    except BlockingIOError:
-                        if not (nonblocking and sent):
-                            raise
-                completed = True
+                    if not self._wait_ready(out_fd, select.POLLOUT, deadline):
+                        raise TimeoutError("timed out") from None
+                    continue
+                except OSError as exc:
+                    if not sent and exc.errno in SENDFILE_UNSUPPORTED:
+                        copy = True
+                        break
+                    raise
+                if not moved:
+                    break  # the end of the file
+                sent += moved
+                self._raise_if_closed()  # woken by close() after part went out
+            if copy:
+                try:
+                    for moved in self._send_by_reading(in_fd, start, want, seekable,
+                                                       nonblocking, deadline):
+                        sent += moved
+                except BlockingIOError:
+                    if not (nonblocking and sent):
+                        raise
+            completed = True
+
+        try:
+            self._call(send)
         finally:
             if seekable:
                 try:
