@@ -251,8 +251,10 @@ def test_sendfile_on_a_socket_with_a_timeout_lets_other_threads_run(impl: Module
     assert sent == size
     assert int(out) == size
     assert ticks > 1000
-    assert worst < 0.05, (f"the ticker stalled {worst * 1000:.0f} ms "
-                          f"during a {took * 1000:.0f} ms sendfile")
+    # with the GIL held the ticker stalls for about the whole sendfile; without
+    # it, for a few switch intervals (more under a sanitizer build)
+    assert worst < min(0.1, took / 2), (f"the ticker stalled {worst * 1000:.0f} ms "
+                                        f"during a {took * 1000:.0f} ms sendfile")
 
 
 # -- the memory a receive buffer keeps -------------------------------------------------
