@@ -11,11 +11,10 @@ texts are equal once the signature line that the compiled module's
 from __future__ import annotations
 
 import inspect
-from types import ModuleType
 from typing import Any, Optional
 
 import pytest
-from conftest import compiled_module
+from conftest import compiled_module as _compiled
 
 from fastsock import _names, _socket_py
 
@@ -23,9 +22,6 @@ from fastsock import _names, _socket_py
 # what help() shows that needs no docstring of ours: the data attributes of
 # slots (DatagramBatch.count, slot_size: described by the class docstring)
 _DATA_ATTRIBUTE = type(_socket_py.DatagramBatch.__dict__["count"])
-
-
-_compiled = compiled_module
 
 
 def _documented_names() -> list[str]:

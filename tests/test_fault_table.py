@@ -29,7 +29,7 @@ import struct
 import threading
 import time
 from types import ModuleType
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator
 
 import pytest
 from conftest import IMPLEMENTATIONS, implementation_module

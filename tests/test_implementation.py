@@ -10,10 +10,9 @@ import socket
 import subprocess
 import sys
 import textwrap
-from types import ModuleType
 
 import pytest
-from conftest import compiled_module
+from conftest import compiled_module as _compiled
 
 import fastsock
 from fastsock import _common, _names, _socket_py
@@ -52,9 +51,6 @@ def _run(prelude: str, env_overrides: dict[str, str | None]) -> dict[str, object
     assert proc.returncode == 0, proc.stderr
     report: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
     return report
-
-
-_compiled = compiled_module
 
 
 def test_compiled_extension_is_live() -> None:

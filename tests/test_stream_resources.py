@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import pytest
-from conftest import Worker, background, connected
+from conftest import background, connected
 
 TRANSPORTS = ["tcp", "unix"]
 TIMEOUT = 5.0

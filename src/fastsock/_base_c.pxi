@@ -474,7 +474,7 @@ cdef class _Socket:
             if fd < 0:
                 return raise_errno(EBADF)
             if self.timeout < 0 or slow:
-                # a blocking descriptor: the call may block, so drop the GIL
+                # a blocking descriptor (or a slow call): it may wait, so drop the GIL
                 self._enter(&node)
                 with nogil:
                     res = func(fd, data)
