@@ -133,13 +133,33 @@ def test_default_family_is_inet(impl: ModuleType) -> None:
         assert d.family == AF_INET and d.type == SOCK_DGRAM
 
 
-def test_socket_starts_blocking_despite_default_timeout(impl: ModuleType) -> None:
+def test_default_timeout_applies_as_in_the_stdlib(impl: ModuleType) -> None:
+    # socket.setdefaulttimeout() sets the timeout of every socket made after it:
+    # the constructor's, accept()'s, socketpair()'s, create_connection()'s;
+    # SOCK_NONBLOCK in the type makes a socket non-blocking instead
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(3.0)
     try:
-        with impl.StreamSocket() as s:
-            assert s.gettimeout() is None
-            assert os.get_blocking(s.fileno()) is True
+        with impl.StreamSocket() as made, socket.socket() as reference:
+            assert made.gettimeout() == reference.gettimeout() == 3.0
+            assert os.get_blocking(made.fileno()) is os.get_blocking(reference.fileno()) is False
+        with impl.DatagramSocket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK) as made:
+            assert made.gettimeout() == 0.0 and not os.get_blocking(made.fileno())
+        a, b = impl.socketpair()
+        with a, b:
+            assert a.gettimeout() == b.gettimeout() == 3.0
+        with impl.create_server() as server:
+            with impl.create_connection(server.getsockname()) as client:
+                conn, _ = server.accept()
+                with conn:
+                    assert client.gettimeout() == conn.gettimeout() == 3.0
+                    assert not os.get_blocking(conn.fileno())
+            with impl.create_connection(server.getsockname(), None) as client:
+                assert client.gettimeout() is None  # an explicit None blocks
+                server.accept()[0].close()
+        socket.setdefaulttimeout(None)
+        with impl.StreamSocket() as made:
+            assert made.gettimeout() is None and os.get_blocking(made.fileno())
     finally:
         socket.setdefaulttimeout(old)
 

@@ -234,8 +234,8 @@ def test_stream_and_datagram_specific_methods() -> None:
     for module in (_compiled(), _socket_py):
         stream = _public(module.StreamSocket)
         datagram = _public(module.DatagramSocket)
-        assert {"listen", "accept", "sendall"} <= stream - datagram
-        assert {"sendto", "recvfrom", "recvfrom_into"} <= datagram - stream
+        assert {"listen", "accept", "sendall", "recv_until"} <= stream - datagram
+        assert {"recv_many", "send_many", "recv_batch"} <= datagram - stream
 
 
 @pytest.mark.parametrize("name", ["socketpair", "create_connection", "create_server"])

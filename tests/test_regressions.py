@@ -371,9 +371,11 @@ def test_batch_send_timeout_bounds_the_whole_call(impl: ModuleType) -> None:
     stop = threading.Event()
 
     def slow_reader() -> None:
+        # at most one queue's worth per wake-up: a drain that went on while the
+        # sender refilled the queue would never pause at all
         while not stop.wait(0.1):
             try:
-                while True:
+                for _ in range(queue_capacity):
                     b.recv(100, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 pass

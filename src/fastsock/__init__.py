@@ -14,9 +14,15 @@ import os as _os
 import warnings as _warnings
 from typing import TYPE_CHECKING, Any
 
+import socket as _stdlib
+
 from . import _common, _names
 
 __version__ = "0.1.0"
+
+# the stdlib's constants, exceptions and helpers, the very same objects
+# (type checkers see them through __getattr__ below, as Any)
+globals().update((_name, getattr(_stdlib, _name)) for _name in _names.STDLIB_NAMES)
 
 _NO_EXTENSIONS = _os.environ.get("FASTSOCK_NO_EXTENSIONS", "") not in ("", "0")
 
@@ -34,6 +40,9 @@ if TYPE_CHECKING:
         SOCK_DGRAM as SOCK_DGRAM,
         SOCK_STREAM as SOCK_STREAM,
         DatagramBatch as DatagramBatch,
+        SocketType as SocketType,
+        fromfd as fromfd,
+        socket as socket,
         DatagramSocket as DatagramSocket,
         IncompleteReadError as IncompleteReadError,
         LimitOverrunError as LimitOverrunError,
@@ -64,6 +73,7 @@ __all__ = list(_names.PUBLIC_NAMES)
 
 def __getattr__(name: str) -> Any:
     # UDP_GSO and UDP_GRO: probed on first use, not when fastsock is imported
+    # (for type checkers, also the stdlib's names set above)
     if name in _names.PROBED_NAMES:
         return getattr(_common, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

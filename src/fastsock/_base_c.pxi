@@ -123,7 +123,7 @@ cdef ssize_t _do_sendto(int fd, void *data) noexcept nogil:
 cdef ssize_t _do_accept(int fd, void *data) noexcept nogil:
     cdef IOArgs *a = <IOArgs *>data
     a.addrlen = sizeof(a.addr)
-    return c.accept4(fd, <c.sockaddr *>&a.addr, &a.addrlen, c.SOCK_CLOEXEC)
+    return c.accept4(fd, <c.sockaddr *>&a.addr, &a.addrlen, a.flags)
 
 
 cdef struct MsgArgs:
@@ -232,6 +232,20 @@ cdef int close_fd(int fd) except -1:
 # A call that released the GIL while using the descriptor: a node on that
 # call's own stack, linked into the socket's list for as long as the call
 # runs, so that close() can find and wake its thread.
+# what family and type report: the stdlib's enum members (a dict lookup)
+cdef dict family_members = _common._FAMILY_MEMBERS
+cdef dict kind_members = _common._KIND_MEMBERS
+# the flags the stdlib accepts or'ed into a type, never part of what type reports
+cdef int sock_type_flags = c.SOCK_NONBLOCK | c.SOCK_CLOEXEC
+_builtin_type = type  # where a parameter is named type, as in the stdlib
+
+
+cdef double default_timeout() except? -2.0:
+    """socket.getdefaulttimeout() as a stored timeout (-1.0: None, block)."""
+    value = _stdlib.getdefaulttimeout()
+    return -1.0 if value is None else <double>value
+
+
 cdef struct BlockedCall:
     c.pthread_t thread
     BlockedCall *next
@@ -244,7 +258,7 @@ cdef class _Socket:
     cdef int family_
     cdef int kind
     cdef int proto_
-    cdef double timeout        # < 0: blocking; 0: non-blocking; > 0: seconds
+    cdef double timeout_       # < 0: blocking; 0: non-blocking; > 0: seconds
     cdef bint initialised      # an __init__ or a factory gave it a descriptor once
     cdef int busy              # calls that released the GIL while using fd
     cdef BlockedCall *blocked  # those calls (their threads), newest first
@@ -260,7 +274,7 @@ cdef class _Socket:
     def __cinit__(self):
         self.fd = -1
         self.pending_close_fd = -1
-        self.timeout = -1.0
+        self.timeout_ = -1.0
 
     cdef int _adopt_fd(self, int fd, int family, int kind, int proto, double timeout) except -1:
         """Own ``fd`` from now on (every way a socket gets its descriptor ends here)."""
@@ -271,22 +285,70 @@ cdef class _Socket:
         self.family_ = family
         self.kind = kind
         self.proto_ = proto
-        self.timeout = timeout
+        self.timeout_ = timeout
         self.initialised = True
         return 0
 
-    cdef int _open(self, object family, int kind) except -1:
-        cdef int fam = as_int(family)
+    cdef int _open(self, object family, object type, object proto, object fileno) except -1:
+        """The stdlib constructor's steps: a new socket, or (``fileno``) one
+        taken over after checking it is what this class wraps; the timeout is
+        socket.getdefaulttimeout(), or 0.0 with SOCK_NONBLOCK in ``type``."""
+        # converted in the stdlib's order, with its errors
+        cdef int fam = as_int(family), kind = as_int(type), cproto = as_int(proto)
         cdef int fd
+        cdef double timeout
+        cdef int wanted = self._KIND
         if self.initialised:
             raise RuntimeError(
-                f"{type(self).__name__} already initialised: create a new socket instead")
+                f"{_builtin_type(self).__name__} already initialised: create a new socket instead")
+        if fileno is not None:
+            return self._open_fileno(fam, kind, cproto, fileno)
+        if kind == -1:
+            kind = wanted
+        if kind & ~sock_type_flags != wanted:
+            raise _common.wrong_kind(_builtin_type(self).__name__, wanted,
+                                     kind & ~sock_type_flags)
+        if fam == -1:
+            fam = c.AF_INET
         if fam != c.AF_INET and fam != c.AF_INET6 and fam != c.AF_UNIX:
             return raise_errno(EAFNOSUPPORT)
-        fd = c.socket(fam, kind | c.SOCK_CLOEXEC, 0)
+        timeout = 0.0 if kind & c.SOCK_NONBLOCK else default_timeout()
+        fd = c.socket(fam, wanted | c.SOCK_CLOEXEC | (c.SOCK_NONBLOCK if timeout >= 0 else 0),
+                      cproto if cproto != -1 else 0)
         if fd < 0:
             return raise_errno(errno)
-        return self._adopt_fd(fd, fam, kind, 0, -1.0)
+        return self._adopt_fd(fd, fam, wanted, cproto if cproto != -1 else 0, timeout)
+
+    cdef int _open_fileno(self, int family, int kind, int proto, object fileno) except -1:
+        """Take over ``fileno`` as the stdlib's constructor does (its family, type
+        and protocol read from the kernel where not given), refusing one this class
+        does not wrap or that contradicts ``family``/``type``; on error the
+        descriptor stays open and the caller's."""
+        cdef int fd = as_int(fileno)
+        cdef int real_family = 0, real_kind = 0, real_proto = 0
+        cdef c.socklen_t optlen = sizeof(int)
+        cdef double timeout
+        cdef int nonblocking = 1
+        name = _builtin_type(self).__name__
+        if fd < 0:
+            raise ValueError("negative file descriptor")
+        if c.getsockopt(fd, c.SOL_SOCKET, c.SO_TYPE, &real_kind, &optlen) < 0:
+            return raise_errno(errno)
+        optlen = sizeof(int)
+        c.getsockopt(fd, c.SOL_SOCKET, c.SO_DOMAIN, &real_family, &optlen)
+        optlen = sizeof(int)
+        c.getsockopt(fd, c.SOL_SOCKET, c.SO_PROTOCOL, &real_proto, &optlen)
+        if real_kind != self._KIND or real_family not in _common.SUPPORTED_FAMILIES:
+            raise _common.wrong_descriptor(name, fd, real_family, real_kind)
+        if family != -1 and family != real_family:
+            raise _common.mismatched_fileno(fd, "family", family, real_family)
+        if kind != -1 and kind & ~sock_type_flags != real_kind:
+            raise _common.mismatched_fileno(fd, "type", kind & ~sock_type_flags, real_kind)
+        timeout = 0.0 if kind != -1 and kind & c.SOCK_NONBLOCK else default_timeout()
+        if timeout >= 0 and ioctl(fd, FIONBIO, &nonblocking) < 0:
+            return raise_errno(errno)
+        return self._adopt_fd(fd, real_family, real_kind, real_proto if proto == -1 else proto,
+                              timeout)
 
     @classmethod
     def from_fd(cls, fd):
@@ -309,9 +371,7 @@ cdef class _Socket:
         optlen = sizeof(int)
         c.getsockopt(cfd, c.SOL_SOCKET, c.SO_PROTOCOL, &proto, &optlen)
         if kind != cls._KIND or family not in _common.SUPPORTED_FAMILIES:
-            raise ValueError(
-                f"fd {cfd} is a {_common.family_name(family)} "
-                f"{_common.type_name(kind)} socket, not what {cls.__name__} wraps")
+            raise _common.wrong_descriptor(cls.__name__, cfd, family, kind)
         flags = fcntl(cfd, F_GETFL)
         cdef _Socket self = cls.__new__(cls)
         self._adopt_fd(cfd, family, kind, proto,
@@ -419,7 +479,7 @@ cdef class _Socket:
         return 0
 
     cdef inline double _deadline(self) noexcept:
-        return monotonic() + self.timeout if self.timeout > 0 else -1.0
+        return monotonic() + self.timeout_ if self.timeout_ > 0 else -1.0
 
     cdef int _wait(self, short events, double deadline, int other_fd=-1) except -1:
         """poll() without the GIL until ready (0) or past the deadline (1; -1:
@@ -473,7 +533,7 @@ cdef class _Socket:
             fd = self.fd
             if fd < 0:
                 return raise_errno(EBADF)
-            if self.timeout < 0 or slow:
+            if self.timeout_ < 0 or slow:
                 # a blocking descriptor (or a slow call): it may wait, so drop the GIL
                 self._enter(&node)
                 with nogil:
@@ -495,7 +555,7 @@ cdef class _Socket:
             if err == EINTR:
                 PyErr_CheckSignals()
                 continue
-            if self.timeout > 0 and c.would_block(err):
+            if self.timeout_ > 0 and c.would_block(err):
                 if self._wait(events, deadline):
                     return raise_timeout()
                 continue
@@ -519,7 +579,7 @@ cdef class _Socket:
         cdef int saved = flags[0], err
         if self.deferred_errno and self.fd >= 0:
             return self._raise_deferred()
-        if self.timeout >= 0 or (size > TRY_SEND_MAX) or self.fd < 0:
+        if self.timeout_ >= 0 or (size > TRY_SEND_MAX) or self.fd < 0:
             return self._call(events, func, data, deadline)
         if self.send_backoff:
             self.send_backoff -= 1
@@ -563,22 +623,30 @@ cdef class _Socket:
 
     @property
     def family(self):
-        """The address family, AF_INET, AF_INET6 or AF_UNIX (a plain int, not the
-        stdlib's AddressFamily enum).
+        """The address family, as socket.family: a socket.AddressFamily member
+        (AF_INET, AF_INET6, AF_UNIX).
         """
-        return self.family_
+        return family_members.get(self.family_, self.family_)
 
     @property
     def type(self):
-        """SOCK_STREAM or SOCK_DGRAM (a plain int, not the stdlib's SocketKind enum)."""
-        return self.kind
+        """The socket type, as socket.type: a socket.SocketKind member
+        (SOCK_STREAM, SOCK_DGRAM), without the SOCK_NONBLOCK/SOCK_CLOEXEC flags.
+        """
+        return kind_members.get(self.kind, self.kind)
 
     @property
     def proto(self):
-        """The protocol number: 0 for a socket created here, the kernel's (IPPROTO_TCP,
-        ...) for one taken over with from_fd() or from_socket().
+        """The protocol number, as socket.proto: the one given to the constructor
+        (0 by default), the kernel's (IPPROTO_TCP, ...) for a socket taken over with
+        from_fd(), from_socket() or ``fileno``.
         """
         return self.proto_
+
+    @property
+    def timeout(self):
+        """The timeout, as socket.timeout: the same as gettimeout()."""
+        return None if self.timeout_ < 0 else self.timeout_
 
     @property
     def closed(self):
@@ -631,6 +699,39 @@ cdef class _Socket:
             self._check_handoff()
         self.fd = -1
         return fd
+
+    def dup(self):
+        """A new socket of the same class on a duplicate of the descriptor, with the
+        same timeout, as socket.dup(); the duplicate is not inheritable.  Bytes a
+        StreamSocket has buffered stay with this socket.  OSError (EBADF) when closed.
+        """
+        cdef _Socket copy = _builtin_type(self).__new__(_builtin_type(self))
+        cdef int fd = fcntl(self.fd, F_DUPFD_CLOEXEC, 0)  # EBADF for -1, as the stdlib's
+        if fd < 0:
+            return raise_errno(errno)
+        copy._adopt_fd(fd, self.family_, self.kind, self.proto_, self.timeout_)
+        return copy
+
+    def get_inheritable(self):
+        """Whether the descriptor is inherited by child processes, as
+        socket.get_inheritable() (False unless set_inheritable(True) was called).
+        """
+        cdef int flags = fcntl(self.fd, F_GETFD)
+        if flags < 0:
+            return raise_errno(errno)
+        return not flags & FD_CLOEXEC
+
+    def set_inheritable(self, inheritable):
+        """Make the descriptor inherited by child processes or not, as
+        socket.set_inheritable().
+        """
+        cdef bint keep = as_int(inheritable) != 0  # the stdlib's conversion
+        cdef int flags = fcntl(self.fd, F_GETFD)
+        if flags < 0:
+            return raise_errno(errno)
+        flags = (flags & ~FD_CLOEXEC) if keep else (flags | FD_CLOEXEC)
+        if fcntl(self.fd, F_SETFD, flags) < 0:
+            raise_errno(errno)
 
     def __enter__(self):
         return self
@@ -689,7 +790,7 @@ cdef class _Socket:
         if fd < 0:
             return raise_errno(EBADF) if raise_errors else EBADF
         deadline = self._deadline()
-        if self.timeout < 0:
+        if self.timeout_ < 0:
             self._enter(&node)
             with nogil:
                 rc = c.connect(fd, <c.sockaddr *>&addr, addrlen)
@@ -705,11 +806,11 @@ cdef class _Socket:
         if err == EINTR:
             PyErr_CheckSignals()
             # the connection goes on in the background (CPython issue 23618)
-            if self.timeout == 0:
+            if self.timeout_ == 0:
                 err = EINTR
             else:
                 err = EINPROGRESS
-        if err == EINPROGRESS and self.timeout != 0:
+        if err == EINPROGRESS and self.timeout_ != 0:
             if self._wait(c.POLLOUT, deadline):
                 if raise_errors:
                     raise_timeout()
@@ -761,32 +862,46 @@ cdef class _Socket:
             raise_errno(errno)
         return make_address(&addr, addrlen)
 
-    def setsockopt(self, level, optname, value):
-        """Set a socket option to an int or to a bytes-like value, as
-        socket.setsockopt() (the stdlib's form with None and an option length is not
-        supported).
+    def setsockopt(self, level, optname, value, *optlen):
+        """Set a socket option, as socket.setsockopt(): ``setsockopt(level, optname,
+        value)`` with an int or a bytes-like value, or ``setsockopt(level, optname,
+        None, optlen)`` to pass no value and a length (options such as
+        ALG_SET_AEAD_AUTHSIZE).
         """
         cdef int clevel = as_int(level), coptname = as_int(optname)
         cdef int flag
+        cdef unsigned int clength
         cdef Py_buffer view
         cdef int rc
-        try:
-            # as the stdlib: an int (anything with __index__) if it is one,
-            # else a bytes-like value
-            flag = as_int(value)
-            is_int = True
-        except (TypeError, OverflowError):
-            is_int = False
-        if is_int:
-            self._check_open()
-            rc = c.setsockopt(self.fd, clevel, coptname, &flag, sizeof(flag))
-        else:
-            PyObject_GetBuffer(value, &view, PyBUF_SIMPLE)
+        if optlen:
+            # the stdlib's 4-argument form: None and a length, nothing else
+            if len(optlen) > 1 or value is not None:
+                raise TypeError(f"setsockopt() takes exactly 3 arguments ({3 + len(optlen)} given)")
             try:
+                clength = <unsigned int>PyLong_AsUnsignedLongMask(_index(optlen[0]))
+            except TypeError:
+                raise TypeError("setsockopt() takes exactly 3 arguments (4 given)") from None
+            self._check_open()
+            rc = c.setsockopt(self.fd, clevel, coptname, NULL, clength)
+        else:
+            try:
+                # as the stdlib: an int (anything with __index__) if it is one,
+                # else a bytes-like value
+                flag = as_int(value)
+                is_int = True
+            except (TypeError, OverflowError):
+                is_int = False
+            if is_int:
                 self._check_open()
-                rc = c.setsockopt(self.fd, clevel, coptname, view.buf, <c.socklen_t>view.len)
-            finally:
-                PyBuffer_Release(&view)
+                rc = c.setsockopt(self.fd, clevel, coptname, &flag, sizeof(flag))
+            else:
+                PyObject_GetBuffer(value, &view, PyBUF_SIMPLE)
+                try:
+                    self._check_open()
+                    rc = c.setsockopt(self.fd, clevel, coptname, view.buf,
+                                      <c.socklen_t>view.len)
+                finally:
+                    PyBuffer_Release(&view)
         if rc < 0:
             raise_errno(errno)
 
@@ -833,7 +948,7 @@ cdef class _Socket:
         """
         cdef double seconds = _common.stored_timeout(_common.normalize_timeout(value))
         cdef int nonblocking = seconds >= 0
-        self.timeout = seconds
+        self.timeout_ = seconds
         self._check_open()
         if ioctl(self.fd, FIONBIO, &nonblocking) < 0:
             raise_errno(errno)
@@ -842,7 +957,7 @@ cdef class _Socket:
         """The timeout in seconds, or None when the socket blocks, as
         socket.gettimeout().
         """
-        return None if self.timeout < 0 else self.timeout
+        return None if self.timeout_ < 0 else self.timeout_
 
     def setblocking(self, flag):
         """setblocking(True) is settimeout(None), setblocking(False) is settimeout(0.0),
@@ -855,7 +970,7 @@ cdef class _Socket:
         """False when the timeout is 0.0, else True (a socket with a timeout counts as
         blocking), as socket.getblocking().
         """
-        return self.timeout != 0.0
+        return self.timeout_ != 0.0
 
     # -- data -----------------------------------------------------------------
 
@@ -926,6 +1041,31 @@ cdef class _Socket:
         finally:
             PyBuffer_Release(view)
 
+    def sendto(self, data, *args):
+        """``sendto(data, address)`` or ``sendto(data, flags, address)``: send ``data``
+        to ``address`` and return the bytes sent, as socket.sendto(); never raises
+        SIGPIPE.  A datagram socket sends one datagram; a stream socket is connected
+        already, and the kernel ignores the address (TCP) or refuses it (EISCONN).
+        """
+        cdef Py_buffer view
+        cdef IOArgs a
+        if len(args) == 1:
+            a.flags = 0
+            address = args[0]
+        elif len(args) == 2:
+            a.flags = as_int(args[0])
+            address = args[1]
+        else:
+            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            parse_address(self.family_, address, &a.addr, &a.addrlen, "sendto")
+            a.buf = <char *>view.buf
+            a.len = <size_t>view.len
+            return self._send(c.POLLOUT, _do_sendto, &a, &a.flags, a.len, self._deadline())
+        finally:
+            PyBuffer_Release(&view)
+
     def send(self, data, flags=0):
         """Send ``data`` and return how many bytes went out (a stream socket may send
         only some), as socket.send(); never raises SIGPIPE: a stream whose peer is gone
@@ -942,7 +1082,7 @@ cdef class _Socket:
         a.len = <size_t>view.len
         try:
             sent = self._send(c.POLLOUT, _do_send, &a, &a.flags, a.len, deadline)
-            if self.timeout < 0 and 0 < sent < view.len:
+            if self.timeout_ < 0 and 0 < sent < view.len:
                 # the try sent part: a blocking send sends the rest, as the
                 # kernel's own would; an error after part went out is, as the
                 # kernel's, the count now and the error for the next call (a

@@ -29,6 +29,7 @@ _NOSIGNAL: int = int(getattr(_stdlib, "MSG_NOSIGNAL", 0))  # a plain int: enum |
 _SSIZE_MAX = sys.maxsize
 
 _Self = TypeVar("_Self", bound="_Socket")
+_type = type  # the builtin, where a parameter is named type as in the stdlib
 
 # Bumped in a forked child, where the parent's threads and their calls in
 # progress do not exist (see _Socket.close).
@@ -155,7 +156,9 @@ def _writable_bytes(buffer: Any, nbytes: Any, method: str, flags: Any = 0) -> me
         if count < 0:
             raise ValueError(f"negative buffersize in {method}")
         if count > len(view):
-            raise ValueError("buffer too small for requested bytes")
+            raise ValueError("nbytes is greater than the length of the buffer"
+                             if method == "recvfrom_into" else
+                             "buffer too small for requested bytes")
     except BaseException:
         view.release()
         raise
@@ -260,14 +263,48 @@ class _Socket:
     __slots__ = ("_sock", "_calls", "_pending_close", "_twins", "_deferred", "__weakref__")
     _KIND: int = 0
 
-    def __init__(self, family: int = AF_INET) -> None:
+    def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
+                 fileno: Optional[int] = None) -> None:
         if getattr(self, "_sock", None) is not None:
             raise RuntimeError(
-                f"{type(self).__name__} already initialised: create a new socket instead")
-        sock = _stdlib.socket(_check_family(family), self._KIND)
-        if _stdlib.getdefaulttimeout() is not None:
-            sock.settimeout(None)  # fastsock sockets start blocking, always
+                f"{_type(self).__name__} already initialised: create a new socket instead")
+        # converted in the stdlib's order, with its errors
+        family, type, proto = _index(family), _index(type), _index(proto)
+        if fileno is None:
+            kind = self._KIND if type == -1 else type
+            if kind & ~_common.SOCK_TYPE_FLAGS != self._KIND:
+                raise _common.wrong_kind(_type(self).__name__, self._KIND,
+                                         kind & ~_common.SOCK_TYPE_FLAGS)
+            sock = _stdlib.socket(_check_family(AF_INET if family == -1 else family),
+                                  kind, proto)
+        else:
+            sock = self._adopt_fileno(family, type, proto, fileno)
         self._setup(sock)
+
+    def _adopt_fileno(self, family: int, type: int, proto: int,
+                      fileno: Any) -> _stdlib.socket:
+        """A stdlib socket on ``fileno`` after checking that it is what this class
+        wraps and what ``family``/``type`` (-1: any) say; on error the descriptor
+        stays open and the caller's, as with the stdlib."""
+        sock = _stdlib.socket(-1, -1, proto, fileno)  # the stdlib's checks of fileno
+        try:
+            fd = sock.fileno()
+            real_family = sock.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_DOMAIN)
+            real_kind = sock.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_TYPE)
+            if real_kind != self._KIND or real_family not in SUPPORTED_FAMILIES:
+                raise _common.wrong_descriptor(_type(self).__name__, fd, real_family,
+                                               real_kind)
+            if family != -1 and family != real_family:
+                raise _common.mismatched_fileno(fd, "family", family, real_family)
+            if type != -1 and type & ~_common.SOCK_TYPE_FLAGS != real_kind:
+                raise _common.mismatched_fileno(fd, "type", type & ~_common.SOCK_TYPE_FLAGS,
+                                                real_kind)
+            if type != -1 and type & _common.SOCK_NONBLOCK:
+                sock.settimeout(0.0)  # as the stdlib's: the type says non-blocking
+        except BaseException:
+            sock.detach()
+            raise
+        return sock
 
     def _setup(self, sock: _stdlib.socket) -> None:
         self._sock = sock
@@ -392,23 +429,31 @@ class _Socket:
     # -- identity and lifetime ------------------------------------------------
 
     @property
-    def family(self) -> int:
-        """The address family, AF_INET, AF_INET6 or AF_UNIX (a plain int, not the
-        stdlib's AddressFamily enum).
+    def family(self) -> Any:
+        """The address family, as socket.family: a socket.AddressFamily member
+        (AF_INET, AF_INET6, AF_UNIX).
         """
-        return int(self._sock.family)
+        return self._sock.family
 
     @property
-    def type(self) -> int:
-        """SOCK_STREAM or SOCK_DGRAM (a plain int, not the stdlib's SocketKind enum)."""
-        return self._KIND
+    def type(self) -> Any:
+        """The socket type, as socket.type: a socket.SocketKind member
+        (SOCK_STREAM, SOCK_DGRAM), without the SOCK_NONBLOCK/SOCK_CLOEXEC flags.
+        """
+        return self._sock.type
 
     @property
     def proto(self) -> int:
-        """The protocol number: 0 for a socket created here, the kernel's (IPPROTO_TCP,
-        ...) for one taken over with from_fd() or from_socket().
+        """The protocol number, as socket.proto: the one given to the constructor
+        (0 by default), the kernel's (IPPROTO_TCP, ...) for a socket taken over with
+        from_fd(), from_socket() or ``fileno``.
         """
         return self._sock.proto
+
+    @property
+    def timeout(self) -> Optional[float]:
+        """The timeout, as socket.timeout: the same as gettimeout()."""
+        return self._sock.gettimeout()
 
     @property
     def closed(self) -> bool:
@@ -461,6 +506,25 @@ class _Socket:
         if self._sock.fileno() != -1:
             self._check_handoff()
         return self._sock.detach()
+
+    def dup(self: _Self) -> _Self:
+        """A new socket of the same class on a duplicate of the descriptor, with the
+        same timeout, as socket.dup(); the duplicate is not inheritable.  Bytes a
+        StreamSocket has buffered stay with this socket.  OSError (EBADF) when closed.
+        """
+        return self._adopt(self._sock.dup())
+
+    def get_inheritable(self) -> bool:
+        """Whether the descriptor is inherited by child processes, as
+        socket.get_inheritable() (False unless set_inheritable(True) was called).
+        """
+        return self._sock.get_inheritable()
+
+    def set_inheritable(self, inheritable: bool) -> None:
+        """Make the descriptor inherited by child processes or not, as
+        socket.set_inheritable().
+        """
+        self._sock.set_inheritable(inheritable)
 
     def __enter__(self: _Self) -> _Self:
         return self
@@ -522,12 +586,13 @@ class _Socket:
         """
         return self._sock.getpeername()
 
-    def setsockopt(self, level: int, optname: int, value: Any) -> None:
-        """Set a socket option to an int or to a bytes-like value, as
-        socket.setsockopt() (the stdlib's form with None and an option length is not
-        supported).
+    def setsockopt(self, level: int, optname: int, value: Any, *optlen: int) -> None:
+        """Set a socket option, as socket.setsockopt(): ``setsockopt(level, optname,
+        value)`` with an int or a bytes-like value, or ``setsockopt(level, optname,
+        None, optlen)`` to pass no value and a length (options such as
+        ALG_SET_AEAD_AUTHSIZE).
         """
-        self._sock.setsockopt(level, optname, value)
+        self._sock.setsockopt(level, optname, value, *optlen)
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0) -> Any:
         """An option's value, as socket.getsockopt(): an int, or with ``buflen`` (1 to
@@ -599,6 +664,28 @@ class _Socket:
         n: int = self._call(self._sock.recv_into, buffer, nbytes, flags)
         if not n and self._sock.fileno() == -1:
             raise _closed_error()  # closed meanwhile: report the close, not an end
+        return n
+
+    def sendto(self, data: Any, *args: Any) -> int:
+        """``sendto(data, address)`` or ``sendto(data, flags, address)``: send ``data``
+        to ``address`` and return the bytes sent, as socket.sendto(); never raises
+        SIGPIPE.  A datagram socket sends one datagram; a stream socket is connected
+        already, and the kernel ignores the address (TCP) or refuses it (EISCONN).
+        """
+        if len(args) == 1:
+            flags, address = 0, args[0]
+        elif len(args) == 2:
+            flags, address = args
+        else:
+            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+        try:
+            address = self._address(address)
+        except (TypeError, ValueError):
+            # the stdlib checks the data and the flags before the address
+            _readable_bytes(data).release()
+            _flags(flags)
+            raise
+        n: int = self._call_addressed(self._sock.sendto, data, _flags(flags), address)
         return n
 
     def send(self, data: Any, flags: int = 0) -> int:

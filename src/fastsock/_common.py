@@ -44,6 +44,48 @@ def type_name(kind: int) -> str:
     return _TYPE_NAMES.get(kind, str(kind))
 
 
+# what family and type report, as the stdlib's: the enum member when there is
+# one, else the plain int (a dict lookup: the enum's own call costs more)
+_FAMILY_MEMBERS: dict[int, Any] = {int(member): member for member in _stdlib.AddressFamily}
+_KIND_MEMBERS: dict[int, Any] = {int(member): member for member in _stdlib.SocketKind}
+
+# flags the stdlib accepts or'ed into a socket's type (never part of what type reports)
+SOCK_NONBLOCK: int = int(getattr(_stdlib, "SOCK_NONBLOCK", 0))
+SOCK_CLOEXEC: int = int(getattr(_stdlib, "SOCK_CLOEXEC", 0))
+SOCK_TYPE_FLAGS: int = SOCK_NONBLOCK | SOCK_CLOEXEC
+
+
+def family_member(family: int) -> Any:
+    """``socket.AddressFamily(family)``, or ``family`` when it has no member."""
+    return _FAMILY_MEMBERS.get(family, family)
+
+
+def kind_member(kind: int) -> Any:
+    """``socket.SocketKind(kind)``, or ``kind`` when it has no member."""
+    return _KIND_MEMBERS.get(kind, kind)
+
+
+def wrong_kind(cls_name: str, wanted: int, kind: int) -> ValueError:
+    """The error of a constructor given a socket type its class does not wrap."""
+    other = {SOCK_STREAM: "StreamSocket", SOCK_DGRAM: "DatagramSocket"}.get(kind)
+    hint = f": {other} wraps those" if other else ""
+    return ValueError(f"{cls_name} wraps {type_name(wanted)} sockets, "
+                      f"not {type_name(kind)}{hint}")
+
+
+def wrong_descriptor(cls_name: str, fd: int, family: int, kind: int) -> ValueError:
+    """The error of adopting a descriptor that is not what the class wraps."""
+    return ValueError(f"fd {fd} is a {family_name(family)} {type_name(kind)} socket, "
+                      f"not what {cls_name} wraps")
+
+
+def mismatched_fileno(fd: int, what: str, given: int, real: int) -> ValueError:
+    """The error of a constructor whose family or type contradicts its ``fileno``."""
+    name = family_name if what == "family" else type_name
+    return ValueError(f"fd {fd} is {name(real)}, not {name(given)} as the {what} "
+                      f"argument says")
+
+
 def normalize_timeout(value: object) -> float:
     """Return the timeout in seconds, or -1.0 for None (block forever).
 
@@ -173,6 +215,23 @@ def unix_path_bytes(path: object) -> bytes:
     return raw
 
 
+def socket_class(stream_class: Any, datagram_class: Any, kind: int, fileno: Any) -> Any:
+    """The class ``socket(family, type, proto, fileno)`` makes: by ``type``, or
+    (-1) by the type of the socket ``fileno`` is."""
+    if kind == -1:
+        if fileno is None:
+            kind = SOCK_STREAM
+        else:
+            probe = _stdlib.socket(-1, -1, -1, fileno)  # the stdlib's checks of fileno
+            kind = probe.type
+            probe.detach()
+    cls = {SOCK_STREAM: stream_class, SOCK_DGRAM: datagram_class}.get(
+        kind & ~SOCK_TYPE_FLAGS)
+    if cls is None:
+        raise ValueError(f"fastsock has no socket class for type {type_name(kind)}")
+    return cls
+
+
 class _Socketlike(Protocol):
     def settimeout(self, value: Optional[float]) -> None: ...
     def bind(self, address: Any) -> None: ...
@@ -184,37 +243,47 @@ class _Socketlike(Protocol):
 
 S = TypeVar("S", bound=_Socketlike)
 
+# the stdlib's "no timeout given" marker, so that a caller passing it on
+# (http.client does) gets the stdlib's meaning: the default timeout
+DEFAULT_TIMEOUT: Any = getattr(_stdlib, "_GLOBAL_DEFAULT_TIMEOUT", object())
+
 
 def create_connection(
-    stream_class: Callable[[int], S],
+    stream_class: Callable[[int, int, int], S],
     address: Any,
-    timeout: Optional[float],
+    timeout: Any,
     source_address: Any,
+    all_errors: bool,
 ) -> S:
-    """Connect to ``address``, trying every address the resolver returns."""
+    """Connect to ``address``, trying every address the resolver returns, in
+    the stdlib's steps; an AF_UNIX path connects to that path."""
+    if all_errors and sys.version_info < (3, 11):
+        raise TypeError("all_errors needs Python 3.11 or later (ExceptionGroup)")
     if isinstance(address, (str, bytes, os.PathLike)):
-        sock = stream_class(AF_UNIX)
+        sock = stream_class(AF_UNIX, SOCK_STREAM, 0)
         try:
-            sock.settimeout(timeout)
+            if timeout is not DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
             sock.connect(address)
         except BaseException:
             sock.close()
             raise
         return sock
-    if not isinstance(address, tuple) or len(address) != 2:
-        raise TypeError("address must be a (host, port) tuple or an AF_UNIX path")
     host, port = address
     errors: list[Exception] = []
-    for family, _, _, _, sockaddr in _resolve(host, port):
-        sock = stream_class(family)
+    for family, kind, proto, _, sockaddr in _resolve(host, port):
+        sock = stream_class(family, kind, proto)
         try:
-            sock.settimeout(timeout)
-            if source_address is not None:
+            if timeout is not DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if source_address:
                 sock.bind(source_address)
             sock.connect(sockaddr)
             return sock
         except OSError as exc:
             sock.close()
+            if not all_errors:
+                errors.clear()  # the last error is the one raised, as by the stdlib
             errors.append(exc)
         except BaseException:
             sock.close()
@@ -222,7 +291,10 @@ def create_connection(
     if not errors:
         raise OSError("getaddrinfo returns an empty list")
     try:
-        raise errors[0]
+        if not all_errors:
+            raise errors[0]
+        raise ExceptionGroup(  # type: ignore[name-defined,unused-ignore]  # noqa: F821
+            "create_connection failed", errors)
     finally:
         errors = []  # break the traceback -> frame -> errors cycle
 
@@ -233,27 +305,48 @@ def _resolve(host: Any, port: Any) -> Iterable[Tuple[Any, ...]]:
 
 
 def create_server(
-    stream_class: Callable[[int], S],
+    stream_class: Callable[[int, int, int], S],
     address: Any,
     family: int,
-    backlog: int,
+    backlog: Optional[int],
     reuse_port: bool,
+    dualstack_ipv6: bool,
 ) -> S:
-    """A listening stream socket; loopback of ``family`` when no address is given."""
-    if address is None:
-        address = ("::1", 0) if family == AF_INET6 else ("127.0.0.1", 0)
-        if family == AF_UNIX:
-            raise ValueError("an AF_UNIX server needs a path")
+    """A listening stream socket, in the stdlib's steps; loopback of ``family``
+    when no address is given."""
     if reuse_port and not hasattr(_stdlib, "SO_REUSEPORT"):
         raise ValueError("SO_REUSEPORT not supported on this platform")
-    sock = stream_class(family)
+    if dualstack_ipv6:
+        if not _stdlib.has_dualstack_ipv6():
+            raise ValueError("dualstack_ipv6 not supported on this platform")
+        if family != AF_INET6:
+            raise ValueError("dualstack_ipv6 requires AF_INET6 family")
+    if address is None:
+        if family == AF_UNIX:
+            raise ValueError("an AF_UNIX server needs a path")
+        address = ("::1", 0) if family == AF_INET6 else ("127.0.0.1", 0)
+    sock = stream_class(family, SOCK_STREAM, 0)
     try:
-        if family != AF_UNIX:
+        try:
             sock.setsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_REUSEPORT, 1)
-        sock.bind(address)
-        sock.listen(backlog)
+        except OSError:
+            pass  # as the stdlib: a family without it binds all the same
+        if reuse_port:
+            sock.setsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_REUSEPORT, 1)
+        if family == AF_INET6:
+            sock.setsockopt(_stdlib.IPPROTO_IPV6, _stdlib.IPV6_V6ONLY,
+                            0 if dualstack_ipv6 else 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno is None:
+                raise
+            raise OSError(exc.errno, f"{exc.strerror} (while attempting to bind on "
+                                     f"address {address!r})") from None
+        if backlog is None:
+            sock.listen()
+        else:
+            sock.listen(backlog)
     except BaseException:
         sock.close()
         raise

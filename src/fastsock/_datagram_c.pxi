@@ -6,7 +6,8 @@ cdef class DatagramSocket(_Socket):
     """A UDP (AF_INET, AF_INET6) or Unix datagram (AF_UNIX) socket, like a stdlib socket
     of type SOCK_DGRAM.
 
-    It starts blocking (timeout None) whatever socket.getdefaulttimeout() says, and its
+    Made as a stdlib socket is, ``(family=AF_INET, type=SOCK_DGRAM, proto=0, fileno=None)``
+    (another type: ValueError); its timeout starts as socket.getdefaulttimeout(), and its
     sends never raise SIGPIPE.  Besides the stdlib's calls it moves many datagrams per
     call (recv_batch, recv_many, send_many, sendto_many: recvmmsg/sendmmsg in the
     compiled implementation), and has UDP GSO (send_segments) and GRO (set_gro,
@@ -21,32 +22,8 @@ cdef class DatagramSocket(_Socket):
 
     _KIND = c.SOCK_DGRAM
 
-    def __init__(self, family=AF_INET):
-        self._open(family, c.SOCK_DGRAM)
-
-    def sendto(self, data, *args):
-        """``sendto(data, address)`` or ``sendto(data, flags, address)``: send ``data``
-        as one datagram to ``address`` and return the bytes sent, as socket.sendto();
-        never raises SIGPIPE.
-        """
-        cdef Py_buffer view
-        cdef IOArgs a
-        if len(args) == 1:
-            a.flags = 0
-            address = args[0]
-        elif len(args) == 2:
-            a.flags = as_int(args[0])
-            address = args[1]
-        else:
-            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        try:
-            parse_address(self.family_, address, &a.addr, &a.addrlen, "sendto")
-            a.buf = <char *>view.buf
-            a.len = <size_t>view.len
-            return self._send(c.POLLOUT, _do_sendto, &a, &a.flags, a.len, self._deadline())
-        finally:
-            PyBuffer_Release(&view)
+    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
+        self._open(family, type, proto, fileno)
 
     def recvfrom(self, Py_ssize_t bufsize, flags=0):
         """Receive one datagram, at most ``bufsize`` bytes of it, and return ``(bytes,

@@ -144,7 +144,8 @@ class DatagramSocket(_Socket):
     """A UDP (AF_INET, AF_INET6) or Unix datagram (AF_UNIX) socket, like a stdlib socket
     of type SOCK_DGRAM.
 
-    It starts blocking (timeout None) whatever socket.getdefaulttimeout() says, and its
+    Made as a stdlib socket is, ``(family=AF_INET, type=SOCK_DGRAM, proto=0, fileno=None)``
+    (another type: ValueError); its timeout starts as socket.getdefaulttimeout(), and its
     sends never raise SIGPIPE.  Besides the stdlib's calls it moves many datagrams per
     call (recv_batch, recv_many, send_many, sendto_many: recvmmsg/sendmmsg in the
     compiled implementation), and has UDP GSO (send_segments) and GRO (set_gro,
@@ -153,27 +154,6 @@ class DatagramSocket(_Socket):
 
     __slots__ = ()
     _KIND = SOCK_DGRAM
-
-    def sendto(self, data: Any, *args: Any) -> int:
-        """``sendto(data, address)`` or ``sendto(data, flags, address)``: send ``data``
-        as one datagram to ``address`` and return the bytes sent, as socket.sendto();
-        never raises SIGPIPE.
-        """
-        if len(args) == 1:
-            flags, address = 0, args[0]
-        elif len(args) == 2:
-            flags, address = args
-        else:
-            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
-        try:
-            address = self._address(address)
-        except (TypeError, ValueError):
-            # the stdlib checks the data and the flags before the address
-            _readable_bytes(data).release()
-            _flags(flags)
-            raise
-        n: int = self._call_addressed(self._sock.sendto, data, _flags(flags), address)
-        return n
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> Tuple[bytes, Any]:
         """Receive one datagram, at most ``bufsize`` bytes of it, and return ``(bytes,

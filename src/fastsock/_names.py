@@ -12,6 +12,7 @@ and fuzz targets take the list from here.
 
 from __future__ import annotations
 
+import socket as _stdlib
 from typing import Mapping
 
 # what each twin module defines
@@ -20,6 +21,9 @@ IMPLEMENTATION_NAMES: tuple[str, ...] = (
     "StreamSocket",
     "DatagramSocket",
     "DatagramBatch",
+    "SocketType",
+    "socket",
+    "fromfd",
     "socketpair",
     "create_connection",
     "create_server",
@@ -47,7 +51,13 @@ TWIN_NAMES: tuple[str, ...] = (*IMPLEMENTATION_NAMES, *COMMON_NAMES)
 # kernel capabilities, probed on first use (not at import)
 PROBED_NAMES: tuple[str, ...] = ("UDP_GSO", "UDP_GRO")
 
-PUBLIC_NAMES: tuple[str, ...] = (*TWIN_NAMES, *PROBED_NAMES, "__version__")
+# the rest of the stdlib socket module's names, re-exported unchanged by the
+# dispatcher (constants, exceptions, name resolution and conversions), so that
+# code written for the stdlib runs with only the import changed
+STDLIB_NAMES: tuple[str, ...] = tuple(
+    name for name in _stdlib.__all__ if name not in TWIN_NAMES and name not in PROBED_NAMES)
+
+PUBLIC_NAMES: tuple[str, ...] = (*TWIN_NAMES, *PROBED_NAMES, *STDLIB_NAMES, "__version__")
 
 # implementation name -> (module, environment that makes the dispatcher pick it)
 IMPLEMENTATIONS: Mapping[str, tuple[str, Mapping[str, str]]] = {

@@ -24,7 +24,7 @@ from cpython.buffer cimport (
 )
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
-from cpython.long cimport PyLong_AsLong, PyLong_AsSsize_t
+from cpython.long cimport PyLong_AsLong, PyLong_AsSsize_t, PyLong_AsUnsignedLongMask
 from cpython.number cimport PyNumber_AsSsize_t
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_XDECREF
@@ -50,7 +50,7 @@ from cpython.mem cimport (
     PyMem_RawMalloc,
     PyMem_RawRealloc,
 )
-from posix.fcntl cimport F_GETFL, O_NONBLOCK, fcntl
+from posix.fcntl cimport F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_SETFD, FD_CLOEXEC, O_NONBLOCK, fcntl
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport close as c_close, pread, read as c_read, usleep
 
@@ -65,7 +65,7 @@ from .includes.sockapi cimport FIONBIO, ioctl
 import os as _os
 from itertools import islice as _islice
 from operator import index as _index
-import socket as _stdlib  # for the exception class gaierror only, never for I/O
+import socket as _stdlib  # its constants, enums and exceptions; never for I/O
 import warnings as _warnings
 
 from . import _common, _names
@@ -87,14 +87,15 @@ from ._common import (
 
 IMPLEMENTATION = "cython"
 
-AF_INET = c.AF_INET
-AF_INET6 = c.AF_INET6
-AF_UNIX = c.AF_UNIX
-SOCK_STREAM = c.SOCK_STREAM
-SOCK_DGRAM = c.SOCK_DGRAM
-SHUT_RD = c.SHUT_RD
-SHUT_WR = c.SHUT_WR
-SHUT_RDWR = c.SHUT_RDWR
+# the stdlib's own objects (enum members), as the stdlib's code compares them
+AF_INET = _stdlib.AF_INET
+AF_INET6 = _stdlib.AF_INET6
+AF_UNIX = _stdlib.AF_UNIX
+SOCK_STREAM = _stdlib.SOCK_STREAM
+SOCK_DGRAM = _stdlib.SOCK_DGRAM
+SHUT_RD = _stdlib.SHUT_RD
+SHUT_WR = _stdlib.SHUT_WR
+SHUT_RDWR = _stdlib.SHUT_RDWR
 
 __all__ = list(_names.TWIN_NAMES)
 
@@ -117,33 +118,65 @@ include "_datagram_c.pxi"
 
 # -- module functions -------------------------------------------------------------
 
-def socketpair(family=AF_UNIX, type=SOCK_STREAM):
+SocketType = _Socket  # what both classes are, as socket.SocketType for the stdlib's
+
+
+def socket(family=-1, type=-1, proto=-1, fileno=None):
+    """socket.socket()'s arguments, fastsock's classes: a StreamSocket for SOCK_STREAM
+    (the default), a DatagramSocket for SOCK_DGRAM, ValueError for another type.
+    With ``fileno`` and no type, the descriptor's own type decides.
+    """
+    kind = _index(type)
+    cls = _common.socket_class(StreamSocket, DatagramSocket, kind, fileno)
+    return cls(family, kind, proto, fileno)
+
+
+def fromfd(fd, family, type, proto=0):
+    """A socket on a duplicate of descriptor ``fd`` (not inheritable), as
+    socket.fromfd(); ``fd`` stays the caller's.
+    """
+    duplicate = _os.dup(_index(fd))
+    try:
+        return socket(family, type, proto, duplicate)
+    except BaseException:
+        c_close(duplicate)
+        raise
+
+
+def socketpair(family=None, type=SOCK_STREAM, proto=0):
     """A pair of connected sockets, as socket.socketpair(): StreamSocket for
-    SOCK_STREAM, DatagramSocket for SOCK_DGRAM, both blocking whatever
-    socket.getdefaulttimeout() says.
+    SOCK_STREAM, DatagramSocket for SOCK_DGRAM (SOCK_NONBLOCK/SOCK_CLOEXEC may be
+    or'ed in, as for the constructor).  ``family`` None is AF_UNIX.  Their
+    timeout is socket.getdefaulttimeout(), or 0.0 with SOCK_NONBLOCK.
 
     ValueError for another type, OSError (EAFNOSUPPORT) for a family other than AF_UNIX,
     AF_INET or AF_INET6; Linux pairs only AF_UNIX sockets (EOPNOTSUPP for the others).
     """
     cdef int fds[2]
-    cdef int fam = as_int(family)
+    # converted first, in order, as in C
+    cdef int fam = c.AF_UNIX if family is None else as_int(family)
     cdef int kind = as_int(type)
+    cdef int cproto = as_int(proto)
+    cdef double timeout
     cdef _Socket a, b
-    if kind == c.SOCK_STREAM:
+    if kind & ~sock_type_flags == c.SOCK_STREAM:
         cls = StreamSocket
-    elif kind == c.SOCK_DGRAM:
+    elif kind & ~sock_type_flags == c.SOCK_DGRAM:
         cls = DatagramSocket
     else:
         raise ValueError("socketpair type must be SOCK_STREAM or SOCK_DGRAM")
     if fam != c.AF_INET and fam != c.AF_INET6 and fam != c.AF_UNIX:
         raise_errno(EAFNOSUPPORT)
-    if c.socketpair(fam, kind | c.SOCK_CLOEXEC, 0, fds) < 0:
+    timeout = 0.0 if kind & c.SOCK_NONBLOCK else default_timeout()
+    kind &= ~sock_type_flags
+    if c.socketpair(fam, kind | c.SOCK_CLOEXEC | (c.SOCK_NONBLOCK if timeout >= 0 else 0),
+                    cproto, fds) < 0:
         raise_errno(errno)
     pair = []
     try:
         for fd in (fds[0], fds[1]):
             sock = cls.__new__(cls)
-            (<_Socket>sock)._adopt_fd(fd, fam, kind, 0, -1.0)
+            (<_Socket>sock)._adopt_fd(fd, fam, kind, cproto, timeout)
             pair.append(sock)
     except BaseException:  # MemoryError: close what no socket owns yet
         for fd in (fds[0], fds[1])[len(pair):]:
@@ -152,24 +185,30 @@ def socketpair(family=AF_UNIX, type=SOCK_STREAM):
     return tuple(pair)
 
 
-def create_connection(address, timeout=None, *, source_address=None):
+def create_connection(address, timeout=_common.DEFAULT_TIMEOUT, source_address=None, *,
+                      all_errors=False):
     """Connect a StreamSocket to ``(host, port)`` or to an AF_UNIX path, as
     socket.create_connection().
 
-    Every address the host resolves to (IPv4, IPv6) is tried in turn; when all fail, the
-    first error is raised.  ``timeout`` (default None: block, not the stdlib's default
-    timeout) bounds each attempt and stays set on the socket; ``source_address`` is
-    bound before connecting (not for a path).
+    Every address the host resolves to (IPv4, IPv6) is tried in turn; when all fail,
+    the last error is raised, or with ``all_errors`` (Python 3.11+) an ExceptionGroup
+    of them all.  ``timeout`` (default: socket.getdefaulttimeout()) bounds each
+    attempt and stays set on the socket; ``source_address`` is bound before
+    connecting (not for a path).
     """
-    return _common.create_connection(StreamSocket, address, timeout, source_address)
+    return _common.create_connection(StreamSocket, address, timeout, source_address,
+                                     all_errors)
 
 
-def create_server(address=None, *, family=AF_INET, backlog=128, reuse_port=False):
+def create_server(address=None, *, family=AF_INET, backlog=None, reuse_port=False,
+                  dualstack_ipv6=False):
     """A StreamSocket bound to ``address`` and listening, as socket.create_server().
 
     Without an address it listens on a free port of the loopback of ``family``
-    (127.0.0.1 or ::1); an AF_UNIX server needs a path (ValueError).  SO_REUSEADDR is
-    set (and SO_REUSEPORT with ``reuse_port``) except for AF_UNIX; unlike the stdlib
-    there is no ``dualstack_ipv6`` and IPV6_V6ONLY is left as the system sets it.
+    (127.0.0.1 or ::1), never on every interface; an AF_UNIX server needs a path
+    (ValueError).  SO_REUSEADDR is set, SO_REUSEPORT with ``reuse_port``; an AF_INET6
+    server takes IPv6 only, or IPv4 too with ``dualstack_ipv6`` (ValueError where
+    the system cannot).  A failed bind says the address, as the stdlib's.
     """
-    return _common.create_server(StreamSocket, address, family, backlog, reuse_port)
+    return _common.create_server(StreamSocket, address, family, backlog, reuse_port,
+                                 dualstack_ipv6)

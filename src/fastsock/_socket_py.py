@@ -10,19 +10,15 @@ _datagram_py.  It never imports the compiled module.
 
 from __future__ import annotations
 
+import os
 import socket as _stdlib
 from operator import index as _index
-from typing import Any, Optional, Tuple
+from typing import Any, Literal, Optional, Tuple, overload
 
 from . import _common, _names
-from ._base_py import _check_family
+from ._base_py import _check_family, _Socket
 # re-exported, written as "X as X" so type checkers see the export
 from ._common import (
-    AF_INET as AF_INET,
-    AF_INET6 as AF_INET6,
-    AF_UNIX as AF_UNIX,
-    SOCK_DGRAM as SOCK_DGRAM,
-    SOCK_STREAM as SOCK_STREAM,
     IncompleteReadError as IncompleteReadError,
     LimitOverrunError as LimitOverrunError,
     MessageTooLargeError as MessageTooLargeError,
@@ -36,59 +32,109 @@ __all__ = list(_names.TWIN_NAMES)
 
 IMPLEMENTATION = "python"
 
-SHUT_RD: int = int(_stdlib.SHUT_RD)
-SHUT_WR: int = int(_stdlib.SHUT_WR)
-SHUT_RDWR: int = int(_stdlib.SHUT_RDWR)
+# the stdlib's own objects (enum members), as the stdlib's code compares them
+AF_INET = _stdlib.AF_INET
+AF_INET6 = _stdlib.AF_INET6
+AF_UNIX = _stdlib.AF_UNIX
+SOCK_STREAM = _stdlib.SOCK_STREAM
+SOCK_DGRAM = _stdlib.SOCK_DGRAM
+SHUT_RD: int = _stdlib.SHUT_RD
+SHUT_WR: int = _stdlib.SHUT_WR
+SHUT_RDWR: int = _stdlib.SHUT_RDWR
 
 
-def socketpair(family: int = AF_UNIX, type: int = SOCK_STREAM) -> Tuple[Any, Any]:
+SocketType = _Socket  # what both classes are, as socket.SocketType for the stdlib's
+
+
+@overload
+def socket(family: int = -1, type: Literal[_stdlib.SocketKind.SOCK_STREAM, -1] = -1,
+           proto: int = -1, fileno: None = None) -> StreamSocket: ...
+@overload
+def socket(family: int, type: Literal[_stdlib.SocketKind.SOCK_DGRAM], proto: int = -1,
+           fileno: None = None) -> DatagramSocket: ...
+@overload
+def socket(family: int = -1, type: int = -1, proto: int = -1,
+           fileno: Optional[int] = None) -> StreamSocket | DatagramSocket: ...
+def socket(family: int = -1, type: int = -1, proto: int = -1,
+           fileno: Optional[int] = None) -> StreamSocket | DatagramSocket:
+    """socket.socket()'s arguments, fastsock's classes: a StreamSocket for SOCK_STREAM
+    (the default), a DatagramSocket for SOCK_DGRAM, ValueError for another type.
+    With ``fileno`` and no type, the descriptor's own type decides.
+    """
+    kind = _index(type)
+    cls = _common.socket_class(StreamSocket, DatagramSocket, kind, fileno)
+    made: StreamSocket | DatagramSocket = cls(family, kind, proto, fileno)
+    return made
+
+
+def fromfd(fd: int, family: int, type: int, proto: int = 0) -> StreamSocket | DatagramSocket:
+    """A socket on a duplicate of descriptor ``fd`` (not inheritable), as
+    socket.fromfd(); ``fd`` stays the caller's.
+    """
+    duplicate = os.dup(_index(fd))
+    try:
+        return socket(family, type, proto, duplicate)
+    except BaseException:
+        os.close(duplicate)
+        raise
+
+
+def socketpair(family: Optional[int] = None, type: int = SOCK_STREAM,
+               proto: int = 0) -> Tuple[Any, Any]:
     """A pair of connected sockets, as socket.socketpair(): StreamSocket for
-    SOCK_STREAM, DatagramSocket for SOCK_DGRAM, both blocking whatever
-    socket.getdefaulttimeout() says.
+    SOCK_STREAM, DatagramSocket for SOCK_DGRAM (SOCK_NONBLOCK/SOCK_CLOEXEC may be
+    or'ed in, as for the constructor).  ``family`` None is AF_UNIX.  Their
+    timeout is socket.getdefaulttimeout(), or 0.0 with SOCK_NONBLOCK.
 
     ValueError for another type, OSError (EAFNOSUPPORT) for a family other than AF_UNIX,
     AF_INET or AF_INET6; Linux pairs only AF_UNIX sockets (EOPNOTSUPP for the others).
     """
-    fam, kind = _index(family), _index(type)  # both converted first, as in C
-    cls = {SOCK_STREAM: StreamSocket, SOCK_DGRAM: DatagramSocket}.get(kind)
+    # converted first, in order, as in C
+    fam = AF_UNIX if family is None else _index(family)
+    kind, proto = _index(type), _index(proto)
+    classes: dict[int, Any] = {SOCK_STREAM: StreamSocket, SOCK_DGRAM: DatagramSocket}
+    cls = classes.get(kind & ~_common.SOCK_TYPE_FLAGS)
     if cls is None:
         raise ValueError("socketpair type must be SOCK_STREAM or SOCK_DGRAM")
-    a, b = _stdlib.socketpair(_check_family(fam), kind)
-    for sock in (a, b):
-        if sock.gettimeout() is not None:
-            sock.settimeout(None)
+    a, b = _stdlib.socketpair(_check_family(fam), kind, proto)
     return cls._adopt(a), cls._adopt(b)
 
 
 def create_connection(
     address: Any,
-    timeout: Optional[float] = None,
-    *,
+    timeout: Any = _common.DEFAULT_TIMEOUT,
     source_address: Any = None,
+    *,
+    all_errors: bool = False,
 ) -> StreamSocket:
     """Connect a StreamSocket to ``(host, port)`` or to an AF_UNIX path, as
     socket.create_connection().
 
-    Every address the host resolves to (IPv4, IPv6) is tried in turn; when all fail, the
-    first error is raised.  ``timeout`` (default None: block, not the stdlib's default
-    timeout) bounds each attempt and stays set on the socket; ``source_address`` is
-    bound before connecting (not for a path).
+    Every address the host resolves to (IPv4, IPv6) is tried in turn; when all fail,
+    the last error is raised, or with ``all_errors`` (Python 3.11+) an ExceptionGroup
+    of them all.  ``timeout`` (default: socket.getdefaulttimeout()) bounds each
+    attempt and stays set on the socket; ``source_address`` is bound before
+    connecting (not for a path).
     """
-    return _common.create_connection(StreamSocket, address, timeout, source_address)
+    return _common.create_connection(StreamSocket, address, timeout, source_address,
+                                     all_errors)
 
 
 def create_server(
     address: Any = None,
     *,
     family: int = AF_INET,
-    backlog: int = 128,
+    backlog: Optional[int] = None,
     reuse_port: bool = False,
+    dualstack_ipv6: bool = False,
 ) -> StreamSocket:
     """A StreamSocket bound to ``address`` and listening, as socket.create_server().
 
     Without an address it listens on a free port of the loopback of ``family``
-    (127.0.0.1 or ::1); an AF_UNIX server needs a path (ValueError).  SO_REUSEADDR is
-    set (and SO_REUSEPORT with ``reuse_port``) except for AF_UNIX; unlike the stdlib
-    there is no ``dualstack_ipv6`` and IPV6_V6ONLY is left as the system sets it.
+    (127.0.0.1 or ::1), never on every interface; an AF_UNIX server needs a path
+    (ValueError).  SO_REUSEADDR is set, SO_REUSEPORT with ``reuse_port``; an AF_INET6
+    server takes IPv6 only, or IPv4 too with ``dualstack_ipv6`` (ValueError where
+    the system cannot).  A failed bind says the address, as the stdlib's.
     """
-    return _common.create_server(StreamSocket, address, family, backlog, reuse_port)
+    return _common.create_server(StreamSocket, address, family, backlog, reuse_port,
+                                 dualstack_ipv6)

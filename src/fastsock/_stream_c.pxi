@@ -140,7 +140,8 @@ cdef class StreamSocket(_Socket):
     """A TCP (AF_INET, AF_INET6) or Unix stream (AF_UNIX) socket, like a stdlib socket
     of type SOCK_STREAM.
 
-    It starts blocking (timeout None) whatever socket.getdefaulttimeout() says, and its
+    Made as a stdlib socket is, ``(family=AF_INET, type=SOCK_STREAM, proto=0, fileno=None)``
+    (another type: ValueError); its timeout starts as socket.getdefaulttimeout(), and its
     sends never raise SIGPIPE.  Its framing calls (recv_exactly, recv_until, recv_msg,
     recv_msgs) may read past what they return: those bytes wait in the socket's receive
     buffer (``buffered``), and every receive call returns them first.  Once a receive
@@ -157,8 +158,8 @@ cdef class StreamSocket(_Socket):
 
     _KIND = c.SOCK_STREAM
 
-    def __init__(self, family=AF_INET):
-        self._open(family, c.SOCK_STREAM)
+    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
+        self._open(family, type, proto, fileno)
 
     def __dealloc__(self):
         PyMem_RawFree(self.rbuf.data)
@@ -243,6 +244,47 @@ cdef class StreamSocket(_Socket):
             return n
         return self._recv_into_view(&view, &a)
 
+    def recvfrom(self, Py_ssize_t bufsize, flags=0):
+        """recv() with the sender's address, as socket.recvfrom(): ``(bytes, None)`` on
+        a connected stream (the address is the stdlib's, which is None on Linux).
+        Buffered bytes are returned first, as by recv().
+        """
+        cdef IOArgs a
+        cdef ssize_t n
+        a.flags = as_int(flags)  # every argument is converted first, as by the stdlib
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recvfrom")
+        if self.receiving or self.rbuf.end > self.rbuf.start:
+            return self.recv(bufsize, a.flags), None
+        data = PyBytes_FromStringAndSize(NULL, bufsize)
+        a.buf = PyBytes_AS_STRING(data)
+        a.len = <size_t>bufsize
+        n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
+        if n != bufsize:
+            data = data[:n]
+        return data, make_address(&a.addr, a.addrlen)
+
+    def recvfrom_into(self, buffer, nbytes=0, flags=0):
+        """recv_into() with the sender's address, as socket.recvfrom_into():
+        ``(nbytes, None)`` on a connected stream.  Buffered bytes are returned first.
+        """
+        cdef Py_buffer view
+        cdef IOArgs a
+        cdef ssize_t n
+        get_writable(buffer, &view, "recvfrom_into")
+        a.len = <size_t>check_nbytes(&view, nbytes, flags, &a.flags,
+                                     "negative buffersize in recvfrom_into",
+                                     "nbytes is greater than the length of the buffer")
+        if self.receiving or self.rbuf.end > self.rbuf.start:
+            PyBuffer_Release(&view)
+            return self.recv_into(buffer, a.len, a.flags), None
+        a.buf = <char *>view.buf
+        try:
+            n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
+        finally:
+            PyBuffer_Release(&view)
+        return n, make_address(&a.addr, a.addrlen)
+
     def listen(self, backlog=128):
         """Listen for connections, queueing up to ``backlog`` (default 128; negative
         counts as 0), as socket.listen().
@@ -256,11 +298,14 @@ cdef class StreamSocket(_Socket):
         """Wait for a connection and return ``(StreamSocket, address)``, as
         socket.accept().
 
-        The new socket blocks (timeout None) whatever this one's timeout and
-        socket.getdefaulttimeout() are, and is not inheritable.
+        The new socket's timeout is socket.getdefaulttimeout() (None unless set),
+        whatever this one's is, and it is not inheritable.
         """
         cdef IOArgs a
-        cdef int fd = <int>self._call(c.POLLIN, _do_accept, &a, self._deadline())
+        cdef int fd
+        cdef double timeout = default_timeout()
+        a.flags = c.SOCK_CLOEXEC | (c.SOCK_NONBLOCK if timeout >= 0 else 0)
+        fd = <int>self._call(c.POLLIN, _do_accept, &a, self._deadline())
         cdef StreamSocket conn
         cdef object address
         try:
@@ -269,7 +314,7 @@ cdef class StreamSocket(_Socket):
         except BaseException:  # MemoryError: nothing owns the new descriptor yet
             c_close(fd)
             raise
-        conn._adopt_fd(fd, self.family_, c.SOCK_STREAM, self.proto_, -1.0)
+        conn._adopt_fd(fd, self.family_, c.SOCK_STREAM, self.proto_, timeout)
         return conn, address
 
     def sendall(self, data, flags=0):
@@ -364,7 +409,7 @@ cdef class StreamSocket(_Socket):
         cdef int fd, err = 0
         self._raise_deferred()
         while done < n:
-            if self.timeout < 0:
+            if self.timeout_ < 0:
                 fd = self.fd
                 if fd < 0:
                     return raise_errno(EBADF)
@@ -832,7 +877,7 @@ cdef class StreamSocket(_Socket):
                 else:
                     # wait for its data as for the socket's (close() wakes the
                     # wait); a non-blocking socket only looks
-                    if self.timeout == 0:
+                    if self.timeout_ == 0:
                         if not self._source_ready(in_fd):
                             raise_errno(EAGAIN)
                     elif self._wait(c.POLLIN, deadline, in_fd):
@@ -856,7 +901,7 @@ cdef class StreamSocket(_Socket):
                     raise
                 total[0] += n
         except BlockingIOError:
-            if not (self.timeout == 0 and total[0]):
+            if not (self.timeout_ == 0 and total[0]):
                 raise
         finally:
             PyMem_Free(chunk)

@@ -45,7 +45,6 @@ from ._common import (
     MessageTooLargeError,
 )
 
-_Stream = TypeVar("_Stream", bound="StreamSocket")
 
 # -- sizes, headers and argument checks ---------------------------------------------
 
@@ -86,7 +85,8 @@ class StreamSocket(_Socket):
     """A TCP (AF_INET, AF_INET6) or Unix stream (AF_UNIX) socket, like a stdlib socket
     of type SOCK_STREAM.
 
-    It starts blocking (timeout None) whatever socket.getdefaulttimeout() says, and its
+    Made as a stdlib socket is, ``(family=AF_INET, type=SOCK_STREAM, proto=0, fileno=None)``
+    (another type: ValueError); its timeout starts as socket.getdefaulttimeout(), and its
     sends never raise SIGPIPE.  Its framing calls (recv_exactly, recv_until, recv_msg,
     recv_msgs) may read past what they return: those bytes wait in the socket's receive
     buffer (``buffered``), and every receive call returns them first.  Once a receive
@@ -107,19 +107,11 @@ class StreamSocket(_Socket):
     __slots__ = ("_rbuf", "_rpos", "_receiving")
     _KIND = SOCK_STREAM
 
-    def __init__(self, family: int = AF_INET) -> None:
-        super().__init__(family)
+    def _setup(self, sock: _stdlib.socket) -> None:
+        super()._setup(sock)
         self._rbuf = bytearray()
         self._rpos = 0
         self._receiving = False
-
-    @classmethod
-    def _adopt(cls: type[_Stream], sock: _stdlib.socket) -> _Stream:
-        self = super()._adopt(sock)
-        self._rbuf = bytearray()
-        self._rpos = 0
-        self._receiving = False
-        return self
 
     def _check_handoff(self) -> None:
         held = len(self._rbuf) - self._rpos
@@ -157,18 +149,17 @@ class StreamSocket(_Socket):
         """Wait for a connection and return ``(StreamSocket, address)``, as
         socket.accept().
 
-        The new socket blocks (timeout None) whatever this one's timeout and
-        socket.getdefaulttimeout() are, and is not inheritable.
+        The new socket's timeout is socket.getdefaulttimeout() (None unless set),
+        whatever this one's is, and it is not inheritable.
         """
         fd, address = self._call(self._sock._accept)  # type: ignore[attr-defined]
         try:
+            # the stdlib's own steps: the default timeout applies to the new socket
             conn = _stdlib.socket(self._sock.family, SOCK_STREAM, self._sock.proto, fileno=fd)
         except BaseException:  # MemoryError: nothing owns the new descriptor yet
             os.close(fd)
             raise
         try:
-            if conn.gettimeout() is not None:
-                conn.settimeout(None)  # accepted sockets start blocking, as in C
             return StreamSocket._adopt(conn), address
         except BaseException:
             conn.close()
@@ -341,13 +332,13 @@ class StreamSocket(_Socket):
             raise _closed_error()  # closed meanwhile: report the close, not an end
         return data
 
-    def _recv_buffered(self, bufsize: Any, flags: Any) -> bytes:
+    def _recv_buffered(self, bufsize: Any, flags: Any, method: str = "recv") -> bytes:
         size: int = bufsize if type(bufsize) is int else _index(bufsize)
         if not -_SSIZE_MAX - 1 <= size <= _SSIZE_MAX:  # as a C conversion
             raise OverflowError("Python int too large to convert to C ssize_t")
         peek = (flags if type(flags) is int else _index(flags)) & _MSG_PEEK
         if size < 0:  # after converting both arguments, as the stdlib
-            raise ValueError("negative buffersize in recv")
+            raise ValueError(f"negative buffersize in {method}")
         if self._receiving:
             self._begin_receive()  # raises
         if not self._rbuf:
@@ -371,8 +362,9 @@ class StreamSocket(_Socket):
             raise _closed_error()  # closed meanwhile: report the close, not an end
         return n
 
-    def _recv_into_buffered(self, buffer: Any, nbytes: Any, flags: Any) -> int:
-        view = _writable_bytes(buffer, nbytes, "recv_into", flags)
+    def _recv_into_buffered(self, buffer: Any, nbytes: Any, flags: Any,
+                            method: str = "recv_into") -> int:
+        view = _writable_bytes(buffer, nbytes, method, flags)
         try:
             peek = (flags if type(flags) is int else _index(flags)) & _MSG_PEEK
             if self._receiving:
@@ -389,6 +381,29 @@ class StreamSocket(_Socket):
         if not peek:
             self._skip(size)
         return size
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> Tuple[bytes, Any]:
+        """recv() with the sender's address, as socket.recvfrom(): ``(bytes, None)`` on
+        a connected stream (the address is the stdlib's, which is None on Linux).
+        Buffered bytes are returned first, as by recv().
+        """
+        if self._rbuf or self._receiving or self._deferred:
+            return self._recv_buffered(bufsize, flags, "recvfrom"), None
+        result: Tuple[bytes, Any] = self._call(self._sock.recvfrom, bufsize, flags)
+        if not result[0] and self._sock.fileno() == -1:
+            raise _closed_error()  # closed meanwhile: report the close, not an end
+        return result
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> Tuple[int, Any]:
+        """recv_into() with the sender's address, as socket.recvfrom_into():
+        ``(nbytes, None)`` on a connected stream.  Buffered bytes are returned first.
+        """
+        if self._rbuf or self._receiving or self._deferred:
+            return self._recv_into_buffered(buffer, nbytes, flags, "recvfrom_into"), None
+        result: Tuple[int, Any] = self._call(self._sock.recvfrom_into, buffer, nbytes, flags)
+        if not result[0] and self._sock.fileno() == -1:
+            raise _closed_error()  # closed meanwhile: report the close, not an end
+        return result
 
     def recv_exactly(self, n: int) -> bytes:
         """Receive exactly ``n`` bytes; the timeout bounds the whole call.
