@@ -429,14 +429,17 @@ def test_open_connection_takes_a_fastsock_socket(impl: ModuleType, loop_kind: st
     run(loop_kind, main)
 
 
+@pytest.mark.parametrize("handoff", ["fastsock socket", "to_socket()"])
 @pytest.mark.parametrize("api", ["loop.create_server", "asyncio.start_server"])
-def test_servers_take_a_fastsock_listener(impl: ModuleType, loop_kind: str, api: str) -> None:
+def test_servers_take_a_fastsock_listener(impl: ModuleType, loop_kind: str, api: str,
+                                          handoff: str) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         listener = impl.create_server(("127.0.0.1", 0))
         address = listener.getsockname()
+        given = listener if handoff == "fastsock socket" else listener.to_socket()
         server: asyncio.AbstractServer
-        with listener:
+        with listener, given:
             if api == "loop.create_server":
                 class Upper(asyncio.Protocol):
                     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -444,14 +447,14 @@ def test_servers_take_a_fastsock_listener(impl: ModuleType, loop_kind: str, api:
 
                     def data_received(self, data: bytes) -> None:
                         self.transport.write(data.upper())
-                server = await loop.create_server(Upper, sock=listener)
+                server = await loop.create_server(Upper, sock=given)
             else:
                 async def upper(reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter) -> None:
                     writer.write((await reader.readline()).upper())
                     await writer.drain()
                     writer.close()
-                server = await asyncio.start_server(upper, sock=listener)
+                server = await asyncio.start_server(upper, sock=given)
             for word in (b"one\n", b"two\n"):  # two connections, one after the other
                 reader, writer = await asyncio.open_connection(*address)
                 writer.write(word)
@@ -460,7 +463,7 @@ def test_servers_take_a_fastsock_listener(impl: ModuleType, loop_kind: str, api:
                 await writer.wait_closed()
             server.close()
             await server.wait_closed()
-            assert listener.closed  # the server closed the socket it was given
+            assert given.fileno() == -1  # the server closed the socket it was given
 
     run(loop_kind, main)
 
@@ -499,7 +502,9 @@ def test_unix_connection_and_server_take_fastsock_sockets(
     run(loop_kind, main)
 
 
-def test_datagram_endpoint_takes_a_fastsock_socket(impl: ModuleType, loop_kind: str) -> None:
+@pytest.mark.parametrize("handoff", ["fastsock socket", "to_socket()"])
+def test_datagram_endpoint_takes_a_fastsock_socket(impl: ModuleType, loop_kind: str,
+                                                   handoff: str) -> None:
     class Datagrams(asyncio.DatagramProtocol):
         def __init__(self) -> None:
             self.received: asyncio.Queue[tuple[bytes, Any]] = asyncio.Queue()
@@ -511,21 +516,23 @@ def test_datagram_endpoint_takes_a_fastsock_socket(impl: ModuleType, loop_kind: 
         loop = asyncio.get_running_loop()
         with impl.DatagramSocket() as sock:
             sock.bind(("127.0.0.1", 0))
-            ours, our_protocol = await loop.create_datagram_endpoint(Datagrams, sock=sock)
+            address = sock.getsockname()
+            given = sock if handoff == "fastsock socket" else sock.to_socket()
+            ours, our_protocol = await loop.create_datagram_endpoint(Datagrams, sock=given)
             theirs, their_protocol = await loop.create_datagram_endpoint(
                 Datagrams, local_addr=("127.0.0.1", 0))
             their_address = theirs.get_extra_info("sockname")
             ours.sendto(b"ping", their_address)
-            assert await their_protocol.received.get() == (b"ping", sock.getsockname())
-            theirs.sendto(b"pong", sock.getsockname())
+            assert await their_protocol.received.get() == (b"ping", address)
+            theirs.sendto(b"pong", address)
             assert await our_protocol.received.get() == (b"pong", their_address)
             ours.close()
             theirs.close()
             for _ in range(100):  # the transports close in a later turn
-                if sock.closed:
+                if given.fileno() == -1:
                     break
                 await asyncio.sleep(0.01)
-            assert sock.closed
+            assert given.fileno() == -1
 
     run(loop_kind, main)
 
