@@ -34,7 +34,7 @@ T = TypeVar("T")
 Server = TypeVar("Server", bound=socketserver.TCPServer)
 
 TIMEOUT = 10.0  # every wait of these tests ends within this
-PAYLOAD = os.urandom(1 << 21)  # more than a loopback connection buffers: sends wait
+PAYLOAD = os.urandom(1 << 21)  # large enough that sends usually wait for room
 
 # -- helpers ----------------------------------------------------------------------
 
