@@ -1,7 +1,7 @@
 """Fixtures shared by every test: both implementations, loopback addresses,
-short Unix paths, and a check that no test leaks a file descriptor; and the
-helpers several test files use (connected pairs, small-buffer pairs, hashing
-what a socket receives)."""
+short Unix paths, a self-signed TLS certificate, and a check that no test
+leaks a file descriptor; and the helpers several test files use (connected
+pairs, small-buffer pairs, hashing what a socket receives, TLS contexts)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import os
 import shutil
 import signal
 import socket
+import ssl
+import subprocess
 import tempfile
 import threading
 import time
@@ -224,6 +226,31 @@ def received_sha256(sock: Any, size: int, bufsize: int = 256 * 1024,
         if after_each is not None:
             after_each(got)
     return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(cert, key) of a self-signed certificate for localhost, made with openssl."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
+def server_context(certificate: tuple[str, str]) -> ssl.SSLContext:
+    """A TLS server context presenting ``certificate``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+def client_context(certificate: tuple[str, str]) -> ssl.SSLContext:
+    """A TLS client context that trusts ``certificate`` alone."""
+    return ssl.create_default_context(cafile=certificate[0])
 
 
 def _open_fds() -> set[int]:

@@ -10,36 +10,12 @@ from __future__ import annotations
 
 import socket
 import ssl
-import subprocess
 import threading
 from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import Worker, connected
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """(cert, key) of a self-signed certificate for localhost."""
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60)
-    return str(cert), str(key)
-
-
-def server_context(certificate: tuple[str, str]) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*certificate)
-    return context
-
-
-def client_context(certificate: tuple[str, str]) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=certificate[0])
+from conftest import Worker, client_context, connected, server_context
 
 
 def pump_handshake(tls: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,

@@ -397,17 +397,17 @@ cdef class _Socket:
         return self
 
     def to_socket(self):
-        """Hand the descriptor over to a new stdlib socket.socket with the same timeout;
-        this socket is left closed.  OSError (EBADF) when it is closed already;
-        RuntimeError, changing nothing, while a StreamSocket holds received bytes no
-        call has returned: take them with take_buffered() first.
+        """Hand the descriptor over to a new stdlib socket.socket with the same timeout
+        and protocol number; this socket is left closed.  OSError (EBADF) when it is
+        closed already; RuntimeError, changing nothing, while a StreamSocket holds
+        received bytes no call has returned: take them with take_buffered() first.
         """
         timeout = self.gettimeout()
-        family, kind = self.family_, self.kind
+        family, kind, proto = self.family_, self.kind, self.proto_
         fd = self.detach()
         if fd == -1:
             raise_errno(EBADF)
-        return _common.stdlib_socket_for(fd, family, kind, timeout)
+        return _common.stdlib_socket_for(fd, family, kind, proto, timeout)
 
     # -- the one helper every call goes through ------------------------------
 

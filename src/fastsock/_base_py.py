@@ -414,17 +414,17 @@ class _Socket:
         return self
 
     def to_socket(self) -> _stdlib.socket:
-        """Hand the descriptor over to a new stdlib socket.socket with the same timeout;
-        this socket is left closed.  OSError (EBADF) when it is closed already;
-        RuntimeError, changing nothing, while a StreamSocket holds received bytes no
-        call has returned: take them with take_buffered() first.
+        """Hand the descriptor over to a new stdlib socket.socket with the same timeout
+        and protocol number; this socket is left closed.  OSError (EBADF) when it is
+        closed already; RuntimeError, changing nothing, while a StreamSocket holds
+        received bytes no call has returned: take them with take_buffered() first.
         """
         timeout = self.gettimeout()
-        family, kind = self.family, self.type
+        family, kind, proto = self.family, self.type, self.proto
         fd = self.detach()
         if fd == -1:
             raise OSError(9, os.strerror(9))
-        return _common.stdlib_socket_for(fd, family, kind, timeout)
+        return _common.stdlib_socket_for(fd, family, kind, proto, timeout)
 
     # -- identity and lifetime ------------------------------------------------
 

@@ -165,10 +165,13 @@ def check_adoptable(sock: object) -> None:
                         "records; keep using the SSLSocket")
 
 
-def stdlib_socket_for(fd: int, family: int, kind: int, timeout: Optional[float]) -> _stdlib.socket:
-    """A stdlib socket that owns ``fd`` (closed if making it fails)."""
+def stdlib_socket_for(fd: int, family: int, kind: int, proto: int,
+                      timeout: Optional[float]) -> _stdlib.socket:
+    """A stdlib socket that owns ``fd`` (closed if making it fails), with the
+    socket's protocol number: asyncio turns TCP_NODELAY on only for a socket
+    whose ``proto`` is IPPROTO_TCP."""
     try:
-        sock = _stdlib.socket(family, kind, 0, fileno=fd)
+        sock = _stdlib.socket(family, kind, proto, fileno=fd)
     except BaseException:
         os.close(fd)
         raise
