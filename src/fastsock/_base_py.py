@@ -471,6 +471,11 @@ class _Socket:
     def __repr__(self) -> str:
         return _common.socket_repr(self)
 
+    def __reduce__(self) -> Any:
+        # as the stdlib's socket and the compiled twin: a copy would own the
+        # same descriptor (and close it twice)
+        raise TypeError(f"cannot pickle '{type(self).__name__}' object")
+
     def __del__(self) -> None:
         sock = getattr(self, "_sock", None)
         if sock is None or sock.fileno() == -1:
