@@ -935,12 +935,12 @@ cdef class _Socket:
         cdef IOArgs a
         cdef ssize_t sent
         cdef double deadline
-        a.flags = as_int(flags)
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)  # the data first, as the stdlib
         deadline = self._deadline()
         a.buf = <char *>view.buf
         a.len = <size_t>view.len
         try:
+            a.flags = as_int(flags)
             sent = self._send(c.POLLOUT, _do_send, &a, &a.flags, a.len, deadline)
             if self.timeout < 0 and 0 < sent < view.len:
                 # the try sent part: a blocking send sends the rest, as the

@@ -611,7 +611,12 @@ class _Socket:
         only some), as socket.send(); never raises SIGPIPE: a stream whose peer is gone
         gives BrokenPipeError.
         """
-        n: int = self._call(self._sock.send, data, _flags(flags))
+        try:
+            send_flags = _flags(flags)
+        except TypeError:
+            _readable_bytes(data).release()  # as the stdlib: the data is checked first
+            raise
+        n: int = self._call(self._sock.send, data, send_flags)
         return n
 
 

@@ -32,15 +32,15 @@ cdef class DatagramSocket(_Socket):
         cdef Py_buffer view
         cdef IOArgs a
         if len(args) == 1:
-            a.flags = 0
-            address = args[0]
+            flags, address = 0, args[0]
         elif len(args) == 2:
-            a.flags = as_int(args[0])
-            address = args[1]
+            flags, address = args
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+        # the data first, then the flags, then the address, as the stdlib
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
+            a.flags = as_int(flags)
             parse_address(self.family_, address, &a.addr, &a.addrlen, "sendto")
             a.buf = <char *>view.buf
             a.len = <size_t>view.len

@@ -165,14 +165,18 @@ class DatagramSocket(_Socket):
             flags, address = args
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+        # the stdlib checks the data, then the flags, then the address
+        try:
+            send_flags = _flags(flags)
+        except TypeError:
+            _readable_bytes(data).release()
+            raise
         try:
             address = self._address(address)
         except (TypeError, ValueError):
-            # the stdlib checks the data and the flags before the address
             _readable_bytes(data).release()
-            _flags(flags)
             raise
-        n: int = self._call_addressed(self._sock.sendto, data, _flags(flags), address)
+        n: int = self._call_addressed(self._sock.sendto, data, send_flags, address)
         return n
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> Tuple[bytes, Any]:
