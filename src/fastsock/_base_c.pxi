@@ -666,7 +666,9 @@ cdef class _Socket:
         thread) and raises OSError (EBADF); the descriptor is closed when the last such
         call returns, so none acts on a reused descriptor.  Nothing is done to the
         connection itself: a forked child or a duplicated descriptor sharing it goes
-        on undisturbed.  A StreamSocket's buffered bytes are dropped.
+        on undisturbed.  A StreamSocket's buffered bytes are dropped.  Afterwards every
+        call that uses the descriptor raises OSError (EBADF), recv(0) and a recv_into()
+        of 0 bytes too (the stdlib's return b"" and 0 without looking).
         """
         cdef int fd = self.fd
         if fd < 0:
@@ -1050,15 +1052,15 @@ cdef class _Socket:
         cdef Py_buffer view
         cdef IOArgs a
         if len(args) == 1:
-            a.flags = 0
-            address = args[0]
+            flags, address = 0, args[0]
         elif len(args) == 2:
-            a.flags = as_int(args[0])
-            address = args[1]
+            flags, address = args
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+        # the data first, then the flags, then the address, as the stdlib
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
+            a.flags = as_int(flags)
             parse_address(self.family_, address, &a.addr, &a.addrlen, "sendto")
             a.buf = <char *>view.buf
             a.len = <size_t>view.len
@@ -1075,12 +1077,12 @@ cdef class _Socket:
         cdef IOArgs a
         cdef ssize_t sent
         cdef double deadline
-        a.flags = as_int(flags)
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)  # the data first, as the stdlib
         deadline = self._deadline()
         a.buf = <char *>view.buf
         a.len = <size_t>view.len
         try:
+            a.flags = as_int(flags)
             sent = self._send(c.POLLOUT, _do_send, &a, &a.flags, a.len, deadline)
             if self.timeout_ < 0 and 0 < sent < view.len:
                 # the try sent part: a blocking send sends the rest, as the

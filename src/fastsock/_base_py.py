@@ -473,7 +473,9 @@ class _Socket:
         thread) and raises OSError (EBADF); the descriptor is closed when the last such
         call returns, so none acts on a reused descriptor.  Nothing is done to the
         connection itself: a forked child or a duplicated descriptor sharing it goes
-        on undisturbed.  A StreamSocket's buffered bytes are dropped.
+        on undisturbed.  A StreamSocket's buffered bytes are dropped.  Afterwards every
+        call that uses the descriptor raises OSError (EBADF), recv(0) and a recv_into()
+        of 0 bytes too (the stdlib's return b"" and 0 without looking).
         """
         self._forget_received()
         calls = self._calls
@@ -534,6 +536,11 @@ class _Socket:
 
     def __repr__(self) -> str:
         return _common.socket_repr(self)
+
+    def __reduce__(self) -> Any:
+        # as the stdlib's socket and the compiled twin: a copy would own the
+        # same descriptor (and close it twice)
+        raise TypeError(f"cannot pickle '{type(self).__name__}' object")
 
     def __del__(self) -> None:
         sock = getattr(self, "_sock", None)
@@ -678,14 +685,18 @@ class _Socket:
             flags, address = args
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+        # the stdlib checks the data, then the flags, then the address
+        try:
+            send_flags = _flags(flags)
+        except TypeError:
+            _readable_bytes(data).release()
+            raise
         try:
             address = self._address(address)
         except (TypeError, ValueError):
-            # the stdlib checks the data and the flags before the address
             _readable_bytes(data).release()
-            _flags(flags)
             raise
-        n: int = self._call_addressed(self._sock.sendto, data, _flags(flags), address)
+        n: int = self._call_addressed(self._sock.sendto, data, send_flags, address)
         return n
 
     def send(self, data: Any, flags: int = 0) -> int:
@@ -693,7 +704,12 @@ class _Socket:
         only some), as socket.send(); never raises SIGPIPE: a stream whose peer is gone
         gives BrokenPipeError.
         """
-        n: int = self._call(self._sock.send, data, _flags(flags))
+        try:
+            send_flags = _flags(flags)
+        except TypeError:
+            _readable_bytes(data).release()  # as the stdlib: the data is checked first
+            raise
+        n: int = self._call(self._sock.send, data, send_flags)
         return n
 
 

@@ -328,9 +328,9 @@ cdef class StreamSocket(_Socket):
         cdef IOArgs a
         cdef Py_ssize_t sent = 0
         cdef double deadline = self._deadline()
-        a.flags = as_int(flags)
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)  # the data first, as the stdlib
         try:
+            a.flags = as_int(flags)
             while True:
                 a.buf = <char *>view.buf + sent
                 a.len = <size_t>(view.len - sent)
