@@ -576,9 +576,6 @@ def test_to_socket_keeps_the_protocol_so_asyncio_turns_nodelay_on(impl: ModuleTy
     run("asyncio", main)
 
 
-@pytest.mark.xfail(raises=AssertionError, reason="create_connection() makes its socket with proto 0; the stdlib's "
-                          "gets IPPROTO_TCP from getaddrinfo (needs the proto argument of "
-                          "the constructor)")
 def test_asyncio_turns_nodelay_on_for_a_create_connection_socket(impl: ModuleType) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -496,15 +496,17 @@ def _new(run: Run, *args: Any) -> Any:
     """Another socket made by the API's constructor for the row's kind
     (``socket.socket``, ``StreamSocket``, ``DatagramSocket``) with ``args``;
     given no type, the stdlib's gets the row's."""
+    if len(args) < 2:  # the row's type where none is given
+        args = (args[0] if args else AF_INET, run.kind)
     if run.module is None:
-        made: Any = socket.socket(*args) if len(args) > 1 else \
-            socket.socket(args[0] if args else AF_INET, run.kind)
+        made: Any = socket.socket(*args)
     elif run.kind == socket.SOCK_STREAM:
         made = run.module.StreamSocket(*args)
     else:
         made = run.module.DatagramSocket(*args)
     run.stack.callback(made.close)
-    return (made.family, made.type, made.gettimeout())
+    return (repr(made.family), repr(made.type), made.proto, made.gettimeout(),
+            made.timeout, os.get_blocking(made.fileno()), made.get_inheritable())
 
 
 def _connect_client(run: Run) -> None:
@@ -1059,6 +1061,33 @@ ROWS += [
     row("constructor of a datagram socket", "unix dgram unconnected", ("new", AF_INET6)),
     row("constructor bad family", "inet stream unconnected", ("new", 99), ("new", "x"),
         ("new", None)),
+    row("constructor with the stdlib's arguments", "inet stream unconnected",
+        ("new", AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP),
+        ("new", AF_INET6, socket.SOCK_STREAM | socket.SOCK_NONBLOCK),
+        ("new", AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC, 0),
+        ("new", -1, -1, -1), ("new", AF_INET, socket.SOCK_STREAM, 999),
+        ("new", AF_INET, socket.SOCK_STREAM, "x"), ("new", AF_INET, 1.5)),
+    row("datagram constructor with the stdlib's arguments", "unix dgram unconnected",
+        ("new", AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP),
+        ("new", AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK),
+        ("new", AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_TCP)),
+    row("timeout attribute", "inet stream connected timeout", "timeout",
+        ("settimeout", None), "timeout", ("setblocking", False), "timeout"),
+    row("setsockopt with no value and a length", "inet stream unconnected",
+        ("setsockopt", SOL_SOCKET, socket.SO_REUSEADDR, None, 4),
+        ("setsockopt", SOL_SOCKET, socket.SO_REUSEADDR, None),
+        ("setsockopt", SOL_SOCKET, socket.SO_REUSEADDR, 1, 4),
+        ("setsockopt", SOL_SOCKET, socket.SO_REUSEADDR, None, "x"),
+        ("setsockopt", SOL_SOCKET, socket.SO_REUSEADDR, None, -1)),
+    row("recvfrom and sendto on a TCP stream", "inet stream connected",
+        ("peer.sendall", MSG), ("recvfrom", 5), ("recvfrom_into", buf(20)),
+        ("sendto", MSG, ("127.0.0.1", 9)), ("peer.recv", 100), ("recvfrom", -1),
+        ("recvfrom_into", buf(4), 5)),
+    row("recvfrom and sendto on a Unix stream", "unix stream connected",
+        ("peer.sendall", MSG), ("recvfrom", 5), ("recvfrom", 100, socket.MSG_PEEK),
+        ("recvfrom_into", buf(20)), ("sendto", MSG, PEER), ("sendto", MSG, 0)),
+    row("recvfrom at the end of a stream", "inet stream peer-closed", ("recvfrom", 10),
+        ("recvfrom_into", buf(4))),
     row("connect by name", "inet stream unconnected",
         ("connect", ("localhost", Ref("peer_port"))), "getpeername"),
     row("connect IPv6 by 4-tuple", "inet6 stream unconnected",
@@ -1094,11 +1123,14 @@ ROWS += [
 _NOT_YET = "fastsock has no {} yet"
 ROWS += [
     row("dup", "unix stream connected", "dup", ("send", b"x"),
-        ("peer.recv", 10, socket.MSG_DONTWAIT),
-        xfail=_NOT_YET.format("dup()")),
+        ("peer.recv", 10, socket.MSG_DONTWAIT)),
+    row("dup of a closed socket", "inet stream connected", "close", "dup"),
+    row("dup keeps the timeout", "inet stream connected timeout", "dup", "gettimeout"),
     row("inheritable", "unix stream unconnected", "get_inheritable",
-        ("set_inheritable", True), "get_inheritable",
-        xfail=_NOT_YET.format("get_inheritable()/set_inheritable()")),
+        ("set_inheritable", True), "get_inheritable", ("set_inheritable", 0),
+        "get_inheritable", ("set_inheritable", "x")),
+    row("inheritable when closed", "inet dgram unconnected", "close", "get_inheritable",
+        ("set_inheritable", True)),
     row("sendmsg and recvmsg", "unix stream connected",
         ("sendmsg", [b"ab", b"cd"]), ("peer.recv", 10, socket.MSG_DONTWAIT), ("peer.sendall", MSG),
         ("recvmsg", 100), xfail=_NOT_YET.format("sendmsg()/recvmsg()")),
