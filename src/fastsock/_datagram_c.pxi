@@ -25,6 +25,13 @@ cdef class DatagramSocket(_Socket):
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         self._open(family, type, proto, fileno)
 
+    def sendall(self, data, flags=0):
+        """Send ``data`` as one datagram to the connected peer, as socket.sendall() on
+        a datagram socket: a datagram goes out whole or not at all, so this is send()
+        returning None.
+        """
+        self.send(data, flags)
+
     def recvfrom(self, Py_ssize_t bufsize, flags=0):
         """Receive one datagram, at most ``bufsize`` bytes of it, and return ``(bytes,
         address)``, as socket.recvfrom(); with MSG_TRUNC the bytes are still only those

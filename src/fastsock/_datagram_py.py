@@ -155,6 +155,13 @@ class DatagramSocket(_Socket):
     __slots__ = ()
     _KIND = SOCK_DGRAM
 
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        """Send ``data`` as one datagram to the connected peer, as socket.sendall() on
+        a datagram socket: a datagram goes out whole or not at all, so this is send()
+        returning None.
+        """
+        self.send(data, flags)
+
     def recvfrom(self, bufsize: int, flags: int = 0) -> Tuple[bytes, Any]:
         """Receive one datagram, at most ``bufsize`` bytes of it, and return ``(bytes,
         address)``, as socket.recvfrom(); with MSG_TRUNC the bytes are still only those
