@@ -1,11 +1,13 @@
-"""Fuzz target: setsockopt and getsockopt.
+"""Fuzz target: setsockopt and getsockopt, and the constructor's arguments.
 
 Arbitrary levels, option names, values (ints of any size, bytes of any
-length, objects of wrong types) and getsockopt buflen values, on fresh
-sockets of both implementations (every family, stream and datagram, open or
-closed).  They must agree with each other exactly: the same int, the same
-raw bytes for a buflen (uninitialised memory would differ), or the same
-exception.
+length, objects of wrong types; the 4-argument form with None and a length)
+and getsockopt buflen values, on fresh sockets of both implementations
+(every family, stream and datagram, open or closed).  They must agree with
+each other exactly: the same int, the same raw bytes for a buflen
+(uninitialised memory would differ), or the same exception.  Sometimes the
+socket is first made with fuzzed constructor arguments (family, type with
+flags, protocol), where both must agree too.
 
 Option names come from a list of harmless ones per level, plus numbers no
 level uses: an arbitrary option could join a multicast group on a real
@@ -62,6 +64,24 @@ def value_arg(fdp: atheris.FuzzedDataProvider) -> Any:
                       memoryview(bytearray(8)).cast("i")])
 
 
+def optlen_arg(fdp: atheris.FuzzedDataProvider) -> Any:
+    choice = fdp.ConsumeIntInRange(0, 7)
+    if choice <= 4:
+        return fdp.ConsumeIntInRange(0, 300)
+    return pick(fdp, [-1, 2**32 + 4, 2**64, 1.0, "4", Index(4), None])
+
+
+def constructor_args(fdp: atheris.FuzzedDataProvider, family: int, kind: int) -> tuple[Any, ...]:
+    flags = pick(fdp, [0, socket.SOCK_NONBLOCK, socket.SOCK_CLOEXEC,
+                       socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC])
+    type_arg = pick(fdp, [kind | flags, -1, kind | flags, socket.SOCK_RAW,
+                          socket.SOCK_SEQPACKET, 2**40, "1", Index(kind), 99])
+    proto = pick(fdp, [0, -1, 0, socket.IPPROTO_TCP, socket.IPPROTO_UDP, 255, 2**40,
+                       1.0, Index(0)])
+    family_arg = pick(fdp, [family, family, -1, 99, Index(family), None])
+    return family_arg, type_arg, proto
+
+
 def level_and_name(fdp: atheris.FuzzedDataProvider) -> tuple[Any, Any]:
     if fdp.ConsumeIntInRange(0, 15) == 0:
         return pick(fdp, [(2**40, 1), (1.0, 1), (socket.SOL_SOCKET, None), (Index(1), Index(2)),
@@ -89,20 +109,32 @@ def one_input(data: bytes) -> None:
     steps = []
     for _ in range(fdp.ConsumeIntInRange(1, 4)):
         level, name = level_and_name(fdp)
-        if fdp.ConsumeBool():
+        if fdp.ConsumeIntInRange(0, 7) == 0:
+            steps.append(("set4", level, name, optlen_arg(fdp)))
+        elif fdp.ConsumeBool():
             steps.append(("set", level, name, value_arg(fdp)))
         steps.append(("get", level, name, buflen_arg(fdp)))
+    made_with = constructor_args(fdp, family, kind) if fdp.ConsumeIntInRange(0, 7) == 0 \
+        else (family,)
     results: dict[str, list[Any]] = {}
     for impl in harness.IMPLS:
         cls = impl.StreamSocket if kind == socket.SOCK_STREAM else impl.DatagramSocket
-        sock = cls(family)
         log = results.setdefault(impl.IMPLEMENTATION, [])
+        made = harness.outcome(lambda: cls(*made_with))
+        if made[0] != "ok":
+            log.append(made)
+            continue
+        sock = made[1]
+        log.append(("ok", (sock.family, sock.type, sock.proto, sock.gettimeout())))
         try:
             if closed:
                 sock.close()
             for op, level, name, arg in steps:
                 if op == "set":
                     log.append(harness.outcome(lambda: sock.setsockopt(level, name, arg)))
+                elif op == "set4":
+                    log.append(harness.outcome(
+                        lambda: sock.setsockopt(level, name, None, arg)))
                 else:
                     log.append(harness.outcome(lambda: sock.getsockopt(level, name, arg)))
         finally:

@@ -870,22 +870,26 @@ cdef class _Socket:
         None, optlen)`` to pass no value and a length (options such as
         ALG_SET_AEAD_AUTHSIZE).
         """
-        cdef int clevel = as_int(level), coptname = as_int(optname)
+        cdef int clevel, coptname
         cdef int flag
         cdef unsigned int clength
         cdef Py_buffer view
         cdef int rc
         if optlen:
-            # the stdlib's 4-argument form: None and a length, nothing else
-            if len(optlen) > 1 or value is not None:
-                raise TypeError(f"setsockopt() takes exactly 3 arguments ({3 + len(optlen)} given)")
+            # the stdlib's 4-argument form, None and a length: any argument it
+            # cannot take ends in its generic complaint about the count
             try:
+                if len(optlen) > 1 or value is not None:
+                    raise TypeError
+                clevel, coptname = as_int(level), as_int(optname)
                 clength = <unsigned int>PyLong_AsUnsignedLongMask(_index(optlen[0]))
-            except TypeError:
-                raise TypeError("setsockopt() takes exactly 3 arguments (4 given)") from None
+            except (TypeError, OverflowError):
+                raise TypeError(f"setsockopt() takes exactly 3 arguments "
+                                f"({3 + len(optlen)} given)") from None
             self._check_open()
             rc = c.setsockopt(self.fd, clevel, coptname, NULL, clength)
         else:
+            clevel, coptname = as_int(level), as_int(optname)
             try:
                 # as the stdlib: an int (anything with __index__) if it is one,
                 # else a bytes-like value

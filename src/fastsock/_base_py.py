@@ -123,6 +123,16 @@ def _check_family(family: object) -> int:
 # -- argument checks ----------------------------------------------------------------
 
 
+def _c_int(value: Any) -> int:
+    """``value`` as a C int, converted and refused as the stdlib's "i" argument."""
+    number: int = _index(value)
+    if number > 0x7FFFFFFF:
+        raise OverflowError("signed integer is greater than maximum")
+    if number < -0x80000000:
+        raise OverflowError("signed integer is less than minimum")
+    return number
+
+
 def _positive(value: Any, name: str) -> int:
     number: int = value if type(value) is int else _index(value)
     if not -_SSIZE_MAX - 1 <= number <= _SSIZE_MAX:  # first, as a C conversion
@@ -269,7 +279,7 @@ class _Socket:
             raise RuntimeError(
                 f"{_type(self).__name__} already initialised: create a new socket instead")
         # converted in the stdlib's order, with its errors
-        family, type, proto = _index(family), _index(type), _index(proto)
+        family, type, proto = _c_int(family), _c_int(type), _c_int(proto)
         if fileno is None:
             kind = self._KIND if type == -1 else type
             if kind & ~_common.SOCK_TYPE_FLAGS != self._KIND:

@@ -126,7 +126,7 @@ def socket(family=-1, type=-1, proto=-1, fileno=None):
     (the default), a DatagramSocket for SOCK_DGRAM, ValueError for another type.
     With ``fileno`` and no type, the descriptor's own type decides.
     """
-    kind = _index(type)
+    kind = as_int(type)
     cls = _common.socket_class(StreamSocket, DatagramSocket, kind, fileno)
     return cls(family, kind, proto, fileno)
 

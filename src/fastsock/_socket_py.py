@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 import socket as _stdlib
 from operator import index as _index
-from typing import Any, Literal, Optional, Tuple, overload
+from typing import Any, Final, Literal, Optional, Tuple, overload
 
 from . import _common, _names
-from ._base_py import _check_family, _Socket
+from ._base_py import _c_int, _check_family, _Socket
 # re-exported, written as "X as X" so type checkers see the export
 from ._common import (
     IncompleteReadError as IncompleteReadError,
@@ -33,14 +33,14 @@ __all__ = list(_names.TWIN_NAMES)
 IMPLEMENTATION = "python"
 
 # the stdlib's own objects (enum members), as the stdlib's code compares them
-AF_INET = _stdlib.AF_INET
-AF_INET6 = _stdlib.AF_INET6
-AF_UNIX = _stdlib.AF_UNIX
-SOCK_STREAM = _stdlib.SOCK_STREAM
-SOCK_DGRAM = _stdlib.SOCK_DGRAM
-SHUT_RD: int = _stdlib.SHUT_RD
-SHUT_WR: int = _stdlib.SHUT_WR
-SHUT_RDWR: int = _stdlib.SHUT_RDWR
+AF_INET: Final = _stdlib.AF_INET
+AF_INET6: Final = _stdlib.AF_INET6
+AF_UNIX: Final = _stdlib.AF_UNIX
+SOCK_STREAM: Final = _stdlib.SOCK_STREAM
+SOCK_DGRAM: Final = _stdlib.SOCK_DGRAM
+SHUT_RD: Final = _stdlib.SHUT_RD
+SHUT_WR: Final = _stdlib.SHUT_WR
+SHUT_RDWR: Final = _stdlib.SHUT_RDWR
 
 
 SocketType = _Socket  # what both classes are, as socket.SocketType for the stdlib's
@@ -61,7 +61,7 @@ def socket(family: int = -1, type: int = -1, proto: int = -1,
     (the default), a DatagramSocket for SOCK_DGRAM, ValueError for another type.
     With ``fileno`` and no type, the descriptor's own type decides.
     """
-    kind = _index(type)
+    kind = _c_int(type)
     cls = _common.socket_class(StreamSocket, DatagramSocket, kind, fileno)
     made: StreamSocket | DatagramSocket = cls(family, kind, proto, fileno)
     return made
@@ -90,8 +90,8 @@ def socketpair(family: Optional[int] = None, type: int = SOCK_STREAM,
     AF_INET or AF_INET6; Linux pairs only AF_UNIX sockets (EOPNOTSUPP for the others).
     """
     # converted first, in order, as in C
-    fam = AF_UNIX if family is None else _index(family)
-    kind, proto = _index(type), _index(proto)
+    fam = AF_UNIX if family is None else _c_int(family)
+    kind, proto = _c_int(type), _c_int(proto)
     classes: dict[int, Any] = {SOCK_STREAM: StreamSocket, SOCK_DGRAM: DatagramSocket}
     cls = classes.get(kind & ~_common.SOCK_TYPE_FLAGS)
     if cls is None:
