@@ -31,3 +31,21 @@ def test_readme_example_runs(index: int, implementation: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip(), "an example should show what it did"
+
+
+def test_every_test_the_porting_table_names_exists() -> None:
+    text = README.read_text()
+    table = text[text.index("## Porting from `socket`"):text.index("## API")]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) >= 10
+    tests = Path(__file__).resolve().parent
+    for row in rows:
+        named = row.rsplit("|", 2)[-2]
+        files = re.findall(r"`(test_\w+\.py)", named)
+        functions = re.findall(r"`(test_\w+)`|::(test_\w+)", named)
+        assert files, row
+        sources = "".join((tests / name).read_text() for name in files)
+        for function in (a or b for a, b in functions):
+            assert f"def {function}(" in sources, (function, row)
+        for quoted in re.findall(r'"([^"]+?)(?: …)?"', named):  # parity rows by name
+            assert f'row("{quoted}' in sources, (quoted, row)
