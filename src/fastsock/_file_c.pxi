@@ -410,7 +410,7 @@ cdef class SocketFile:
     def flush(self):
         """Send what is written and not yet sent."""
         if self.sock is None:
-            raise ValueError("flush of closed file")
+            raise ValueError("I/O operation on closed file.")
         if self.writer is not None:
             self.writer.flush()
 

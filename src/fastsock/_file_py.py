@@ -204,6 +204,7 @@ class SocketFile(io.BufferedIOBase):
         smaller only at the end of the stream."""
         view = _writable(buffer, "readinto")
         try:
+            self._reading("readinto")
             data = self.read(len(view))
             view[:len(data)] = data
         finally:
@@ -215,6 +216,7 @@ class SocketFile(io.BufferedIOBase):
         kernel brings, and return the count; 0 at the end of the stream."""
         view = _writable(buffer, "readinto1")
         try:
+            self._reading("readinto")
             data = self.read1(len(view)) if len(view) else b""
             view[:len(data)] = data
         finally:
@@ -325,7 +327,7 @@ class SocketFile(io.BufferedIOBase):
     def flush(self) -> None:
         """Send what is written and not yet sent."""
         if self._sock is None:
-            raise ValueError("flush of closed file")
+            raise ValueError("I/O operation on closed file.")
         if self._writer is not None:
             self._writer.flush()
 
