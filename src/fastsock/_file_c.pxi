@@ -9,7 +9,8 @@ cdef enum:
 
 
 cdef Py_ssize_t file_size_arg(object size) except? -2:
-    """A read size as io.BufferedReader takes it: None or negative is -1."""
+    """A read size as io.BufferedReader takes it: None is -1; negative means
+    no limit."""
     cdef Py_ssize_t n
     if size is None:
         return -1
@@ -19,8 +20,7 @@ cdef Py_ssize_t file_size_arg(object size) except? -2:
         except TypeError:
             raise TypeError(f"argument should be integer or None, "
                             f"not '{type(size).__name__}'") from None
-    n = PyLong_AsSsize_t(size)
-    return n if n >= 0 else -1
+    return PyLong_AsSsize_t(size)
 
 
 cdef int file_writable(object buffer, Py_buffer *view, str method) except -1:
@@ -248,6 +248,8 @@ cdef class SocketFile:
         cdef Py_ssize_t got
         cdef bytes result
         if n < 0:
+            if n != -1:
+                raise ValueError("read length must be non-negative or -1")
             return self._read_all(sock)
         if sock.rbuf.end - sock.rbuf.start >= n and not sock.receiving:
             result = rb_take(&sock.rbuf, n)

@@ -22,16 +22,18 @@ _PEEK_MOST = io.DEFAULT_BUFFER_SIZE
 
 
 def _size(size: Any) -> int:
-    """A read size as io.BufferedReader takes it: None or negative is -1."""
+    """A read size as io.BufferedReader takes it: None is -1; negative means
+    no limit."""
     if size is None:
         return -1
-    if type(size) is not int:
-        try:
-            size = _index(size)
-        except TypeError:
-            raise TypeError(f"argument should be integer or None, "
-                            f"not '{type(size).__name__}'") from None
-    return size if size >= 0 else -1
+    if type(size) is int:
+        return size
+    try:
+        number: int = _index(size)
+    except TypeError:
+        raise TypeError(f"argument should be integer or None, "
+                        f"not '{type(size).__name__}'") from None
+    return number
 
 
 def _writable(buffer: Any, method: str) -> memoryview:
@@ -88,7 +90,7 @@ class SocketFile(io.BufferedIOBase):
         return sock
 
     @property
-    def closed(self) -> bool:  # type: ignore[override]
+    def closed(self) -> bool:
         """True once the file is closed."""
         return self._sock is None
 
@@ -175,6 +177,8 @@ class SocketFile(io.BufferedIOBase):
         negative size, read until the end of the stream."""
         n = _size(size)
         sock = self._reading("read")
+        if n < -1:
+            raise ValueError("read length must be non-negative or -1")
         if 0 <= n <= len(sock._rbuf) - sock._rpos and not sock._receiving:
             return sock._take_at(sock._rpos, n)
         self._fill(sock, n)

@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import io
 from operator import index as _index
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Literal, Optional, Protocol
+
+# the modes of makefile(), for its overloads: the file each one makes
+ReadingBinaryMode = Literal["rb", "br", "b", "rwb", "rbw", "wrb", "wbr", "brw", "bwr"]
+WritingBinaryMode = Literal["wb", "bw"]
+BinaryMode = Literal[ReadingBinaryMode, WritingBinaryMode]
+TextMode = Literal["r", "w", "rw", "wr", ""]
 
 
 class FileSocket(Protocol):
@@ -161,7 +167,8 @@ def open_file(sock: FileSocket, file_class: Callable[..., Any], mode: Any,
     if binary:
         return file
     try:
-        text = io.TextIOWrapper(file, io.text_encoding(encoding), errors, newline)
+        text = io.TextIOWrapper(file, io.text_encoding(encoding),  # type: ignore[attr-defined]
+                                errors, newline)
     except BaseException:
         file.close()
         raise

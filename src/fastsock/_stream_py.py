@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import math
 import os
 import select
@@ -18,7 +19,7 @@ import termios
 from itertools import islice
 from operator import index as _index
 from time import monotonic as _monotonic
-from typing import Any, Iterable, Iterator, Optional, Tuple, TypeVar
+from typing import Any, Iterable, Iterator, Literal, Optional, Tuple, TypeVar, overload
 
 from . import _common, _makefile
 from ._base_py import (
@@ -120,6 +121,32 @@ class StreamSocket(_Socket):
         self._close_requested = False
 
     # -- files ------------------------------------------------------------------
+
+    @overload
+    def makefile(  # type: ignore[overload-overlap]  # (buffering 0 comes first)
+            self, mode: _makefile.BinaryMode, buffering: Literal[0], *,
+                 encoding: None = None, errors: None = None,
+                 newline: None = None) -> _makefile.SocketIO: ...
+
+    @overload
+    def makefile(self, mode: _makefile.ReadingBinaryMode, buffering: Optional[int] = None,
+                 *, encoding: None = None, errors: None = None,
+                 newline: None = None) -> SocketFile: ...
+
+    @overload
+    def makefile(self, mode: _makefile.WritingBinaryMode, buffering: Optional[int] = None,
+                 *, encoding: None = None, errors: None = None,
+                 newline: None = None) -> io.BufferedWriter: ...
+
+    @overload
+    def makefile(self, mode: _makefile.TextMode = "r", buffering: Optional[int] = None, *,
+                 encoding: Optional[str] = None, errors: Optional[str] = None,
+                 newline: Optional[str] = None) -> io.TextIOWrapper: ...
+
+    @overload
+    def makefile(self, mode: str, buffering: Optional[int] = None, *,
+                 encoding: Optional[str] = None, errors: Optional[str] = None,
+                 newline: Optional[str] = None) -> io.IOBase: ...
 
     def makefile(self, mode: str = "r", buffering: Optional[int] = None, *,
                  encoding: Optional[str] = None, errors: Optional[str] = None,
