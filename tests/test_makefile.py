@@ -903,3 +903,13 @@ def test_line_protocol_client_and_server(impl: ModuleType) -> None:
             f.write("end\n")
             f.flush()
             assert f.readline() == ""
+
+
+def test_makefile_of_a_closed_socket_leaves_no_half_file(impl: ModuleType) -> None:
+    a, b = impl.socketpair()
+    b.close()
+    a.close()
+    for args in [("rb",), ("rb", 0), ("wb",), ("rwb",), ("r",)]:
+        with pytest.raises(OSError):
+            a.makefile(*args)
+        gc.collect()  # a finalizer of a half-made file would fail here (warnings are errors)

@@ -64,10 +64,11 @@ class SocketFile(io.BufferedIOBase):
     def __init__(self, sock: StreamSocket, mode: str, writer: Optional[io.BufferedWriter],
                  line_chunks: bool) -> None:
         super().__init__()
-        sock._file_opened()
-        self._sock: Optional[StreamSocket] = sock
-        self._mode = mode
+        self._sock: Optional[StreamSocket] = None  # closed, for the finalizer, until opened
         self._writer = writer
+        sock._file_opened()
+        self._sock = sock
+        self._mode = mode
         # under a text file: read1() stops after a line, so the text layer
         # never holds bytes past the line it returns
         self._line_chunks = line_chunks

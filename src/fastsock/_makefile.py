@@ -66,8 +66,9 @@ class SocketIO(io.RawIOBase):
 
     def __init__(self, sock: FileSocket, mode: str) -> None:
         super().__init__()
+        self._sock: Optional[FileSocket] = None  # closed, for the finalizer, until opened
         sock._file_opened()
-        self._sock: Optional[FileSocket] = sock
+        self._sock = sock
         self._mode = mode
         self._reading = "r" in mode
         self._writing = "w" in mode
