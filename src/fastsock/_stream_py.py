@@ -190,7 +190,9 @@ class StreamSocket(_Socket):
         thread) and raises OSError (EBADF); the descriptor is closed when the last such
         call returns, so none acts on a reused descriptor.  Nothing is done to the
         connection itself: a forked child or a duplicated descriptor sharing it goes
-        on undisturbed.  The buffered bytes are dropped.
+        on undisturbed.  The buffered bytes are dropped.  Afterwards every call that
+        uses the descriptor raises OSError (EBADF), recv(0) and a recv_into() of 0
+        bytes too (the stdlib's return b"" and 0 without looking).
         """
         if self._files:
             self._close_requested = True
