@@ -837,13 +837,13 @@ class LineHandler(socketserver.StreamRequestHandler):
 
 
 class FastsockTCPServer(socketserver.TCPServer):
-    """A TCPServer listening on (and so accepting) fastsock StreamSockets."""
+    """A TCPServer listening on (and so accepting) fastsock StreamSockets: its
+    own socket taken over before it is bound (as in docs/porting.md)."""
 
     def __init__(self, impl: ModuleType, address: tuple[str, int],
                  handler: type[socketserver.BaseRequestHandler]) -> None:
         super().__init__(address, handler, bind_and_activate=False)
-        self.socket.close()
-        self.socket = impl.StreamSocket(self.address_family)
+        self.socket = impl.StreamSocket.from_socket(self.socket)
         try:
             self.server_bind()
             self.server_activate()
