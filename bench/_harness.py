@@ -94,8 +94,11 @@ SEND_HEADER = 16
 SEND_BODIES = {"4K": 4 << 10, "64K": 64 << 10}
 
 
+LINE_SIZE = 16
+
 # the stdlib idiom each multi-variant workload is compared with
 FRAMING_BASELINE = "stdlib makefile"
+LINES_BASELINE = "stdlib makefile.readline"
 EXACT_BASELINE = "stdlib recv"
 SENDS_BASELINE = "stdlib sendall(header + body)"
 
@@ -106,6 +109,14 @@ def framing_name(transport: str) -> str:
 
 def framing_row(transport: str, method: str) -> str:
     return f"{framing_name(transport)} {method}"
+
+
+def lines_name() -> str:
+    return f"makefile('rb').readline {LINE_SIZE}B lines unix"
+
+
+def lines_row() -> str:
+    return f"readline {LINE_SIZE}B lines unix"
 
 
 def exact_name() -> str:
@@ -221,6 +232,8 @@ class Sizes:
                                 # every heavy_every-th pass only
     udp_e2e: int = 200          # datagrams received per end-to-end round of the
                                 # stdlib baseline (the GRO variants: 16 times more)
+    lines: int = 2000           # lines read per round of the readline workload
+    lines_rounds: int = 1
 
     @property
     def bulk_per_round(self) -> int:
@@ -238,17 +251,20 @@ MODES = {
                    bulk_total=32 << 20, bulk_rounds=8, connect=200, udp_send=2000,
                    udp_fill=2048, udp_rounds=12, framing=200_000, framing_rounds=1,
                    framing_warmup=20_000, sends_small=2000, sends_large=300,
-                   sends_rounds=5, heavy_every=2, udp_e2e=4000),
+                   sends_rounds=5, heavy_every=2, udp_e2e=4000, lines=200_000,
+                   lines_rounds=3),
     "normal": Sizes("normal", rounds=15, warmup=2, percall=4000, pingpong=600,
                     bulk_total=256 << 20, bulk_rounds=32, connect=300, udp_send=3000,
                     udp_fill=4096, udp_rounds=15, framing=2_000_000, framing_rounds=1,
                     framing_warmup=50_000, sends_small=4000, sends_large=600,
-                    sends_rounds=5, heavy_every=6, udp_e2e=6000),
+                    sends_rounds=5, heavy_every=6, udp_e2e=6000, lines=1_000_000,
+                    lines_rounds=3),
     "long": Sizes("long", rounds=30, warmup=3, percall=8000, pingpong=1000,
                   bulk_total=1 << 30, bulk_rounds=64, connect=500, udp_send=6000,
                   udp_fill=8192, udp_rounds=30, framing=2_000_000, framing_rounds=3,
                   framing_warmup=100_000, sends_small=10_000, sends_large=1500,
-                  sends_rounds=15, heavy_every=4, udp_e2e=20_000),
+                  sends_rounds=15, heavy_every=4, udp_e2e=20_000, lines=1_000_000,
+                  lines_rounds=7),
 }
 
 
@@ -521,6 +537,7 @@ def udp_fill_count(size: int, most: int) -> int:
 _UNITS = {
     # unit: (throughput key, display unit, scale from units to display units)
     "msgs": ("msgs_per_s", "msgs/s", 1.0),
+    "lines": ("lines_per_s", "lines/s", 1.0),
     "conns": ("conns_per_s", "conns/s", 1.0),
     "bytes": ("MB_per_s", "MB/s", 1e-6),
 }

@@ -6,11 +6,13 @@
     python bench/peer.py source HOST PORT WSIZE [cpu=N]
     python bench/peer.py frames tcp HOST PORT SIZE [cpu=N]
     python bench/peer.py frames unix PATH SIZE [cpu=N]
+    python bench/peer.py lines unix PATH SIZE [cpu=N]
     python bench/peer.py sink tcp HOST PORT [cpu=N]
     python bench/peer.py sink unix PATH [cpu=N]
 
 frames writes SIZE-byte messages, each after a 4-byte big-endian length,
-until the reader goes away; sink reads and discards until EOF.
+until the reader goes away; lines writes SIZE-byte lines (the last byte a
+newline) the same way; sink reads and discards until EOF.
 """
 
 from __future__ import annotations
@@ -68,6 +70,16 @@ def frames(sock: socket.socket, size: int) -> int:
         return 0
 
 
+def lines(sock: socket.socket, size: int) -> int:
+    line = b"l" * (size - 1) + b"\n"
+    stream = memoryview(line * max(1, (256 << 10) // len(line)))
+    try:
+        while True:
+            sock.sendall(stream)
+    except (BrokenPipeError, ConnectionResetError):
+        return 0
+
+
 def sink(sock: socket.socket) -> int:
     buf = bytearray(256 << 10)
     try:
@@ -104,6 +116,9 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] == "frames" and _is_address(argv[1:-1]):
         with _connect(argv[1:-1]) as sock:
             return frames(sock, int(argv[-1]))
+    if len(argv) == 4 and argv[:2] == ["lines", "unix"]:
+        with _connect_unix(argv[2]) as sock:
+            return lines(sock, int(argv[3]))
     if argv and argv[0] == "sink" and _is_address(argv[1:]):
         with _connect(argv[1:]) as sock:
             return sink(sock)

@@ -27,6 +27,7 @@ from ._harness import (
     CREF,
     EXACT_BASELINE,
     FRAMING_BASELINE,
+    LINES_BASELINE,
     PURE,
     SEND_BODIES,
     SENDS_BASELINE,
@@ -34,6 +35,7 @@ from ._harness import (
     UDP_SEND_BASELINE,
     exact_name,
     framing_name,
+    lines_name,
     sends_name,
     udp_batch_drain_name,
     udp_batch_send_name,
@@ -287,6 +289,8 @@ def _targets() -> list[Target]:
                        f"{COMPILED} recv_msgs", FRAMING_BASELINE, 5.0),
                 Target(f"{name}: recv_msg ≥ 1.5× the makefile idiom", name,
                        f"{COMPILED} recv_msg", FRAMING_BASELINE, 1.5)]
+    out.append(Target("makefile('rb').readline: ≥ 2× the stdlib's file", lines_name(),
+                      f"{COMPILED} makefile.readline", LINES_BASELINE, 2.0))
     out += [Target("bulk 1M: recv_exactly_into ≥ 1.2× stdlib recv", exact_name(),
                    f"{COMPILED} recv_exactly_into", EXACT_BASELINE, 1.2),
             Target("bulk 1M: recv_exactly_into ≥ 0.95× C", exact_name(),
@@ -399,6 +403,7 @@ LEGEND = (
 BASELINE_LEGEND = (
     f"{BASELINE_MARK} A fast-path workload: its stdlib column is the stdlib "
     "idiom it is compared with (framing: makefile('rb') with read(4) + read(n); "
+    "lines: makefile('rb').readline(); "
     "bulk 1M: recv(1 MiB); sends: sendall(header + body); udp: a recvfrom or "
     "sendto loop, end-to-end: sendto → recvfrom); the table of every "
     "variant below lists the others, each ÷ that baseline and ÷ C, ratios taken "

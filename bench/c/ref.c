@@ -10,6 +10,8 @@
  *   ref peer frames unix PATH SIZE [cpu=N]  write a stream of SIZE-byte messages,
  *                                           each after a 4-byte big-endian
  *                                           length, until the reader goes away
+ *   ref peer lines unix PATH SIZE [cpu=N]   write a stream of SIZE-byte lines (the last
+ *                                           byte a newline) until the reader goes away
  *   ref peer sink tcp HOST PORT [cpu=N]     read and discard until EOF
  *   ref peer sink unix PATH [cpu=N]
  *   ref run WORKLOAD key=value...           time WORKLOAD, print one JSON line
@@ -25,6 +27,9 @@
  *   frames-tcp     batch length-prefixed size-byte messages from a
  *   frames-unix    forked frames peer: recv into one buffer, split
  *                  the frames in place                             (msgs)
+ *   lines-unix     batch size-byte lines from a forked lines peer:
+ *                  recv into one buffer, find each newline with
+ *                  memchr where it lies                            (lines)
  *   send-hdr       sendmsg of a hsize-byte header + size-byte body
  *                  to a forked sink peer over TCP                  (msgs)
  *   connect        socket + connect + accept + close + close       (conns)
@@ -37,7 +42,7 @@
  *                  segments a call (UDP_SEGMENT)                   (msgs)
  *
  * Keys: batch (units per round; bytes for bulk), rounds, warmup, size,
- * rcvbuf (udp-drain), wsize (bulk source; the frames receive buffer),
+ * rcvbuf (udp-drain), wsize (bulk source; the frames and lines receive buffer),
  * hsize (send-hdr), vlen (datagrams per call of the udp-*-mmsg and
  * udp-send-gso workloads), cpu, peer_cpu.
  *
@@ -354,6 +359,37 @@ static int peer_frames(int fd, long size)
     }
 }
 
+/* The stream of lines: as many SIZE-byte lines as fit in about 256 KiB,
+ * written again and again, partial writes continued where they stopped. */
+static int peer_lines(int fd, long size)
+{
+    long count = (256L << 10) / size, len, off = 0;
+    char *buf;
+    if (size < 1)
+        fail("a line needs at least its newline");
+    if (count < 1)
+        count = 1;
+    len = count * size;
+    buf = malloc((size_t)len);
+    if (!buf)
+        fail("out of memory");
+    memset(buf, 'l', (size_t)len);
+    for (long i = 0; i < count; i++)
+        buf[i * size + size - 1] = '\n';
+    for (;;) {
+        ssize_t n = send(fd, buf + off, (size_t)(len - off), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            free(buf);
+            return (errno == EPIPE || errno == ECONNRESET) ? 0 : 1;
+        }
+        off += n;
+        if (off == len)
+            off = 0;
+    }
+}
+
 static int peer_sink(int fd)
 {
     static char buf[256 << 10];
@@ -398,6 +434,10 @@ static int peer_main(int argc, char **argv)
         fd = connect_unix(argv[2]);
         return peer_frames(fd, atol(argv[3]));
     }
+    if (argc == 4 && !strcmp(argv[0], "lines") && !strcmp(argv[1], "unix")) {
+        fd = connect_unix(argv[2]);
+        return peer_lines(fd, atol(argv[3]));
+    }
     if (argc == 4 && !strcmp(argv[0], "sink") && !strcmp(argv[1], "tcp")) {
         fd = connect_tcp(argv[2], atoi(argv[3]));
         return peer_sink(fd);
@@ -407,7 +447,8 @@ static int peer_main(int argc, char **argv)
         return peer_sink(fd);
     }
     fail("usage: ref peer echo tcp HOST PORT | echo unix PATH | source HOST PORT WSIZE"
-         " | frames tcp HOST PORT SIZE | frames unix PATH SIZE | sink tcp HOST PORT"
+         " | frames tcp HOST PORT SIZE | frames unix PATH SIZE | lines unix PATH SIZE"
+         " | sink tcp HOST PORT"
          " | sink unix PATH");
     return 2;
 }
@@ -431,6 +472,8 @@ static pid_t fork_peer(int listener, const char *kind, int port, const char *pat
         _exit(peer_frames(connect_tcp("127.0.0.1", port), p->size));
     if (!strcmp(kind, "frames-unix"))
         _exit(peer_frames(connect_unix(path), p->size));
+    if (!strcmp(kind, "lines-unix"))
+        _exit(peer_lines(connect_unix(path), p->size));
     if (!strcmp(kind, "sink-tcp"))
         _exit(peer_sink(connect_tcp("127.0.0.1", port)));
     _exit(peer_source(connect_tcp("127.0.0.1", port), p->wsize));
@@ -580,6 +623,47 @@ static long frames_round(struct bench *b)
             b->rx_end -= b->rx_start;
             b->rx_start = 0;
         }
+        for (;;) {
+            ssize_t n = recv(b->a, rx + b->rx_end, (size_t)(cap - b->rx_end), 0);
+            if (n == 0)
+                fail("recv: unexpected EOF");
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                die("recv");
+            }
+            b->rx_end += n;
+            break;
+        }
+    }
+    return count;
+}
+
+/* Receive into one buffer and find each line's newline with memchr where it
+ * lies; a partial line at the end is moved to the front before the next recv. */
+static long lines_round(struct bench *b)
+{
+    long count = 0, cap = b->p->wsize;
+    char *rx = b->rx;
+    while (count < b->p->batch) {
+        while (count < b->p->batch) {
+            const char *start = rx + b->rx_start;
+            const char *nl = memchr(start, '\n', (size_t)(b->rx_end - b->rx_start));
+            if (!nl)
+                break;
+            b->checksum += (unsigned long)(nl - start) + 1;
+            b->rx_start += (nl - start) + 1;
+            count++;
+        }
+        if (count == b->p->batch)
+            break;
+        if (b->rx_start > 0) {
+            memmove(rx, rx + b->rx_start, (size_t)(b->rx_end - b->rx_start));
+            b->rx_end -= b->rx_start;
+            b->rx_start = 0;
+        }
+        if (b->rx_end == cap)
+            fail("lines: a line longer than the receive buffer");
         for (;;) {
             ssize_t n = recv(b->a, rx + b->rx_end, (size_t)(cap - b->rx_end), 0);
             if (n == 0)
@@ -828,11 +912,14 @@ static int run_main(int argc, char **argv)
     } else if (!strcmp(w, "pingpong-tcp") || !strcmp(w, "pingpong-unix")
                || !strcmp(w, "bulk") || !strcmp(w, "bulk-exact")
                || !strcmp(w, "frames-tcp") || !strcmp(w, "frames-unix")
-               || !strcmp(w, "send-hdr")) {
+               || !strcmp(w, "lines-unix") || !strcmp(w, "send-hdr")) {
         char dir[] = "/tmp/fsbref-XXXXXX", path[64] = "";
-        int listener, tcp = strcmp(w, "pingpong-unix") != 0 && strcmp(w, "frames-unix") != 0;
-        int frames = !strncmp(w, "frames-", 7);
+        int listener, tcp = strcmp(w, "pingpong-unix") != 0 && strcmp(w, "frames-unix") != 0
+                            && strcmp(w, "lines-unix") != 0;
+        int lines = !strcmp(w, "lines-unix");
+        int frames = !strncmp(w, "frames-", 7) || lines;  /* both split a receive buffer */
         const char *kind = !strncmp(w, "bulk", 4) ? "source"
+                           : lines ? "lines-unix"
                            : frames ? (tcp ? "frames-tcp" : "frames-unix")
                            : !strcmp(w, "send-hdr") ? "sink-tcp"
                            : tcp ? "echo-tcp" : "echo-unix";
@@ -861,6 +948,8 @@ static int run_main(int argc, char **argv)
             run_rounds(w, "bytes", &b, NULL, bulk_round);
         else if (!strcmp(w, "bulk-exact"))
             run_rounds(w, "bytes", &b, NULL, bulk_exact_round);
+        else if (lines)
+            run_rounds(w, "lines", &b, NULL, lines_round);
         else if (frames)
             run_rounds(w, "msgs", &b, NULL, frames_round);
         else if (!strcmp(w, "send-hdr"))

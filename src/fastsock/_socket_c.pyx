@@ -10,7 +10,8 @@ that can block: syscalls on blocking descriptors, and ``poll()``.
 
 One extension, its source split by concern (one level deep; each file names
 its pure twin): _base_c.pxi (errors, integers, clock, syscalls, _Socket and
-its call helper), _address_c.pxi, _stream_c.pxi, _datagram_c.pxi.  They are
+its call helper), _address_c.pxi, _stream_c.pxi, _file_c.pxi (the file of
+StreamSocket.makefile()), _datagram_c.pxi.  They are
 one translation unit so that the hot helpers inline across them (see
 docs/architecture.md).
 """
@@ -40,7 +41,7 @@ from libc.errno cimport (
 )
 from libc.limits cimport INT_MAX, INT_MIN
 from libc.math cimport ceil
-from libc.string cimport memcmp, memcpy, memmove, memset, strlen
+from libc.string cimport memchr, memcmp, memcpy, memmove, memset, strlen
 from cpython.mem cimport (
     PyMem_Calloc,
     PyMem_Free,
@@ -62,13 +63,14 @@ from .includes.python cimport (
 )
 from .includes.sockapi cimport FIONBIO, ioctl
 
+import io as _io
 import os as _os
 from itertools import islice as _islice
 from operator import index as _index
 import socket as _stdlib  # its constants, enums and exceptions; never for I/O
 import warnings as _warnings
 
-from . import _common, _names
+from . import _common, _makefile, _names
 from ._common import (
     DEFAULT_MAX_MESSAGE,
     GSO_REFUSED,
@@ -113,6 +115,7 @@ cdef gaierror = _stdlib.gaierror
 include "_base_c.pxi"
 include "_address_c.pxi"
 include "_stream_c.pxi"
+include "_file_c.pxi"
 include "_datagram_c.pxi"
 
 

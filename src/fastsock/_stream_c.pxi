@@ -155,6 +155,11 @@ cdef class StreamSocket(_Socket):
     # the socket meanwhile raises RuntimeError instead of racing it.
     cdef RecvBuffer rbuf       # received, not yet returned
     cdef bint receiving        # a buffered receive is in progress
+    # the files of makefile() that are open (the stdlib's _io_refs): close()
+    # while any is open only sets close_requested, and the last file to
+    # close closes the socket
+    cdef int files
+    cdef bint close_requested
 
     _KIND = c.SOCK_STREAM
 
@@ -189,6 +194,58 @@ cdef class StreamSocket(_Socket):
         pass them on with it (for TLS, feed them to ``ssl.MemoryBIO``)."""
         self._check_not_receiving()
         return rb_take(&self.rbuf, self.rbuf.end - self.rbuf.start)
+
+    # -- files --------------------------------------------------------------------
+
+    def makefile(self, mode="r", buffering=None, *, encoding=None, errors=None,
+                 newline=None):
+        """A file object reading from and writing to the socket, as socket.makefile():
+        mode "r", "w" or "rw", with "b" for binary; ``buffering`` 0 for an unbuffered
+        binary file, else the size of a writing file's buffer; ``encoding``, ``errors``
+        and ``newline`` for text, as for io.TextIOWrapper.  OSError (EBADF) when the
+        socket is closed.
+
+        A reading file has no buffer of its own: it reads the socket's receive buffer,
+        so its reads and the socket's receive calls (recv, recv_until, recv_exactly,
+        recv_msg, ...) can be mixed in any order without losing or reordering a byte,
+        and take_buffered() returns every byte received and not yet read.  A text
+        file's readline() and iteration take no byte past the line they return (lines
+        ending in b"\\n", in an encoding where that byte is always the newline: UTF-8,
+        ASCII, Latin-1); its read(n) may keep the rest of the current line, which only
+        it returns.  The socket's timeout bounds each wait for data, as in the stdlib's
+        file; after a TimeoutError nothing is lost and reading again goes on.  close()
+        of the socket while files are open takes effect when the last of them closes.
+        """
+        return _makefile.open_file(self, SocketFile, mode, buffering, encoding, errors,
+                                   newline)
+
+    def _file_opened(self):
+        self._check_open()
+        self.files += 1
+
+    def _file_closed(self):
+        if self.files > 0:
+            self.files -= 1
+        if self.close_requested and self.files == 0:
+            self.close()
+
+    def close(self):
+        """Close the socket, as socket.close(); a no-op when it is already closed.
+        While files made by makefile() are open, it closes when the last of them does,
+        and works as before until then, as the stdlib's.
+
+        A call blocked on the socket in another thread is woken (a signal to its
+        thread) and raises OSError (EBADF); the descriptor is closed when the last such
+        call returns, so none acts on a reused descriptor.  Nothing is done to the
+        connection itself: a forked child or a duplicated descriptor sharing it goes
+        on undisturbed.  The buffered bytes are dropped.  Afterwards every call that
+        uses the descriptor raises OSError (EBADF), recv(0) and a recv_into() of 0
+        bytes too (the stdlib's return b"" and 0 without looking).
+        """
+        if self.files:
+            self.close_requested = True
+            return
+        _Socket.close(self)
 
     # -- receiving: the buffer first, then the kernel ---------------------------
 

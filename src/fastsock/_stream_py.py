@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import math
 import os
 import select
@@ -18,9 +19,9 @@ import termios
 from itertools import islice
 from operator import index as _index
 from time import monotonic as _monotonic
-from typing import Any, Iterable, Iterator, Optional, Tuple, TypeVar
+from typing import Any, Iterable, Iterator, Literal, Optional, Tuple, TypeVar, overload
 
-from . import _common
+from . import _common, _makefile
 from ._base_py import (
     _NOSIGNAL,
     _SSIZE_MAX,
@@ -44,6 +45,7 @@ from ._common import (
     LimitOverrunError,
     MessageTooLargeError,
 )
+from ._file_py import SocketFile
 
 
 # -- sizes, headers and argument checks ---------------------------------------------
@@ -104,7 +106,10 @@ class StreamSocket(_Socket):
     # for the buffer.  An error kept for the next call (``_deferred``, see
     # _Socket) is raised once the bytes before it are returned.  The hot paths
     # test ``if self._rbuf or self._receiving or self._deferred``.
-    __slots__ = ("_rbuf", "_rpos", "_receiving")
+    # ``_files`` counts the files of makefile() that are open (the stdlib's
+    # _io_refs); close() while any is open only sets ``_close_requested``,
+    # and the last file to close closes the socket.
+    __slots__ = ("_rbuf", "_rpos", "_receiving", "_files", "_close_requested")
     _KIND = SOCK_STREAM
 
     def _setup(self, sock: _stdlib.socket) -> None:
@@ -112,6 +117,87 @@ class StreamSocket(_Socket):
         self._rbuf = bytearray()
         self._rpos = 0
         self._receiving = False
+        self._files = 0
+        self._close_requested = False
+
+    # -- files ------------------------------------------------------------------
+
+    @overload
+    def makefile(  # type: ignore[overload-overlap]  # (buffering 0 comes first)
+            self, mode: _makefile.BinaryMode, buffering: Literal[0], *,
+                 encoding: None = None, errors: None = None,
+                 newline: None = None) -> _makefile.SocketIO: ...
+
+    @overload
+    def makefile(self, mode: _makefile.ReadingBinaryMode, buffering: Optional[int] = None,
+                 *, encoding: None = None, errors: None = None,
+                 newline: None = None) -> SocketFile: ...
+
+    @overload
+    def makefile(self, mode: _makefile.WritingBinaryMode, buffering: Optional[int] = None,
+                 *, encoding: None = None, errors: None = None,
+                 newline: None = None) -> io.BufferedWriter: ...
+
+    @overload
+    def makefile(self, mode: _makefile.TextMode = "r", buffering: Optional[int] = None, *,
+                 encoding: Optional[str] = None, errors: Optional[str] = None,
+                 newline: Optional[str] = None) -> io.TextIOWrapper: ...
+
+    @overload
+    def makefile(self, mode: str, buffering: Optional[int] = None, *,
+                 encoding: Optional[str] = None, errors: Optional[str] = None,
+                 newline: Optional[str] = None) -> io.IOBase: ...
+
+    def makefile(self, mode: str = "r", buffering: Optional[int] = None, *,
+                 encoding: Optional[str] = None, errors: Optional[str] = None,
+                 newline: Optional[str] = None) -> Any:
+        """A file object reading from and writing to the socket, as socket.makefile():
+        mode "r", "w" or "rw", with "b" for binary; ``buffering`` 0 for an unbuffered
+        binary file, else the size of a writing file's buffer; ``encoding``, ``errors``
+        and ``newline`` for text, as for io.TextIOWrapper.  OSError (EBADF) when the
+        socket is closed.
+
+        A reading file has no buffer of its own: it reads the socket's receive buffer,
+        so its reads and the socket's receive calls (recv, recv_until, recv_exactly,
+        recv_msg, ...) can be mixed in any order without losing or reordering a byte,
+        and take_buffered() returns every byte received and not yet read.  A text
+        file's readline() and iteration take no byte past the line they return (lines
+        ending in b"\\n", in an encoding where that byte is always the newline: UTF-8,
+        ASCII, Latin-1); its read(n) may keep the rest of the current line, which only
+        it returns.  The socket's timeout bounds each wait for data, as in the stdlib's
+        file; after a TimeoutError nothing is lost and reading again goes on.  close()
+        of the socket while files are open takes effect when the last of them closes.
+        """
+        return _makefile.open_file(self, SocketFile, mode, buffering, encoding, errors,
+                                   newline)
+
+    def _file_opened(self) -> None:
+        self._raise_if_closed()
+        self._files += 1
+
+    def _file_closed(self) -> None:
+        if self._files > 0:
+            self._files -= 1
+        if self._close_requested and not self._files:
+            self.close()
+
+    def close(self) -> None:
+        """Close the socket, as socket.close(); a no-op when it is already closed.
+        While files made by makefile() are open, it closes when the last of them does,
+        and works as before until then, as the stdlib's.
+
+        A call blocked on the socket in another thread is woken (a signal to its
+        thread) and raises OSError (EBADF); the descriptor is closed when the last such
+        call returns, so none acts on a reused descriptor.  Nothing is done to the
+        connection itself: a forked child or a duplicated descriptor sharing it goes
+        on undisturbed.  The buffered bytes are dropped.  Afterwards every call that
+        uses the descriptor raises OSError (EBADF), recv(0) and a recv_into() of 0
+        bytes too (the stdlib's return b"" and 0 without looking).
+        """
+        if self._files:
+            self._close_requested = True
+            return
+        super().close()
 
     def _check_handoff(self) -> None:
         held = len(self._rbuf) - self._rpos
