@@ -52,6 +52,8 @@ if TYPE_CHECKING:
         create_connection as create_connection,
         create_server as create_server,
         iter_segments as iter_segments,
+        recv_fds as recv_fds,
+        send_fds as send_fds,
         socketpair as socketpair,
     )
 elif _NO_EXTENSIONS:

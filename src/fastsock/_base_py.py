@@ -18,7 +18,7 @@ import warnings
 from _thread import get_ident as _get_ident
 from operator import index as _index
 from time import monotonic as _monotonic
-from typing import Any, Optional, TypeVar
+from typing import Any, Iterable, Optional, Tuple, TypeVar
 
 from . import _common
 from ._common import AF_INET, AF_UNIX, SUPPORTED_FAMILIES
@@ -176,6 +176,67 @@ def _writable_bytes(buffer: Any, nbytes: Any, method: str, flags: Any = 0) -> me
 
 
 _readable_bytes = _common.readable_view
+
+_CMSG_CLOEXEC = _common.MSG_CMSG_CLOEXEC
+_INT_MAX = 2**31 - 1
+_RECVMSG_INTO_BUFFERS = ("recvmsg_into() argument 1 must be an iterable of single-segment "
+                         "read-write buffers")
+
+
+def _ssize(value: Any) -> int:
+    """The stdlib's "n" argument conversion."""
+    number: int = value if type(value) is int else _index(value)
+    if not -_SSIZE_MAX - 1 <= number <= _SSIZE_MAX:
+        raise OverflowError("Python int too large to convert to C ssize_t")
+    return number
+
+
+def _cint(value: Any) -> int:
+    """The stdlib's "i" argument conversion."""
+    number: int = value if type(value) is int else _index(value)
+    if number > _INT_MAX:
+        raise OverflowError("signed integer is greater than maximum")
+    if number < -_INT_MAX - 1:
+        raise OverflowError("signed integer is less than minimum")
+    return number
+
+
+def _recvmsg_args(bufsize: Any, ancbufsize: Any, flags: Any) -> Tuple[int, int, int]:
+    return _ssize(bufsize), _ssize(ancbufsize), _cint(flags)
+
+
+def _check_ancbufsize(ancsize: int) -> None:
+    if not 0 <= ancsize <= _INT_MAX:
+        raise ValueError("invalid ancillary data buffer length")
+
+
+def _writable_views(buffers: Any) -> list[memoryview]:
+    """Flat byte views of recvmsg_into()'s buffers, refused as the stdlib
+    refuses them (the caller releases them)."""
+    if type(buffers) is not list and type(buffers) is not tuple:
+        try:
+            iterator = iter(buffers)
+        except TypeError:
+            raise TypeError("recvmsg_into() argument 1 must be an iterable") from None
+        buffers = list(iterator)
+    views: list[memoryview] = []
+    try:
+        for buffer in buffers:
+            try:
+                view = memoryview(buffer)
+            except TypeError:
+                raise TypeError(_RECVMSG_INTO_BUFFERS) from None
+            views.append(view)
+            if view.readonly or not view.c_contiguous:
+                raise TypeError(_RECVMSG_INTO_BUFFERS)
+            if view.format != "B" or view.ndim != 1:
+                views[-1] = view.cast("B")
+                view.release()
+    except BaseException:
+        for view in views:
+            view.release()
+        raise
+    return views
 
 
 class _Steps:
@@ -723,3 +784,110 @@ class _Socket:
         return n
 
 
+
+    # -- messages with ancillary data (docs/messages.md) ----------------------
+
+    def sendmsg(self, buffers: Iterable[Any], ancdata: Iterable[Any] = (), flags: int = 0,
+                address: Any = None) -> int:
+        """Send the bytes of ``buffers`` with the ancillary data items ``(level, type,
+        data)`` of ``ancdata``, to ``address`` or (None) the connected peer, and return
+        the bytes sent, as socket.sendmsg(); never raises SIGPIPE.  On a blocking stream
+        the rest of the bytes goes on without the ancillary data, which went with the
+        first of them.
+        """
+        send_flags = _flags(flags)  # converted first, then the address, as the stdlib
+        if address is None:
+            sent: int = self._call(self._sock.sendmsg, buffers, ancdata, send_flags)
+        else:
+            sent = self._call_addressed(self._sock.sendmsg, buffers, ancdata, send_flags,
+                                        self._address(address))
+        return sent
+
+    def recvmsg(self, bufsize: int, ancbufsize: int = 0,
+                flags: int = 0) -> Tuple[bytes, list[Tuple[int, int, bytes]], int, Any]:
+        """Receive up to ``bufsize`` bytes and up to ``ancbufsize`` bytes of ancillary
+        data, and return ``(data, ancdata, msg_flags, address)``, as socket.recvmsg():
+        ``ancdata`` a list of ``(level, type, data)``, MSG_CTRUNC in ``msg_flags`` when
+        the ancillary data did not fit.
+
+        Received descriptors (SCM_RIGHTS) are close-on-exec, and none leaks when the
+        call fails.  A StreamSocket returns the bytes it holds in its receive buffer
+        first, with no ancillary data, msg_flags 0 and address None (see ``buffered``).
+        """
+        size, ancsize, cflags = _recvmsg_args(bufsize, ancbufsize, flags)
+        if size < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        _check_ancbufsize(ancsize)
+        data = self._buffered_bytes(size, cflags)
+        if data is not None:
+            return data, [], 0, None
+        return self._receive_message(self._sock.recvmsg, size, ancsize, cflags)
+
+    def recvmsg_into(self, buffers: Iterable[Any], ancbufsize: int = 0,
+                     flags: int = 0) -> Tuple[int, list[Tuple[int, int, bytes]], int, Any]:
+        """Receive into the writable ``buffers`` in turn, as recvmsg() does, and return
+        ``(nbytes, ancdata, msg_flags, address)``, as socket.recvmsg_into().
+        """
+        ancsize, cflags = _ssize(ancbufsize), _cint(flags)
+        if self._holds_received():
+            # check what the stdlib would, in its order, before serving the buffer
+            views = _writable_views(buffers)
+            try:
+                _check_ancbufsize(ancsize)
+                return self._buffered_into(views, cflags), [], 0, None
+            finally:
+                for view in views:
+                    view.release()
+        return self._receive_message(self._sock.recvmsg_into, buffers, ancsize, cflags)
+
+    def _receive_message(self, method: Any, target: Any, ancsize: int,
+                         cflags: int) -> Tuple[Any, list[Tuple[int, int, bytes]], int, Any]:
+        """recvmsg()/recvmsg_into() from the kernel, always close-on-exec."""
+        received, ancdata, msg_flags, address = self._call(
+            method, target, ancsize, cflags | _CMSG_CLOEXEC)
+        try:
+            if not received and self._sock.fileno() == -1:
+                raise _closed_error()  # closed meanwhile: report the close, not an end
+            if not cflags & _CMSG_CLOEXEC:
+                msg_flags &= ~_CMSG_CLOEXEC  # the kernel echoes the flag
+            return received, ancdata, msg_flags, address
+        except BaseException:
+            _common.close_received(ancdata)
+            raise
+
+    def send_fds(self, buffers: Iterable[Any], fds: Iterable[int], flags: int = 0,
+                 address: Any = None) -> int:
+        """Send the descriptors ``fds`` (SCM_RIGHTS) with the bytes of ``buffers`` and
+        return the bytes sent, as socket.send_fds(sock, ...) (which the module function
+        ``send_fds`` is too).
+        """
+        return self.sendmsg(buffers, [_common.fds_item(fds)], flags, address)
+
+    def recv_fds(self, bufsize: int, maxfds: int,
+                 flags: int = 0) -> Tuple[bytes, list[int], int, Any]:
+        """Receive up to ``bufsize`` bytes and up to ``maxfds`` descriptors and return
+        ``(data, fds, msg_flags, address)``, as socket.recv_fds(sock, ...) (which the
+        module function ``recv_fds`` is too).  The descriptors are close-on-exec and the
+        caller's to close; MSG_CTRUNC in ``msg_flags`` says more were sent (the kernel
+        closed those).
+        """
+        data, ancdata, msg_flags, address = self.recvmsg(
+            bufsize, _common.fds_ancbufsize(maxfds), flags)
+        try:
+            return data, _common.received_fds(ancdata), msg_flags, address
+        except BaseException:
+            _common.close_received(ancdata)
+            raise
+
+    def _holds_received(self) -> bool:
+        """Whether a receive must look at what the socket holds first (a
+        StreamSocket's buffer, a receive in progress)."""
+        return False
+
+    def _buffered_bytes(self, size: int, flags: int) -> Optional[bytes]:
+        """Up to ``size`` bytes of what a StreamSocket holds received, or None."""
+        return None
+
+    def _buffered_into(self, views: list[memoryview], flags: int) -> int:
+        """Scatter what a StreamSocket holds received into ``views``."""
+        raise AssertionError("only a StreamSocket holds received bytes")

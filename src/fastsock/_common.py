@@ -7,6 +7,7 @@ by construction.  The compiled module imports this one; never the reverse.
 
 from __future__ import annotations
 
+import array
 import errno
 import fcntl
 import functools
@@ -564,3 +565,85 @@ def set_file_position(file: Any, fd: int, position: int) -> None:
         seek(position)
     else:
         os.lseek(fd, position, os.SEEK_SET)
+
+
+# -- ancillary data and descriptor passing -----------------------------------------
+# (docs/messages.md)
+
+SOL_SOCKET: int = int(_stdlib.SOL_SOCKET)
+SCM_RIGHTS: int = int(_stdlib.SCM_RIGHTS)
+# every receive of ancillary data asks for it: a received descriptor is
+# close-on-exec from the start, so a fork+exec in another thread never
+# inherits it; the kernel echoes the flag in msg_flags, which is masked out
+# unless the caller asked for it
+MSG_CMSG_CLOEXEC: int = int(_stdlib.MSG_CMSG_CLOEXEC)
+# the stdlib's message for ancillary data it cannot parse (it warns, then
+# stops parsing there)
+MALFORMED_ANCILLARY = "received malformed or improperly-truncated ancillary data"
+_FD = array.array("i")
+FD_SIZE = _FD.itemsize
+
+
+def fds_ancbufsize(maxfds: Any) -> int:
+    """The control buffer recv_fds() asks for, with the stdlib's arithmetic
+    and errors: CMSG_LEN(maxfds * sizeof(int))."""
+    return int(_stdlib.CMSG_LEN(maxfds * FD_SIZE))
+
+
+def fds_item(fds: Any) -> Tuple[int, int, array.array]:
+    """The SCM_RIGHTS ancillary data item that sends ``fds``, refused with
+    the stdlib's errors (array.array("i", fds))."""
+    return (SOL_SOCKET, SCM_RIGHTS, array.array("i", fds))
+
+
+def received_fds(ancdata: Iterable[Tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors in the SCM_RIGHTS items of received ancillary data
+    (whole ints only, as the stdlib's recv_fds)."""
+    fds = array.array("i")
+    for level, kind, data in ancdata:
+        if level == SOL_SOCKET and kind == SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - len(data) % FD_SIZE])
+    return fds.tolist()
+
+
+def close_received(ancdata: Iterable[Tuple[int, int, bytes]]) -> None:
+    """Close every descriptor that received ancillary data holds: on a path
+    that cannot hand them to the caller, so that none leaks."""
+    for fd in received_fds(ancdata):
+        try:
+            os.close(fd)
+        except OSError:  # EBADF cannot happen: each was just received
+            pass
+
+
+def _fds_method(sock: Any, name: str) -> Any:
+    """The method ``name`` of a fastsock socket (a stdlib socket has none)."""
+    method = getattr(sock, name, None) if not isinstance(sock, _stdlib.socket) else None
+    if method is None:
+        raise TypeError(f"{name}() argument 'sock' must be a fastsock StreamSocket or "
+                        f"DatagramSocket, not {type(sock).__name__}")
+    return method
+
+
+def send_fds(sock: Any, buffers: Iterable[Any], fds: Iterable[int], flags: int = 0,
+             address: Any = None) -> int:
+    """Send the descriptors ``fds`` (SCM_RIGHTS) with the bytes of ``buffers`` over an
+    AF_UNIX fastsock socket and return the bytes sent, as socket.send_fds():
+    ``sock.send_fds(buffers, fds, flags, address)``.  ``flags`` and ``address`` are used
+    (the stdlib's own ignores them in some versions).  TypeError for a socket of
+    another kind.
+    """
+    return _fds_method(sock, "send_fds")(  # type: ignore[no-any-return]
+        buffers, fds, flags, address)
+
+
+def recv_fds(sock: Any, bufsize: int, maxfds: int,
+             flags: int = 0) -> Tuple[bytes, list[int], int, Any]:
+    """Receive up to ``bufsize`` bytes and up to ``maxfds`` descriptors from an AF_UNIX
+    fastsock socket and return ``(data, fds, msg_flags, address)``, as
+    socket.recv_fds(): ``sock.recv_fds(bufsize, maxfds, flags)``.  The descriptors are
+    close-on-exec; ``flags`` is used (the stdlib's own ignores it in some versions).
+    TypeError for a socket of another kind.
+    """
+    return _fds_method(sock, "recv_fds")(  # type: ignore[no-any-return]
+        bufsize, maxfds, flags)

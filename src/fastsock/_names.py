@@ -44,6 +44,8 @@ COMMON_NAMES: tuple[str, ...] = (
     "MessageTooLargeError",
     "TruncatedDatagramError",
     "iter_segments",
+    "send_fds",
+    "recv_fds",
 )
 
 TWIN_NAMES: tuple[str, ...] = (*IMPLEMENTATION_NAMES, *COMMON_NAMES)

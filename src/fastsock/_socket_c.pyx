@@ -83,6 +83,8 @@ from ._common import (
     TruncatedDatagramError,
     check_size,
     iter_segments,
+    recv_fds,
+    send_fds,
     udp_gro_available,
     udp_gso_available,
 )

@@ -24,6 +24,8 @@ from ._common import (
     MessageTooLargeError as MessageTooLargeError,
     TruncatedDatagramError as TruncatedDatagramError,
     iter_segments as iter_segments,
+    recv_fds as recv_fds,
+    send_fds as send_fds,
 )
 from ._datagram_py import DatagramBatch as DatagramBatch, DatagramSocket as DatagramSocket
 from ._stream_py import StreamSocket as StreamSocket

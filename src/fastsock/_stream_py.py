@@ -957,6 +957,45 @@ class StreamSocket(_Socket):
             steps.release()
 
 
+    # -- messages with ancillary data: the receive buffer first ---------------
+    # Bytes a framing call read past its result are returned by recvmsg() and
+    # recvmsg_into() before anything the kernel holds, with no ancillary data
+    # (docs/messages.md).
+
+    def _holds_received(self) -> bool:
+        return bool(self._rbuf or self._receiving or self._deferred)
+
+    def _buffered_bytes(self, size: int, flags: int) -> Optional[bytes]:
+        if not self._holds_received():
+            return None
+        if self._receiving:
+            self._begin_receive()  # raises
+        if not self._rbuf:
+            self._raise_if_closed()
+            self._raise_deferred()
+            return None
+        pos = self._rpos
+        if flags & _MSG_PEEK:
+            return bytes(self._rbuf[pos:pos + size])
+        return self._take_at(pos, size)
+
+    def _buffered_into(self, views: list[memoryview], flags: int) -> int:
+        if self._receiving:
+            self._begin_receive()  # raises
+        if not self._rbuf:
+            self._raise_if_closed()
+            self._raise_deferred()
+        rbuf, pos = self._rbuf, self._rpos
+        copied = 0
+        for view in views:
+            size = min(len(view), len(rbuf) - pos - copied)
+            view[:size] = rbuf[pos + copied:pos + copied + size]
+            copied += size
+        if not flags & _MSG_PEEK:
+            self._skip(copied)
+        return copied
+
+
 def _sendfile_nosigpipe(out_fd: int, in_fd: int, offset: int, count: int) -> int:
     """os.sendfile() with SIGPIPE blocked: unlike send(), it has no MSG_NOSIGNAL."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGPIPE)
