@@ -1104,3 +1104,153 @@ cdef class _Socket:
             PyBuffer_Release(&view)
 
 
+
+    # -- messages with ancillary data (docs/messages.md; _message_c.pxi) ------
+
+    def sendmsg(self, buffers, ancdata=(), flags=0, address=None):
+        """Send the bytes of ``buffers`` with the ancillary data items ``(level, type,
+        data)`` of ``ancdata``, to ``address`` or (None) the connected peer, and return
+        the bytes sent, as socket.sendmsg(); never raises SIGPIPE.  On a blocking stream
+        the rest of the bytes goes on without the ancillary data, which went with the
+        first of them.
+        """
+        return send_message(self, buffers, ancdata, flags, address)
+
+    def recvmsg(self, bufsize, ancbufsize=0, flags=0):
+        """Receive up to ``bufsize`` bytes and up to ``ancbufsize`` bytes of ancillary
+        data, and return ``(data, ancdata, msg_flags, address)``, as socket.recvmsg():
+        ``ancdata`` a list of ``(level, type, data)``, MSG_CTRUNC in ``msg_flags`` when
+        the ancillary data did not fit.
+
+        Received descriptors (SCM_RIGHTS) are close-on-exec, and none leaks when the
+        call fails.  A StreamSocket returns the bytes it holds in its receive buffer
+        first, with no ancillary data, msg_flags 0 and address None (see ``buffered``).
+        """
+        cdef Py_ssize_t size = PyLong_AsSsize_t(_index(bufsize))
+        cdef Py_ssize_t ancsize = PyLong_AsSsize_t(_index(ancbufsize))
+        cdef int cflags = as_int(flags)
+        if size < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        check_ancbufsize(ancsize)
+        data = self._buffered_bytes(size, cflags)
+        if data is not None:
+            return data, [], 0, None
+        return self._recvmsg(size, ancsize, cflags, False)
+
+    def recvmsg_into(self, buffers, ancbufsize=0, flags=0):
+        """Receive into the writable ``buffers`` in turn, as recvmsg() does, and return
+        ``(nbytes, ancdata, msg_flags, address)``, as socket.recvmsg_into().
+        """
+        cdef Py_ssize_t ancsize = PyLong_AsSsize_t(_index(ancbufsize))
+        cdef int cflags = as_int(flags)
+        cdef object items = PySequence_Fast(
+            buffers, "recvmsg_into() argument 1 must be an iterable")
+        cdef Py_ssize_t count = PySequence_Fast_GET_SIZE(items), acquired = 0, i
+        cdef Py_buffer *views = NULL
+        cdef c.iovec *iov = NULL
+        cdef RecvMsgArgs a
+        cdef c.control_buffer small
+        cdef char *control
+        cdef ssize_t n
+        try:
+            if count > INT_MAX:
+                raise OSError("recvmsg_into() argument 1 is too long")
+            views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))
+            iov = <c.iovec *>PyMem_Malloc(<size_t>(count + 1) * sizeof(c.iovec))
+            if views == NULL or iov == NULL:
+                raise MemoryError()
+            for i in range(count):
+                get_writable_item(<object>PySequence_Fast_GET_ITEM(items, i), &views[i])
+                acquired += 1
+                iov[i].iov_base = views[i].buf
+                iov[i].iov_len = <size_t>views[i].len
+            check_ancbufsize(ancsize)
+            if self._holds_received():
+                return self._buffered_into(iov, count, cflags), [], 0, None
+            control = control_memory(ancsize, &small)
+            try:
+                n = receive_message(self, &a, iov, <size_t>count, control, ancsize, cflags)
+                return message_result(n, &a, cflags, False)
+            finally:
+                free_control(control, &small)
+        finally:
+            for i in range(acquired):
+                PyBuffer_Release(&views[i])
+            PyMem_Free(views)
+            PyMem_Free(iov)
+
+    cdef object _recvmsg(self, Py_ssize_t size, Py_ssize_t ancsize, int cflags,
+                         bint fds_only):
+        """recvmsg() (or recv_fds(): only the descriptors) from the kernel, its
+        arguments checked."""
+        cdef RecvMsgArgs a
+        cdef c.iovec iov
+        cdef char stack[STACK_RECV_MAX]
+        cdef c.control_buffer small
+        cdef char *control
+        cdef ssize_t n
+        cdef object data = None
+        if size <= STACK_RECV_MAX:
+            iov.iov_base = stack
+        else:
+            data = PyBytes_FromStringAndSize(NULL, size)
+            iov.iov_base = PyBytes_AS_STRING(data)
+        iov.iov_len = <size_t>size
+        control = control_memory(ancsize, &small)
+        try:
+            n = receive_message(self, &a, &iov, 1, control, ancsize, cflags)
+            n = min(n, size)  # MSG_TRUNC on a datagram reports its real length
+            try:
+                if data is None:
+                    data = PyBytes_FromStringAndSize(stack, n)
+                elif n < size:
+                    data = data[:n]
+            except BaseException:
+                close_received_fds(control, received_control(&a))
+                raise
+            return message_result(data, &a, cflags, fds_only)
+        finally:
+            free_control(control, &small)
+
+    def send_fds(self, buffers, fds, flags=0, address=None):
+        """Send the descriptors ``fds`` (SCM_RIGHTS) with the bytes of ``buffers`` and
+        return the bytes sent, as socket.send_fds(sock, ...) (which the module function
+        ``send_fds`` is too).
+        """
+        return send_message(self, buffers, [_common.fds_item(fds)], flags, address)
+
+    def recv_fds(self, bufsize, maxfds, flags=0):
+        """Receive up to ``bufsize`` bytes and up to ``maxfds`` descriptors and return
+        ``(data, fds, msg_flags, address)``, as socket.recv_fds(sock, ...) (which the
+        module function ``recv_fds`` is too).  The descriptors are close-on-exec and the
+        caller's to close; MSG_CTRUNC in ``msg_flags`` says more were sent (the kernel
+        closed those).
+        """
+        cdef Py_ssize_t ancsize, size
+        cdef int cflags
+        if type(maxfds) is int and 0 <= <object>maxfds <= RECV_FDS_DIRECT_MAX:
+            ancsize = <Py_ssize_t>c.CMSG_LEN(<size_t>(<Py_ssize_t>maxfds * fd_size))
+        else:
+            ancsize = _common.fds_ancbufsize(maxfds)  # the stdlib's arithmetic and errors
+        size = PyLong_AsSsize_t(_index(bufsize))
+        cflags = as_int(flags)
+        if size < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        check_ancbufsize(ancsize)
+        data = self._buffered_bytes(size, cflags)
+        if data is not None:
+            return data, [], 0, None
+        return self._recvmsg(size, ancsize, cflags, True)
+
+    cdef bint _holds_received(self) except -1:
+        """Whether a receive must look at what the socket holds first (a
+        StreamSocket's buffer, a receive in progress)."""
+        return False
+
+    cdef object _buffered_bytes(self, Py_ssize_t size, int flags):
+        """Up to ``size`` bytes of what a StreamSocket holds received, or None."""
+        return None
+
+    cdef Py_ssize_t _buffered_into(self, c.iovec *iov, Py_ssize_t count, int flags) except -1:
+        """Scatter what a StreamSocket holds received into ``iov``."""
+        raise AssertionError("only a StreamSocket holds received bytes")

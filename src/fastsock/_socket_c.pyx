@@ -11,13 +11,14 @@ that can block: syscalls on blocking descriptors, and ``poll()``.
 One extension, its source split by concern (one level deep; each file names
 its pure twin): _base_c.pxi (errors, integers, clock, syscalls, _Socket and
 its call helper), _address_c.pxi, _stream_c.pxi, _file_c.pxi (the file of
-StreamSocket.makefile()), _datagram_c.pxi.  They are
-one translation unit so that the hot helpers inline across them (see
+StreamSocket.makefile()), _datagram_c.pxi, _message_c.pxi (ancillary data).
+They are one translation unit so that the hot helpers inline across them (see
 docs/architecture.md).
 """
 
 from cpython.buffer cimport (
     PyBuffer_FillInfo,
+    PyBuffer_IsContiguous,
     PyBUF_SIMPLE,
     PyBUF_WRITABLE,
     PyBuffer_Release,
@@ -27,7 +28,14 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
 from cpython.long cimport PyLong_AsLong, PyLong_AsSsize_t, PyLong_AsUnsignedLongMask
 from cpython.number cimport PyNumber_AsSsize_t
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.sequence cimport (
+    PySequence_Check,
+    PySequence_Fast,
+    PySequence_Fast_GET_ITEM,
+    PySequence_Fast_GET_SIZE,
+    PySequence_Size,
+)
 from cpython.ref cimport Py_DECREF, Py_XDECREF
 from libc.errno cimport (
     EAFNOSUPPORT,
@@ -119,6 +127,7 @@ include "_address_c.pxi"
 include "_stream_c.pxi"
 include "_file_c.pxi"
 include "_datagram_c.pxi"
+include "_message_c.pxi"
 
 
 # -- module functions -------------------------------------------------------------

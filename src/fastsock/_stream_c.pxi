@@ -964,3 +964,39 @@ cdef class StreamSocket(_Socket):
             PyMem_Free(chunk)
         return 0
 
+
+    # -- messages with ancillary data: the receive buffer first ---------------
+    # Bytes a framing call read past its result are returned by recvmsg(),
+    # recvmsg_into() and recv_fds() before anything the kernel holds, with no
+    # ancillary data (docs/messages.md).
+
+    cdef bint _holds_received(self) except -1:
+        return self.receiving or self.rbuf.end > self.rbuf.start
+
+    cdef object _buffered_bytes(self, Py_ssize_t size, int flags):
+        cdef Py_ssize_t n
+        if not self._holds_received():
+            return None
+        self._check_open()
+        self._check_not_receiving()
+        n = min(size, self.rbuf.end - self.rbuf.start)
+        if flags & c.MSG_PEEK:
+            return PyBytes_FromStringAndSize(self.rbuf.data + self.rbuf.start, n)
+        data = rb_take(&self.rbuf, n)
+        rb_settle(&self.rbuf)
+        return data
+
+    cdef Py_ssize_t _buffered_into(self, c.iovec *iov, Py_ssize_t count, int flags) except -1:
+        cdef Py_ssize_t copied = 0, n, i
+        self._check_open()
+        self._check_not_receiving()
+        for i in range(count):
+            n = min(<Py_ssize_t>iov[i].iov_len, self.rbuf.end - self.rbuf.start - copied)
+            memcpy(iov[i].iov_base, self.rbuf.data + self.rbuf.start + copied, n)
+            copied += n
+        if not flags & c.MSG_PEEK:
+            self.rbuf.start += copied
+            if self.rbuf.start == self.rbuf.end:
+                self.rbuf.start = self.rbuf.end = 0
+            rb_settle(&self.rbuf)
+        return copied

@@ -30,6 +30,13 @@ typedef union {
     struct cmsghdr align;
 } fastsock_cmsg_buffer;
 
+/* Room for the control data of a message with a few descriptors (60 of
+   them, or credentials), aligned the same way; more is allocated. */
+typedef union {
+    char buf[256];
+    struct cmsghdr align;
+} fastsock_control_buffer;
+
 /* sendfile() has no MSG_NOSIGNAL: block SIGPIPE in this thread for the call,
    and take back a SIGPIPE it raised (one not pending before). */
 static ssize_t fastsock_sendfile_nosignal(int out_fd, int in_fd, off_t *offset, size_t count)

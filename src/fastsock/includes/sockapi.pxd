@@ -11,6 +11,8 @@ cdef extern from "compat.h" nogil:
     enum: UIO_MAXIOV
     ctypedef union cmsg_buffer "fastsock_cmsg_buffer":
         char buf[64]
+    ctypedef union control_buffer "fastsock_control_buffer":
+        char buf[256]
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef unsigned long pthread_t
@@ -73,7 +75,10 @@ cdef extern from "<sys/socket.h>" nogil:
         MSG_DONTWAIT
         MSG_PEEK
         MSG_TRUNC
+        MSG_CTRUNC
+        MSG_CMSG_CLOEXEC
         MSG_WAITFORONE
+        SCM_RIGHTS
         SHUT_RD
         SHUT_WR
         SHUT_RDWR
@@ -121,6 +126,7 @@ cdef extern from "<sys/socket.h>" nogil:
     unsigned char *CMSG_DATA(cmsghdr *cmsg)
     size_t CMSG_SPACE(size_t length)
     size_t CMSG_LEN(size_t length)
+    size_t CMSG_ALIGN(size_t length)
     int getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
     int setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)
     int getsockname(int fd, sockaddr *addr, socklen_t *addrlen)
