@@ -580,8 +580,7 @@ MSG_CMSG_CLOEXEC: int = int(_stdlib.MSG_CMSG_CLOEXEC)
 # the stdlib's message for ancillary data it cannot parse (it warns, then
 # stops parsing there)
 MALFORMED_ANCILLARY = "received malformed or improperly-truncated ancillary data"
-_FD = array.array("i")
-FD_SIZE = _FD.itemsize
+FD_SIZE = array.array("i").itemsize
 
 
 def fds_ancbufsize(maxfds: Any) -> int:
@@ -590,7 +589,7 @@ def fds_ancbufsize(maxfds: Any) -> int:
     return int(_stdlib.CMSG_LEN(maxfds * FD_SIZE))
 
 
-def fds_item(fds: Any) -> Tuple[int, int, array.array]:
+def fds_item(fds: Any) -> Tuple[int, int, "array.array[int]"]:
     """The SCM_RIGHTS ancillary data item that sends ``fds``, refused with
     the stdlib's errors (array.array("i", fds))."""
     return (SOL_SOCKET, SCM_RIGHTS, array.array("i", fds))
@@ -608,12 +607,16 @@ def received_fds(ancdata: Iterable[Tuple[int, int, bytes]]) -> list[int]:
 
 def close_received(ancdata: Iterable[Tuple[int, int, bytes]]) -> None:
     """Close every descriptor that received ancillary data holds: on a path
-    that cannot hand them to the caller, so that none leaks."""
-    for fd in received_fds(ancdata):
-        try:
-            os.close(fd)
-        except OSError:  # EBADF cannot happen: each was just received
-            pass
+    that cannot hand them to the caller (which may be a MemoryError: this
+    builds nothing it can do without), so that none leaks."""
+    for level, kind, data in ancdata:
+        if level == SOL_SOCKET and kind == SCM_RIGHTS:
+            for start in range(0, len(data) - FD_SIZE + 1, FD_SIZE):
+                try:
+                    os.close(int.from_bytes(data[start:start + FD_SIZE], sys.byteorder,
+                                            signed=True))
+                except OSError:  # EBADF cannot happen: each was just received
+                    pass
 
 
 def _fds_method(sock: Any, name: str) -> Any:

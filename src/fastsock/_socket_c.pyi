@@ -12,6 +12,8 @@ from ._common import LimitOverrunError as LimitOverrunError
 from ._common import MessageTooLargeError as MessageTooLargeError
 from ._common import TruncatedDatagramError as TruncatedDatagramError
 from ._common import iter_segments as iter_segments
+from ._common import recv_fds as recv_fds
+from ._common import send_fds as send_fds
 from ._makefile import BinaryMode, ReadingBinaryMode, SocketIO, TextMode, WritingBinaryMode
 
 __all__ = [
@@ -20,10 +22,12 @@ __all__ = [
     "create_connection", "create_server", "AF_INET", "AF_INET6", "AF_UNIX", "SOCK_STREAM",
     "SOCK_DGRAM", "SHUT_RD", "SHUT_WR", "SHUT_RDWR", "IncompleteReadError",
     "LimitOverrunError", "MessageTooLargeError", "TruncatedDatagramError", "iter_segments",
+    "send_fds", "recv_fds",
 ]
 
 _S = TypeVar("_S", bound="_Socket")
 _Address = Any  # (host, port), (host, port, flowinfo, scope_id), str or bytes path
+_Ancillary = list[tuple[int, int, bytes]]
 
 IMPLEMENTATION: Final[Literal["cython"]]
 AF_INET: Final = _stdlib.AddressFamily.AF_INET
@@ -82,6 +86,26 @@ class _Socket:
     def sendto(self, data: Buffer, address: _Address, /) -> int: ...
     @overload
     def sendto(self, data: Buffer, flags: int, address: _Address, /) -> int: ...
+    def sendmsg(
+        self,
+        buffers: Iterable[Buffer],
+        ancdata: Iterable[tuple[int, int, Buffer]] = (),
+        flags: int = 0,
+        address: _Address = None,
+    ) -> int: ...
+    def recvmsg(
+        self, bufsize: int, ancbufsize: int = 0, flags: int = 0
+    ) -> tuple[bytes, _Ancillary, int, _Address]: ...
+    def recvmsg_into(
+        self, buffers: Iterable[Buffer], ancbufsize: int = 0, flags: int = 0
+    ) -> tuple[int, _Ancillary, int, _Address]: ...
+    def send_fds(
+        self, buffers: Iterable[Buffer], fds: Iterable[int], flags: int = 0,
+        address: _Address = None,
+    ) -> int: ...
+    def recv_fds(
+        self, bufsize: int, maxfds: int, flags: int = 0
+    ) -> tuple[bytes, list[int], int, _Address]: ...
 
 @disjoint_base
 class StreamSocket(_Socket):
