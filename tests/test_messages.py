@@ -697,11 +697,12 @@ def alarm(after: float) -> Iterator[None]:
 def test_signal_handler_exception_propagates(impl: ModuleType, method: str,
                                              timeout: Optional[float]) -> None:
     with pair(impl.IMPLEMENTATION, "unix-stream") as (a, b):
+        call: Callable[[Any], Any]
         if method == "sendmsg":
             sock = a
             sock.setsockopt(SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
-            def call(s: Any) -> Any:
+            def call(s: Any) -> Any:  # until the socket buffer is full, then waits
                 while True:
                     s.sendmsg([b"x" * 65536])
         else:
@@ -771,7 +772,7 @@ def test_buffered_bytes_scatter_and_peek(impl: ModuleType) -> None:
         assert b.recvmsg_into([first, memoryview(second)], 0, socket.MSG_PEEK)[0] == 7
         assert b.buffered == 10
         assert b.recvmsg_into([first, memoryview(second)])[0] == 7
-        assert (first, second) == (b"012", b"3456")
+        assert (bytes(first), bytes(second)) == (b"012", b"3456")
         assert b.recv_fds(100, 1) == (b"789", [], 0, None)
         assert b.buffered == 0
         # bad arguments are refused as when nothing is buffered
