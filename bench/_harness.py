@@ -58,6 +58,7 @@ PEER_TIMEOUT = 20.0
 # -- workload names: one benchmark group and one table row each ---------------
 
 PERCALL = "per-call send+recv 1B"
+RECV_FDS = "recv_fds 1 fd per 1B message"
 CONNECT = "connect+accept+close"
 CHUNKS = {"4K": 4 << 10, "64K": 64 << 10, "1M": 1 << 20}
 UDP_SIZES = (64, 1200)
@@ -234,6 +235,8 @@ class Sizes:
                                 # stdlib baseline (the GRO variants: 16 times more)
     lines: int = 2000           # lines read per round of the readline workload
     lines_rounds: int = 1
+    fds: int = 200              # messages with a descriptor received per round (a
+                                # Unix stream's send buffer holds about 270)
 
     @property
     def bulk_per_round(self) -> int:
@@ -246,7 +249,7 @@ MODES = {
                    bulk_total=1 << 20, bulk_rounds=1, connect=5, udp_send=50,
                    udp_fill=64, udp_rounds=1, framing=2000, framing_rounds=1,
                    framing_warmup=0, sends_small=50, sends_large=10, sends_rounds=1,
-                   udp_e2e=200),
+                   udp_e2e=200, fds=20),
     "quick": Sizes("quick", rounds=12, warmup=1, percall=2000, pingpong=500,
                    bulk_total=32 << 20, bulk_rounds=8, connect=200, udp_send=2000,
                    udp_fill=2048, udp_rounds=12, framing=200_000, framing_rounds=1,

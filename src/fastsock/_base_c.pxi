@@ -1126,8 +1126,8 @@ cdef class _Socket:
         call fails.  A StreamSocket returns the bytes it holds in its receive buffer
         first, with no ancillary data, msg_flags 0 and address None (see ``buffered``).
         """
-        cdef Py_ssize_t size = PyLong_AsSsize_t(_index(bufsize))
-        cdef Py_ssize_t ancsize = PyLong_AsSsize_t(_index(ancbufsize))
+        cdef Py_ssize_t size = as_ssize(bufsize)
+        cdef Py_ssize_t ancsize = as_ssize(ancbufsize)
         cdef int cflags = as_int(flags)
         if size < 0:
             raise ValueError("negative buffer size in recvmsg()")
@@ -1141,7 +1141,7 @@ cdef class _Socket:
         """Receive into the writable ``buffers`` in turn, as recvmsg() does, and return
         ``(nbytes, ancdata, msg_flags, address)``, as socket.recvmsg_into().
         """
-        cdef Py_ssize_t ancsize = PyLong_AsSsize_t(_index(ancbufsize))
+        cdef Py_ssize_t ancsize = as_ssize(ancbufsize)
         cdef int cflags = as_int(flags)
         cdef object items = PySequence_Fast(
             buffers, "recvmsg_into() argument 1 must be an iterable")
@@ -1232,7 +1232,7 @@ cdef class _Socket:
             ancsize = <Py_ssize_t>c.CMSG_LEN(<size_t>(<Py_ssize_t>maxfds * fd_size))
         else:
             ancsize = _common.fds_ancbufsize(maxfds)  # the stdlib's arithmetic and errors
-        size = PyLong_AsSsize_t(_index(bufsize))
+        size = as_ssize(bufsize)
         cflags = as_int(flags)
         if size < 0:
             raise ValueError("negative buffer size in recvmsg()")

@@ -621,11 +621,11 @@ def close_received(ancdata: Iterable[Tuple[int, int, bytes]]) -> None:
 
 def _fds_method(sock: Any, name: str) -> Any:
     """The method ``name`` of a fastsock socket (a stdlib socket has none)."""
-    method = getattr(sock, name, None) if not isinstance(sock, _stdlib.socket) else None
-    if method is None:
+    try:
+        return getattr(sock, name)
+    except AttributeError:
         raise TypeError(f"{name}() argument 'sock' must be a fastsock StreamSocket or "
-                        f"DatagramSocket, not {type(sock).__name__}")
-    return method
+                        f"DatagramSocket, not {type(sock).__name__}") from None
 
 
 def send_fds(sock: Any, buffers: Iterable[Any], fds: Iterable[int], flags: int = 0,

@@ -156,6 +156,11 @@ cdef ssize_t _do_recvmsg_cloexec(int fd, void *data) noexcept nogil:
     return n
 
 
+cdef inline Py_ssize_t as_ssize(object value) except? -1:
+    """The stdlib's "n" argument conversion (an int's without a call)."""
+    return PyLong_AsSsize_t(value if type(value) is int else _index(value))
+
+
 cdef str recvmsg_into_buffers = ("recvmsg_into() argument 1 must be an iterable of "
                                  "single-segment read-write buffers")
 
