@@ -1138,7 +1138,7 @@ ROWS += [
         ("set_inheritable", True)),
     row("sendmsg and recvmsg", "unix stream connected",
         ("sendmsg", [b"ab", b"cd"]), ("peer.recv", 10, socket.MSG_DONTWAIT), ("peer.sendall", MSG),
-        ("recvmsg", 100), xfail=_NOT_YET.format("sendmsg()/recvmsg()")),
+        ("recvmsg", 100)),
 ]
 
 
