@@ -397,13 +397,20 @@ def test_send_fds_honours_flags_and_address(impl: ModuleType, unix_dir: str,
         assert take_fds(fds) == [(identity(files[0]), True)]
 
 
-def test_module_functions_refuse_a_stdlib_socket(impl: ModuleType) -> None:
+def test_module_functions_take_a_stdlib_socket_too(impl: ModuleType) -> None:
+    # as the stdlib's functions, and the received descriptors close-on-exec
     a, b = socket.socketpair()
-    with a, b:
+    with a, b, open(__file__, "rb") as shared:
+        assert impl.send_fds(a, [b"x"], [shared.fileno()]) == 1
+        data, fds, flags, address = impl.recv_fds(b, 10, 2)
+        assert (data, len(fds), flags) == (b"x", 1, 0)
+        try:
+            assert not os.get_inheritable(fds[0])
+            assert os.fstat(fds[0]).st_ino == os.fstat(shared.fileno()).st_ino
+        finally:
+            os.close(fds[0])
         with pytest.raises(TypeError, match="fastsock StreamSocket or DatagramSocket"):
-            impl.send_fds(a, [b"x"], [0])
-        with pytest.raises(TypeError, match="fastsock StreamSocket or DatagramSocket"):
-            impl.recv_fds(b, 1, 1)
+            impl.send_fds(object(), [b"x"], [0])
     assert impl.send_fds is fastsock.send_fds is _common.send_fds
     assert impl.recv_fds is fastsock.recv_fds is _common.recv_fds
 

@@ -1124,8 +1124,7 @@ ROWS += [
         ("recvfrom_into", buf(20))),
 ]
 
-# -- what others are adding: these pass once fastsock has the method -----------------
-_NOT_YET = "fastsock has no {} yet"
+# -- dup, inheritance, messages ---------------------------------------------------------
 ROWS += [
     row("dup", "unix stream connected", "dup", ("send", b"x"),
         ("peer.recv", 10, socket.MSG_DONTWAIT)),

@@ -631,11 +631,16 @@ def _fds_method(sock: Any, name: str) -> Any:
 def send_fds(sock: Any, buffers: Iterable[Any], fds: Iterable[int], flags: int = 0,
              address: Any = None) -> int:
     """Send the descriptors ``fds`` (SCM_RIGHTS) with the bytes of ``buffers`` over an
-    AF_UNIX fastsock socket and return the bytes sent, as socket.send_fds():
-    ``sock.send_fds(buffers, fds, flags, address)``.  ``flags`` and ``address`` are used
-    (the stdlib's own ignores them in some versions).  TypeError for a socket of
-    another kind.
+    AF_UNIX socket and return the bytes sent, as socket.send_fds(): for a fastsock
+    socket ``sock.send_fds(buffers, fds, flags, address)``, for a stdlib one its
+    ``sendmsg``.  ``flags`` and ``address`` are used (the stdlib's own ignores them in
+    some versions).  TypeError for an object that is no socket.
     """
+    if isinstance(sock, _stdlib.socket):
+        rights = [(_stdlib.SOL_SOCKET, _stdlib.SCM_RIGHTS, array.array("i", fds))]
+        if address is None:
+            return sock.sendmsg(buffers, rights, flags)
+        return sock.sendmsg(buffers, rights, flags, address)
     return _fds_method(sock, "send_fds")(  # type: ignore[no-any-return]
         buffers, fds, flags, address)
 
@@ -643,10 +648,27 @@ def send_fds(sock: Any, buffers: Iterable[Any], fds: Iterable[int], flags: int =
 def recv_fds(sock: Any, bufsize: int, maxfds: int,
              flags: int = 0) -> Tuple[bytes, list[int], int, Any]:
     """Receive up to ``bufsize`` bytes and up to ``maxfds`` descriptors from an AF_UNIX
-    fastsock socket and return ``(data, fds, msg_flags, address)``, as
-    socket.recv_fds(): ``sock.recv_fds(bufsize, maxfds, flags)``.  The descriptors are
-    close-on-exec; ``flags`` is used (the stdlib's own ignores it in some versions).
-    TypeError for a socket of another kind.
+    socket and return ``(data, fds, msg_flags, address)``, as socket.recv_fds(): for a
+    fastsock socket ``sock.recv_fds(bufsize, maxfds, flags)``, for a stdlib one its
+    ``recvmsg``.  The descriptors are close-on-exec either way (the stdlib's own
+    leaves them inheritable); ``flags`` is used.  TypeError for an object that is no
+    socket.
     """
+    if isinstance(sock, _stdlib.socket):
+        return _recv_fds_stdlib(sock, bufsize, maxfds, flags)
     return _fds_method(sock, "recv_fds")(  # type: ignore[no-any-return]
         bufsize, maxfds, flags)
+
+
+def _recv_fds_stdlib(sock: _stdlib.socket, bufsize: int, maxfds: int,
+                     flags: int) -> Tuple[bytes, list[int], int, Any]:
+    cloexec = _stdlib.MSG_CMSG_CLOEXEC
+    data, ancillary, msg_flags, address = sock.recvmsg(
+        bufsize, _stdlib.CMSG_LEN(maxfds * array.array("i").itemsize), flags | cloexec)
+    fds = array.array("i")
+    for level, kind, payload in ancillary:
+        if level == _stdlib.SOL_SOCKET and kind == _stdlib.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+    if not flags & cloexec:
+        msg_flags &= ~cloexec  # the kernel echoes it: report what the caller asked
+    return data, list(fds), msg_flags, address
