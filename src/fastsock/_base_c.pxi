@@ -309,8 +309,8 @@ cdef class _Socket:
             raise _common.wrong_kind(_builtin_type(self).__name__, wanted,
                                      kind & ~sock_type_flags)
         if fam == -1:
-            fam = c.AF_INET
-        if fam != c.AF_INET and fam != c.AF_INET6 and fam != c.AF_UNIX:
+            fam = self._FAMILIES[0]
+        if fam not in self._FAMILIES:
             return raise_errno(EAFNOSUPPORT)
         timeout = 0.0 if kind & c.SOCK_NONBLOCK else default_timeout()
         fd = c.socket(fam, wanted | c.SOCK_CLOEXEC | (c.SOCK_NONBLOCK if timeout >= 0 else 0),
@@ -338,7 +338,7 @@ cdef class _Socket:
         c.getsockopt(fd, c.SOL_SOCKET, c.SO_DOMAIN, &real_family, &optlen)
         optlen = sizeof(int)
         c.getsockopt(fd, c.SOL_SOCKET, c.SO_PROTOCOL, &real_proto, &optlen)
-        if real_kind != self._KIND or real_family not in _common.SUPPORTED_FAMILIES:
+        if real_kind != self._KIND or real_family not in self._FAMILIES:
             raise _common.wrong_descriptor(name, fd, real_family, real_kind)
         if family != -1 and family != real_family:
             raise _common.mismatched_fileno(fd, "family", family, real_family)
@@ -370,7 +370,7 @@ cdef class _Socket:
         c.getsockopt(cfd, c.SOL_SOCKET, c.SO_DOMAIN, &family, &optlen)
         optlen = sizeof(int)
         c.getsockopt(cfd, c.SOL_SOCKET, c.SO_PROTOCOL, &proto, &optlen)
-        if kind != cls._KIND or family not in _common.SUPPORTED_FAMILIES:
+        if kind != cls._KIND or family not in cls._FAMILIES:
             raise _common.wrong_descriptor(cls.__name__, cfd, family, kind)
         flags = fcntl(cfd, F_GETFL)
         cdef _Socket self = cls.__new__(cls)

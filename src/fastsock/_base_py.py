@@ -110,12 +110,12 @@ def _closed_error() -> OSError:
     return OSError(errno.EBADF, os.strerror(errno.EBADF))
 
 
-def _check_family(family: object) -> int:
+def _check_family(family: object, families: tuple[int, ...] = SUPPORTED_FAMILIES) -> int:
     if not isinstance(family, int):
         raise TypeError(
             f"'{type(family).__name__}' object cannot be interpreted as an integer"
         )
-    if family not in SUPPORTED_FAMILIES:
+    if family not in families:
         raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
     return int(family)
 
@@ -333,6 +333,7 @@ class _Socket:
     # by the socket's next call.
     __slots__ = ("_sock", "_calls", "_pending_close", "_twins", "_deferred", "__weakref__")
     _KIND: int = 0
+    _FAMILIES: tuple[int, ...] = ()  # the first is the default
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: Optional[int] = None) -> None:
@@ -346,8 +347,9 @@ class _Socket:
             if kind & ~_common.SOCK_TYPE_FLAGS != self._KIND:
                 raise _common.wrong_kind(_type(self).__name__, self._KIND,
                                          kind & ~_common.SOCK_TYPE_FLAGS)
-            sock = _stdlib.socket(_check_family(AF_INET if family == -1 else family),
-                                  kind, proto)
+            sock = _stdlib.socket(
+                _check_family(self._FAMILIES[0] if family == -1 else family, self._FAMILIES),
+                kind, proto)
         else:
             sock = self._adopt_fileno(family, type, proto, fileno)
         self._setup(sock)
@@ -362,7 +364,7 @@ class _Socket:
             fd = sock.fileno()
             real_family = sock.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_DOMAIN)
             real_kind = sock.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_TYPE)
-            if real_kind != self._KIND or real_family not in SUPPORTED_FAMILIES:
+            if real_kind != self._KIND or real_family not in self._FAMILIES:
                 raise _common.wrong_descriptor(_type(self).__name__, fd, real_family,
                                                real_kind)
             if family != -1 and family != real_family:
@@ -456,7 +458,7 @@ class _Socket:
         if fd < 0:
             raise ValueError("negative file descriptor")
         sock = _stdlib.socket(fileno=fd)
-        if sock.type != cls._KIND or sock.family not in SUPPORTED_FAMILIES:
+        if sock.type != cls._KIND or sock.family not in cls._FAMILIES:
             sock.detach()
             raise ValueError(
                 f"fd {fd} is a {_common.family_name(sock.family)} "

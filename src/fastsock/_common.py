@@ -17,7 +17,7 @@ import os
 import stat
 import sys
 import socket as _stdlib
-from typing import Any, Callable, Iterable, Optional, Protocol, Tuple, TypeVar, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Tuple, TypeVar, Union
 
 AF_INET: int = int(_stdlib.AF_INET)
 AF_INET6: int = int(_stdlib.AF_INET6)
@@ -219,20 +219,25 @@ def unix_path_bytes(path: object) -> bytes:
     return raw
 
 
-def socket_class(stream_class: Any, datagram_class: Any, kind: int, fileno: Any) -> Any:
-    """The class ``socket(family, type, proto, fileno)`` makes: by ``type``, or
-    (-1) by the type of the socket ``fileno`` is."""
-    if kind == -1:
-        if fileno is None:
-            kind = SOCK_STREAM
-        else:
-            probe = _stdlib.socket(-1, -1, -1, fileno)  # the stdlib's checks of fileno
+def socket_class(classes: Mapping[Tuple[int, int], Any], family: int, kind: int,
+                 fileno: Any) -> Any:
+    """The class ``socket(family, type, proto, fileno)`` makes, from a twin's
+    ``CLASSES`` (``(family, type)`` -> class; family -1: any family): by the
+    arguments, or (-1) by what the socket ``fileno`` is."""
+    if fileno is not None and (kind == -1 or family == -1):
+        probe = _stdlib.socket(-1, -1, -1, fileno)  # the stdlib's checks of fileno
+        if kind == -1:
             kind = probe.type
-            probe.detach()
-    cls = {SOCK_STREAM: stream_class, SOCK_DGRAM: datagram_class}.get(
-        kind & ~SOCK_TYPE_FLAGS)
+        if family == -1:
+            family = probe.family
+        probe.detach()
+    if kind == -1:
+        kind = SOCK_STREAM
+    kind &= ~SOCK_TYPE_FLAGS
+    cls = classes.get((family, kind)) or classes.get((-1, kind))
     if cls is None:
-        raise ValueError(f"fastsock has no socket class for type {type_name(kind)}")
+        raise ValueError(f"fastsock has no socket class for {family_name(family)} "
+                         f"type {type_name(kind)}")
     return cls
 
 

@@ -21,6 +21,7 @@ cdef class DatagramSocket(_Socket):
     cdef object last_address
 
     _KIND = c.SOCK_DGRAM
+    _FAMILIES = _common.SUPPORTED_FAMILIES  # the first is the default
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         self._open(family, type, proto, fileno)

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator, Optional, Tuple
 
 from ._base_py import _closed_error, _flags, _readable_bytes, _Socket, _Steps
 from ._common import (
+    SUPPORTED_FAMILIES,
     AF_UNIX,
     GSO_MAX_SEGMENTS,
     GSO_REFUSED,
@@ -154,6 +155,7 @@ class DatagramSocket(_Socket):
 
     __slots__ = ()
     _KIND = SOCK_DGRAM
+    _FAMILIES = SUPPORTED_FAMILIES
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send ``data`` as one datagram to the connected peer, as socket.sendall() on

@@ -132,7 +132,13 @@ include "_message_c.pxi"
 
 # -- module functions -------------------------------------------------------------
 
-SocketType = _Socket  # what both classes are, as socket.SocketType for the stdlib's
+SocketType = _Socket  # what every class is, as socket.SocketType for the stdlib's
+
+# the class of each (family, type) socket() and socketpair() make; family -1: any
+CLASSES = {
+    (-1, c.SOCK_STREAM): StreamSocket,
+    (-1, c.SOCK_DGRAM): DatagramSocket,
+}
 
 
 def socket(family=-1, type=-1, proto=-1, fileno=None):
@@ -141,7 +147,7 @@ def socket(family=-1, type=-1, proto=-1, fileno=None):
     With ``fileno`` and no type, the descriptor's own type decides.
     """
     kind = as_int(type)
-    cls = _common.socket_class(StreamSocket, DatagramSocket, kind, fileno)
+    cls = _common.socket_class(CLASSES, as_int(family), kind, fileno)
     return cls(family, kind, proto, fileno)
 
 
@@ -173,13 +179,11 @@ def socketpair(family=None, type=SOCK_STREAM, proto=0):
     cdef int cproto = as_int(proto)
     cdef double timeout
     cdef _Socket a, b
-    if kind & ~sock_type_flags == c.SOCK_STREAM:
-        cls = StreamSocket
-    elif kind & ~sock_type_flags == c.SOCK_DGRAM:
-        cls = DatagramSocket
-    else:
+    cls = CLASSES.get((fam, kind & ~sock_type_flags)) or \
+        CLASSES.get((-1, kind & ~sock_type_flags))
+    if cls is None:
         raise ValueError("socketpair type must be SOCK_STREAM or SOCK_DGRAM")
-    if fam != c.AF_INET and fam != c.AF_INET6 and fam != c.AF_UNIX:
+    if fam not in cls._FAMILIES:
         raise_errno(EAFNOSUPPORT)
     timeout = 0.0 if kind & c.SOCK_NONBLOCK else default_timeout()
     kind &= ~sock_type_flags

@@ -45,7 +45,13 @@ SHUT_WR: Final = _stdlib.SHUT_WR
 SHUT_RDWR: Final = _stdlib.SHUT_RDWR
 
 
-SocketType = _Socket  # what both classes are, as socket.SocketType for the stdlib's
+SocketType = _Socket  # what every class is, as socket.SocketType for the stdlib's
+
+# the class of each (family, type) socket() and socketpair() make; family -1: any
+CLASSES: dict[Tuple[int, int], Any] = {
+    (-1, SOCK_STREAM): StreamSocket,
+    (-1, SOCK_DGRAM): DatagramSocket,
+}
 
 
 @overload
@@ -64,7 +70,7 @@ def socket(family: int = -1, type: int = -1, proto: int = -1,
     With ``fileno`` and no type, the descriptor's own type decides.
     """
     kind = _c_int(type)
-    cls = _common.socket_class(StreamSocket, DatagramSocket, kind, fileno)
+    cls = _common.socket_class(CLASSES, _c_int(family), kind, fileno)
     made: StreamSocket | DatagramSocket = cls(family, kind, proto, fileno)
     return made
 
@@ -94,11 +100,11 @@ def socketpair(family: Optional[int] = None, type: int = SOCK_STREAM,
     # converted first, in order, as in C
     fam = AF_UNIX if family is None else _c_int(family)
     kind, proto = _c_int(type), _c_int(proto)
-    classes: dict[int, Any] = {SOCK_STREAM: StreamSocket, SOCK_DGRAM: DatagramSocket}
-    cls = classes.get(kind & ~_common.SOCK_TYPE_FLAGS)
+    cls = CLASSES.get((fam, kind & ~_common.SOCK_TYPE_FLAGS)) or \
+        CLASSES.get((-1, kind & ~_common.SOCK_TYPE_FLAGS))
     if cls is None:
         raise ValueError("socketpair type must be SOCK_STREAM or SOCK_DGRAM")
-    a, b = _stdlib.socketpair(_check_family(fam), kind, proto)
+    a, b = _stdlib.socketpair(_check_family(fam, cls._FAMILIES), kind, proto)
     return cls._adopt(a), cls._adopt(b)
 
 

@@ -162,6 +162,7 @@ cdef class StreamSocket(_Socket):
     cdef bint close_requested
 
     _KIND = c.SOCK_STREAM
+    _FAMILIES = _common.SUPPORTED_FAMILIES  # the first is the default
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         self._open(family, type, proto, fileno)

@@ -34,6 +34,7 @@ from ._base_py import (
     _writable_bytes,
 )
 from ._common import (
+    SUPPORTED_FAMILIES,
     AF_INET,
     DEFAULT_MAX_MESSAGE,
     RECV_BUFFER_KEEP,
@@ -111,6 +112,7 @@ class StreamSocket(_Socket):
     # and the last file to close closes the socket.
     __slots__ = ("_rbuf", "_rpos", "_receiving", "_files", "_close_requested")
     _KIND = SOCK_STREAM
+    _FAMILIES = SUPPORTED_FAMILIES
 
     def _setup(self, sock: _stdlib.socket) -> None:
         super()._setup(sock)
