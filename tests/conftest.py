@@ -118,6 +118,23 @@ def full_unix_listener(path: str, stack: contextlib.ExitStack) -> socket.socket:
 
 
 @contextlib.contextmanager
+def alarm_after(seconds: float, error: Callable[[], BaseException]) -> Iterator[None]:
+    """Raise ``error()`` from a SIGALRM handler in the main thread after
+    ``seconds`` (a signal handler's exception during a blocking call, or a
+    bound on a step that must not hang); the previous handler is put back."""
+    def handler(signum: int, frame: Any) -> None:
+        raise error()
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
 def background(target: Callable[[], Any], *socks: Any) -> Iterator[Worker]:
     """Run ``target`` in a thread for the block; if the block fails, shut
     ``socks`` down so that the thread ends too."""

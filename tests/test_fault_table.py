@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import select
-import signal
 import socket
 import struct
 import threading
@@ -32,7 +31,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import pytest
-from conftest import IMPLEMENTATIONS, implementation_module
+from conftest import IMPLEMENTATIONS, alarm_after, implementation_module
 
 import fastsock
 
@@ -235,19 +234,6 @@ class Interrupted(Exception):
     pass
 
 
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise Interrupted
-
-
-@contextlib.contextmanager
-def alarm_after(seconds: float) -> Iterator[None]:
-    previous = signal.signal(signal.SIGALRM, _raise_interrupted)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 SIGNAL_SENDS = ["send", "sendall", "send_msg", "sendall_buffers"]
@@ -282,7 +268,7 @@ def test_raising_handler_during_a_send_blocked_after_a_partial_try(
         unstick.start()
         started = time.monotonic()
         try:
-            with alarm_after(0.3), pytest.raises(Interrupted):
+            with alarm_after(0.3, Interrupted), pytest.raises(Interrupted):
                 SENDS[method](ours, payload)
         finally:
             unstick.cancel()

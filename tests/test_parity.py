@@ -51,17 +51,22 @@ import pathlib
 import pickle
 import re
 import select
-import signal
 import socket
 import struct
 import tempfile
 from array import array
 from dataclasses import dataclass
-from types import FrameType, ModuleType
-from typing import Any, Callable, Iterator, Optional, Union
+from types import ModuleType
+from typing import Any, Callable, Optional, Union
 
 import pytest
-from conftest import HAS_IPV6, IMPLEMENTATIONS, full_unix_listener, implementation_module
+from conftest import (
+    HAS_IPV6,
+    IMPLEMENTATIONS,
+    alarm_after,
+    full_unix_listener,
+    implementation_module,
+)
 from stand_ins import Index
 
 import fastsock
@@ -208,19 +213,8 @@ class StepHung(BaseException):
     """A step blocked past HANG_LIMIT (a BaseException: never an outcome)."""
 
 
-def _hung(signum: int, frame: Optional[FrameType]) -> None:
-    raise StepHung(f"a step blocked for more than {HANG_LIMIT} s")
-
-
-@contextlib.contextmanager
-def bounded(seconds: float) -> Iterator[None]:
-    previous = signal.signal(signal.SIGALRM, _hung)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+def _hung() -> StepHung:
+    return StepHung(f"a step blocked for more than {HANG_LIMIT} s")
 
 
 def wait_for(sock: Any, events: int, seconds: float = 5.0) -> bool:
@@ -431,7 +425,7 @@ class Run:
         return value
 
     def outcomes(self) -> list[tuple[str, Outcome]]:
-        with bounded(HANG_LIMIT):
+        with alarm_after(HANG_LIMIT, _hung):
             self.setup()
             results = []
             for step in self.case.steps:

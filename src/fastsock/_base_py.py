@@ -21,7 +21,7 @@ from time import monotonic as _monotonic
 from typing import Any, Iterable, Optional, Tuple, TypeVar
 
 from . import _common
-from ._common import AF_INET, AF_UNIX, SUPPORTED_FAMILIES
+from ._common import AF_UNIX, SUPPORTED_FAMILIES
 
 # SIGPIPE must never kill the process, whatever the embedding application
 # did with the signal disposition.

@@ -14,9 +14,8 @@ from _thread import allocate_lock as _allocate_lock
 from operator import index as _index
 from typing import Any, Iterable, Iterator, Optional, Tuple
 
-from ._base_py import _closed_error, _flags, _readable_bytes, _Socket, _Steps
+from ._base_py import _closed_error, _Socket, _Steps
 from ._common import (
-    SUPPORTED_FAMILIES,
     AF_UNIX,
     GSO_MAX_SEGMENTS,
     GSO_REFUSED,
@@ -24,6 +23,7 @@ from ._common import (
     MAX_UDP_PAYLOAD,
     SOCK_DGRAM,
     SOL_UDP,
+    SUPPORTED_FAMILIES,
     UDP_GRO_OPT,
     UDP_SEGMENT_OPT,
     TruncatedDatagramError,

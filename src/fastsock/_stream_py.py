@@ -19,7 +19,7 @@ import termios
 from itertools import islice
 from operator import index as _index
 from time import monotonic as _monotonic
-from typing import Any, Iterable, Iterator, Literal, Optional, Tuple, TypeVar, overload
+from typing import Any, Iterable, Iterator, Literal, Optional, Tuple, overload
 
 from . import _common, _makefile
 from ._base_py import (
@@ -34,14 +34,13 @@ from ._base_py import (
     _writable_bytes,
 )
 from ._common import (
-    SUPPORTED_FAMILIES,
-    AF_INET,
     DEFAULT_MAX_MESSAGE,
     RECV_BUFFER_KEEP,
     SENDFILE_CHUNK,
     SENDFILE_READ_CHUNK,
     SENDFILE_UNSUPPORTED,
     SOCK_STREAM,
+    SUPPORTED_FAMILIES,
     IncompleteReadError,
     LimitOverrunError,
     MessageTooLargeError,
