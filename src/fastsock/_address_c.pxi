@@ -74,6 +74,24 @@ cdef int check_port(object port, const char *caller) except -1:
     return value
 
 
+cdef int parse_vsock_address(object address, c.sockaddr_vm *svm) except -1:
+    """``(cid, port)`` as the stdlib takes it ("II": any integers, wrapped to
+    32 bits, -1 being VMADDR_CID_ANY/VMADDR_PORT_ANY), with its messages, which
+    name no caller for this family."""
+    if not isinstance(address, tuple):
+        raise TypeError(f"getsockaddrarg: AF_VSOCK address must be tuple, "
+                        f"not {type(address).__name__}")
+    if len(address) != 2:
+        raise TypeError(f"getsockaddrarg() takes exactly 2 arguments "
+                        f"({len(address)} given)")
+    cid = _index(address[0])
+    port = _index(address[1])
+    svm.svm_family = c.AF_VSOCK
+    svm.svm_cid = <unsigned int>(cid & 0xFFFFFFFF)
+    svm.svm_port = <unsigned int>(port & 0xFFFFFFFF)
+    return 0
+
+
 cdef int parse_address(int family, object address, c.sockaddr_storage *out,
                        c.socklen_t *outlen, const char *caller) except -1:
     """Turn a stdlib-style address into a sockaddr, with the stdlib's errors."""
@@ -122,6 +140,10 @@ cdef int parse_address(int family, object address, c.sockaddr_storage *out,
         sin6.sin6_scope_id = scope_id
         outlen[0] = sizeof(c.sockaddr_in6)
         return 0
+    if family == c.AF_VSOCK:
+        parse_vsock_address(address, <c.sockaddr_vm *>out)
+        outlen[0] = sizeof(c.sockaddr_vm)
+        return 0
     # AF_UNIX: the encoding and the embedded-NUL check are shared with the
     # pure implementation so both refuse the same paths the same way
     raw = _common.unix_path_bytes(address)
@@ -154,6 +176,8 @@ cdef object make_address(const c.sockaddr_storage *addr, c.socklen_t addrlen):
         c.inet_ntop(c.AF_INET6, &sin6.sin6_addr, text, sizeof(text))
         return (text.decode("ascii"), c.ntohs(sin6.sin6_port),
                 c.ntohl(sin6.sin6_flowinfo), sin6.sin6_scope_id)
+    if addr.ss_family == c.AF_VSOCK:
+        return ((<const c.sockaddr_vm *>addr).svm_cid, (<const c.sockaddr_vm *>addr).svm_port)
     if addr.ss_family == c.AF_UNIX:
         sun = <const c.sockaddr_un *>addr
         pathlen = addrlen - c.FASTSOCK_SUN_PATH_OFFSET if addrlen > c.FASTSOCK_SUN_PATH_OFFSET else 0

@@ -271,6 +271,8 @@ cdef class _Socket:
     cdef int deferred_errno
     cdef object __weakref__
 
+    _DEFAULT_PROTOS = {}  # family -> protocol when none is given (else 0)
+
     def __cinit__(self):
         self.fd = -1
         self.pending_close_fd = -1
@@ -311,13 +313,16 @@ cdef class _Socket:
         if fam == -1:
             fam = self._FAMILIES[0]
         if fam not in self._FAMILIES:
-            return raise_errno(EAFNOSUPPORT)
+            raise _common.unsupported_family(_builtin_type(self).__name__, self._FAMILIES, fam)
+        if cproto == -1:
+            cproto = self._DEFAULT_PROTOS.get(fam, 0)
         timeout = 0.0 if kind & c.SOCK_NONBLOCK else default_timeout()
         fd = c.socket(fam, wanted | c.SOCK_CLOEXEC | (c.SOCK_NONBLOCK if timeout >= 0 else 0),
-                      cproto if cproto != -1 else 0)
+                      cproto)
         if fd < 0:
-            return raise_errno(errno)
-        return self._adopt_fd(fd, fam, wanted, cproto if cproto != -1 else 0, timeout)
+            err = errno  # the same errno, its message naming what is missing
+            raise _common.open_error(err, fam, wanted)
+        return self._adopt_fd(fd, fam, wanted, cproto, timeout)
 
     cdef int _open_fileno(self, int family, int kind, int proto, object fileno) except -1:
         """Take over ``fileno`` as the stdlib's constructor does (its family, type

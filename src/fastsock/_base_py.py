@@ -110,13 +110,14 @@ def _closed_error() -> OSError:
     return OSError(errno.EBADF, os.strerror(errno.EBADF))
 
 
-def _check_family(family: object, families: tuple[int, ...] = SUPPORTED_FAMILIES) -> int:
+def _check_family(family: object, families: tuple[int, ...] = SUPPORTED_FAMILIES,
+                  cls_name: str = "fastsock") -> int:
     if not isinstance(family, int):
         raise TypeError(
             f"'{type(family).__name__}' object cannot be interpreted as an integer"
         )
     if family not in families:
-        raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
+        raise _common.unsupported_family(cls_name, families, family)
     return int(family)
 
 
@@ -334,6 +335,7 @@ class _Socket:
     __slots__ = ("_sock", "_calls", "_pending_close", "_twins", "_deferred", "__weakref__")
     _KIND: int = 0
     _FAMILIES: tuple[int, ...] = ()  # the first is the default
+    _DEFAULT_PROTOS: dict[int, int] = {}  # family -> protocol when none is given (else 0)
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: Optional[int] = None) -> None:
@@ -347,9 +349,15 @@ class _Socket:
             if kind & ~_common.SOCK_TYPE_FLAGS != self._KIND:
                 raise _common.wrong_kind(_type(self).__name__, self._KIND,
                                          kind & ~_common.SOCK_TYPE_FLAGS)
-            sock = _stdlib.socket(
-                _check_family(self._FAMILIES[0] if family == -1 else family, self._FAMILIES),
-                kind, proto)
+            family = _check_family(self._FAMILIES[0] if family == -1 else family,
+                                   self._FAMILIES, _type(self).__name__)
+            if proto == -1:
+                proto = self._DEFAULT_PROTOS.get(family, -1)
+            try:
+                sock = _stdlib.socket(family, kind, proto)
+            except OSError as exc:  # the same errno, its message naming what is missing
+                raise _common.open_error(exc.errno, family,
+                                         kind & ~_common.SOCK_TYPE_FLAGS) from None
         else:
             sock = self._adopt_fileno(family, type, proto, fileno)
         self._setup(sock)

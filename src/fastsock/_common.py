@@ -25,7 +25,10 @@ AF_UNIX: int = int(_stdlib.AF_UNIX)
 SOCK_STREAM: int = int(_stdlib.SOCK_STREAM)
 SOCK_DGRAM: int = int(_stdlib.SOCK_DGRAM)
 
-SUPPORTED_FAMILIES = (AF_INET, AF_INET6, AF_UNIX)
+# vsock: the stdlib names it where its headers did (Linux); 40 is the kernel's
+AF_VSOCK: int = int(getattr(_stdlib, "AF_VSOCK", 40))
+
+SUPPORTED_FAMILIES = (AF_INET, AF_INET6, AF_UNIX, AF_VSOCK)
 
 _FAMILY_NAMES = {AF_INET: "AF_INET", AF_INET6: "AF_INET6", AF_UNIX: "AF_UNIX"}
 _TYPE_NAMES = {SOCK_STREAM: "SOCK_STREAM", SOCK_DGRAM: "SOCK_DGRAM"}
@@ -38,11 +41,21 @@ Address = Union[Tuple[Any, ...], str, bytes]
 
 
 def family_name(family: int) -> str:
-    return _FAMILY_NAMES.get(family, str(family))
+    """``AF_INET``, …: the stdlib's name of ``family``, or Linux's where the
+    stdlib lacks it (AF_BLUETOOTH when built without its headers), or the number."""
+    name = _FAMILY_NAMES.get(family)
+    if name is None:
+        member = _FAMILY_MEMBERS.get(family)
+        name = member.name if member is not None else _LINUX_FAMILY_NAMES.get(family)
+    return name if name is not None else str(family)
 
 
 def type_name(kind: int) -> str:
-    return _TYPE_NAMES.get(kind, str(kind))
+    name = _TYPE_NAMES.get(kind)
+    if name is None:
+        member = _KIND_MEMBERS.get(kind)
+        name = member.name if member is not None else str(kind)
+    return name
 
 
 # what family and type report, as the stdlib's: the enum member when there is
@@ -85,6 +98,49 @@ def mismatched_fileno(fd: int, what: str, given: int, real: int) -> ValueError:
     name = family_name if what == "family" else type_name
     return ValueError(f"fd {fd} is {name(real)}, not {name(given)} as the {what} "
                       f"argument says")
+
+
+# -- families and kinds beyond IP and Unix: vsock, raw IP ---------------------
+
+# Linux families the stdlib may have no name for (it names only those its
+# build's headers had); for error messages
+_LINUX_FAMILY_NAMES = {29: "AF_CAN", 31: "AF_BLUETOOTH", 40: "AF_VSOCK"}
+
+# vsock addresses: the stdlib has VMADDR_CID_ANY, VMADDR_CID_HOST and
+# VMADDR_PORT_ANY but not (3.11) VMADDR_CID_LOCAL, the kernel's 1 (loopback)
+VMADDR_CID_LOCAL: int = int(getattr(_stdlib, "VMADDR_CID_LOCAL", 1))
+
+SOCK_RAW: int = int(_stdlib.SOCK_RAW)
+RAW_FAMILIES = (AF_INET, AF_INET6)
+# what a raw socket carries when no protocol is given: ICMP (IPv4) or ICMPv6;
+# the stdlib's 0 is refused by the kernel for raw IP sockets
+RAW_DEFAULT_PROTOS = {AF_INET: int(_stdlib.IPPROTO_ICMP), AF_INET6: int(_stdlib.IPPROTO_ICMPV6)}
+
+
+def unsupported_family(cls_name: str, families: Tuple[int, ...], family: int) -> OSError:
+    """The error of a constructor given a family its class does not take:
+    EAFNOSUPPORT, as the kernel's for a family it lacks, naming the family."""
+    taken = ", ".join(family_name(each) for each in families)
+    return OSError(errno.EAFNOSUPPORT,
+                   f"{os.strerror(errno.EAFNOSUPPORT)}: {cls_name} takes {taken}, "
+                   f"not {family_name(family)}")
+
+
+def open_error(err: int, family: int, kind: int) -> OSError:
+    """The error of socket(2) for a new socket, with the family and type named
+    where the errno alone does not say what is missing (a family or transport
+    the kernel lacks, the privilege a raw socket needs); the errno, and so the
+    OSError subclass, is the kernel's."""
+    what = f"{family_name(family)} {type_name(kind)}"
+    if err in (errno.EAFNOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EPROTONOSUPPORT):
+        hint = f"the kernel has no {what} sockets (or not for this protocol)"
+    elif err == errno.ENODEV:
+        hint = f"the kernel has no transport for {what} sockets"
+    elif err in (errno.EPERM, errno.EACCES) and kind == SOCK_RAW:
+        hint = f"{what} sockets need CAP_NET_RAW (root)"
+    else:
+        return OSError(err, os.strerror(err))
+    return OSError(err, f"{os.strerror(err)}: {hint}")
 
 
 def normalize_timeout(value: object) -> float:

@@ -399,6 +399,28 @@ cdef class DatagramSocket(_Socket):
         return result
 
 
+# -- raw IP sockets -------------------------------------------------------------
+
+cdef class RawSocket(DatagramSocket):
+    """A raw IP socket (AF_INET, AF_INET6), like a stdlib socket of type SOCK_RAW: it
+    sends and receives the packets of one IP protocol, ICMP by default.
+
+    Made as a stdlib socket is, ``(family=AF_INET, type=SOCK_RAW, proto=-1,
+    fileno=None)``; without a protocol it carries IPPROTO_ICMP (AF_INET) or
+    IPPROTO_ICMPV6 (AF_INET6), where the stdlib's 0 is refused by the kernel.  It is a
+    DatagramSocket: recvfrom, sendto and the batch receives work as there; on AF_INET
+    each packet received starts with its IP header, on AF_INET6 with the ICMPv6 header
+    (the kernel fills in ICMPv6 checksums, not ICMP ones).  Making one needs CAP_NET_RAW
+    (root): PermissionError otherwise, its message saying so.  Unprivileged ICMP echo
+    uses "ping sockets" instead: a DatagramSocket with proto IPPROTO_ICMP, where
+    net.ipv4.ping_group_range allows.
+    """
+
+    _KIND = c.SOCK_RAW
+    _FAMILIES = _common.RAW_FAMILIES  # the first is the default
+    _DEFAULT_PROTOS = _common.RAW_DEFAULT_PROTOS
+
+
 # -- batches of datagrams -----------------------------------------------------
 
 cdef int _raise_busy() except -1:

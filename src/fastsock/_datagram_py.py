@@ -17,11 +17,15 @@ from typing import Any, Iterable, Iterator, Optional, Tuple
 from ._base_py import _closed_error, _Socket, _Steps
 from ._common import (
     AF_UNIX,
+    AF_VSOCK,
     GSO_MAX_SEGMENTS,
     GSO_REFUSED,
     MAX_SLOT_SIZE,
     MAX_UDP_PAYLOAD,
+    RAW_DEFAULT_PROTOS,
+    RAW_FAMILIES,
     SOCK_DGRAM,
+    SOCK_RAW,
     SOL_UDP,
     SUPPORTED_FAMILIES,
     UDP_GRO_OPT,
@@ -359,6 +363,9 @@ class DatagramSocket(_Socket):
             family = self._sock.family
             if family == AF_UNIX:
                 return self._address(address)  # the AF_UNIX TypeError
+            if family == AF_VSOCK:  # the stdlib names no caller for this one
+                raise TypeError("getsockaddrarg: AF_VSOCK address must be tuple, "
+                                "not NoneType")
             name = "AF_INET6" if family == _stdlib.AF_INET6 else "AF_INET"
             raise TypeError(f"sendto(): {name} address must be tuple, not NoneType")
         return self._address(address)
@@ -452,3 +459,27 @@ class DatagramSocket(_Socket):
         if flags & _TRUNC:
             raise TruncatedDatagramError([result], [0])
         return result
+
+
+# -- raw IP sockets -------------------------------------------------------------
+
+
+class RawSocket(DatagramSocket):
+    """A raw IP socket (AF_INET, AF_INET6), like a stdlib socket of type SOCK_RAW: it
+    sends and receives the packets of one IP protocol, ICMP by default.
+
+    Made as a stdlib socket is, ``(family=AF_INET, type=SOCK_RAW, proto=-1,
+    fileno=None)``; without a protocol it carries IPPROTO_ICMP (AF_INET) or
+    IPPROTO_ICMPV6 (AF_INET6), where the stdlib's 0 is refused by the kernel.  It is a
+    DatagramSocket: recvfrom, sendto and the batch receives work as there; on AF_INET
+    each packet received starts with its IP header, on AF_INET6 with the ICMPv6 header
+    (the kernel fills in ICMPv6 checksums, not ICMP ones).  Making one needs CAP_NET_RAW
+    (root): PermissionError otherwise, its message saying so.  Unprivileged ICMP echo
+    uses "ping sockets" instead: a DatagramSocket with proto IPPROTO_ICMP, where
+    net.ipv4.ping_group_range allows.
+    """
+
+    __slots__ = ()
+    _KIND = SOCK_RAW
+    _FAMILIES = RAW_FAMILIES
+    _DEFAULT_PROTOS = RAW_DEFAULT_PROTOS

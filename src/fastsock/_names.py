@@ -35,6 +35,8 @@ IMPLEMENTATION_NAMES: tuple[str, ...] = (
     "SHUT_RD",
     "SHUT_WR",
     "SHUT_RDWR",
+    # raw IP sockets
+    "RawSocket",
 )
 
 # written once in _common: the same objects in both twins
@@ -46,6 +48,8 @@ COMMON_NAMES: tuple[str, ...] = (
     "iter_segments",
     "send_fds",
     "recv_fds",
+    # vsock: the one VMADDR_ constant the stdlib may lack
+    "VMADDR_CID_LOCAL",
 )
 
 TWIN_NAMES: tuple[str, ...] = (*IMPLEMENTATION_NAMES, *COMMON_NAMES)

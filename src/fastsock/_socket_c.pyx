@@ -89,6 +89,7 @@ from ._common import (
     LimitOverrunError,
     MessageTooLargeError,
     TruncatedDatagramError,
+    VMADDR_CID_LOCAL,
     check_size,
     iter_segments,
     recv_fds,
@@ -138,13 +139,17 @@ SocketType = _Socket  # what every class is, as socket.SocketType for the stdlib
 CLASSES = {
     (-1, c.SOCK_STREAM): StreamSocket,
     (-1, c.SOCK_DGRAM): DatagramSocket,
+    # raw IP; a family with a class of its own for SOCK_RAW has its own entry
+    (-1, c.SOCK_RAW): RawSocket,
 }
 
 
 def socket(family=-1, type=-1, proto=-1, fileno=None):
     """socket.socket()'s arguments, fastsock's classes: a StreamSocket for SOCK_STREAM
-    (the default), a DatagramSocket for SOCK_DGRAM, ValueError for another type.
-    With ``fileno`` and no type, the descriptor's own type decides.
+    (the default), a DatagramSocket for SOCK_DGRAM, a RawSocket for SOCK_RAW (AF_INET,
+    AF_INET6; ICMP or ICMPv6 when no protocol is given), ValueError for another type.
+    With ``fileno`` and no type, the descriptor's own type decides.  A family the
+    class does not take, or the kernel lacks, raises OSError (EAFNOSUPPORT) naming it.
     """
     kind = as_int(type)
     cls = _common.socket_class(CLASSES, as_int(family), kind, fileno)
@@ -184,7 +189,7 @@ def socketpair(family=None, type=SOCK_STREAM, proto=0):
     if cls is None:
         raise ValueError("socketpair type must be SOCK_STREAM or SOCK_DGRAM")
     if fam not in cls._FAMILIES:
-        raise_errno(EAFNOSUPPORT)
+        raise _common.unsupported_family(cls.__name__, cls._FAMILIES, fam)
     timeout = 0.0 if kind & c.SOCK_NONBLOCK else default_timeout()
     kind &= ~sock_type_flags
     if c.socketpair(fam, kind | c.SOCK_CLOEXEC | (c.SOCK_NONBLOCK if timeout >= 0 else 0),

@@ -23,11 +23,13 @@ from ._common import (
     LimitOverrunError as LimitOverrunError,
     MessageTooLargeError as MessageTooLargeError,
     TruncatedDatagramError as TruncatedDatagramError,
+    VMADDR_CID_LOCAL as VMADDR_CID_LOCAL,
     iter_segments as iter_segments,
     recv_fds as recv_fds,
     send_fds as send_fds,
 )
 from ._datagram_py import DatagramBatch as DatagramBatch, DatagramSocket as DatagramSocket
+from ._datagram_py import RawSocket as RawSocket
 from ._stream_py import StreamSocket as StreamSocket
 
 __all__ = list(_names.TWIN_NAMES)
@@ -51,6 +53,8 @@ SocketType = _Socket  # what every class is, as socket.SocketType for the stdlib
 CLASSES: dict[Tuple[int, int], Any] = {
     (-1, SOCK_STREAM): StreamSocket,
     (-1, SOCK_DGRAM): DatagramSocket,
+    # raw IP; a family with a class of its own for SOCK_RAW has its own entry
+    (-1, _common.SOCK_RAW): RawSocket,
 }
 
 
@@ -61,13 +65,18 @@ def socket(family: int = -1, type: Literal[_stdlib.SocketKind.SOCK_STREAM, -1] =
 def socket(family: int, type: Literal[_stdlib.SocketKind.SOCK_DGRAM], proto: int = -1,
            fileno: None = None) -> DatagramSocket: ...
 @overload
+def socket(family: int, type: Literal[_stdlib.SocketKind.SOCK_RAW], proto: int = -1,
+           fileno: None = None) -> RawSocket: ...
+@overload
 def socket(family: int = -1, type: int = -1, proto: int = -1,
            fileno: Optional[int] = None) -> StreamSocket | DatagramSocket: ...
 def socket(family: int = -1, type: int = -1, proto: int = -1,
            fileno: Optional[int] = None) -> StreamSocket | DatagramSocket:
     """socket.socket()'s arguments, fastsock's classes: a StreamSocket for SOCK_STREAM
-    (the default), a DatagramSocket for SOCK_DGRAM, ValueError for another type.
-    With ``fileno`` and no type, the descriptor's own type decides.
+    (the default), a DatagramSocket for SOCK_DGRAM, a RawSocket for SOCK_RAW (AF_INET,
+    AF_INET6; ICMP or ICMPv6 when no protocol is given), ValueError for another type.
+    With ``fileno`` and no type, the descriptor's own type decides.  A family the
+    class does not take, or the kernel lacks, raises OSError (EAFNOSUPPORT) naming it.
     """
     kind = _c_int(type)
     cls = _common.socket_class(CLASSES, _c_int(family), kind, fileno)
@@ -104,7 +113,7 @@ def socketpair(family: Optional[int] = None, type: int = SOCK_STREAM,
         CLASSES.get((-1, kind & ~_common.SOCK_TYPE_FLAGS))
     if cls is None:
         raise ValueError("socketpair type must be SOCK_STREAM or SOCK_DGRAM")
-    a, b = _stdlib.socketpair(_check_family(fam, cls._FAMILIES), kind, proto)
+    a, b = _stdlib.socketpair(_check_family(fam, cls._FAMILIES, cls.__name__), kind, proto)
     return cls._adopt(a), cls._adopt(b)
 
 

@@ -172,6 +172,20 @@ cdef extern from "<sys/un.h>" nogil:
         sa_family_t sun_family
         char sun_path[108]
 
+# vsock (virtual machine <-> host); <sys/socket.h> first: the Linux header
+# needs its sa_family_t
+cdef extern from "<linux/vm_sockets.h>" nogil:
+    struct sockaddr_vm:
+        sa_family_t svm_family
+        unsigned int svm_port
+        unsigned int svm_cid
+
+    enum: AF_VSOCK
+
+# raw IP sockets
+cdef extern from "<sys/socket.h>" nogil:
+    enum: SOCK_RAW
+
 cdef extern from "<netdb.h>" nogil:
     struct addrinfo:
         int ai_flags
