@@ -137,7 +137,7 @@ def open_error(err: int, family: int, kind: int) -> OSError:
     elif err == errno.ENODEV:
         hint = f"the kernel has no transport for {what} sockets"
     elif err in (errno.EPERM, errno.EACCES) and kind == SOCK_RAW:
-        hint = f"{what} sockets need CAP_NET_RAW (root)"
+        hint = f"{what} sockets need the CAP_NET_RAW capability"
     else:
         return OSError(err, os.strerror(err))
     return OSError(err, f"{os.strerror(err)}: {hint}")
