@@ -2,7 +2,8 @@
 
 Builds an address of arbitrary shape (right or wrong tuple lengths, str /
 bytes / bytearray / wrong-typed hosts, out-of-range ports, IPv6 flowinfo and
-scope_id, AF_UNIX paths of any length, abstract names, embedded NULs) and
+scope_id, AF_UNIX paths of any length, abstract names, embedded NULs, vsock
+``(cid, port)`` pairs with any integers or wrong types) and
 passes it to bind, connect, connect_ex and sendto on fresh sockets of both
 implementations, open or already closed.  They must agree: the same result,
 or the same exception type (and errno, or message).  A successful bind must
@@ -11,7 +12,8 @@ format back (getsockname) to the same address in both.
 Only loopback addresses are ever connected or sent to; other hosts are
 parsed through bind(), which sends nothing.  Host strings that are not
 numeric are replaced by a loopback one, so the resolver never leaves the
-machine.
+machine.  A vsock stream socket is only bound (any CID: a bind sends
+nothing) or given a malformed address: a connect could reach the host.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import atheris
 import harness
 from harness import LOOPBACK_HOSTS, Weird, integer, pick
 
-FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX, socket.AF_VSOCK)
 HOST_ALPHABET = "0123456789abcdef.:%lo<>broadcastABCDEF[]"
 SUN_PATH_MAX = 108
 
@@ -89,6 +91,18 @@ def unix_address(fdp: atheris.FuzzedDataProvider) -> Any:
     return pick(fdp, [None, 5, ("x", 1), Weird(), raw.decode("latin-1")])
 
 
+def vsock_address(fdp: atheris.FuzzedDataProvider) -> Any:
+    """``(cid, port)``: any int-likes (the stdlib wraps them to 32 bits), or a
+    wrong shape or element type."""
+    def number() -> Any:
+        return pick(fdp, [socket.VMADDR_CID_ANY, 1, 2, -1, 1 << 32, integer(fdp, 1 << 33)])
+    address: Any = (number(), number())
+    if fdp.ConsumeIntInRange(0, 3) == 0:
+        return pick(fdp, [address[:1], address + (1,), (address[0], Weird()), (1.5, 1),
+                          (address[0], "1"), list(address), None, (), b"\0", "vsock"])
+    return address
+
+
 def cleanup(address: Any) -> None:
     """Remove the file a bind to a path made (so the other implementation can bind it)."""
     if isinstance(address, (bytearray, memoryview)):
@@ -109,7 +123,17 @@ def one_input(data: bytes) -> None:
     if op == "sendto":
         kind = socket.SOCK_DGRAM
     safe = op != "bind" and not closed
-    address = unix_address(fdp) if family == socket.AF_UNIX else inet_address(fdp, family, safe)
+    if family == socket.AF_VSOCK:
+        # no datagram transport to test against; a connect could reach the host
+        kind = socket.SOCK_STREAM
+        op = "bind" if op == "sendto" else op
+        address = vsock_address(fdp)
+        if op != "bind" and not closed and isinstance(address, tuple) and len(address) == 2:
+            address = address + (0,)  # malformed: parsed, refused, never connected
+    elif family == socket.AF_UNIX:
+        address = unix_address(fdp)
+    else:
+        address = inet_address(fdp, family, safe)
     results: dict[str, tuple[str, Any]] = {}
     names: dict[str, Any] = {}
     for impl in harness.IMPLS:

@@ -329,7 +329,7 @@ AF_CAN = 29
 @pytest.mark.parametrize("family", [AF_BLUETOOTH, AF_CAN, 99])
 def test_constructors_name_a_family_they_do_not_take(impl: ModuleType, family: int) -> None:
     stdlib_errno = outcome(lambda: socket.socket(family, socket.SOCK_STREAM))[2]
-    makers = [
+    makers: list[tuple[Any, Callable[[], Any]]] = [
         (impl.StreamSocket, lambda: impl.StreamSocket(family)),
         (impl.DatagramSocket, lambda: impl.DatagramSocket(family)),
         (impl.RawSocket, lambda: impl.RawSocket(family)),
@@ -368,10 +368,12 @@ def test_descriptor_of_a_family_without_a_class_is_refused(impl: ModuleType) -> 
     the descriptor open and the caller's."""
     with socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0) as std:
         fd = std.fileno()
-        for make in (lambda: impl.DatagramSocket.from_fd(fd),
+        makers: list[Callable[[], Any]] = [
+                     lambda: impl.DatagramSocket.from_fd(fd),
                      lambda: impl.DatagramSocket(fileno=fd),
                      lambda: impl.socket(fileno=fd),
-                     lambda: impl.RawSocket.from_fd(fd)):
+                     lambda: impl.RawSocket.from_fd(fd)]
+        for make in makers:
             with pytest.raises(ValueError, match="AF_PACKET SOCK_DGRAM socket, not what"):
                 make()
             assert std.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_DGRAM

@@ -1,7 +1,8 @@
 """fastsock: fast, pleasant sockets for Python.
 
 ``StreamSocket`` (TCP, Unix stream) and ``DatagramSocket`` (UDP, Unix
-datagram) over IPv4, IPv6 and Unix domain sockets.  The compiled
+datagram) over IPv4, IPv6, Unix domain sockets and vsock, and ``RawSocket``
+(raw IP: ICMP, ICMPv6).  The compiled
 implementation calls the POSIX API directly with the GIL released around
 blocking calls; a pure-Python twin with the same behaviour is used when
 ``FASTSOCK_NO_EXTENSIONS=1`` is set or the extension cannot be imported.
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
         fromfd as fromfd,
         socket as socket,
         DatagramSocket as DatagramSocket,
+        RawSocket as RawSocket,
+        VMADDR_CID_LOCAL as VMADDR_CID_LOCAL,
         IncompleteReadError as IncompleteReadError,
         LimitOverrunError as LimitOverrunError,
         MessageTooLargeError as MessageTooLargeError,

@@ -356,6 +356,8 @@ class _Socket:
             try:
                 sock = _stdlib.socket(family, kind, proto)
             except OSError as exc:  # the same errno, its message naming what is missing
+                if exc.errno is None:
+                    raise
                 raise _common.open_error(exc.errno, family,
                                          kind & ~_common.SOCK_TYPE_FLAGS) from None
         else:

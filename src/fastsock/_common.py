@@ -28,7 +28,7 @@ SOCK_DGRAM: int = int(_stdlib.SOCK_DGRAM)
 # vsock: the stdlib names it where its headers did (Linux); 40 is the kernel's
 AF_VSOCK: int = int(getattr(_stdlib, "AF_VSOCK", 40))
 
-SUPPORTED_FAMILIES = (AF_INET, AF_INET6, AF_UNIX, AF_VSOCK)
+SUPPORTED_FAMILIES: Tuple[int, ...] = (AF_INET, AF_INET6, AF_UNIX, AF_VSOCK)
 
 _FAMILY_NAMES = {AF_INET: "AF_INET", AF_INET6: "AF_INET6", AF_UNIX: "AF_UNIX"}
 _TYPE_NAMES = {SOCK_STREAM: "SOCK_STREAM", SOCK_DGRAM: "SOCK_DGRAM"}
@@ -111,7 +111,7 @@ _LINUX_FAMILY_NAMES = {29: "AF_CAN", 31: "AF_BLUETOOTH", 40: "AF_VSOCK"}
 VMADDR_CID_LOCAL: int = int(getattr(_stdlib, "VMADDR_CID_LOCAL", 1))
 
 SOCK_RAW: int = int(_stdlib.SOCK_RAW)
-RAW_FAMILIES = (AF_INET, AF_INET6)
+RAW_FAMILIES: Tuple[int, ...] = (AF_INET, AF_INET6)
 # what a raw socket carries when no protocol is given: ICMP (IPv4) or ICMPv6;
 # the stdlib's 0 is refused by the kernel for raw IP sockets
 RAW_DEFAULT_PROTOS = {AF_INET: int(_stdlib.IPPROTO_ICMP), AF_INET6: int(_stdlib.IPPROTO_ICMPV6)}

@@ -14,6 +14,7 @@ from ._common import TruncatedDatagramError as TruncatedDatagramError
 from ._common import iter_segments as iter_segments
 from ._common import recv_fds as recv_fds
 from ._common import send_fds as send_fds
+from ._common import VMADDR_CID_LOCAL as VMADDR_CID_LOCAL
 from ._makefile import BinaryMode, ReadingBinaryMode, SocketIO, TextMode, WritingBinaryMode
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "SOCK_DGRAM", "SHUT_RD", "SHUT_WR", "SHUT_RDWR", "IncompleteReadError",
     "LimitOverrunError", "MessageTooLargeError", "TruncatedDatagramError", "iter_segments",
     "send_fds", "recv_fds",
+    "RawSocket", "VMADDR_CID_LOCAL",
 ]
 
 _S = TypeVar("_S", bound="_Socket")
@@ -212,6 +214,8 @@ class DatagramSocket(_Socket):
     def set_gro(self, enabled: bool = True) -> bool: ...
     def recv_gro(self, bufsize: int = 65535) -> tuple[bytes, _Address, int]: ...
 
+class RawSocket(DatagramSocket): ...
+
 @disjoint_base
 class DatagramBatch:
     count: Final[int]
@@ -239,6 +243,10 @@ def socket(
 def socket(
     family: int, type: Literal[_stdlib.SocketKind.SOCK_DGRAM], proto: int = -1, fileno: None = None
 ) -> DatagramSocket: ...
+@overload
+def socket(
+    family: int, type: Literal[_stdlib.SocketKind.SOCK_RAW], proto: int = -1, fileno: None = None
+) -> RawSocket: ...
 @overload
 def socket(
     family: int = -1, type: int = -1, proto: int = -1, fileno: Optional[int] = None

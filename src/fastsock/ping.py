@@ -35,16 +35,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import fastsock
 
-_ECHO_REQUEST = {fastsock.AF_INET: 8, fastsock.AF_INET6: 128}
-_ECHO_REPLY = {fastsock.AF_INET: 0, fastsock.AF_INET6: 129}
-_PROTOCOL = {fastsock.AF_INET: fastsock.IPPROTO_ICMP, fastsock.AF_INET6: fastsock.IPPROTO_ICMPV6}
+_ECHO_REQUEST: Dict[int, int] = {fastsock.AF_INET: 8, fastsock.AF_INET6: 128}
+_ECHO_REPLY: Dict[int, int] = {fastsock.AF_INET: 0, fastsock.AF_INET6: 129}
+_PROTOCOL: Dict[int, int] = {fastsock.AF_INET: fastsock.IPPROTO_ICMP, fastsock.AF_INET6: fastsock.IPPROTO_ICMPV6}
 _HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 _STAMP = struct.Struct("!d")       # the send time, first in the data: needs -s 8 or more
 _INT = struct.Struct("=i")
 # the received packet's TTL / hop limit arrives as ancillary data; Linux's
 # number where the stdlib lacks the name (IP_RECVTTL before 3.12)
 _IP_RECVTTL = int(getattr(fastsock, "IP_RECVTTL", 12))
-_TTL_OPTIONS = {
+_TTL_OPTIONS: Dict[int, Tuple[int, int, int]] = {
     fastsock.AF_INET: (fastsock.IPPROTO_IP, _IP_RECVTTL, fastsock.IP_TTL),
     fastsock.AF_INET6: (fastsock.IPPROTO_IPV6, fastsock.IPV6_RECVHOPLIMIT,
                         fastsock.IPV6_HOPLIMIT),
@@ -61,7 +61,7 @@ def checksum(data: bytes) -> int:
     ones' complement sum of its 16-bit big-endian words."""
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
