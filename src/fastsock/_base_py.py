@@ -514,7 +514,7 @@ class _Socket:
     @property
     def family(self) -> Any:
         """The address family, as socket.family: a socket.AddressFamily member
-        (AF_INET, AF_INET6, AF_UNIX).
+        (AF_INET, AF_INET6, AF_UNIX, AF_VSOCK).
         """
         return self._sock.family
 
@@ -644,9 +644,9 @@ class _Socket:
     def bind(self, address: Any) -> None:
         """Bind the socket to ``address``, as socket.bind(): ``(host, port)`` for
         AF_INET, ``(host, port[, flowinfo[, scope_id]])`` for AF_INET6, a str, bytes or
-        path-like path for AF_UNIX.  Unlike the stdlib, a path with a NUL after its
-        first byte raises ValueError (the stdlib binds it cut short); a leading NUL
-        names an abstract socket.
+        path-like path for AF_UNIX, ``(cid, port)`` for AF_VSOCK.  Unlike the stdlib, a
+        path with a NUL after its first byte raises ValueError (the stdlib binds it cut
+        short); a leading NUL names an abstract socket.
         """
         self._sock.bind(self._address(address))
 

@@ -3,8 +3,9 @@
 # DatagramBatch.  Included once by _socket_c.pyx.
 
 cdef class DatagramSocket(_Socket):
-    """A UDP (AF_INET, AF_INET6) or Unix datagram (AF_UNIX) socket, like a stdlib socket
-    of type SOCK_DGRAM.
+    """A UDP (AF_INET, AF_INET6), Unix datagram (AF_UNIX) or vsock datagram (AF_VSOCK,
+    where the kernel's transport has datagrams) socket, like a stdlib socket of type
+    SOCK_DGRAM.
 
     Made as a stdlib socket is, ``(family=AF_INET, type=SOCK_DGRAM, proto=0, fileno=None)``
     (another type: ValueError); its timeout starts as socket.getdefaulttimeout(), and its

@@ -84,8 +84,8 @@ def _prefix_struct(prefix_size: Any) -> struct.Struct:
     return header
 
 class StreamSocket(_Socket):
-    """A TCP (AF_INET, AF_INET6) or Unix stream (AF_UNIX) socket, like a stdlib socket
-    of type SOCK_STREAM.
+    """A TCP (AF_INET, AF_INET6), Unix stream (AF_UNIX) or vsock stream (AF_VSOCK)
+    socket, like a stdlib socket of type SOCK_STREAM.
 
     Made as a stdlib socket is, ``(family=AF_INET, type=SOCK_STREAM, proto=0, fileno=None)``
     (another type: ValueError); its timeout starts as socket.getdefaulttimeout(), and its
