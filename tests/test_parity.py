@@ -132,7 +132,7 @@ def abstract_str(name: str) -> Ref:
 @dataclass(frozen=True)
 class Documented:
     """A deliberate difference from the stdlib: ``method``'s docstring (the
-    same in both twins) says so in ``says``."""
+    same in both twins; "": the class's) says so in ``says``."""
 
     method: str
     says: str
@@ -1053,8 +1053,11 @@ ROWS += [
 ROWS += [
     row("constructor defaults", "inet stream unconnected", "new", ("new", AF_UNIX)),
     row("constructor of a datagram socket", "unix dgram unconnected", ("new", AF_INET6)),
-    row("constructor bad family", "inet stream unconnected", ("new", 99), ("new", "x"),
-        ("new", None)),
+    row("constructor bad family", "inet stream unconnected", ("new", "x"), ("new", None)),
+    row("constructor of a family the class does not take", "inet stream unconnected",
+        ("new", 99), ("new", 31),
+        differs=Documented("", "a family it does not take: OSError (EAFNOSUPPORT) naming "
+                               "the family")),
     row("constructor with the stdlib's arguments", "inet stream unconnected",
         ("new", AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP),
         ("new", AF_INET6, socket.SOCK_STREAM | socket.SOCK_NONBLOCK),
@@ -1163,7 +1166,8 @@ def _table(results: dict[str, list[tuple[str, Outcome]]]) -> str:
 
 
 def _docstring(cls: type, method: str) -> str:
-    return " ".join((getattr(cls, method).__doc__ or "").split())
+    """``method``'s docstring, or (method "") the class's own, in single spaces."""
+    return " ".join(((getattr(cls, method) if method else cls).__doc__ or "").split())
 
 
 def _other_twins(impl: ModuleType) -> list[ModuleType]:

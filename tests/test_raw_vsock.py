@@ -214,9 +214,8 @@ def test_raw_socket_defaults(impl: ModuleType) -> None:
 def test_raw_socket_protocol_zero_is_the_kernels_error(impl: ModuleType) -> None:
     theirs = outcome(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, 0))
     ours = outcome(lambda: impl.RawSocket(socket.AF_INET, socket.SOCK_RAW, 0))
-    assert ours[:3] == theirs[:3]
+    assert ours == theirs  # the stdlib's message: it is the protocol that is refused
     assert ours[:3:2] == ("raised", errno.EPROTONOSUPPORT)
-    assert "AF_INET SOCK_RAW" in ours[3]
 
 
 def test_raw_socket_refuses_other_families_and_types(impl: ModuleType) -> None:

@@ -130,10 +130,11 @@ def open_error(err: int, family: int, kind: int) -> OSError:
     """The error of socket(2) for a new socket, with the family and type named
     where the errno alone does not say what is missing (a family or transport
     the kernel lacks, the privilege a raw socket needs); the errno, and so the
-    OSError subclass, is the kernel's."""
+    OSError subclass, is the kernel's.  Other errors (a protocol the family
+    lacks, EMFILE, …) keep the stdlib's message."""
     what = f"{family_name(family)} {type_name(kind)}"
-    if err in (errno.EAFNOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EPROTONOSUPPORT):
-        hint = f"the kernel has no {what} sockets (or not for this protocol)"
+    if err == errno.EAFNOSUPPORT:
+        hint = f"the kernel has no {what} sockets"
     elif err == errno.ENODEV:
         hint = f"the kernel has no transport for {what} sockets"
     elif err in (errno.EPERM, errno.EACCES) and kind == SOCK_RAW:

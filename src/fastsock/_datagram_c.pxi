@@ -8,7 +8,8 @@ cdef class DatagramSocket(_Socket):
     SOCK_DGRAM.
 
     Made as a stdlib socket is, ``(family=AF_INET, type=SOCK_DGRAM, proto=0, fileno=None)``
-    (another type: ValueError); its timeout starts as socket.getdefaulttimeout(), and its
+    (another type: ValueError; a family it does not take: OSError (EAFNOSUPPORT) naming
+    the family); its timeout starts as socket.getdefaulttimeout(), and its
     sends never raise SIGPIPE.  Besides the stdlib's calls it moves many datagrams per
     call (recv_batch, recv_many, send_many, sendto_many: recvmmsg/sendmmsg in the
     compiled implementation), and has UDP GSO (send_segments) and GRO (set_gro,

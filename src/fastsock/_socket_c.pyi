@@ -21,10 +21,12 @@ __all__ = [
     "IMPLEMENTATION", "StreamSocket", "DatagramSocket", "DatagramBatch", "SocketType",
     "socket", "fromfd", "socketpair",
     "create_connection", "create_server", "AF_INET", "AF_INET6", "AF_UNIX", "SOCK_STREAM",
-    "SOCK_DGRAM", "SHUT_RD", "SHUT_WR", "SHUT_RDWR", "IncompleteReadError",
+    "SOCK_DGRAM", "SHUT_RD", "SHUT_WR", "SHUT_RDWR",
+    "RawSocket",
+    "IncompleteReadError",
     "LimitOverrunError", "MessageTooLargeError", "TruncatedDatagramError", "iter_segments",
     "send_fds", "recv_fds",
-    "RawSocket", "VMADDR_CID_LOCAL",
+    "VMADDR_CID_LOCAL",
 ]
 
 _S = TypeVar("_S", bound="_Socket")

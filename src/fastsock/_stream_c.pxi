@@ -141,7 +141,8 @@ cdef class StreamSocket(_Socket):
     socket, like a stdlib socket of type SOCK_STREAM.
 
     Made as a stdlib socket is, ``(family=AF_INET, type=SOCK_STREAM, proto=0, fileno=None)``
-    (another type: ValueError); its timeout starts as socket.getdefaulttimeout(), and its
+    (another type: ValueError; a family it does not take: OSError (EAFNOSUPPORT) naming
+    the family); its timeout starts as socket.getdefaulttimeout(), and its
     sends never raise SIGPIPE.  Its framing calls (recv_exactly, recv_until, recv_msg,
     recv_msgs) may read past what they return: those bytes wait in the socket's receive
     buffer (``buffered``), and every receive call returns them first.  Once a receive
