@@ -501,6 +501,18 @@ def test_ping_without_replies_exits_1(implementation: str) -> None:
 
 @needs_root
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_ping_when_every_send_fails_exits_2(implementation: str) -> None:
+    # a private namespace has no route but loopback: nothing leaves the machine
+    prefix = in_private_network("true")
+    result = run_ping(implementation, "-c", "2", "-i", "0.05", "-W", "0.3", "192.0.2.1",
+                      prefix=prefix)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.splitlines() == ["ping: sendto: Network is unreachable"] * 2
+    assert "2 packets transmitted, 0 received, +2 errors, 100% packet loss" in result.stdout
+
+
+@needs_root
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_ping_over_a_ping_socket_without_the_privilege(implementation: str) -> None:
     """Without CAP_NET_RAW, ping uses an ICMP ping socket where
     net.ipv4.ping_group_range allows it (set here in a private namespace)."""
