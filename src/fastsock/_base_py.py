@@ -21,7 +21,7 @@ from time import monotonic as _monotonic
 from typing import Any, Iterable, Optional, Tuple, TypeVar
 
 from . import _common
-from ._common import AF_UNIX, SUPPORTED_FAMILIES
+from ._common import AF_UNIX
 
 # SIGPIPE must never kill the process, whatever the embedding application
 # did with the signal disposition.
@@ -110,8 +110,7 @@ def _closed_error() -> OSError:
     return OSError(errno.EBADF, os.strerror(errno.EBADF))
 
 
-def _check_family(family: object, families: tuple[int, ...] = SUPPORTED_FAMILIES,
-                  cls_name: str = "fastsock") -> int:
+def _check_family(family: object, families: tuple[int, ...], cls_name: str) -> int:
     if not isinstance(family, int):
         raise TypeError(
             f"'{type(family).__name__}' object cannot be interpreted as an integer"
