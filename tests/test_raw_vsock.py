@@ -126,12 +126,11 @@ def test_vsock_bound_port_round_trips(impl: ModuleType) -> None:
         assert outcome(sock.getpeername)[1] is OSError
 
 
-@pytest.mark.parametrize("cid", [fastsock.VMADDR_CID_LOCAL, socket.VMADDR_CID_HOST, 3])
-def test_vsock_connect_ends_as_the_stdlibs(impl: ModuleType, cid: int) -> None:
-    """Without a transport to ``cid`` (no vsock loopback for CID 1 here; no
-    listener on the host; no CID 3) the connect ends, bounded by a short
-    timeout, as the stdlib's does: the same exception class and errno."""
-    address = (cid, 0x7FFF0001)
+def test_vsock_connect_ends_as_the_stdlibs(impl: ModuleType) -> None:
+    """Without a loopback transport (as here) a connect to VMADDR_CID_LOCAL
+    ends, bounded by a short timeout, as the stdlib's does: the same exception
+    class and errno.  Only the local CID: another could reach the host."""
+    address = (fastsock.VMADDR_CID_LOCAL, 0x7FFF0001)
     with impl.StreamSocket(AF_VSOCK) as sock, socket.socket(AF_VSOCK) as std:
         sock.settimeout(0.3)
         std.settimeout(0.3)
