@@ -144,6 +144,8 @@ cdef int parse_address(int family, object address, c.sockaddr_storage *out,
         parse_vsock_address(address, <c.sockaddr_vm *>out)
         outlen[0] = sizeof(c.sockaddr_vm)
         return 0
+    if family == nl.AF_NETLINK:
+        return parse_netlink_address(address, out, outlen, caller)
     # AF_UNIX: the encoding and the embedded-NUL check are shared with the
     # pure implementation so both refuse the same paths the same way
     raw = _common.unix_path_bytes(address)
@@ -189,6 +191,26 @@ cdef object make_address(const c.sockaddr_storage *addr, c.socklen_t addrlen):
         while n < pathlen and sun.sun_path[n] != 0:
             n += 1
         return PyUnicode_DecodeFSDefaultAndSize(sun.sun_path, n)
+    if addr.ss_family == nl.AF_NETLINK:
+        return ((<const nl.sockaddr_nl *>addr).nl_pid, (<const nl.sockaddr_nl *>addr).nl_groups)
     return (addr.ss_family, (<const char *>addr)[:addrlen])
+
+
+# -- netlink ----------------------------------------------------------------------
+
+cdef int parse_netlink_address(object address, c.sockaddr_storage *out, c.socklen_t *outlen,
+                               const char *caller) except -1:
+    """``(pid, groups)``, as the stdlib's (its "II" format: wrapped to 32 bits)."""
+    cdef nl.sockaddr_nl *snl = <nl.sockaddr_nl *>out
+    if not isinstance(address, tuple):
+        raise TypeError(f"{caller.decode()}(): AF_NETLINK address must be tuple, "
+                        f"not {type(address).__name__}")
+    if len(address) != 2:
+        raise TypeError("AF_NETLINK address must be a pair (pid, groups)")
+    snl.nl_family = nl.AF_NETLINK
+    snl.nl_pid = <unsigned int>PyLong_AsUnsignedLongMask(_index(address[0]))
+    snl.nl_groups = <unsigned int>PyLong_AsUnsignedLongMask(_index(address[1]))
+    outlen[0] = sizeof(nl.sockaddr_nl)
+    return 0
 
 

@@ -272,6 +272,9 @@ cdef class _Socket:
     cdef object __weakref__
 
     _DEFAULT_PROTOS = {}  # family -> protocol when none is given (else 0)
+    # each class sets _KIND (its type, the default) and _FAMILIES (the first the
+    # default); _KINDS lists the other types a class also takes (NetlinkSocket)
+    _KINDS = ()
 
     def __cinit__(self):
         self.fd = -1
@@ -307,9 +310,10 @@ cdef class _Socket:
             return self._open_fileno(fam, kind, cproto, fileno)
         if kind == -1:
             kind = wanted
-        if kind & ~sock_type_flags != wanted:
+        if kind & ~sock_type_flags != wanted and kind & ~sock_type_flags not in self._KINDS:
             raise _common.wrong_kind(_builtin_type(self).__name__, wanted,
                                      kind & ~sock_type_flags)
+        wanted = kind & ~sock_type_flags
         if fam == -1:
             fam = self._FAMILIES[0]
         if fam not in self._FAMILIES:
@@ -343,7 +347,8 @@ cdef class _Socket:
         c.getsockopt(fd, c.SOL_SOCKET, c.SO_DOMAIN, &real_family, &optlen)
         optlen = sizeof(int)
         c.getsockopt(fd, c.SOL_SOCKET, c.SO_PROTOCOL, &real_proto, &optlen)
-        if real_kind != self._KIND or real_family not in self._FAMILIES:
+        if (real_kind != self._KIND and real_kind not in self._KINDS) or \
+                real_family not in self._FAMILIES:
             raise _common.wrong_descriptor(name, fd, real_family, real_kind)
         if family != -1 and family != real_family:
             raise _common.mismatched_fileno(fd, "family", family, real_family)
@@ -375,7 +380,7 @@ cdef class _Socket:
         c.getsockopt(cfd, c.SOL_SOCKET, c.SO_DOMAIN, &family, &optlen)
         optlen = sizeof(int)
         c.getsockopt(cfd, c.SOL_SOCKET, c.SO_PROTOCOL, &proto, &optlen)
-        if kind != cls._KIND or family not in cls._FAMILIES:
+        if (kind != cls._KIND and kind not in cls._KINDS) or family not in cls._FAMILIES:
             raise _common.wrong_descriptor(cls.__name__, cfd, family, kind)
         flags = fcntl(cfd, F_GETFL)
         cdef _Socket self = cls.__new__(cls)

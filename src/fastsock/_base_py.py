@@ -333,6 +333,7 @@ class _Socket:
     # by the socket's next call.
     __slots__ = ("_sock", "_calls", "_pending_close", "_twins", "_deferred", "__weakref__")
     _KIND: int = 0
+    _KINDS: tuple[int, ...] = ()  # other types the class also takes (NetlinkSocket)
     _FAMILIES: tuple[int, ...] = ()  # the first is the default
     _DEFAULT_PROTOS: dict[int, int] = {}  # family -> protocol when none is given (else 0)
 
@@ -345,7 +346,8 @@ class _Socket:
         family, type, proto = _c_int(family), _c_int(type), _c_int(proto)
         if fileno is None:
             kind = self._KIND if type == -1 else type
-            if kind & ~_common.SOCK_TYPE_FLAGS != self._KIND:
+            if kind & ~_common.SOCK_TYPE_FLAGS != self._KIND and \
+                    kind & ~_common.SOCK_TYPE_FLAGS not in self._KINDS:
                 raise _common.wrong_kind(_type(self).__name__, self._KIND,
                                          kind & ~_common.SOCK_TYPE_FLAGS)
             family = _check_family(self._FAMILIES[0] if family == -1 else family,
@@ -373,7 +375,8 @@ class _Socket:
             fd = sock.fileno()
             real_family = sock.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_DOMAIN)
             real_kind = sock.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_TYPE)
-            if real_kind != self._KIND or real_family not in self._FAMILIES:
+            if (real_kind != self._KIND and real_kind not in self._KINDS) or \
+                    real_family not in self._FAMILIES:
                 raise _common.wrong_descriptor(_type(self).__name__, fd, real_family,
                                                real_kind)
             if family != -1 and family != real_family:
@@ -467,7 +470,8 @@ class _Socket:
         if fd < 0:
             raise ValueError("negative file descriptor")
         sock = _stdlib.socket(fileno=fd)
-        if sock.type != cls._KIND or sock.family not in cls._FAMILIES:
+        if (sock.type != cls._KIND and sock.type not in cls._KINDS) or \
+                sock.family not in cls._FAMILIES:
             sock.detach()
             raise ValueError(
                 f"fd {fd} is a {_common.family_name(sock.family)} "

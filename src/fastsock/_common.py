@@ -15,9 +15,11 @@ import math
 import operator
 import os
 import stat
+import struct
 import sys
 import socket as _stdlib
-from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Tuple, TypeVar, Union
+from typing import (Any, Callable, Iterable, Mapping, NamedTuple, Optional, Protocol, Tuple,
+                    TypeVar, Union)
 
 AF_INET: int = int(_stdlib.AF_INET)
 AF_INET6: int = int(_stdlib.AF_INET6)
@@ -734,3 +736,119 @@ def _recv_fds_stdlib(sock: _stdlib.socket, bufsize: int, maxfds: int,
     if not flags & cloexec:
         msg_flags &= ~cloexec  # the kernel echoes it: report what the caller asked
     return data, list(fds), msg_flags, address
+
+
+# -- netlink (NetlinkSocket: _netlink_c.pxi, _netlink_py.py) -------------------------
+
+AF_NETLINK: int = int(_stdlib.AF_NETLINK)
+SOCK_RAW: int = int(_stdlib.SOCK_RAW)
+NETLINK_FAMILIES = (AF_NETLINK,)
+_FAMILY_NAMES[AF_NETLINK] = "AF_NETLINK"
+_TYPE_NAMES.setdefault(SOCK_RAW, "SOCK_RAW")
+
+# <linux/netlink.h>, <linux/sock_diag.h>: what a request and its reply are made of
+NETLINK_SOCK_DIAG = 4
+NLMSG_NOOP = 1
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
+NLM_F_ACK = 0x4
+NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
+NLMSG_HDRLEN = 16
+# the first receive buffer of a reply: more than the 32 KiB the kernel puts in
+# one dump datagram at most; a larger single message grows it (peeked size)
+NETLINK_RECV_SIZE = 65536
+
+
+def malformed_netlink(offset: int, length: int, left: int) -> ValueError:
+    """The error of a buffer of netlink messages whose header at ``offset``
+    (``length``: its nlmsg_len, -1 when no header fits) does not fit the
+    ``left`` bytes that remain, or is shorter than a header."""
+    if length < 0:
+        return ValueError(f"netlink buffer ends with {left} bytes at offset {offset}, "
+                          f"too few for a message header")
+    if length < NLMSG_HDRLEN:
+        return ValueError(f"netlink message at offset {offset} has length {length}, "
+                          f"less than its {NLMSG_HDRLEN}-byte header")
+    return ValueError(f"netlink message at offset {offset} has length {length}, "
+                      f"but only {left} bytes are left")
+
+
+def netlink_error(error: int) -> OSError:
+    """The OSError of an NLMSG_ERROR (or a failed dump's NLMSG_DONE) whose
+    error field is ``error`` (the kernel's negative errno)."""
+    code = -error if error < 0 else error
+    try:
+        text = os.strerror(code)
+    except ValueError:  # beyond what strerror() takes
+        text = f"netlink error {error}"
+    return OSError(code, text)
+
+
+def short_netlink_error(kind: int, length: int) -> ValueError:
+    """The error of an NLMSG_ERROR or NLMSG_DONE too short for its error field."""
+    return ValueError(f"netlink message of type {kind} has a {length}-byte payload, "
+                      f"too short for its error code")
+
+
+def netlink_attributes(data: Any, offset: int = 0) -> dict[int, bytes]:
+    """The attributes (struct rtattr / nlattr: length, type, value, 4-byte aligned)
+    of ``data`` from ``offset`` on (after the fixed header of the message family,
+    e.g. 12 bytes of struct rtmsg, 16 of struct ifinfomsg), as ``{type: value}``
+    with the flag bits (NLA_F_NESTED, NLA_F_NET_BYTEORDER) masked off the type; a
+    repeated type keeps its last value.  ValueError when an attribute's length does
+    not fit the data.
+    """
+    view = memoryview(data).cast("B")
+    attributes: dict[int, bytes] = {}
+    end = len(view)
+    while end - offset >= 4:
+        length, kind = _RTATTR.unpack_from(view, offset)
+        if length < 4 or length > end - offset:
+            raise ValueError(f"netlink attribute at offset {offset} has length {length}, "
+                             f"{end - offset} bytes left")
+        attributes[kind & 0x3FFF] = bytes(view[offset + 4:offset + length])
+        offset += (length + 3) & ~3
+    return attributes
+
+
+_RTATTR = struct.Struct("=HH")
+
+
+class NetlinkMessage(NamedTuple):
+    """One netlink message: its header's type, flags, sequence number and port id
+    (nlmsg_type, nlmsg_flags, nlmsg_seq, nlmsg_pid), and the bytes after the header
+    (``payload``, without the header and the padding after the message).
+    """
+
+    type: int
+    flags: int
+    seq: int
+    pid: int
+    payload: bytes
+
+
+def check_netlink_request(msg_type: Any, flags: Any, payload_size: int) -> Tuple[int, int]:
+    """The message type and flags of a request as header fields (16 bits each),
+    and the payload's size checked against the 32-bit message length."""
+    kind, bits = operator.index(msg_type), operator.index(flags)
+    if not 0 <= kind <= 0xFFFF:
+        raise ValueError(f"netlink message type must be 0-65535, not {kind}")
+    if not 0 <= bits <= 0xFFFF:
+        raise ValueError(f"netlink message flags must be 0-65535, not {bits}")
+    if payload_size > 0xFFFFFFFF - NLMSG_HDRLEN:
+        raise ValueError("netlink message payload too large")
+    return kind, bits
+
+
+def netlink_busy() -> RuntimeError:
+    """The error of a second receive of netlink messages on one socket at a time:
+    the two would take each other's replies."""
+    return RuntimeError("another call is receiving netlink messages on this socket")
+
+
+def netlink_truncated(size: int) -> OSError:
+    """A datagram larger than the buffer its peeked size grew: another reader
+    took the peeked one, and this one lost its end."""
+    return OSError(errno.EMSGSIZE, f"netlink datagram of {size} bytes truncated")

@@ -37,6 +37,8 @@ IMPLEMENTATION_NAMES: tuple[str, ...] = (
     "SHUT_RDWR",
     # raw IP sockets
     "RawSocket",
+    # netlink
+    "NetlinkSocket",
 )
 
 # written once in _common: the same objects in both twins
@@ -50,6 +52,17 @@ COMMON_NAMES: tuple[str, ...] = (
     "recv_fds",
     # vsock: the one VMADDR_ constant the stdlib may lack
     "VMADDR_CID_LOCAL",
+    # netlink
+    "NetlinkMessage",
+    "netlink_attributes",
+    "NETLINK_SOCK_DIAG",
+    "NLM_F_REQUEST",
+    "NLM_F_MULTI",
+    "NLM_F_ACK",
+    "NLM_F_DUMP",
+    "NLMSG_NOOP",
+    "NLMSG_ERROR",
+    "NLMSG_DONE",
 )
 
 TWIN_NAMES: tuple[str, ...] = (*IMPLEMENTATION_NAMES, *COMMON_NAMES)

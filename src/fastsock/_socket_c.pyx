@@ -11,7 +11,8 @@ that can block: syscalls on blocking descriptors, and ``poll()``.
 One extension, its source split by concern (one level deep; each file names
 its pure twin): _base_c.pxi (errors, integers, clock, syscalls, _Socket and
 its call helper), _address_c.pxi, _stream_c.pxi, _file_c.pxi (the file of
-StreamSocket.makefile()), _datagram_c.pxi, _message_c.pxi (ancillary data).
+StreamSocket.makefile()), _datagram_c.pxi, _message_c.pxi (ancillary data),
+_netlink_c.pxi (NetlinkSocket).
 They are one translation unit so that the hot helpers inline across them (see
 docs/architecture.md).
 """
@@ -64,6 +65,7 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport close as c_close, pread, read as c_read, usleep
 
 from .includes cimport sockapi as c
+from .includes cimport netlink as nl
 from .includes.python cimport (
     PyBytes_FromStringAndSize_ptr,
     PyUnicode_DecodeFSDefaultAndSize,
@@ -97,6 +99,18 @@ from ._common import (
     udp_gro_available,
     udp_gso_available,
 )
+from ._common import (  # netlink
+    NETLINK_SOCK_DIAG,
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_MULTI,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NLMSG_NOOP,
+    NetlinkMessage,
+    netlink_attributes,
+)
 
 IMPLEMENTATION = "cython"
 
@@ -129,6 +143,7 @@ include "_stream_c.pxi"
 include "_file_c.pxi"
 include "_datagram_c.pxi"
 include "_message_c.pxi"
+include "_netlink_c.pxi"
 
 
 # -- module functions -------------------------------------------------------------
@@ -142,6 +157,9 @@ CLASSES = {
     # raw IP; a family with a class of its own for SOCK_RAW has its own entry
     (-1, c.SOCK_RAW): RawSocket,
 }
+# netlink
+CLASSES[nl.AF_NETLINK, nl.SOCK_RAW] = NetlinkSocket
+CLASSES[nl.AF_NETLINK, c.SOCK_DGRAM] = NetlinkSocket
 
 
 def socket(family=-1, type=-1, proto=-1, fileno=None):

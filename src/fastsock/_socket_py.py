@@ -5,7 +5,7 @@ It is used when ``FASTSOCK_NO_EXTENSIONS=1`` is set or the extension cannot
 be imported, and it is the reference the compiled module is tested against
 (and the typed one).  Split the way the compiled source is, one module per
 concern: _base_py (the base socket and its call guard), _stream_py,
-_datagram_py.  It never imports the compiled module.
+_datagram_py, _netlink_py.  It never imports the compiled module.
 """
 
 from __future__ import annotations
@@ -28,8 +28,21 @@ from ._common import (
     recv_fds as recv_fds,
     send_fds as send_fds,
 )
+from ._common import (  # netlink
+    NETLINK_SOCK_DIAG as NETLINK_SOCK_DIAG,
+    NLM_F_ACK as NLM_F_ACK,
+    NLM_F_DUMP as NLM_F_DUMP,
+    NLM_F_MULTI as NLM_F_MULTI,
+    NLM_F_REQUEST as NLM_F_REQUEST,
+    NLMSG_DONE as NLMSG_DONE,
+    NLMSG_ERROR as NLMSG_ERROR,
+    NLMSG_NOOP as NLMSG_NOOP,
+    NetlinkMessage as NetlinkMessage,
+    netlink_attributes as netlink_attributes,
+)
 from ._datagram_py import DatagramBatch as DatagramBatch, DatagramSocket as DatagramSocket
 from ._datagram_py import RawSocket as RawSocket
+from ._netlink_py import NetlinkSocket as NetlinkSocket
 from ._stream_py import StreamSocket as StreamSocket
 
 __all__ = list(_names.TWIN_NAMES)
@@ -56,6 +69,9 @@ CLASSES: dict[Tuple[int, int], Any] = {
     # raw IP; a family with a class of its own for SOCK_RAW has its own entry
     (-1, _common.SOCK_RAW): RawSocket,
 }
+# netlink
+CLASSES[_common.AF_NETLINK, _common.SOCK_RAW] = NetlinkSocket
+CLASSES[_common.AF_NETLINK, _common.SOCK_DGRAM] = NetlinkSocket
 
 
 @overload
