@@ -742,7 +742,7 @@ def _recv_fds_stdlib(sock: _stdlib.socket, bufsize: int, maxfds: int,
 
 AF_NETLINK: int = int(_stdlib.AF_NETLINK)
 SOCK_RAW: int = int(_stdlib.SOCK_RAW)
-NETLINK_FAMILIES = (AF_NETLINK,)
+NETLINK_FAMILIES: Tuple[int, ...] = (AF_NETLINK,)
 _FAMILY_NAMES[AF_NETLINK] = "AF_NETLINK"
 _TYPE_NAMES.setdefault(SOCK_RAW, "SOCK_RAW")
 

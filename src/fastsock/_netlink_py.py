@@ -131,8 +131,8 @@ class NetlinkSocket(DatagramSocket):
                 return kept
             steps = _Steps(self._sock, None, self._twins)
             try:
-                data: memoryview = self._call(
-                    self._receive, steps, bytearray(NETLINK_RECV_SIZE), cflags)
+                data, _ = self._call(self._receive, steps, bytearray(NETLINK_RECV_SIZE),
+                                     cflags)
             finally:
                 steps.release()
             return _split_netlink(data)
@@ -183,8 +183,8 @@ class NetlinkSocket(DatagramSocket):
         buffer = bytearray(NETLINK_RECV_SIZE)
         try:
             while True:
-                data = self._receive(steps, buffer, 0)
-                buffer = data.obj  # grown for a large datagram: kept for the next
+                # a buffer grown for a large datagram is kept for the next
+                data, buffer = self._receive(steps, buffer, 0)
                 if _take_replies(_split_netlink(data), seq, self._port_id, wait_ack,
                                  replies, self._unclaimed):
                     return replies
@@ -192,12 +192,14 @@ class NetlinkSocket(DatagramSocket):
             self._unclaimed.extend(replies)
             raise
 
-    def _receive(self, steps: _Steps, buffer: bytearray, flags: int) -> memoryview:
-        """One datagram, whole: its size peeked first, ``buffer`` used when it fits."""
+    def _receive(self, steps: _Steps, buffer: bytearray,
+                 flags: int) -> tuple[memoryview, bytearray]:
+        """One datagram, whole, and the buffer it is in: its size peeked first,
+        ``buffer`` used when it fits."""
         size = steps.sock().recv_into(bytearray(1), 1, flags | _PEEK)
         if size > len(buffer):
             buffer = bytearray(size)
         received = steps.sock().recv_into(buffer, len(buffer), flags | _stdlib.MSG_TRUNC)
         if received > len(buffer):
             raise _common.netlink_truncated(received)
-        return memoryview(buffer)[:received]
+        return memoryview(buffer)[:received], buffer

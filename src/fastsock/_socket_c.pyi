@@ -15,6 +15,16 @@ from ._common import iter_segments as iter_segments
 from ._common import recv_fds as recv_fds
 from ._common import send_fds as send_fds
 from ._common import VMADDR_CID_LOCAL as VMADDR_CID_LOCAL
+from ._common import NETLINK_SOCK_DIAG as NETLINK_SOCK_DIAG
+from ._common import NLM_F_ACK as NLM_F_ACK
+from ._common import NLM_F_DUMP as NLM_F_DUMP
+from ._common import NLM_F_MULTI as NLM_F_MULTI
+from ._common import NLM_F_REQUEST as NLM_F_REQUEST
+from ._common import NLMSG_DONE as NLMSG_DONE
+from ._common import NLMSG_ERROR as NLMSG_ERROR
+from ._common import NLMSG_NOOP as NLMSG_NOOP
+from ._common import NetlinkMessage as NetlinkMessage
+from ._common import netlink_attributes as netlink_attributes
 from ._makefile import BinaryMode, ReadingBinaryMode, SocketIO, TextMode, WritingBinaryMode
 
 __all__ = [
@@ -27,6 +37,10 @@ __all__ = [
     "LimitOverrunError", "MessageTooLargeError", "TruncatedDatagramError", "iter_segments",
     "send_fds", "recv_fds",
     "VMADDR_CID_LOCAL",
+    # netlink
+    "NetlinkSocket", "NetlinkMessage", "netlink_attributes", "NETLINK_SOCK_DIAG",
+    "NLM_F_REQUEST", "NLM_F_MULTI", "NLM_F_ACK", "NLM_F_DUMP", "NLMSG_NOOP", "NLMSG_ERROR",
+    "NLMSG_DONE",
 ]
 
 _S = TypeVar("_S", bound="_Socket")
@@ -217,6 +231,14 @@ class DatagramSocket(_Socket):
     def recv_gro(self, bufsize: int = 65535) -> tuple[bytes, _Address, int]: ...
 
 class RawSocket(DatagramSocket): ...
+
+@disjoint_base
+class NetlinkSocket(DatagramSocket):
+    def recv_messages(self, flags: int = 0) -> list[NetlinkMessage]: ...
+    def request(
+        self, msg_type: int, payload: Buffer = b"", flags: int = ...
+    ) -> list[NetlinkMessage]: ...
+    def dump(self, msg_type: int, payload: Buffer = b"") -> list[NetlinkMessage]: ...
 
 @disjoint_base
 class DatagramBatch:
