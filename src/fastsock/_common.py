@@ -781,7 +781,7 @@ def netlink_error(error: int) -> OSError:
     code = -error if error < 0 else error
     try:
         text = os.strerror(code)
-    except ValueError:  # beyond what strerror() takes
+    except (ValueError, OverflowError):  # beyond what strerror() takes
         text = f"netlink error {error}"
     return OSError(code, text)
 
@@ -800,15 +800,19 @@ def netlink_attributes(data: Any, offset: int = 0) -> dict[int, bytes]:
     repeated type keeps its last value.  ValueError when an attribute's length does
     not fit the data.
     """
-    view = memoryview(data).cast("B")
+    raw = data if type(data) is bytes else bytes(memoryview(data).cast("B"))
+    unpack = _RTATTR.unpack_from
     attributes: dict[int, bytes] = {}
-    end = len(view)
+    end = len(raw)
+    offset = operator.index(offset)
+    if offset < 0:
+        raise ValueError("negative offset")
     while end - offset >= 4:
-        length, kind = _RTATTR.unpack_from(view, offset)
+        length, kind = unpack(raw, offset)
         if length < 4 or length > end - offset:
             raise ValueError(f"netlink attribute at offset {offset} has length {length}, "
                              f"{end - offset} bytes left")
-        attributes[kind & 0x3FFF] = bytes(view[offset + 4:offset + length])
+        attributes[kind & 0x3FFF] = raw[offset + 4:offset + length]
         offset += (length + 3) & ~3
     return attributes
 

@@ -4,23 +4,45 @@
 # across datagrams under one deadline.  Included once by _socket_c.pyx.
 
 from cpython.mem cimport PyMem_Realloc
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_SET_ITEM
 from libc.stdint cimport uint16_t, uint32_t
 
+cdef extern from "Python.h":
+    object PyType_GenericAlloc(PyTypeObject *type, Py_ssize_t nitems)
+
 cdef object netlink_message_type = _common.NetlinkMessage
-cdef object tuple_new = tuple.__new__
 
 
-cdef inline object new_message(const nl.nlmsghdr *header, const char *payload, size_t size):
-    # tuple.__new__ directly: the named tuple's own __new__ is a Python function
-    return tuple_new(netlink_message_type, (header.nlmsg_type, header.nlmsg_flags, header.nlmsg_seq,
-                                      header.nlmsg_pid,
-                                      PyBytes_FromStringAndSize(payload, <Py_ssize_t>size)))
+cdef inline object new_message(const nl.nlmsghdr *header, object seq, object pid,
+                               const char *payload, size_t size):
+    # a NetlinkMessage made the way tuple.__new__ makes a tuple subclass's
+    # instance, without the intermediate tuple: one object the garbage
+    # collector tracks per message instead of three (its gen-0 collections
+    # were most of the time of a large dump)
+    cdef object kind = header.nlmsg_type, flags = header.nlmsg_flags
+    cdef object data = PyBytes_FromStringAndSize(payload, <Py_ssize_t>size)
+    cdef object message = PyType_GenericAlloc(<PyTypeObject *>netlink_message_type, 5)
+    Py_INCREF(kind)
+    PyTuple_SET_ITEM(message, 0, kind)  # each steals the reference just taken
+    Py_INCREF(flags)
+    PyTuple_SET_ITEM(message, 1, flags)
+    Py_INCREF(seq)
+    PyTuple_SET_ITEM(message, 2, seq)
+    Py_INCREF(pid)
+    PyTuple_SET_ITEM(message, 3, pid)
+    Py_INCREF(data)
+    PyTuple_SET_ITEM(message, 4, data)
+    return message
 
 
 cdef int split_netlink(const char *buf, size_t size, list out) except -1:
     """Append the messages of ``buf`` to ``out`` (see _split_netlink)."""
     cdef size_t offset = 0, left
     cdef nl.nlmsghdr header
+    # the messages of a reply share their sequence number and port: one int each
+    cdef uint32_t last_seq = 0, last_pid = 0
+    cdef object seq = 0, pid = 0
     while offset < size:
         left = size - offset
         if left < sizeof(nl.nlmsghdr):
@@ -28,7 +50,13 @@ cdef int split_netlink(const char *buf, size_t size, list out) except -1:
         memcpy(&header, buf + offset, sizeof(header))  # the buffer may be unaligned
         if header.nlmsg_len < sizeof(nl.nlmsghdr) or header.nlmsg_len > left:
             raise _common.malformed_netlink(offset, header.nlmsg_len, left)
-        out.append(new_message(&header, buf + offset + sizeof(nl.nlmsghdr),
+        if header.nlmsg_seq != last_seq:
+            last_seq = header.nlmsg_seq
+            seq = last_seq
+        if header.nlmsg_pid != last_pid:
+            last_pid = header.nlmsg_pid
+            pid = last_pid
+        out.append(new_message(&header, seq, pid, buf + offset + sizeof(nl.nlmsghdr),
                                header.nlmsg_len - sizeof(nl.nlmsghdr)))
         # the last message may lack its padding: offset then passes size
         offset += (<size_t>header.nlmsg_len + 3) & ~(<size_t>3)

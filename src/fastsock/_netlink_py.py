@@ -32,6 +32,7 @@ from ._datagram_py import DatagramSocket
 _HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
 _ERROR_CODE = struct.Struct("=i")  # the first field of struct nlmsgerr, of NLMSG_DONE
 _PEEK = _stdlib.MSG_PEEK | _stdlib.MSG_TRUNC
+_new_message = tuple.__new__  # the named tuple's own __new__ is a slower Python function
 
 
 def _split_netlink(data: Any) -> list[NetlinkMessage]:
@@ -48,8 +49,8 @@ def _split_netlink(data: Any) -> list[NetlinkMessage]:
         length, kind, flags, seq, pid = _HEADER.unpack_from(view, offset)
         if length < NLMSG_HDRLEN or length > left:
             raise _common.malformed_netlink(offset, length, left)
-        messages.append(NetlinkMessage(
-            kind, flags, seq, pid, bytes(view[offset + NLMSG_HDRLEN:offset + length])))
+        messages.append(_new_message(NetlinkMessage, (
+            kind, flags, seq, pid, bytes(view[offset + NLMSG_HDRLEN:offset + length]))))
         offset += (length + 3) & ~3
     return messages
 
