@@ -18,6 +18,7 @@ SOURCES := $(wildcard src/fastsock/*.pyx src/fastsock/*.pxi src/fastsock/include
              src/fastsock/includes/*.h) setup.py
 
 .PHONY: test test-debug asan-test valgrind-test leak-test fuzz fuzz-build bench bench-web build typecheck clean help
+.PHONY: bench-netlink
 
 help:
 	@echo "make test        run the whole test suite (sets everything up)"
@@ -29,6 +30,7 @@ help:
 	@echo "make fuzz        coverage-guided fuzzing of the compiled module under ASan (needs root"
 	@echo "                 or clang installed; FUZZ_SECONDS=60 per target, FUZZ_TARGETS='address ...')"
 	@echo "make bench-web   load-test the demo web server with wrk (needs wrk, nginx)"
+	@echo "make bench-netlink  dump 20,000 routes: fastsock vs pyroute2 and the stdlib (root)"
 	@echo "make clean       remove build outputs and virtual environments"
 
 $(VENV)/.installed: pyproject.toml setup.py
@@ -119,6 +121,10 @@ bench: build $(VENV)/.bench-installed
 # the demo web server under wrk against http.server, uvloop+httptools and nginx
 bench-web: build $(VENV)/.bench-installed
 	$(PY) -m bench.web $(BENCH_WEB_ARGS)
+
+# routes dumped per second in a network namespace made for the run (needs root)
+bench-netlink: build $(VENV)/.bench-installed
+	$(PY) -m bench.netlink $(BENCH_NETLINK_ARGS)
 
 clean:
 	rm -rf build dist src/*.egg-info src/fastsock/*.so src/fastsock/*.c \

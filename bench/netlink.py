@@ -17,7 +17,10 @@ process of its own:
   into pyroute2's message objects.
 
 Per contender: the routes each dump returned, the median time of a dump over
-``--rounds`` dumps (after one warm-up dump), routes per second, and the
+up to ``--rounds`` dumps after one warm-up dump (at least 3, fewer than
+``--rounds`` once ``--seconds`` have passed: pyroute2 takes seconds a dump;
+the median, because a large dump's time varies with the garbage collector's
+passes over the previous dump's objects), routes per second, and the
 process's peak RSS (VmHWM) after the dumps and its RSS before the first.  The
 target: fastsock-c dumps at least 5× as many routes per second as pyroute2.
 """
@@ -130,15 +133,16 @@ def vm_kib(field: str) -> int:
     return -1
 
 
-def worker(name: str, rounds: int) -> dict[str, Any]:
+def worker(name: str, rounds: int, budget: float) -> dict[str, Any]:
     dump = {"fastsock-c": lambda: fastsock_dump(False),
             "fastsock-py": lambda: fastsock_dump(False),
             "fastsock-c+attrs": lambda: fastsock_dump(True),
             "stdlib": stdlib_dump, "pyroute2": pyroute2_dump}[name]()
     rss_before = vm_kib("VmRSS")
     routes = dump()  # warm-up
-    times = []
-    for _ in range(rounds):
+    times: list[float] = []
+    first = time.perf_counter()
+    while len(times) < rounds and (len(times) < 3 or time.perf_counter() - first < budget):
         started = time.perf_counter()
         count = dump()
         times.append(time.perf_counter() - started)
@@ -173,13 +177,13 @@ def add_routes(count: int) -> float:
     return time.perf_counter() - started
 
 
-def run_worker(name: str, rounds: int) -> dict[str, Any]:
+def run_worker(name: str, rounds: int, budget: float) -> dict[str, Any]:
     env = dict(os.environ)
     implementation = CONTENDERS[name]
     if implementation is not None:
         env.update(IMPLEMENTATIONS[implementation][1])
     done = subprocess.run([sys.executable, "-m", "bench.netlink", "--worker", name,
-                           "--rounds", str(rounds)], env=env, cwd=REPO, capture_output=True,
+                           "--rounds", str(rounds), "--seconds", str(budget)], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=600)
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stderr}")
@@ -212,13 +216,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.netlink",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--routes", type=int, default=20000, help="routes added (default 20000)")
-    parser.add_argument("--rounds", type=int, default=5, help="timed dumps per contender")
+    parser.add_argument("--rounds", type=int, default=20,
+                        help="timed dumps per contender, at most (default 20)")
+    parser.add_argument("--seconds", type=float, default=8.0,
+                        help="no more dumps after this long, once 3 are done (default 8)")
     parser.add_argument("--contenders", help="comma-separated subset of " + ",".join(CONTENDERS))
     parser.add_argument("--results", default="results/netlink", metavar="DIR")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.rounds)))
+        print(json.dumps(worker(args.worker, args.rounds, args.seconds)))
         return 0
     names = args.contenders.split(",") if args.contenders else list(CONTENDERS)
     unknown = set(names) - set(CONTENDERS)
@@ -228,11 +235,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     enter_new_netns()
     seconds = add_routes(args.routes)
     print(f"{args.routes:,} routes added in {seconds:.1f} s (ip -batch), in a new network "
-          f"namespace; {args.rounds} timed dumps per contender", flush=True)
+          f"namespace; up to {args.rounds} timed dumps per contender", flush=True)
     results = {}
     for name in names:
-        results[name] = run_worker(name, args.rounds)
-        print(f"{name:17} {results[name]['routes']:>7,} routes  median "
+        results[name] = run_worker(name, args.rounds, args.seconds)
+        print(f"{name:17} {results[name]['routes']:>7,} routes  "
+              f"{len(results[name]['times']):2} dumps, median "
               f"{statistics.median(results[name]['times']) * 1e3:8.1f} ms", flush=True)
     text = table(results)
     checks = []
@@ -250,7 +258,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "summary.md").write_text(text)
     (results_dir / "summary.json").write_text(json.dumps(
-        {"settings": {"routes": args.routes, "rounds": args.rounds}, "runs": results,
+        {"settings": {"routes": args.routes, "rounds": args.rounds, "seconds": args.seconds},
+         "runs": results,
          "targets": checks}, indent=2))
     print(f"written to {results_dir}/summary.md and summary.json")
     return 0
