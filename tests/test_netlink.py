@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from conftest import IMPLEMENTATIONS, Worker, compiled_module
 
 import fastsock
@@ -193,6 +194,40 @@ def test_split_never_trusts_a_length(data: bytes, text: str) -> None:
     for split in splitters():
         with pytest.raises(ValueError, match=text):
             split(data)
+
+
+_MESSAGE = st.tuples(st.sampled_from([1, 2, 3, 16, 0xFFFF]), st.integers(0, 0xFFFF),
+                     st.sampled_from([0, 1, 0xFFFFFFFF]), st.sampled_from([0, 7]),
+                     st.binary(max_size=24),
+                     st.one_of(st.none(), st.integers(0, 80), st.just(0xFFFFFFFF)),
+                     st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_MESSAGE, max_size=5), st.binary(max_size=6), st.integers(0, 3))
+def test_splitters_agree(parts: list[Any], tail: bytes, shift: int) -> None:
+    """Both twins' splitters on buffers whose lengths may lie: the same messages
+    or the same error, and messages only from the bytes they claim."""
+    data = b""
+    for kind, flags, seq, pid, payload, length, pad in parts:
+        header = HEADER.pack(16 + len(payload) if length is None else length, kind, flags,
+                             seq, pid)
+        data += header + payload + (bytes(-len(payload) % 4) if pad else b"")
+    data += tail
+    view = memoryview(bytes(shift) + data)[shift:]
+    outcomes = []
+    for split in splitters():
+        try:
+            outcomes.append(("ok", split(view)))
+        except ValueError as exc:
+            outcomes.append(("error", str(exc)))
+    assert outcomes[0] == outcomes[1]
+    if outcomes[0][0] == "ok":
+        offset = 0
+        for got in outcomes[0][1]:
+            length = HEADER.unpack_from(data, offset)[0]
+            assert got.payload == data[offset + 16:offset + length]
+            offset += (length + 3) & ~3
 
 
 def test_netlink_attributes() -> None:

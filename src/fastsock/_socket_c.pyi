@@ -33,12 +33,13 @@ __all__ = [
     "create_connection", "create_server", "AF_INET", "AF_INET6", "AF_UNIX", "SOCK_STREAM",
     "SOCK_DGRAM", "SHUT_RD", "SHUT_WR", "SHUT_RDWR",
     "RawSocket",
+    "NetlinkSocket",  # netlink
     "IncompleteReadError",
     "LimitOverrunError", "MessageTooLargeError", "TruncatedDatagramError", "iter_segments",
     "send_fds", "recv_fds",
     "VMADDR_CID_LOCAL",
     # netlink
-    "NetlinkSocket", "NetlinkMessage", "netlink_attributes", "NETLINK_SOCK_DIAG",
+    "NetlinkMessage", "netlink_attributes", "NETLINK_SOCK_DIAG",
     "NLM_F_REQUEST", "NLM_F_MULTI", "NLM_F_ACK", "NLM_F_DUMP", "NLMSG_NOOP", "NLMSG_ERROR",
     "NLMSG_DONE",
 ]
