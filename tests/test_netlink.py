@@ -215,7 +215,7 @@ def test_splitters_agree(parts: list[Any], tail: bytes, shift: int) -> None:
         data += header + payload + (bytes(-len(payload) % 4) if pad else b"")
     data += tail
     view = memoryview(bytes(shift) + data)[shift:]
-    outcomes = []
+    outcomes: list[tuple[str, Any]] = []
     for split in splitters():
         try:
             outcomes.append(("ok", split(view)))
