@@ -118,7 +118,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 
 bench: build $(VENV)/.bench-installed
 	$(PY) -m bench $(BENCH_ARGS)
-	@# about 20 s; it makes a network namespace, so it needs root
+	@# about 15 s; it makes a network namespace, so it needs root
 	@if [ "$$(id -u)" = 0 ]; then $(PY) -m bench.netlink $(BENCH_NETLINK_ARGS); \
 	else echo "bench.netlink skipped: it needs root"; fi
 
