@@ -741,10 +741,7 @@ def _recv_fds_stdlib(sock: _stdlib.socket, bufsize: int, maxfds: int,
 # -- netlink (NetlinkSocket: _netlink_c.pxi, _netlink_py.py) -------------------------
 
 AF_NETLINK: int = int(_stdlib.AF_NETLINK)
-SOCK_RAW: int = int(_stdlib.SOCK_RAW)
 NETLINK_FAMILIES: Tuple[int, ...] = (AF_NETLINK,)
-_FAMILY_NAMES[AF_NETLINK] = "AF_NETLINK"
-_TYPE_NAMES.setdefault(SOCK_RAW, "SOCK_RAW")
 
 # <linux/netlink.h>, <linux/sock_diag.h>: what a request and its reply are made of
 NETLINK_SOCK_DIAG = 4
