@@ -264,8 +264,8 @@ def test_peer_reset_and_send_to_a_closed_peer_as_the_stdlib(impl: ModuleType) ->
         a.close()
         return [outcome(receive), outcome(receive), outcome(lambda: b.send(b"y"))]
 
-    with stdlib_pair() as (a, b):
-        expected = run(a, b, lambda: b.recv(10))
+    with stdlib_pair() as (sa, sb):
+        expected = run(sa, sb, lambda: sb.recv(10))
     assert expected == [(ConnectionResetError, errno.ECONNRESET), b"x",
                         (BrokenPipeError, errno.EPIPE)]
     with pair(impl) as (a, b):

@@ -18,7 +18,7 @@ import warnings
 from _thread import get_ident as _get_ident
 from operator import index as _index
 from time import monotonic as _monotonic
-from typing import Any, Callable, Iterable, Optional, Tuple, TypeVar
+from typing import Any, Callable, Iterable, Optional, Tuple, Type, TypeVar
 
 from . import _common
 from ._common import AF_UNIX
@@ -800,7 +800,7 @@ class _Socket:
 
 
 
-    def _accept_as(self, cls: type[_Accepted]) -> Tuple[_Accepted, Any]:
+    def _accept_as(self, cls: Type[_Accepted]) -> Tuple[_Accepted, Any]:
         """accept() of a connection as a new ``cls`` (of this socket's type)."""
         fd, address = self._call(self._sock._accept)  # type: ignore[attr-defined]
         try:
@@ -894,7 +894,7 @@ class _Socket:
             lengths[k] = n
             previous = senders[k - 1] if k else None
             senders[k] = previous if sender == previous else sender
-            return n  # type: ignore[no-any-return]
+            return n
 
         return self._receive_queued(count, receive)
 
