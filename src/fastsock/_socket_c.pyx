@@ -195,7 +195,7 @@ def socketpair(family=None, type=SOCK_STREAM, proto=0):
     cls = CLASSES.get((fam, kind & ~sock_type_flags)) or \
         CLASSES.get((-1, kind & ~sock_type_flags))
     if cls is None:
-        raise ValueError("socketpair type must be SOCK_STREAM or SOCK_DGRAM")
+        raise ValueError("socketpair type must be SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET")
     if fam not in cls._FAMILIES:
         raise _common.unsupported_family(cls.__name__, cls._FAMILIES, fam)
     timeout = 0.0 if kind & c.SOCK_NONBLOCK else default_timeout()

@@ -122,7 +122,7 @@ def socketpair(family: Optional[int] = None, type: int = SOCK_STREAM,
     cls = CLASSES.get((fam, kind & ~_common.SOCK_TYPE_FLAGS)) or \
         CLASSES.get((-1, kind & ~_common.SOCK_TYPE_FLAGS))
     if cls is None:
-        raise ValueError("socketpair type must be SOCK_STREAM or SOCK_DGRAM")
+        raise ValueError("socketpair type must be SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET")
     a, b = _stdlib.socketpair(_check_family(fam, cls._FAMILIES, cls.__name__), kind, proto)
     return cls._adopt(a), cls._adopt(b)
 
