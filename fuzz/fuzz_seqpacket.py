@@ -23,20 +23,8 @@ from typing import Any
 import atheris
 
 import harness
-from harness import Index, Weird, pick
-
-SIZES = [0, 1, 7, 64, 100, 1500, 3000]
-
-
-def payloads(fdp: atheris.FuzzedDataProvider) -> list[Any]:
-    out: list[Any] = []
-    for _ in range(pick(fdp, [0, 1, 3, 10, fdp.ConsumeIntInRange(0, 80)])):
-        item: Any = bytes([len(out) & 0xFF]) * pick(fdp, SIZES + [fdp.ConsumeIntInRange(0, 3000)])
-        if fdp.ConsumeIntInRange(0, 20) == 0:
-            item = pick(fdp, ["text", None, memoryview(bytearray(8))[::2], bytearray(item),
-                              Weird()])
-        out.append(item)
-    return out
+from fuzz_datagram import payloads
+from harness import Index, pick
 
 
 def plan(fdp: atheris.FuzzedDataProvider) -> list[tuple[str, bytes]]:
