@@ -239,8 +239,10 @@ Outcome = tuple[Any, ...]
 
 def api_class(module: ModuleType, kind: int) -> Any:
     """The class of ``module`` that wraps sockets of type ``kind``."""
-    return {socket.SOCK_STREAM: module.StreamSocket, socket.SOCK_DGRAM: module.DatagramSocket,
-            socket.SOCK_SEQPACKET: module.SeqPacketSocket}[kind]
+    classes: dict[int, Any] = {socket.SOCK_STREAM: module.StreamSocket,
+                               socket.SOCK_DGRAM: module.DatagramSocket,
+                               socket.SOCK_SEQPACKET: module.SeqPacketSocket}
+    return classes[kind]
 
 
 class Run:
