@@ -162,6 +162,21 @@ def udp_batch_row(kind: str, method: str) -> str:
     return f"udp {kind} {UDP_BATCH_SIZE}B {method}"
 
 
+# -- SOCK_SEQPACKET records: a socketpair's queue drained per round ------------
+
+SEQPACKET_SIZE = 64         # bytes per record
+SEQPACKET_COUNT = 64        # records per recv_records / recv_batch call
+SEQPACKET_BASELINE = "stdlib recv"
+
+
+def seqpacket_drain_name() -> str:
+    return f"seqpacket drain {SEQPACKET_SIZE}B: recv vs batched record receives"
+
+
+def seqpacket_row(method: str) -> str:
+    return f"seqpacket drain {SEQPACKET_SIZE}B {method}"
+
+
 @dataclass(frozen=True)
 class Impl:
     """One variant of a multi-variant workload: its label in the tables, the
@@ -237,6 +252,9 @@ class Sizes:
     lines_rounds: int = 1
     fds: int = 200              # messages with a descriptor received per round (a
                                 # Unix stream's send buffer holds about 270)
+    seqpacket: int = 200        # 64-byte records queued per drain round (the sender's
+                                # default send buffer holds about 270)
+    seqpacket_rounds: int = 150
 
     @property
     def bulk_per_round(self) -> int:
@@ -249,7 +267,7 @@ MODES = {
                    bulk_total=1 << 20, bulk_rounds=1, connect=5, udp_send=50,
                    udp_fill=64, udp_rounds=1, framing=2000, framing_rounds=1,
                    framing_warmup=0, sends_small=50, sends_large=10, sends_rounds=1,
-                   udp_e2e=200, fds=20),
+                   udp_e2e=200, fds=20, seqpacket_rounds=1),
     "quick": Sizes("quick", rounds=12, warmup=1, percall=2000, pingpong=500,
                    bulk_total=32 << 20, bulk_rounds=8, connect=200, udp_send=2000,
                    udp_fill=2048, udp_rounds=12, framing=200_000, framing_rounds=1,

@@ -4,8 +4,8 @@ the ratios between variants, a text and a Markdown table, and a chart.
 
 Most workloads have three variants (stdlib, pure, compiled) and the C
 reference: one row of the main table each.  The fast-path workloads
-(framing, exact bulk reads, header + body sends, and the datagram drain,
-send and end-to-end cases) have more: each is a
+(framing, exact bulk reads, header + body sends, the datagram drain,
+send and end-to-end cases, the seqpacket record drain) have more: each is a
 :class:`Group` of named variants with a stdlib baseline idiom.  They get a
 second table listing every variant against the baseline and C, a row of the
 main table per fastsock method (the baseline in the stdlib column), and
@@ -31,12 +31,14 @@ from ._harness import (
     PURE,
     SEND_BODIES,
     SENDS_BASELINE,
+    SEQPACKET_BASELINE,
     UDP_DRAIN_BASELINE,
     UDP_SEND_BASELINE,
     exact_name,
     framing_name,
     lines_name,
     sends_name,
+    seqpacket_drain_name,
     udp_batch_drain_name,
     udp_batch_send_name,
 )
@@ -310,6 +312,15 @@ def _targets() -> list[Target]:
                    f"{COMPILED} send_many", UDP_SEND_BASELINE, 1.1),
             Target("udp send 64B: send_segments ≥ 5× stdlib sendto", send,
                    f"{COMPILED} send_segments", UDP_SEND_BASELINE, 5.0)]
+    records = seqpacket_drain_name()
+    out += [Target("seqpacket drain 64B: recv_records ≥ 2× stdlib recv", records,
+                   f"{COMPILED} recv_records", SEQPACKET_BASELINE, 2.0),
+            Target("seqpacket drain 64B: recv_batch ≥ 2× stdlib recv", records,
+                   f"{COMPILED} recv_batch", SEQPACKET_BASELINE, 2.0),
+            # the kernel's work per record dominates: C's recvmmsg itself is
+            # about 1.3× a recv loop, so this one says how close to it we are
+            Target("seqpacket drain 64B: recv_records ≥ 0.85× C recvmmsg", records,
+                   f"{COMPILED} recv_records", CREF, 0.85)]
     return out
 
 

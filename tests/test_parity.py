@@ -4,7 +4,8 @@ compiled twin and the pure twin, compared step by step.
 A case is one row of data: a name, a setup and a list of steps.
 
 - The setup is one string, "family kind state [modifier]": family ``inet``,
-  ``inet6`` or ``unix``; kind ``stream`` or ``dgram``; a state from
+  ``inet6`` or ``unix``; kind ``stream``, ``dgram`` or (``unix`` only)
+  ``seqpacket``; a state from
   ``STATES`` (unconnected, bound, listening, connected, peer-closed,
   peer-reset, closed, detached); optionally ``nonblocking`` or ``timeout``
   (a short timeout, ``TIMEOUT``), set once the state is reached.
@@ -76,6 +77,9 @@ SOL_SOCKET, IPPROTO_TCP = socket.SOL_SOCKET, socket.IPPROTO_TCP
 
 FAMILIES = {"inet": AF_INET, "inet6": AF_INET6, "unix": AF_UNIX}
 KINDS = {"stream": socket.SOCK_STREAM, "dgram": socket.SOCK_DGRAM}
+# kinds of one family only, kept out of the rows made for every family and kind
+UNIX_KINDS = {"seqpacket": socket.SOCK_SEQPACKET}
+ALL_KINDS = {**KINDS, **UNIX_KINDS}
 STATES = ("unconnected", "bound", "listening", "connected", "peer-closed", "peer-reset",
           "closed", "detached")
 TIMEOUT = 0.05  # the "timeout" modifier: short, a row that runs into it waits on each API
@@ -191,11 +195,13 @@ def row(name: str, setup: str, *steps: StepSpec, differs: Optional[Documented] =
     name or a tuple (method, *args)."""
     family, kind, state, *rest = setup.split()
     modifier = rest[0] if rest else None
-    if family not in FAMILIES or kind not in KINDS or state not in STATES or \
+    if family not in FAMILIES or kind not in ALL_KINDS or state not in STATES or \
             len(rest) > 1 or (modifier is not None and modifier not in MODIFIERS):
         raise ValueError(f"row {name!r}: bad setup {setup!r}")
     if kind == "dgram" and state in ("listening", "peer-reset"):
         raise ValueError(f"row {name!r}: a datagram socket is never {state}")
+    if kind in UNIX_KINDS and family != "unix":
+        raise ValueError(f"row {name!r}: a {kind} socket is AF_UNIX")
     if state == "peer-reset" and family == "unix":
         raise ValueError(f"row {name!r}: a Unix peer cannot reset")
     made = tuple(Step(spec, (), f"{spec}()") if isinstance(spec, str) else
@@ -231,6 +237,14 @@ ARITY = re.compile(r"takes .*arguments? \(\d+ given\)|takes .*but \d+ (was|were)
 Outcome = tuple[Any, ...]
 
 
+def api_class(module: ModuleType, kind: int) -> Any:
+    """The class of ``module`` that wraps sockets of type ``kind``."""
+    classes: dict[int, Any] = {socket.SOCK_STREAM: module.StreamSocket,
+                               socket.SOCK_DGRAM: module.DatagramSocket,
+                               socket.SOCK_SEQPACKET: module.SeqPacketSocket}
+    return classes[kind]
+
+
 class Run:
     """One row on one API (``module`` None: the stdlib): the socket under
     test, the stdlib helpers around it and a private directory, all closed
@@ -242,7 +256,7 @@ class Run:
         self.case = case
         self.stack = stack
         self.family = FAMILIES[case.family]
-        self.kind = KINDS[case.kind]
+        self.kind = ALL_KINDS[case.kind]
         self.dir = tempfile.mkdtemp(prefix="fs-", dir="/tmp")
         stack.callback(_remove_tree, self.dir)
         self.abstract_prefix = f"fastsock-parity-{os.getpid()}-{next(_serials)}-"
@@ -256,10 +270,8 @@ class Run:
     def _make(self) -> Any:
         if self.module is None:
             sock: Any = socket.socket(self.family, self.kind)
-        elif self.kind == socket.SOCK_STREAM:
-            sock = self.module.StreamSocket(self.family)
         else:
-            sock = self.module.DatagramSocket(self.family)
+            sock = api_class(self.module, self.kind)(self.family)
         self.stack.callback(sock.close)
         return sock
 
@@ -279,7 +291,7 @@ class Run:
         if self._peer_socket is None:
             helper = self.helper()
             helper.bind(self.loopback("peer.sock"))
-            if self.kind == socket.SOCK_STREAM:
+            if self.kind != socket.SOCK_DGRAM:
                 helper.listen()
             self._peer_socket = helper
         return self._peer_socket
@@ -301,7 +313,7 @@ class Run:
         if state in ("connected", "peer-closed", "peer-reset"):
             listener = self.peer_socket()
             sock.connect(listener.getsockname())
-            if self.kind == socket.SOCK_STREAM:
+            if self.kind != socket.SOCK_DGRAM:
                 self.peer = self.stack.enter_context(listener.accept()[0])
             else:
                 self.peer = listener
@@ -309,7 +321,7 @@ class Run:
         if state == "peer-closed":
             assert self.peer is not None
             self.peer.close()
-            if self.kind == socket.SOCK_STREAM:
+            if self.kind != socket.SOCK_DGRAM:
                 assert wait_for(sock, select.POLLIN | select.POLLRDHUP), "no EOF arrived"
         if state == "peer-reset":
             assert self.peer is not None
@@ -488,16 +500,14 @@ def _wait_writable(run: Run) -> bool:
 
 def _new(run: Run, *args: Any) -> Any:
     """Another socket made by the API's constructor for the row's kind
-    (``socket.socket``, ``StreamSocket``, ``DatagramSocket``) with ``args``;
+    (``socket.socket``, ``StreamSocket``, ``DatagramSocket``, ...) with ``args``;
     given no type, the stdlib's gets the row's."""
     if len(args) < 2:  # the row's type where none is given
         args = (args[0] if args else AF_INET, run.kind)
     if run.module is None:
         made: Any = socket.socket(*args)
-    elif run.kind == socket.SOCK_STREAM:
-        made = run.module.StreamSocket(*args)
     else:
-        made = run.module.DatagramSocket(*args)
+        made = api_class(run.module, run.kind)(*args)
     run.stack.callback(made.close)
     return (repr(made.family), repr(made.type), made.proto, made.gettimeout(),
             made.timeout, os.get_blocking(made.fileno()), made.get_inheritable())
@@ -1137,6 +1147,45 @@ ROWS += [
         ("recvmsg", 100)),
 ]
 
+# -- AF_UNIX SOCK_SEQPACKET: records kept whole, a longer one cut as the stdlib cuts it ---
+ROWS += [
+    row(f"names unix seqpacket {_state}", f"unix seqpacket {_state}",
+        "getsockname", "getpeername", "fileno", "gettimeout", "getblocking", "repr")
+    for _state in STATES if _state != "peer-reset"
+]
+ROWS += [
+    row(f"every method unix seqpacket {_state}", f"unix seqpacket {_state}",
+        *_EVERY_METHOD, ("recvfrom", 1), ("recvfrom", 0), ("recvfrom_into", buf(1)))
+    for _state in ("closed", "detached")
+]
+ROWS += [
+    row("seqpacket records", "unix seqpacket connected",
+        ("peer.send", b"hello"), ("peer.send", b"world!"), ("peer.send", b""),
+        ("recv", 3), ("recv", 100), ("recv", 100), ("peer.send", MSG), ("recvfrom", 100),
+        ("peer.send", MSG), ("recv_into", buf(4)), ("peer.send", MSG),
+        ("recvfrom_into", buf(20)), ("send", b"abc"), ("sendall", b"defg"),
+        ("send", b"", socket.MSG_EOR), ("peer.recv", 10), ("peer.recv", 2),
+        ("peer.recv", 10)),
+    row("seqpacket peer closed", "unix seqpacket peer-closed",
+        ("recv", 10), ("recv", 10), ("recvfrom", 10), ("send", b"x"), ("sendall", b"x")),
+    row("seqpacket timeout", "unix seqpacket connected timeout",
+        ("recv", 10), ("recvfrom", 10), ("recv_into", buf(4))),
+    row("seqpacket non-blocking", "unix seqpacket connected nonblocking",
+        ("recv", 10), ("recvfrom_into", buf(4)), ("peer.send", b"now"), ("recv", 10)),
+    row("seqpacket unconnected", "unix seqpacket unconnected nonblocking",
+        ("send", b"x"), ("recv", 1), ("connect", MISSING), ("connect", REFUSED),
+        ("bind", path("own")), "getsockname", "listen", "accept"),
+    row("seqpacket listening", "unix seqpacket listening timeout",
+        "accept", "connect_client", "accept"),
+    row("seqpacket abstract name", "unix seqpacket unconnected",
+        ("bind", abstract("seq")), "getsockname", ("listen", 0), "connect_client",
+        "accept"),
+    row("seqpacket constructor", "unix seqpacket unconnected",
+        ("new", AF_UNIX), ("new", AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_NONBLOCK),
+        ("new", AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC, 0),
+        ("new", AF_UNIX, socket.SOCK_SEQPACKET, "x")),
+]
+
 
 def _params() -> list[Any]:
     return [pytest.param(case, id=case.name,
@@ -1189,7 +1238,7 @@ def test_parity(impl: ModuleType, case: Row) -> None:
             f"{case.setup}:\n{_table(results)}"
         return
     # a documented difference: still documented, still different, the same in both twins
-    cls = impl.StreamSocket if case.kind == "stream" else impl.DatagramSocket
+    cls = api_class(impl, ALL_KINDS[case.kind])
     assert case.differs.says in _docstring(cls, case.differs.method), \
         f"{case.differs.method}'s docstring no longer says {case.differs.says!r}"
     assert results["stdlib"] != results[impl.IMPLEMENTATION], \

@@ -40,6 +40,9 @@
  *   udp-send-mmsg  udp-send with sendmmsg of vlen datagrams a call  (msgs)
  *   udp-send-gso   udp-send with one sendmsg of vlen size-byte
  *                  segments a call (UDP_SEGMENT)                   (msgs)
+ *   seqpacket-drain-mmsg  fill an AF_UNIX SOCK_SEQPACKET socketpair's
+ *                  queue with batch size-byte records, time draining
+ *                  it with recvmmsg of vlen slots until EAGAIN      (msgs)
  *
  * Keys: batch (units per round; bytes for bulk), rounds, warmup, size,
  * rcvbuf (udp-drain), wsize (bulk source; the frames and lines receive buffer),
@@ -769,6 +772,15 @@ static long udp_send_round(struct bench *b)
     return b->p->batch;
 }
 
+static long seqpacket_fill(struct bench *b)
+{
+    for (long i = 0; i < b->fill; i++) {
+        if (send(b->b, b->buf, (size_t)b->p->size, MSG_NOSIGNAL) < 0)
+            die("send");
+    }
+    return b->fill;
+}
+
 static long udp_drain_mmsg(struct bench *b)
 {
     static struct mmsghdr msgs[MAX_VLEN];
@@ -990,6 +1002,24 @@ static int run_main(int argc, char **argv)
         } else {
             run_rounds(w, "msgs", &b, udp_fill, udp_drain);
         }
+        close(b.a);
+        close(b.b);
+    } else if (!strcmp(w, "seqpacket-drain-mmsg")) {
+        int pair[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+            die("socketpair");
+        b.a = pair[0];
+        b.b = pair[1];
+        if (fcntl(b.a, F_SETFL, fcntl(b.a, F_GETFL) | O_NONBLOCK) < 0)
+            die("fcntl");
+        b.fill = p.batch;
+        b.rx = malloc((size_t)p.vlen * SLOT_SIZE);
+        if (!b.rx)
+            fail("out of memory");
+        run_rounds(w, "msgs", &b, seqpacket_fill, udp_drain_mmsg);
+        if (b.checksum == 0)
+            fail("seqpacket-drain-mmsg: nothing was received");
+        free(b.rx);
         close(b.a);
         close(b.b);
     } else if (!strcmp(w, "udp-send") || !strcmp(w, "udp-send-mmsg")

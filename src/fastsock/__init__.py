@@ -1,8 +1,9 @@
 """fastsock: fast, pleasant sockets for Python.
 
 ``StreamSocket`` (TCP, Unix stream) and ``DatagramSocket`` (UDP, Unix
-datagram) over IPv4, IPv6, Unix domain sockets and vsock, and ``RawSocket``
-(raw IP: ICMP, ICMPv6).  The compiled
+datagram) over IPv4, IPv6, Unix domain sockets and vsock, ``RawSocket``
+(raw IP: ICMP, ICMPv6) and ``SeqPacketSocket`` (Unix SOCK_SEQPACKET:
+connected, records kept whole).  The compiled
 implementation calls the POSIX API directly with the GIL released around
 blocking calls; a pure-Python twin with the same behaviour is used when
 ``FASTSOCK_NO_EXTENSIONS=1`` is set or the extension cannot be imported.
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
         SHUT_RDWR as SHUT_RDWR,
         SHUT_WR as SHUT_WR,
         SOCK_DGRAM as SOCK_DGRAM,
+        SOCK_SEQPACKET as SOCK_SEQPACKET,
         SOCK_STREAM as SOCK_STREAM,
         DatagramBatch as DatagramBatch,
         SocketType as SocketType,
@@ -50,8 +52,10 @@ if TYPE_CHECKING:
         IncompleteReadError as IncompleteReadError,
         LimitOverrunError as LimitOverrunError,
         MessageTooLargeError as MessageTooLargeError,
+        SeqPacketSocket as SeqPacketSocket,
         StreamSocket as StreamSocket,
         TruncatedDatagramError as TruncatedDatagramError,
+        TruncatedRecordError as TruncatedRecordError,
         create_connection as create_connection,
         create_server as create_server,
         iter_segments as iter_segments,

@@ -629,6 +629,152 @@ cdef class _Socket:
             return raise_errno(EBADF)
         return 0
 
+    # -- datagrams and records: the parts their classes share ----------------
+
+    cdef object _recvfrom_bytes(self, Py_ssize_t bufsize, object flags, IOArgs *a):
+        """The bytes of recvfrom() of one datagram or record (at most
+        ``bufsize``); the sender's address is left in ``a``."""
+        cdef ssize_t n
+        cdef char stack[STACK_RECV_MAX]
+        a.flags = as_int(flags)  # every argument is converted first, as by the stdlib
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recvfrom")
+        a.len = <size_t>bufsize
+        if bufsize <= STACK_RECV_MAX:
+            a.buf = stack
+            n = self._call(c.POLLIN, _do_recvfrom, a, self._deadline())
+            return PyBytes_FromStringAndSize(stack, min(n, bufsize))
+        data = PyBytes_FromStringAndSize(NULL, bufsize)
+        a.buf = PyBytes_AS_STRING(data)
+        n = min(self._call(c.POLLIN, _do_recvfrom, a, self._deadline()), bufsize)
+        if n != bufsize:
+            data = data[:n]
+        return data
+
+    cdef ssize_t _recvfrom_into_view(self, object buffer, object nbytes, object flags,
+                                     IOArgs *a) except -1:
+        """recvfrom_into() of one datagram or record; the sender is left in ``a``."""
+        cdef Py_buffer view
+        cdef ssize_t n
+        get_writable(buffer, &view, "recvfrom_into")
+        a.len = <size_t>check_nbytes(&view, nbytes, flags, &a.flags,
+                                     "negative buffersize in recvfrom_into",
+                                     "nbytes is greater than the length of the buffer")
+        a.buf = <char *>view.buf
+        try:
+            n = self._call(c.POLLIN, _do_recvfrom, a, self._deadline())
+        finally:
+            PyBuffer_Release(&view)
+        return n
+
+    cdef object _accept_as(self, type cls):
+        """accept() of a connection as a new ``cls`` (of this socket's type)."""
+        cdef IOArgs a
+        cdef int fd
+        cdef double timeout = default_timeout()
+        cdef _Socket conn
+        cdef object address
+        a.flags = c.SOCK_CLOEXEC | (c.SOCK_NONBLOCK if timeout >= 0 else 0)
+        fd = <int>self._call(c.POLLIN, _do_accept, &a, self._deadline())
+        try:
+            address = make_address(&a.addr, a.addrlen)
+            conn = cls.__new__(cls)
+        except BaseException:  # MemoryError: nothing owns the new descriptor yet
+            c_close(fd)
+            raise
+        conn._adopt_fd(fd, self.family_, self.kind, self.proto_, timeout)
+        return conn, address
+
+    cdef int _listen(self, object backlog) except -1:
+        cdef int cbacklog = as_int(backlog)
+        self._check_open()
+        if c.listen(self.fd, cbacklog if cbacklog > 0 else 0) < 0:
+            raise_errno(errno)
+        return 0
+
+    # -- batches of messages (recvmmsg/sendmmsg): datagram and seqpacket sockets --
+
+    cdef Py_ssize_t _recv_into_batch(self, DatagramBatch batch) except -1:
+        """One recvmmsg into ``batch``, which the caller has claimed (its
+        ``busy`` flag set): the kernel writes it with the GIL released."""
+        cdef MmsgArgs a
+        batch._reset()
+        a.msgs = batch.msgs
+        a.count = <unsigned int>batch.count
+        # wait for the first datagram only; MSG_TRUNC reports real lengths
+        a.flags = c.MSG_WAITFORONE | c.MSG_TRUNC
+        batch.filled = self._call(c.POLLIN, _do_recvmmsg, &a, self._deadline())
+        return batch.filled
+
+    cdef Py_ssize_t _send_mmsg(self, c.mmsghdr *msgs, Py_ssize_t n) except -1:
+        """sendmmsg() until all n are sent; the count so far when an error
+        follows a partial send: the error is kept for the socket's next call
+        (what fitted a non-blocking socket, or its deadline, is no error)."""
+        cdef MmsgArgs a
+        cdef Py_ssize_t sent = 0
+        cdef double deadline = self._deadline()
+        a.flags = 0
+        while sent < n:
+            a.msgs = msgs + sent
+            a.count = <unsigned int>min(n - sent, <Py_ssize_t>c.UIO_MAXIOV)
+            try:
+                sent += self._call(c.POLLOUT, _do_sendmmsg, &a, deadline)
+            except (BlockingIOError, TimeoutError):
+                if sent:
+                    return sent
+                raise
+            except OSError as exc:
+                if sent:
+                    self._defer(exc)
+                    return sent
+                raise
+        return sent
+
+    cdef object _send_many(self, list items, object address, bint per_item_address):
+        cdef Py_ssize_t n = len(items), acquired = 0, i
+        cdef Py_buffer *views
+        cdef c.mmsghdr *msgs
+        cdef c.iovec *iovs
+        cdef c.sockaddr_storage *addrs
+        cdef c.socklen_t addrlen = 0
+        if n == 0:
+            return 0  # nothing to send, nothing checked (as the pure twin, and send_segments)
+        views = <Py_buffer *>PyMem_Calloc(<size_t>(n + 1), sizeof(Py_buffer))
+        msgs = <c.mmsghdr *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.mmsghdr))
+        iovs = <c.iovec *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.iovec))
+        addrs = <c.sockaddr_storage *>PyMem_Calloc(
+            <size_t>(n if per_item_address else 1) + 1, sizeof(c.sockaddr_storage))
+        try:
+            if not (views and msgs and iovs and addrs):
+                raise MemoryError()
+            if address is not None:
+                parse_address(self.family_, address, &addrs[0], &addrlen, "sendto")
+            for i in range(n):
+                if per_item_address:
+                    data, item_address = items[i]
+                    parse_address(self.family_, item_address, &addrs[i], &addrlen, "sendto")
+                    msgs[i].msg_hdr.msg_name = &addrs[i]
+                    msgs[i].msg_hdr.msg_namelen = addrlen
+                else:
+                    data = items[i]
+                    if address is not None:
+                        msgs[i].msg_hdr.msg_name = &addrs[0]
+                        msgs[i].msg_hdr.msg_namelen = addrlen
+                PyObject_GetBuffer(data, &views[i], PyBUF_SIMPLE)
+                acquired += 1
+                iovs[i].iov_base = views[i].buf
+                iovs[i].iov_len = <size_t>views[i].len
+                msgs[i].msg_hdr.msg_iov = &iovs[i]
+                msgs[i].msg_hdr.msg_iovlen = 1
+            return self._send_mmsg(msgs, n)
+        finally:
+            for i in range(acquired):
+                PyBuffer_Release(&views[i])
+            PyMem_Free(views)
+            PyMem_Free(msgs)
+            PyMem_Free(iovs)
+            PyMem_Free(addrs)
+
     # -- identity and lifetime ------------------------------------------------
 
     @property

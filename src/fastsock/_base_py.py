@@ -18,7 +18,7 @@ import warnings
 from _thread import get_ident as _get_ident
 from operator import index as _index
 from time import monotonic as _monotonic
-from typing import Any, Iterable, Optional, Tuple, TypeVar
+from typing import Any, Callable, Iterable, Optional, Tuple, Type, TypeVar
 
 from . import _common
 from ._common import AF_UNIX
@@ -26,9 +26,13 @@ from ._common import AF_UNIX
 # SIGPIPE must never kill the process, whatever the embedding application
 # did with the signal disposition.
 _NOSIGNAL: int = int(getattr(_stdlib, "MSG_NOSIGNAL", 0))  # a plain int: enum | is slow
+_TRUNC: int = int(_stdlib.MSG_TRUNC)
+_DONTWAIT: int = int(_stdlib.MSG_DONTWAIT)
+_SOCK_NONBLOCK: int = int(_stdlib.SOCK_NONBLOCK)
 _SSIZE_MAX = sys.maxsize
 
 _Self = TypeVar("_Self", bound="_Socket")
+_Accepted = TypeVar("_Accepted", bound="_Socket")
 _type = type  # the builtin, where a parameter is named type as in the stdlib
 
 # Bumped in a forked child, where the parent's threads and their calls in
@@ -799,6 +803,153 @@ class _Socket:
         return n
 
 
+
+    def _accept_as(self, cls: Type[_Accepted]) -> Tuple[_Accepted, Any]:
+        """accept() of a connection as a new ``cls`` (of this socket's type)."""
+        fd, address = self._call(self._sock._accept)  # type: ignore[attr-defined]
+        try:
+            # the stdlib's own steps: the default timeout applies to the new socket
+            conn = _stdlib.socket(self._sock.family, cls._KIND, self._sock.proto, fileno=fd)
+        except BaseException:  # MemoryError: nothing owns the new descriptor yet
+            os.close(fd)
+            raise
+        try:
+            return cls._adopt(conn), address
+        except BaseException:
+            conn.close()
+            raise
+
+    def _recvfrom(self, bufsize: int, flags: int) -> Tuple[bytes, Any]:
+        """recvfrom() of one datagram or record: the sender's address with it."""
+        result: Tuple[bytes, Any] = self._call(self._sock.recvfrom, bufsize, flags)
+        if not result[0] and self._sock.fileno() == -1:
+            raise _closed_error()  # closed meanwhile: report the close, not an end
+        if len(result[0]) > bufsize:
+            # MSG_TRUNC: the stdlib sizes the result by the datagram's real
+            # length, past the bytes it received
+            result = (result[0][:bufsize], result[1])
+        return result
+
+    def _recvfrom_into(self, buffer: Any, nbytes: int, flags: int) -> Tuple[int, Any]:
+        """recvfrom_into() of one datagram or record."""
+        result: Tuple[int, Any] = self._call(self._sock.recvfrom_into, buffer, nbytes, flags)
+        if not result[0] and self._sock.fileno() == -1:
+            raise _closed_error()  # closed meanwhile: report the close, not an end
+        return result
+
+    # -- batches of messages: datagram and seqpacket sockets --------------------
+
+    def _receive_queued(self, count: int,
+                        receive: Callable[[_stdlib.socket, int, int], int]) -> int:
+        """``receive(sock, k, flags)`` for message 0, waiting for it per the
+        timeout, then for each message already queued, up to ``count``; returns
+        how many: the loop the compiled twin's recvmmsg(MSG_WAITFORONE) makes.
+        ``receive`` returns the kernel's length (MSG_TRUNC: the real one).
+
+        Nothing here changes the socket object other threads use: on a
+        socket with a timeout (where the stdlib polls before each receive,
+        even with MSG_DONTWAIT) the drain runs on a private socket object
+        for the same descriptor, whose timeout is 0 from birth."""
+        sock = self._sock
+        self._call(receive, sock, 0, _TRUNC)
+        if count == 1:
+            return 1
+
+        def drain_queued() -> int:
+            # listed as a call: a close() meanwhile leaves the descriptor open
+            received = 1
+            fd = sock.fileno()
+            if fd == -1:
+                return received  # closed meanwhile: the next call reports it
+            drain = sock
+            if sock.gettimeout():
+                drain = _stdlib.socket(sock.family, int(sock.type) | _SOCK_NONBLOCK, 0,
+                                       fileno=fd)
+            try:
+                while received < count:
+                    try:
+                        n = receive(drain, received, _TRUNC | _DONTWAIT)
+                    except (BlockingIOError, InterruptedError):
+                        break  # nothing more queued
+                    except OSError as exc:
+                        if sock.fileno() != -1:
+                            self._defer(exc)  # the next call reports it, as recvmmsg's
+                        break
+                    if not n and sock.fileno() == -1:
+                        break  # closed meanwhile, not a message
+                    received += 1
+            finally:
+                if drain is not sock:
+                    drain.detach()
+            return received
+
+        drained: int = self._call(drain_queued)
+        return drained
+
+    def _receive_into(self, memory: memoryview, count: int, size: int,
+                      lengths: list[int], senders: list[Any]) -> int:
+        """The first message (waiting per the timeout), then whatever else is
+        queued, into slots of ``size`` bytes; MSG_TRUNC makes each length the
+        message's real one."""
+
+        def receive(sock: _stdlib.socket, k: int, flags: int) -> int:
+            start = k * size
+            n, sender = sock.recvfrom_into(memory[start:start + size], size, flags)
+            lengths[k] = n
+            previous = senders[k - 1] if k else None
+            senders[k] = previous if sender == previous else sender
+            return n
+
+        return self._receive_queued(count, receive)
+
+    def _send_each(self, items: Iterable[Tuple[Any, Any]]) -> int:
+        """Send (data, address-or-None) items until done; the count so far
+        when an error follows a partial send: the error is kept for the
+        socket's next call (what fitted a non-blocking socket, or its
+        deadline, is no error), as sendmmsg does."""
+        sock = self._sock
+        if sock.fileno() == -1:  # closed already: the stdlib's own error stands
+            for data, address in items:
+                if address is None:
+                    sock.send(data, _NOSIGNAL)
+                else:
+                    sock.sendto(data, _NOSIGNAL, address)
+            return 0
+        steps = _Steps(sock, None, self._twins)  # one deadline for the whole call
+
+        def send_all() -> int:
+            sent = 0
+            for data, address in items:
+                try:
+                    target = steps.sock()
+                    if address is None:
+                        target.send(data, _NOSIGNAL)
+                    else:
+                        target.sendto(data, _NOSIGNAL, address)
+                except (BlockingIOError, TimeoutError):
+                    if sent:
+                        return sent
+                    raise
+                except OSError as exc:
+                    if sent:
+                        self._defer(exc)
+                        return sent
+                    raise
+                sent += 1
+            return sent
+
+        try:
+            count: int = self._call(send_all)
+        finally:
+            steps.release()
+        return count
+
+    def _prepared(self, buffers: Iterable[Any], address: Any) -> list[Tuple[memoryview, Any]]:
+        items = list(buffers)
+        if not items:
+            return []  # nothing to send, nothing checked
+        target = None if address is None else self._address(address)
+        return [(_readable_bytes(data), target) for data in items]
 
     # -- messages with ancillary data (docs/messages.md) ----------------------
 

@@ -26,6 +26,7 @@ AF_INET6: int = int(_stdlib.AF_INET6)
 AF_UNIX: int = int(_stdlib.AF_UNIX)
 SOCK_STREAM: int = int(_stdlib.SOCK_STREAM)
 SOCK_DGRAM: int = int(_stdlib.SOCK_DGRAM)
+SOCK_SEQPACKET: int = int(_stdlib.SOCK_SEQPACKET)
 
 # vsock: the stdlib names it where its headers did (Linux); 40 is the kernel's
 AF_VSOCK: int = int(getattr(_stdlib, "AF_VSOCK", 40))
@@ -33,7 +34,8 @@ AF_VSOCK: int = int(getattr(_stdlib, "AF_VSOCK", 40))
 SUPPORTED_FAMILIES: Tuple[int, ...] = (AF_INET, AF_INET6, AF_UNIX, AF_VSOCK)
 
 _FAMILY_NAMES = {AF_INET: "AF_INET", AF_INET6: "AF_INET6", AF_UNIX: "AF_UNIX"}
-_TYPE_NAMES = {SOCK_STREAM: "SOCK_STREAM", SOCK_DGRAM: "SOCK_DGRAM"}
+_TYPE_NAMES = {SOCK_STREAM: "SOCK_STREAM", SOCK_DGRAM: "SOCK_DGRAM",
+               SOCK_SEQPACKET: "SOCK_SEQPACKET"}
 
 # The stdlib keeps a timeout as a signed 64-bit count of nanoseconds (rounded
 # up) and refuses what does not fit, with the message below; so do we.
@@ -83,7 +85,8 @@ def kind_member(kind: int) -> Any:
 
 def wrong_kind(cls_name: str, wanted: int, kind: int) -> ValueError:
     """The error of a constructor given a socket type its class does not wrap."""
-    other = {SOCK_STREAM: "StreamSocket", SOCK_DGRAM: "DatagramSocket"}.get(kind)
+    other = {SOCK_STREAM: "StreamSocket", SOCK_DGRAM: "DatagramSocket",
+             SOCK_SEQPACKET: "SeqPacketSocket"}.get(kind)
     hint = f": {other} wraps those" if other else ""
     return ValueError(f"{cls_name} wraps {type_name(wanted)} sockets, "
                       f"not {type_name(kind)}{hint}")
@@ -600,6 +603,32 @@ class TruncatedDatagramError(ValueError):
 
     def __reduce__(self) -> Any:
         return type(self), (self.messages, self.truncated)
+
+
+class TruncatedRecordError(TruncatedDatagramError):
+    """A SOCK_SEQPACKET record was longer than the room given for it.
+
+    As TruncatedDatagramError: ``messages`` holds every record the call received
+    (bytes; the long ones cut to the room), ``truncated`` the indices of the cut
+    ones, and ``lengths`` the real length of each record: nothing is lost silently.
+    """
+
+    def __init__(self, messages: list[Any], truncated: list[int],
+                 lengths: list[int]) -> None:
+        ValueError.__init__(
+            self, f"{len(truncated)} of {len(messages)} records were longer than the buffer")
+        self.messages = messages
+        self.truncated = truncated
+        self.lengths = lengths
+
+    def __reduce__(self) -> Any:
+        return type(self), (self.messages, self.truncated, self.lengths)
+
+
+# the largest record recv_record() takes room for (a record is bounded by the
+# sender's SO_SNDBUF, which the kernel caps at INT_MAX)
+MAX_RECORD_SIZE = 2**31 - 1
+END_OF_RECORDS = "the connection has ended: no record will come"
 
 
 def iter_segments(data: Any, segment_size: int) -> Any:

@@ -41,21 +41,7 @@ cdef class DatagramSocket(_Socket):
         received (the stdlib's are as long as the whole datagram).
         """
         cdef IOArgs a
-        cdef ssize_t n
-        cdef char stack[STACK_RECV_MAX]
-        a.flags = as_int(flags)  # every argument is converted first, as by the stdlib
-        if bufsize < 0:
-            raise ValueError("negative buffersize in recvfrom")
-        a.len = <size_t>bufsize
-        if bufsize <= STACK_RECV_MAX:
-            a.buf = stack
-            n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
-            return PyBytes_FromStringAndSize(stack, min(n, bufsize)), self._sender(&a)
-        data = PyBytes_FromStringAndSize(NULL, bufsize)
-        a.buf = PyBytes_AS_STRING(data)
-        n = min(self._call(c.POLLIN, _do_recvfrom, &a, self._deadline()), bufsize)
-        if n != bufsize:
-            data = data[:n]
+        data = self._recvfrom_bytes(bufsize, flags, &a)
         return data, self._sender(&a)
 
     cdef object _sender(self, IOArgs *a):
@@ -75,33 +61,11 @@ cdef class DatagramSocket(_Socket):
         (0: the buffer's size), and return ``(nbytes_received, address)``, as
         socket.recvfrom_into().
         """
-        cdef Py_buffer view
         cdef IOArgs a
-        cdef ssize_t n
-        get_writable(buffer, &view, "recvfrom_into")
-        a.len = <size_t>check_nbytes(&view, nbytes, flags, &a.flags,
-                                     "negative buffersize in recvfrom_into",
-                                     "nbytes is greater than the length of the buffer")
-        a.buf = <char *>view.buf
-        try:
-            n = self._call(c.POLLIN, _do_recvfrom, &a, self._deadline())
-        finally:
-            PyBuffer_Release(&view)
+        cdef ssize_t n = self._recvfrom_into_view(buffer, nbytes, flags, &a)
         return n, self._sender(&a)
 
     # -- batches, GSO and GRO ---------------------------------------------------
-
-    cdef Py_ssize_t _recv_into_batch(self, DatagramBatch batch) except -1:
-        """One recvmmsg into ``batch``, which the caller has claimed (its
-        ``busy`` flag set): the kernel writes it with the GIL released."""
-        cdef MmsgArgs a
-        batch._reset()
-        a.msgs = batch.msgs
-        a.count = <unsigned int>batch.count
-        # wait for the first datagram only; MSG_TRUNC reports real lengths
-        a.flags = c.MSG_WAITFORONE | c.MSG_TRUNC
-        batch.filled = self._call(c.POLLIN, _do_recvmmsg, &a, self._deadline())
-        return batch.filled
 
     def recv_batch(self, DatagramBatch batch not None):
         """Receive into ``batch`` the first datagram (waiting for it within the timeout)
@@ -130,20 +94,11 @@ cdef class DatagramSocket(_Socket):
         """
         cdef Py_ssize_t count = check_size(max_count, "max_count", 1 << 20)
         cdef Py_ssize_t size = check_size(bufsize, "bufsize", MAX_SLOT_SIZE)
-        cdef DatagramBatch batch = self.scratch
+        cdef DatagramBatch batch = claim_batch(self.scratch, count, size)
         cdef Py_ssize_t n, k
         cdef list messages, cut = []
-        # The scratch batch when no other call is using it (the GIL is held
-        # from the test to the claim: nothing can come between), else one of
-        # this call's own: concurrent calls never share memory.
-        if batch is not None and not batch.busy and batch.count == count and \
-                batch.slot_size == size:
-            batch.busy = True
-        else:
-            batch = DatagramBatch(count, size)
-            batch.busy = True
-            if self.scratch is None or not self.scratch.busy:
-                self.scratch = batch  # the next call's scratch once this one is done
+        if self.scratch is None or not self.scratch.busy:
+            self.scratch = batch  # the next call's scratch once this one is done
         try:
             n = self._recv_into_batch(batch)
             messages = []
@@ -158,75 +113,6 @@ cdef class DatagramSocket(_Socket):
         if cut:
             raise TruncatedDatagramError(messages, cut)
         return messages
-
-    cdef Py_ssize_t _send_mmsg(self, c.mmsghdr *msgs, Py_ssize_t n) except -1:
-        """sendmmsg() until all n are sent; the count so far when an error
-        follows a partial send: the error is kept for the socket's next call
-        (what fitted a non-blocking socket, or its deadline, is no error)."""
-        cdef MmsgArgs a
-        cdef Py_ssize_t sent = 0
-        cdef double deadline = self._deadline()
-        a.flags = 0
-        while sent < n:
-            a.msgs = msgs + sent
-            a.count = <unsigned int>min(n - sent, <Py_ssize_t>c.UIO_MAXIOV)
-            try:
-                sent += self._call(c.POLLOUT, _do_sendmmsg, &a, deadline)
-            except (BlockingIOError, TimeoutError):
-                if sent:
-                    return sent
-                raise
-            except OSError as exc:
-                if sent:
-                    self._defer(exc)
-                    return sent
-                raise
-        return sent
-
-    cdef object _send_many(self, list items, object address, bint per_item_address):
-        cdef Py_ssize_t n = len(items), acquired = 0, i
-        cdef Py_buffer *views
-        cdef c.mmsghdr *msgs
-        cdef c.iovec *iovs
-        cdef c.sockaddr_storage *addrs
-        cdef c.socklen_t addrlen = 0
-        if n == 0:
-            return 0  # nothing to send, nothing checked (as the pure twin, and send_segments)
-        views = <Py_buffer *>PyMem_Calloc(<size_t>(n + 1), sizeof(Py_buffer))
-        msgs = <c.mmsghdr *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.mmsghdr))
-        iovs = <c.iovec *>PyMem_Calloc(<size_t>(n + 1), sizeof(c.iovec))
-        addrs = <c.sockaddr_storage *>PyMem_Calloc(
-            <size_t>(n if per_item_address else 1) + 1, sizeof(c.sockaddr_storage))
-        try:
-            if not (views and msgs and iovs and addrs):
-                raise MemoryError()
-            if address is not None:
-                parse_address(self.family_, address, &addrs[0], &addrlen, "sendto")
-            for i in range(n):
-                if per_item_address:
-                    data, item_address = items[i]
-                    parse_address(self.family_, item_address, &addrs[i], &addrlen, "sendto")
-                    msgs[i].msg_hdr.msg_name = &addrs[i]
-                    msgs[i].msg_hdr.msg_namelen = addrlen
-                else:
-                    data = items[i]
-                    if address is not None:
-                        msgs[i].msg_hdr.msg_name = &addrs[0]
-                        msgs[i].msg_hdr.msg_namelen = addrlen
-                PyObject_GetBuffer(data, &views[i], PyBUF_SIMPLE)
-                acquired += 1
-                iovs[i].iov_base = views[i].buf
-                iovs[i].iov_len = <size_t>views[i].len
-                msgs[i].msg_hdr.msg_iov = &iovs[i]
-                msgs[i].msg_hdr.msg_iovlen = 1
-            return self._send_mmsg(msgs, n)
-        finally:
-            for i in range(acquired):
-                PyBuffer_Release(&views[i])
-            PyMem_Free(views)
-            PyMem_Free(msgs)
-            PyMem_Free(iovs)
-            PyMem_Free(addrs)
 
     def send_many(self, buffers, address=None):
         """Send each of ``buffers`` as one datagram, to ``address`` or (None) the
@@ -427,6 +313,21 @@ cdef class RawSocket(DatagramSocket):
 
 cdef int _raise_busy() except -1:
     raise RuntimeError("the DatagramBatch is in use by a recv_batch in another thread")
+
+
+cdef DatagramBatch claim_batch(DatagramBatch scratch, Py_ssize_t count, Py_ssize_t size):
+    """A batch claimed for one call (its ``busy`` flag set, cleared by the
+    caller): ``scratch`` when no other call is using it and it has the shape
+    asked for (the GIL is held from the test to the claim: nothing can come
+    between), else a new one of the call's own: concurrent calls never share
+    memory."""
+    if scratch is not None and not scratch.busy and scratch.count == count and \
+            scratch.slot_size == size:
+        scratch.busy = True
+        return scratch
+    batch = DatagramBatch(count, size)
+    batch.busy = True
+    return batch
 
 
 cdef class DatagramBatch:

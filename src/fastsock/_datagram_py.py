@@ -38,10 +38,6 @@ from ._common import (
 )
 
 _TRUNC: int = int(_stdlib.MSG_TRUNC)
-_DONTWAIT: int = int(_stdlib.MSG_DONTWAIT)
-# a private socket object made with this type has timeout 0 without any
-# fcntl() on the descriptor it shares (see _receive_into)
-_DGRAM_NONBLOCK: int = int(SOCK_DGRAM | _stdlib.SOCK_NONBLOCK)
 _NOSIGNAL: int = int(getattr(_stdlib, "MSG_NOSIGNAL", 0))
 _GRO_INFO = struct.Struct("=i")
 _GRO_CONTROL = _stdlib.CMSG_SPACE(_GRO_INFO.size)
@@ -89,6 +85,18 @@ class DatagramBatch:
         self._memory.pop()
         self._filled = 0
         return memoryview(self._memory)
+
+    def _receive(self, sock: Any) -> int:
+        """One receive of ``sock`` (a DatagramSocket or SeqPacketSocket) into
+        the batch, claimed for it meanwhile; how many messages it filled."""
+        memory = self._claim()
+        try:
+            self._filled = sock._receive_into(memory, self.count, self.slot_size,
+                                              self._lengths, self._senders)
+        finally:
+            memory.release()
+            self._busy.release()
+        return self._filled
 
     def _slot(self, i: Any) -> int:
         k = i if isinstance(i, int) else _index(i)  # TypeError for a non-integer
@@ -175,77 +183,16 @@ class DatagramSocket(_Socket):
         address)``, as socket.recvfrom(); with MSG_TRUNC the bytes are still only those
         received (the stdlib's are as long as the whole datagram).
         """
-        result: Tuple[bytes, Any] = self._call(self._sock.recvfrom, bufsize, flags)
-        if not result[0] and self._sock.fileno() == -1:
-            raise _closed_error()  # closed meanwhile: report the close, not an end
-        if len(result[0]) > bufsize:
-            # MSG_TRUNC: the stdlib sizes the result by the datagram's real
-            # length, past the bytes it received
-            result = (result[0][:bufsize], result[1])
-        return result
+        return self._recvfrom(bufsize, flags)
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> Tuple[int, Any]:
         """Receive one datagram into a writable buffer, at most ``nbytes`` bytes of it
         (0: the buffer's size), and return ``(nbytes_received, address)``, as
         socket.recvfrom_into().
         """
-        result: Tuple[int, Any] = self._call(self._sock.recvfrom_into, buffer, nbytes, flags)
-        if not result[0] and self._sock.fileno() == -1:
-            raise _closed_error()  # closed meanwhile: report the close, not an end
-        return result
+        return self._recvfrom_into(buffer, nbytes, flags)
 
     # -- receiving -----------------------------------------------------------
-
-    def _receive_into(self, memory: memoryview, count: int, size: int,
-                      lengths: list[int], senders: list[Any]) -> int:
-        """The first datagram (waiting per the timeout), then whatever else is
-        queued; MSG_TRUNC makes each length the datagram's real one.
-
-        Nothing here changes the socket object other threads use: on a
-        socket with a timeout (where the stdlib polls before each receive,
-        even with MSG_DONTWAIT) the drain runs on a private socket object
-        for the same descriptor, whose timeout is 0 from birth."""
-        sock = self._sock
-        n, sender = self._call(sock.recvfrom_into, memory[:size], size, _TRUNC)
-        lengths[0] = n
-        senders[0] = sender
-        if count == 1:
-            return 1
-
-        def drain_queued() -> int:
-            # listed as a call: a close() meanwhile leaves the descriptor open
-            received = 1
-            fd = sock.fileno()
-            if fd == -1:
-                return received  # closed meanwhile: the next call reports it
-            drain = sock
-            if sock.gettimeout():
-                drain = _stdlib.socket(sock.family, _DGRAM_NONBLOCK, 0, fileno=fd)
-            try:
-                while received < count:
-                    start = received * size
-                    try:
-                        n, sender = drain.recvfrom_into(memory[start:start + size], size,
-                                                        _TRUNC | _DONTWAIT)
-                    except (BlockingIOError, InterruptedError):
-                        break  # nothing more queued
-                    except OSError as exc:
-                        if sock.fileno() != -1:
-                            self._defer(exc)  # the next call reports it, as recvmmsg's
-                        break
-                    if not n and sock.fileno() == -1:
-                        break  # closed meanwhile, not a datagram
-                    lengths[received] = n
-                    previous = senders[received - 1]
-                    senders[received] = previous if sender == previous else sender
-                    received += 1
-            finally:
-                if drain is not sock:
-                    drain.detach()
-            return received
-
-        drained: int = self._call(drain_queued)
-        return drained
 
     def recv_batch(self, batch: DatagramBatch) -> int:
         """Receive into ``batch`` the first datagram (waiting for it within the timeout)
@@ -260,14 +207,7 @@ class DatagramSocket(_Socket):
         """
         if not isinstance(batch, DatagramBatch):
             raise TypeError(f"recv_batch() needs a DatagramBatch, not {type(batch).__name__}")
-        memory = batch._claim()
-        try:
-            batch._filled = self._receive_into(memory, batch.count, batch.slot_size,
-                                               batch._lengths, batch._senders)
-        finally:
-            memory.release()
-            batch._busy.release()
-        return batch._filled
+        return batch._receive(self)
 
     def recv_many(self, max_count: int = 64, bufsize: int = 2048) -> list[Tuple[bytes, Any]]:
         """Receive as recv_batch() does, up to ``max_count`` datagrams of at most
@@ -292,55 +232,6 @@ class DatagramSocket(_Socket):
         return messages
 
     # -- sending -------------------------------------------------------------
-
-    def _send_each(self, items: Iterable[Tuple[Any, Any]]) -> int:
-        """Send (data, address-or-None) items until done; the count so far
-        when an error follows a partial send: the error is kept for the
-        socket's next call (what fitted a non-blocking socket, or its
-        deadline, is no error), as sendmmsg does."""
-        sock = self._sock
-        if sock.fileno() == -1:  # closed already: the stdlib's own error stands
-            for data, address in items:
-                if address is None:
-                    sock.send(data, _NOSIGNAL)
-                else:
-                    sock.sendto(data, _NOSIGNAL, address)
-            return 0
-        steps = _Steps(sock, None, self._twins)  # one deadline for the whole call
-
-        def send_all() -> int:
-            sent = 0
-            for data, address in items:
-                try:
-                    target = steps.sock()
-                    if address is None:
-                        target.send(data, _NOSIGNAL)
-                    else:
-                        target.sendto(data, _NOSIGNAL, address)
-                except (BlockingIOError, TimeoutError):
-                    if sent:
-                        return sent
-                    raise
-                except OSError as exc:
-                    if sent:
-                        self._defer(exc)
-                        return sent
-                    raise
-                sent += 1
-            return sent
-
-        try:
-            count: int = self._call(send_all)
-        finally:
-            steps.release()
-        return count
-
-    def _prepared(self, buffers: Iterable[Any], address: Any) -> list[Tuple[memoryview, Any]]:
-        items = list(buffers)
-        if not items:
-            return []  # nothing to send, nothing checked
-        target = None if address is None else self._address(address)
-        return [(readable_view(data), target) for data in items]
 
     def send_many(self, buffers: Iterable[Any], address: Any = None) -> int:
         """Send each of ``buffers`` as one datagram, to ``address`` or (None) the

@@ -11,6 +11,7 @@ from ._common import IncompleteReadError as IncompleteReadError
 from ._common import LimitOverrunError as LimitOverrunError
 from ._common import MessageTooLargeError as MessageTooLargeError
 from ._common import TruncatedDatagramError as TruncatedDatagramError
+from ._common import TruncatedRecordError as TruncatedRecordError
 from ._common import iter_segments as iter_segments
 from ._common import recv_fds as recv_fds
 from ._common import send_fds as send_fds
@@ -28,14 +29,16 @@ from ._common import netlink_attributes as netlink_attributes
 from ._makefile import BinaryMode, ReadingBinaryMode, SocketIO, TextMode, WritingBinaryMode
 
 __all__ = [
-    "IMPLEMENTATION", "StreamSocket", "DatagramSocket", "DatagramBatch", "SocketType",
+    "IMPLEMENTATION", "StreamSocket", "DatagramSocket", "DatagramBatch", "SeqPacketSocket",
+    "SocketType",
     "socket", "fromfd", "socketpair",
     "create_connection", "create_server", "AF_INET", "AF_INET6", "AF_UNIX", "SOCK_STREAM",
-    "SOCK_DGRAM", "SHUT_RD", "SHUT_WR", "SHUT_RDWR",
+    "SOCK_DGRAM", "SOCK_SEQPACKET", "SHUT_RD", "SHUT_WR", "SHUT_RDWR",
     "RawSocket",
     "NetlinkSocket",  # netlink
     "IncompleteReadError",
-    "LimitOverrunError", "MessageTooLargeError", "TruncatedDatagramError", "iter_segments",
+    "LimitOverrunError", "MessageTooLargeError", "TruncatedDatagramError",
+    "TruncatedRecordError", "iter_segments",
     "send_fds", "recv_fds",
     "VMADDR_CID_LOCAL",
     # netlink
@@ -54,6 +57,7 @@ AF_INET6: Final = _stdlib.AddressFamily.AF_INET6
 AF_UNIX: Final = _stdlib.AddressFamily.AF_UNIX
 SOCK_STREAM: Final = _stdlib.SocketKind.SOCK_STREAM
 SOCK_DGRAM: Final = _stdlib.SocketKind.SOCK_DGRAM
+SOCK_SEQPACKET: Final = _stdlib.SocketKind.SOCK_SEQPACKET
 SHUT_RD: Final[int]
 SHUT_WR: Final[int]
 SHUT_RDWR: Final[int]
@@ -255,6 +259,21 @@ class DatagramBatch:
     def address(self, i: int) -> _Address: ...
     def __iter__(self) -> Iterator[tuple[memoryview, _Address]]: ...
 
+@disjoint_base
+class SeqPacketSocket(_Socket):
+    def __init__(
+        self, family: int = -1, type: int = -1, proto: int = -1, fileno: Optional[int] = None
+    ) -> None: ...
+    def listen(self, backlog: int = 128) -> None: ...
+    def accept(self) -> tuple[SeqPacketSocket, _Address]: ...
+    def sendall(self, data: Buffer, flags: int = 0) -> None: ...
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, _Address]: ...
+    def recvfrom_into(self, buffer: Buffer, nbytes: int = 0, flags: int = 0) -> tuple[int, _Address]: ...
+    def recv_record(self, max_size: int = 65536) -> bytes: ...
+    def recv_records(self, max_count: int = 64, max_size: int = 65536) -> list[bytes]: ...
+    def recv_batch(self, batch: DatagramBatch) -> int: ...
+    def send_records(self, buffers: Iterable[Buffer]) -> int: ...
+
 SocketType = _Socket
 
 @overload
@@ -274,9 +293,16 @@ def socket(
 ) -> RawSocket: ...
 @overload
 def socket(
+    family: int, type: Literal[_stdlib.SocketKind.SOCK_SEQPACKET], proto: int = -1,
+    fileno: None = None
+) -> SeqPacketSocket: ...
+@overload
+def socket(
     family: int = -1, type: int = -1, proto: int = -1, fileno: Optional[int] = None
-) -> StreamSocket | DatagramSocket: ...
-def fromfd(fd: int, family: int, type: int, proto: int = 0) -> StreamSocket | DatagramSocket: ...
+) -> StreamSocket | DatagramSocket | SeqPacketSocket: ...
+def fromfd(
+    fd: int, family: int, type: int, proto: int = 0
+) -> StreamSocket | DatagramSocket | SeqPacketSocket: ...
 def socketpair(family: Optional[int] = None, type: int = ..., proto: int = 0) -> tuple[Any, Any]: ...
 def create_connection(
     address: _Address,

@@ -11,8 +11,8 @@ that can block: syscalls on blocking descriptors, and ``poll()``.
 One extension, its source split by concern (one level deep; each file names
 its pure twin): _base_c.pxi (errors, integers, clock, syscalls, _Socket and
 its call helper), _address_c.pxi, _stream_c.pxi, _file_c.pxi (the file of
-StreamSocket.makefile()), _datagram_c.pxi, _message_c.pxi (ancillary data),
-_netlink_c.pxi (NetlinkSocket).
+StreamSocket.makefile()), _datagram_c.pxi, _seqpacket_c.pxi, _message_c.pxi
+(ancillary data), _netlink_c.pxi (NetlinkSocket).
 They are one translation unit so that the hot helpers inline across them (see
 docs/architecture.md).
 """
@@ -84,6 +84,7 @@ from . import _common, _makefile, _names
 from ._common import (
     DEFAULT_MAX_MESSAGE,
     GSO_REFUSED,
+    MAX_RECORD_SIZE,
     MAX_SLOT_SIZE,
     MAX_UDP_PAYLOAD,
     SENDFILE_UNSUPPORTED,
@@ -91,6 +92,7 @@ from ._common import (
     LimitOverrunError,
     MessageTooLargeError,
     TruncatedDatagramError,
+    TruncatedRecordError,
     VMADDR_CID_LOCAL,
     check_size,
     iter_segments,
@@ -120,6 +122,7 @@ AF_INET6 = _stdlib.AF_INET6
 AF_UNIX = _stdlib.AF_UNIX
 SOCK_STREAM = _stdlib.SOCK_STREAM
 SOCK_DGRAM = _stdlib.SOCK_DGRAM
+SOCK_SEQPACKET = _stdlib.SOCK_SEQPACKET
 SHUT_RD = _stdlib.SHUT_RD
 SHUT_WR = _stdlib.SHUT_WR
 SHUT_RDWR = _stdlib.SHUT_RDWR
@@ -142,6 +145,7 @@ include "_address_c.pxi"
 include "_stream_c.pxi"
 include "_file_c.pxi"
 include "_datagram_c.pxi"
+include "_seqpacket_c.pxi"
 include "_message_c.pxi"
 include "_netlink_c.pxi"
 
@@ -156,6 +160,7 @@ CLASSES = {
     (-1, c.SOCK_DGRAM): DatagramSocket,
     # raw IP; a family with a class of its own for SOCK_RAW has its own entry
     (-1, c.SOCK_RAW): RawSocket,
+    (c.AF_UNIX, c.SOCK_SEQPACKET): SeqPacketSocket,
 }
 # netlink
 CLASSES[nl.AF_NETLINK, nl.SOCK_RAW] = NetlinkSocket
@@ -165,9 +170,10 @@ CLASSES[nl.AF_NETLINK, c.SOCK_DGRAM] = NetlinkSocket
 def socket(family=-1, type=-1, proto=-1, fileno=None):
     """socket.socket()'s arguments, fastsock's classes: a StreamSocket for SOCK_STREAM
     (the default), a DatagramSocket for SOCK_DGRAM, a RawSocket for SOCK_RAW (AF_INET,
-    AF_INET6; ICMP or ICMPv6 when no protocol is given), ValueError for another type.
-    With ``fileno`` and no type, the descriptor's own type decides.  A family the
-    class does not take, or the kernel lacks, raises OSError (EAFNOSUPPORT) naming it.
+    AF_INET6; ICMP or ICMPv6 when no protocol is given), a SeqPacketSocket for AF_UNIX
+    SOCK_SEQPACKET, ValueError for another type.  With ``fileno`` and no type, the
+    descriptor's own type decides.  A family the class does not take, or the kernel
+    lacks, raises OSError (EAFNOSUPPORT) naming it.
     """
     kind = as_int(type)
     cls = _common.socket_class(CLASSES, as_int(family), kind, fileno)
@@ -188,9 +194,10 @@ def fromfd(fd, family, type, proto=0):
 
 def socketpair(family=None, type=SOCK_STREAM, proto=0):
     """A pair of connected sockets, as socket.socketpair(): StreamSocket for
-    SOCK_STREAM, DatagramSocket for SOCK_DGRAM (SOCK_NONBLOCK/SOCK_CLOEXEC may be
-    or'ed in, as for the constructor).  ``family`` None is AF_UNIX.  Their
-    timeout is socket.getdefaulttimeout(), or 0.0 with SOCK_NONBLOCK.
+    SOCK_STREAM, DatagramSocket for SOCK_DGRAM, SeqPacketSocket for SOCK_SEQPACKET
+    (SOCK_NONBLOCK/SOCK_CLOEXEC may be or'ed in, as for the constructor).
+    ``family`` None is AF_UNIX.  Their timeout is socket.getdefaulttimeout(), or 0.0
+    with SOCK_NONBLOCK.
 
     ValueError for another type, OSError (EAFNOSUPPORT) for a family other than AF_UNIX,
     AF_INET or AF_INET6; Linux pairs only AF_UNIX sockets (EOPNOTSUPP for the others).
@@ -205,7 +212,7 @@ def socketpair(family=None, type=SOCK_STREAM, proto=0):
     cls = CLASSES.get((fam, kind & ~sock_type_flags)) or \
         CLASSES.get((-1, kind & ~sock_type_flags))
     if cls is None:
-        raise ValueError("socketpair type must be SOCK_STREAM or SOCK_DGRAM")
+        raise ValueError("socketpair type must be SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET")
     if fam not in cls._FAMILIES:
         raise _common.unsupported_family(cls.__name__, cls._FAMILIES, fam)
     timeout = 0.0 if kind & c.SOCK_NONBLOCK else default_timeout()

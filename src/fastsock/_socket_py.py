@@ -23,6 +23,7 @@ from ._common import (
     LimitOverrunError as LimitOverrunError,
     MessageTooLargeError as MessageTooLargeError,
     TruncatedDatagramError as TruncatedDatagramError,
+    TruncatedRecordError as TruncatedRecordError,
     VMADDR_CID_LOCAL as VMADDR_CID_LOCAL,
     iter_segments as iter_segments,
     recv_fds as recv_fds,
@@ -43,6 +44,7 @@ from ._common import (  # netlink
 from ._datagram_py import DatagramBatch as DatagramBatch, DatagramSocket as DatagramSocket
 from ._datagram_py import RawSocket as RawSocket
 from ._netlink_py import NetlinkSocket as NetlinkSocket
+from ._seqpacket_py import SeqPacketSocket as SeqPacketSocket
 from ._stream_py import StreamSocket as StreamSocket
 
 __all__ = list(_names.TWIN_NAMES)
@@ -55,6 +57,7 @@ AF_INET6: Final = _stdlib.AF_INET6
 AF_UNIX: Final = _stdlib.AF_UNIX
 SOCK_STREAM: Final = _stdlib.SOCK_STREAM
 SOCK_DGRAM: Final = _stdlib.SOCK_DGRAM
+SOCK_SEQPACKET: Final = _stdlib.SOCK_SEQPACKET
 SHUT_RD: Final = _stdlib.SHUT_RD
 SHUT_WR: Final = _stdlib.SHUT_WR
 SHUT_RDWR: Final = _stdlib.SHUT_RDWR
@@ -68,6 +71,7 @@ CLASSES: dict[Tuple[int, int], Any] = {
     (-1, SOCK_DGRAM): DatagramSocket,
     # raw IP; a family with a class of its own for SOCK_RAW has its own entry
     (-1, _common.SOCK_RAW): RawSocket,
+    (AF_UNIX, SOCK_SEQPACKET): SeqPacketSocket,
 }
 # netlink
 CLASSES[_common.AF_NETLINK, _common.SOCK_RAW] = NetlinkSocket
@@ -84,23 +88,28 @@ def socket(family: int, type: Literal[_stdlib.SocketKind.SOCK_DGRAM], proto: int
 def socket(family: int, type: Literal[_stdlib.SocketKind.SOCK_RAW], proto: int = -1,
            fileno: None = None) -> RawSocket: ...
 @overload
+def socket(family: int, type: Literal[_stdlib.SocketKind.SOCK_SEQPACKET], proto: int = -1,
+           fileno: None = None) -> SeqPacketSocket: ...
+@overload
 def socket(family: int = -1, type: int = -1, proto: int = -1,
-           fileno: Optional[int] = None) -> StreamSocket | DatagramSocket: ...
+           fileno: Optional[int] = None) -> StreamSocket | DatagramSocket | SeqPacketSocket: ...
 def socket(family: int = -1, type: int = -1, proto: int = -1,
-           fileno: Optional[int] = None) -> StreamSocket | DatagramSocket:
+           fileno: Optional[int] = None) -> StreamSocket | DatagramSocket | SeqPacketSocket:
     """socket.socket()'s arguments, fastsock's classes: a StreamSocket for SOCK_STREAM
     (the default), a DatagramSocket for SOCK_DGRAM, a RawSocket for SOCK_RAW (AF_INET,
-    AF_INET6; ICMP or ICMPv6 when no protocol is given), ValueError for another type.
-    With ``fileno`` and no type, the descriptor's own type decides.  A family the
-    class does not take, or the kernel lacks, raises OSError (EAFNOSUPPORT) naming it.
+    AF_INET6; ICMP or ICMPv6 when no protocol is given), a SeqPacketSocket for AF_UNIX
+    SOCK_SEQPACKET, ValueError for another type.  With ``fileno`` and no type, the
+    descriptor's own type decides.  A family the class does not take, or the kernel
+    lacks, raises OSError (EAFNOSUPPORT) naming it.
     """
     kind = _c_int(type)
     cls = _common.socket_class(CLASSES, _c_int(family), kind, fileno)
-    made: StreamSocket | DatagramSocket = cls(family, kind, proto, fileno)
+    made: StreamSocket | DatagramSocket | SeqPacketSocket = cls(family, kind, proto, fileno)
     return made
 
 
-def fromfd(fd: int, family: int, type: int, proto: int = 0) -> StreamSocket | DatagramSocket:
+def fromfd(fd: int, family: int, type: int,
+           proto: int = 0) -> StreamSocket | DatagramSocket | SeqPacketSocket:
     """A socket on a duplicate of descriptor ``fd`` (not inheritable), as
     socket.fromfd(); ``fd`` stays the caller's.
     """
@@ -115,9 +124,10 @@ def fromfd(fd: int, family: int, type: int, proto: int = 0) -> StreamSocket | Da
 def socketpair(family: Optional[int] = None, type: int = SOCK_STREAM,
                proto: int = 0) -> Tuple[Any, Any]:
     """A pair of connected sockets, as socket.socketpair(): StreamSocket for
-    SOCK_STREAM, DatagramSocket for SOCK_DGRAM (SOCK_NONBLOCK/SOCK_CLOEXEC may be
-    or'ed in, as for the constructor).  ``family`` None is AF_UNIX.  Their
-    timeout is socket.getdefaulttimeout(), or 0.0 with SOCK_NONBLOCK.
+    SOCK_STREAM, DatagramSocket for SOCK_DGRAM, SeqPacketSocket for SOCK_SEQPACKET
+    (SOCK_NONBLOCK/SOCK_CLOEXEC may be or'ed in, as for the constructor).
+    ``family`` None is AF_UNIX.  Their timeout is socket.getdefaulttimeout(), or 0.0
+    with SOCK_NONBLOCK.
 
     ValueError for another type, OSError (EAFNOSUPPORT) for a family other than AF_UNIX,
     AF_INET or AF_INET6; Linux pairs only AF_UNIX sockets (EOPNOTSUPP for the others).
@@ -128,7 +138,7 @@ def socketpair(family: Optional[int] = None, type: int = SOCK_STREAM,
     cls = CLASSES.get((fam, kind & ~_common.SOCK_TYPE_FLAGS)) or \
         CLASSES.get((-1, kind & ~_common.SOCK_TYPE_FLAGS))
     if cls is None:
-        raise ValueError("socketpair type must be SOCK_STREAM or SOCK_DGRAM")
+        raise ValueError("socketpair type must be SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET")
     a, b = _stdlib.socketpair(_check_family(fam, cls._FAMILIES, cls.__name__), kind, proto)
     return cls._adopt(a), cls._adopt(b)
 

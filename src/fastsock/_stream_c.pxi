@@ -348,10 +348,7 @@ cdef class StreamSocket(_Socket):
         """Listen for connections, queueing up to ``backlog`` (default 128; negative
         counts as 0), as socket.listen().
         """
-        cdef int cbacklog = as_int(backlog)
-        self._check_open()
-        if c.listen(self.fd, cbacklog if cbacklog > 0 else 0) < 0:
-            raise_errno(errno)
+        self._listen(backlog)
 
     def accept(self):
         """Wait for a connection and return ``(StreamSocket, address)``, as
@@ -360,21 +357,7 @@ cdef class StreamSocket(_Socket):
         The new socket's timeout is socket.getdefaulttimeout() (None unless set),
         whatever this one's is, and it is not inheritable.
         """
-        cdef IOArgs a
-        cdef int fd
-        cdef double timeout = default_timeout()
-        a.flags = c.SOCK_CLOEXEC | (c.SOCK_NONBLOCK if timeout >= 0 else 0)
-        fd = <int>self._call(c.POLLIN, _do_accept, &a, self._deadline())
-        cdef StreamSocket conn
-        cdef object address
-        try:
-            address = make_address(&a.addr, a.addrlen)
-            conn = StreamSocket.__new__(StreamSocket)
-        except BaseException:  # MemoryError: nothing owns the new descriptor yet
-            c_close(fd)
-            raise
-        conn._adopt_fd(fd, self.family_, c.SOCK_STREAM, self.proto_, timeout)
-        return conn, address
+        return self._accept_as(StreamSocket)
 
     def sendall(self, data, flags=0):
         """Send all of ``data``, as socket.sendall(): the timeout bounds the whole call.

@@ -240,18 +240,7 @@ class StreamSocket(_Socket):
         The new socket's timeout is socket.getdefaulttimeout() (None unless set),
         whatever this one's is, and it is not inheritable.
         """
-        fd, address = self._call(self._sock._accept)  # type: ignore[attr-defined]
-        try:
-            # the stdlib's own steps: the default timeout applies to the new socket
-            conn = _stdlib.socket(self._sock.family, SOCK_STREAM, self._sock.proto, fileno=fd)
-        except BaseException:  # MemoryError: nothing owns the new descriptor yet
-            os.close(fd)
-            raise
-        try:
-            return StreamSocket._adopt(conn), address
-        except BaseException:
-            conn.close()
-            raise
+        return self._accept_as(StreamSocket)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data``, as socket.sendall(): the timeout bounds the whole call.

@@ -64,6 +64,7 @@ cdef extern from "<sys/socket.h>" nogil:
         AF_UNIX
         SOCK_STREAM
         SOCK_DGRAM
+        SOCK_SEQPACKET
         SOCK_CLOEXEC
         SOCK_NONBLOCK
         SOL_SOCKET
@@ -219,5 +220,6 @@ cdef extern from "<poll.h>" nogil:
         POLLOUT
         POLLERR
         POLLHUP
+        POLLRDHUP
 
     int poll(pollfd *fds, nfds_t nfds, int timeout)
