@@ -528,7 +528,8 @@ def test_ping_over_a_ping_socket_without_the_privilege(implementation: str) -> N
 @needs_root
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_ping_with_no_socket_allowed_exits_2(implementation: str) -> None:
-    prefix = in_private_network("echo '1 0' > /proc/sys/net/ipv4/ping_group_range") + without_net_raw()
+    prefix = in_private_network(
+        "echo '1 0' > /proc/sys/net/ipv4/ping_group_range") + without_net_raw()
     result = run_ping(implementation, "-c", "1", "127.0.0.1", prefix=prefix)
     assert result.returncode == 2
     assert result.stderr.startswith("ping: Operation not permitted: AF_INET SOCK_RAW sockets "
