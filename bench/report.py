@@ -557,7 +557,14 @@ def write_summary_json(path: Path, summary: Summary, machine: dict[str, Any],
 
 def chart(path: Path, rows: list[Row], machine: dict[str, Any], passes: int) -> None:
     """One bar group per workload: pure, compiled and C, each ÷ stdlib, on a
-    log scale (so 0.5× and 2× are as far from 1× as each other)."""
+    log scale (so 0.5× and 2× are as far from 1× as each other).
+
+    The title, the legend and the axis label sit outside the axes; the image
+    is saved with its bounding box fitted to every drawn element, so none of
+    them is cut at an edge however long the workload names or the machine
+    description are."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -568,8 +575,8 @@ def chart(path: Path, rows: list[Row], machine: dict[str, Any], passes: int) -> 
               (COMPILED, "fastsock compiled ÷ stdlib", "#1f5fa6"),
               (CREF, "C reference ÷ stdlib", "#a8a8a8")]
     shown = [row for row in rows if row.cells.get(STDLIB)]
-    height = 0.26
-    fig, ax = plt.subplots(figsize=(10, 1.9 + 0.62 * len(shown)), dpi=110)
+    height = 0.27
+    fig, ax = plt.subplots(figsize=(9, 1.4 + 0.36 * len(shown)), dpi=110)
     extremes: list[float] = [1.0]
     for s_index, (variant, label, color) in enumerate(series):
         ys, xs, lo, hi = [], [], [], []
@@ -585,41 +592,93 @@ def chart(path: Path, rows: list[Row], machine: dict[str, Any], passes: int) -> 
             continue
         whiskers = passes > 1
         # bars grow from 1× (left for slower than stdlib, right for faster)
-        ax.barh(ys, [x - 1.0 for x in xs], left=1.0, height=height * 0.9, color=color,
+        ax.barh(ys, [x - 1.0 for x in xs], left=1.0, height=height * 0.92, color=color,
                 label=label, xerr=[lo, hi] if whiskers else None,
-                error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#444444"})
+                error_kw={"elinewidth": 0.7, "capsize": 1.5, "ecolor": "#444444"})
         for y, x, below, above in zip(ys, xs, lo, hi):
             left, right = (x - below, x + above) if whiskers else (x, x)
             extremes += [left, right]
             if x >= 1.0:
-                ax.text(right * 1.02, y, f"{x:.2f}×", va="center", ha="left", fontsize=7.5)
+                ax.text(right * 1.02, y, f"{x:.2f}×", va="center", ha="left", fontsize=6.5)
             else:
-                ax.text(left / 1.02, y, f"{x:.2f}×", va="center", ha="right", fontsize=7.5)
-    low = max(min(extremes) / 1.35, 1e-3)
-    high = max(extremes) * 1.35
+                ax.text(left / 1.02, y, f"{x:.2f}×", va="center", ha="right", fontsize=6.5)
+    low = max(min(extremes) / 1.45, 1e-3)
+    high = max(extremes) * 1.45
     ax.set_xscale("log", base=2)
     ax.set_xlim(min(low, 0.5), max(high, 2.0))
-    ticks = [t for t in (1 / 16, 1 / 8, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 16, 32, 64)
-             if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    first, last = ax.get_xlim()
+    # the in-between ticks only where the scale is wide enough to print them apart
+    steps = ((1 / 16, 1 / 8, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64) if last / first > 32
+             else (1 / 16, 1 / 8, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 16, 32, 64))
+    ticks = [t for t in steps if first <= t <= last]
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([f"{t:g}×" for t in ticks], fontsize=8.5)
+    ax.set_xticklabels([f"{t:g}×" for t in ticks], fontsize=8)
     ax.axvline(1.0, color="black", linewidth=1, linestyle="--")
     ax.set_yticks(range(len(shown)))
-    ax.set_yticklabels([row.label for row in reversed(shown)], fontsize=9)
+    ax.set_yticklabels([textwrap.fill(row.label, 34) for row in reversed(shown)], fontsize=8)
     ax.set_ylim(-0.6, len(shown) - 0.4)
-    ax.set_xlabel("throughput relative to the stdlib socket module (log scale; higher is "
-                  "better; whiskers: interquartile range of the per-pass ratios)"
-                  + (f"\n{BASELINE_MARK} relative to the stdlib baseline idiom of the workload"
-                     if any(row.baseline for row in shown) else ""),
-                  fontsize=8.5)
-    ax.set_title(f"fastsock vs stdlib socket — median of {passes} pass"
-                 f"{'es' if passes != 1 else ''}\n{machine_line(machine)}", fontsize=9.5,
-                 pad=28)
+    xlabel = ("throughput relative to the stdlib socket module (log scale; higher is better; "
+              "whiskers: interquartile range of the per-pass ratios)")
+    xlabel = textwrap.fill(xlabel, 80)
+    if any(row.baseline for row in shown):
+        xlabel += f"\n{BASELINE_MARK} relative to the stdlib baseline idiom of the workload"
+    ax.set_xlabel(xlabel, fontsize=8)
+    fig.suptitle(f"fastsock vs stdlib socket — median of {passes} pass"
+                 f"{'es' if passes != 1 else ''}\n"
+                 + textwrap.fill(machine_line(machine), 90), fontsize=9)
     ax.grid(axis="x", linestyle=":", linewidth=0.6)
     ax.set_axisbelow(True)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8,
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=7.5,
               frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    # fit the saved image to everything drawn: the title, the legend above the
+    # axes and the long tick labels reach past the axes' own box
+    fig.savefig(path, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
+
+
+def redraw(results: Path, output: Optional[Path] = None) -> Path:
+    """Draw the chart again from a finished run's files in ``results``: the
+    raw pass files (``pass-NN.json``) and the machine and settings recorded
+    in ``summary.json``.  Nothing is measured."""
+    summary_json = json.loads((results / "summary.json").read_text())
+    settings = summary_json["settings"]
+    # the pass files the run listed, looked up in this folder (the run may
+    # have written them elsewhere and the folder been copied since)
+    names = [Path(p).name for p in settings.get("pass_files") or []]
+    paths = [results / name for name in names] or sorted(results.glob("pass-*.json"))
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"pass files missing: {', '.join(map(str, missing))}")
+    summary = aggregate(load_passes(paths))
+    if not summary.rows:
+        raise ValueError(f"no benchmark results in {results}")
+    target = output if output is not None else results / "bench.png"
+    chart(target, summary.rows, summary_json["machine"], settings.get("passes", len(paths)))
+    return target
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m bench.report``: redraw a finished run's chart."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report",
+        description="Redraw the chart of a finished `python -m bench` run from the "
+                    "pass files and summary.json it wrote; nothing is measured.")
+    parser.add_argument("results", nargs="?", default="results", type=Path,
+                        help="the run's results folder (default: results)")
+    parser.add_argument("-o", "--output", type=Path, metavar="PNG",
+                        help="where to write the chart (default: RESULTS/bench.png)")
+    args = parser.parse_args(argv)
+    try:
+        written = redraw(args.results, args.output)
+    except (OSError, ValueError, KeyError) as exc:
+        parser.exit(1, f"python -m bench.report: {exc}\n")
+    print(f"wrote {written}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
