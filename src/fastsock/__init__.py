@@ -69,12 +69,16 @@ else:
     try:
         from ._socket_c import *  # noqa: F403
     except ImportError as _exc:
-        _warnings.warn(
-            f"fastsock: the compiled extension could not be imported ({_exc}); "
-            "using the pure-Python implementation",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        # installed without the extension (no compiler at build time, or
+        # FASTSOCK_NO_EXTENSIONS=1 then): the build said so, pure is expected;
+        # an extension file that is there but cannot load is worth a word
+        if _common.extension_was_built(_os.path.dirname(__file__)):
+            _warnings.warn(
+                f"fastsock: the compiled extension could not be imported ({_exc}); "
+                "using the pure-Python implementation",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         from ._socket_py import *  # noqa: F403
 
 __all__ = list(_names.PUBLIC_NAMES)

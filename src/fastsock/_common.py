@@ -44,6 +44,16 @@ _NS_LIMIT = 2**63
 Address = Union[Tuple[Any, ...], str, bytes]
 
 
+def extension_was_built(package_dir: str) -> bool:
+    """Whether the compiled module's file is in ``package_dir`` (for any
+    interpreter): a package installed without it falls back to the pure
+    implementation quietly, one whose extension fails to load says why."""
+    import importlib.machinery
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    return any(name.startswith("_socket_c.") and name.endswith(suffixes)
+               for name in os.listdir(package_dir))
+
+
 def family_name(family: int) -> str:
     """``AF_INET``, …: the stdlib's name of ``family``, or Linux's where the
     stdlib lacks it (AF_BLUETOOTH when built without its headers), or the number."""

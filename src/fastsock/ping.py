@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import fastsock
+from fastsock._demo import program_name
 
 _ECHO_REQUEST: Dict[int, int] = {fastsock.AF_INET: 8, fastsock.AF_INET6: 128}
 _ECHO_REPLY: Dict[int, int] = {fastsock.AF_INET: 0, fastsock.AF_INET6: 129}
@@ -257,7 +258,7 @@ def _size(text: str) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fastsock.ping",
+        prog=program_name("fastsock.ping", __file__),
         description="Send ICMP echo requests to HOST with fastsock.",
         epilog="Exit status: 0 replies came, 1 none did, 2 error.",
     )

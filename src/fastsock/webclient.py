@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tupl
 
 import fastsock
 
+from ._demo import program_name
 from ._web_parser import require_httptools
 
 USER_AGENT = f"fastsock-webclient/{fastsock.__version__}"
@@ -521,7 +522,7 @@ def _targets(parser: argparse.ArgumentParser, words: List[str]) -> List[Target]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fastsock.webclient",
+        prog=program_name("fastsock.webclient", __file__),
         description="Fetch resources over HTTP/1.1 with fastsock.",
         epilog="Exit status: 0 ok, 6 host not found, 7 cannot connect, 8 malformed "
                "response, 18 body cut short, 22 HTTP error with --fail, 23 write error, "

@@ -27,6 +27,7 @@ import os
 import sys
 from typing import Any, Optional, Sequence
 
+from ._demo import program_name
 from ._web_http import REASONS, SERVER_NAME, Limits, parse_range
 from ._web_loop import Server
 from ._web_parser import require_httptools
@@ -53,7 +54,7 @@ def _announce(address: Any, args: argparse.Namespace) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fastsock.webserver",
+        prog=program_name("fastsock.webserver", __file__),
         description="Serve a directory over HTTP/1.1 with fastsock.")
     parser.add_argument("--bind", "-b", default="127.0.0.1", metavar="ADDRESS",
                         help="address to listen on (default: 127.0.0.1; "
