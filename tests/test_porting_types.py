@@ -44,6 +44,14 @@ PORTED = """
         copy: fastsock.DatagramSocket = udp.dup()
         copy.close()
         udp.close()
+        left, right = fastsock.socketpair()
+        left.recv_msg()  # a StreamSocket pair
+        first, second = fastsock.socketpair(fastsock.AF_UNIX, fastsock.SOCK_DGRAM)
+        first.recv_many(4)  # a DatagramSocket pair
+        records = fastsock.socketpair(type=fastsock.SOCK_SEQPACKET)[0].recv_records()
+        kind = fastsock.SOCK_DGRAM if records else fastsock.SOCK_STREAM
+        either = fastsock.socketpair(fastsock.AF_UNIX, kind)[0]
+        either.recv(1)  # only what every kind has
         ssl.create_default_context().wrap_socket(
             fastsock.create_connection(("localhost", 443)).to_socket(),
             server_hostname="localhost")
@@ -61,6 +69,7 @@ WRONG = """
 
     needs_stdlib(fastsock.StreamSocket())
     fastsock.StreamSocket().recv_many(4)
+    fastsock.socketpair()[0].recv_many(4)
 """
 
 
@@ -78,6 +87,7 @@ def test_mypy_accepts_a_port_and_refuses_a_fastsock_socket_as_a_stdlib_one(
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]
     assert not [line for line in errors if "ported.py" in line], result.stdout
     wrong = [line for line in errors if "wrong.py" in line]
-    assert len(wrong) == 2, result.stdout
+    assert len(wrong) == 3, result.stdout
     assert '"needs_stdlib" has incompatible type "StreamSocket"' in wrong[0]
     assert '"StreamSocket" has no attribute "recv_many"' in wrong[1]
+    assert '"StreamSocket" has no attribute "recv_many"' in wrong[2]  # socketpair()

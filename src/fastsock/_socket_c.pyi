@@ -303,7 +303,39 @@ def socket(
 def fromfd(
     fd: int, family: int, type: int, proto: int = 0
 ) -> StreamSocket | DatagramSocket | SeqPacketSocket: ...
-def socketpair(family: Optional[int] = None, type: int = ..., proto: int = 0) -> tuple[Any, Any]: ...
+@overload
+def socketpair(
+    family: Optional[int] = None,
+    type: Literal[_stdlib.SocketKind.SOCK_STREAM] = ...,
+    proto: int = 0,
+) -> tuple[StreamSocket, StreamSocket]: ...
+@overload
+def socketpair(
+    family: Optional[int], type: Literal[_stdlib.SocketKind.SOCK_DGRAM], proto: int = 0
+) -> tuple[DatagramSocket, DatagramSocket]: ...
+@overload
+def socketpair(
+    family: Optional[int] = None, *, type: Literal[_stdlib.SocketKind.SOCK_DGRAM], proto: int = 0
+) -> tuple[DatagramSocket, DatagramSocket]: ...
+@overload
+def socketpair(
+    family: Optional[int], type: Literal[_stdlib.SocketKind.SOCK_SEQPACKET], proto: int = 0
+) -> tuple[SeqPacketSocket, SeqPacketSocket]: ...
+@overload
+def socketpair(
+    family: Optional[int] = None,
+    *,
+    type: Literal[_stdlib.SocketKind.SOCK_SEQPACKET],
+    proto: int = 0,
+) -> tuple[SeqPacketSocket, SeqPacketSocket]: ...
+@overload
+def socketpair(
+    family: Optional[int] = None, type: int = ..., proto: int = 0
+) -> (
+    tuple[StreamSocket, StreamSocket]
+    | tuple[DatagramSocket, DatagramSocket]
+    | tuple[SeqPacketSocket, SeqPacketSocket]
+): ...
 def create_connection(
     address: _Address,
     timeout: Optional[float] = ...,

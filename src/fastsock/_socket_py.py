@@ -121,8 +121,32 @@ def fromfd(fd: int, family: int, type: int,
         raise
 
 
+_AnyPair = Tuple[StreamSocket, StreamSocket] | Tuple[DatagramSocket, DatagramSocket] | \
+    Tuple[SeqPacketSocket, SeqPacketSocket]
+
+
+@overload
+def socketpair(family: Optional[int] = None,
+               type: Literal[_stdlib.SocketKind.SOCK_STREAM] = _stdlib.SOCK_STREAM,
+               proto: int = 0) -> Tuple[StreamSocket, StreamSocket]: ...
+@overload
+def socketpair(family: Optional[int], type: Literal[_stdlib.SocketKind.SOCK_DGRAM],
+               proto: int = 0) -> Tuple[DatagramSocket, DatagramSocket]: ...
+@overload
+def socketpair(family: Optional[int] = None, *, type: Literal[_stdlib.SocketKind.SOCK_DGRAM],
+               proto: int = 0) -> Tuple[DatagramSocket, DatagramSocket]: ...
+@overload
+def socketpair(family: Optional[int], type: Literal[_stdlib.SocketKind.SOCK_SEQPACKET],
+               proto: int = 0) -> Tuple[SeqPacketSocket, SeqPacketSocket]: ...
+@overload
+def socketpair(family: Optional[int] = None, *,
+               type: Literal[_stdlib.SocketKind.SOCK_SEQPACKET],
+               proto: int = 0) -> Tuple[SeqPacketSocket, SeqPacketSocket]: ...
+@overload
 def socketpair(family: Optional[int] = None, type: int = SOCK_STREAM,
-               proto: int = 0) -> Tuple[Any, Any]:
+               proto: int = 0) -> _AnyPair: ...
+def socketpair(family: Optional[int] = None, type: int = SOCK_STREAM,
+               proto: int = 0) -> _AnyPair:
     """A pair of connected sockets, as socket.socketpair(): StreamSocket for
     SOCK_STREAM, DatagramSocket for SOCK_DGRAM, SeqPacketSocket for SOCK_SEQPACKET
     (SOCK_NONBLOCK/SOCK_CLOEXEC may be or'ed in, as for the constructor).
