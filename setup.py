@@ -34,6 +34,7 @@ NO_EXTENSIONS = os.environ.get("FASTSOCK_NO_EXTENSIONS", "") not in ("", "0")
 DIRECTIVES = {
     "language_level": 3,
     "embedsignature": True,
+    "embedsignature.format": "clinic",
     "auto_pickle": False,
     "binding": False,
     "linetrace": DEBUG,

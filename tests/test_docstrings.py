@@ -1,11 +1,12 @@
-"""Both twins carry the same docstrings.
+"""Both twins carry the same docstrings and signatures.
 
 The pure module is the typed reference and the compiled one mirrors it, so
 ``help()`` reads the same whichever implementation is live: every public
 class and function of ``_names.TWIN_NAMES``, and every public method and
 property of those classes, has a non-empty docstring in both twins, and the
-texts are equal once the signature line that the compiled module's
-``embedsignature`` directive puts in front of its docstrings is removed.
+texts are equal.  The compiled module's signatures are in the builtins' form
+(``embedsignature.format = "clinic"``), which CPython keeps out of ``__doc__``
+and ``inspect.signature()`` reads: it gives the same parameters for both twins.
 """
 
 from __future__ import annotations
@@ -70,20 +71,6 @@ def _doc(obj: Any) -> Optional[str]:
     return doc if isinstance(doc, str) else None
 
 
-def _without_signature(doc: str, name: str) -> str:
-    """The compiled docstring without the line ``embedsignature`` put first.
-
-    That line is ``name(...)`` or ``Class.name(...)`` (the defining class,
-    ``_Socket`` for inherited methods); properties and most classes get none.
-    """
-    first, _, rest = doc.partition("\n")
-    head = first.split("(", 1)[0]
-    if "(" in first and first.rstrip().endswith(")") and \
-            (head == name or head.endswith("." + name)):
-        return rest
-    return doc
-
-
 def _text(doc: Optional[str]) -> str:
     return inspect.cleandoc(doc) if doc else ""
 
@@ -92,13 +79,11 @@ def _pair(name: str, member: Optional[str]) -> tuple[str, str]:
     pure: Any = getattr(_socket_py, name)
     compiled: Any = getattr(_compiled(), name)
     if member is None:
-        pure_doc, compiled_doc, short = _doc(pure), _doc(compiled), name
+        pure_doc, compiled_doc = _doc(pure), _doc(compiled)
     else:
         pure_doc = _doc(_static(pure, member))
         compiled_doc = _doc(_static(compiled, member))
-        short = member
-    compiled_text = _without_signature(compiled_doc, short) if compiled_doc else ""
-    return _text(pure_doc), _text(compiled_text)
+    return _text(pure_doc), _text(compiled_doc)
 
 
 def _check(name: str, member: Optional[str]) -> None:
@@ -130,9 +115,29 @@ def test_twins_have_the_same_public_members(name: str) -> None:
     assert pure == compiled
 
 
-def test_the_signature_line_is_removed() -> None:
-    doc = "StreamSocket.recv(self, Py_ssize_t bufsize, flags=0)\n\nReceive."
-    assert _text(_without_signature(doc, "recv")) == "Receive."
-    assert _without_signature("Receive (some) bytes.", "recv") == "Receive (some) bytes."
-    assert _text(_without_signature("socketpair(family=AF_UNIX)\nA pair.", "socketpair")) \
-        == "A pair."
+# -- signatures: inspect.signature() reads the compiled twin as it reads the pure one
+
+
+def _parameters(obj: Any) -> list[tuple[str, str, object]]:
+    """Names, kinds and defaults (annotations are the pure twin's alone); the
+    instance methods' ``self`` left out, which the compiled twin declares
+    positional-only, as the builtins do."""
+    parameters = list(inspect.signature(obj).parameters.values())
+    if parameters and parameters[0].name == "self":
+        parameters = parameters[1:]
+    return [(p.name, p.kind.name, p.default) for p in parameters]
+
+
+@pytest.mark.parametrize("name", _documented_names())
+def test_class_or_function_signature_alike(name: str) -> None:
+    assert _parameters(getattr(_compiled(), name)) == _parameters(getattr(_socket_py, name))
+
+
+@pytest.mark.parametrize("name,member", [
+    pair for name in _classes() for pair in _members(name)
+    if callable(_static(getattr(_socket_py, name), pair[1]))
+    or isinstance(_static(getattr(_socket_py, name), pair[1]), (classmethod, staticmethod))])
+def test_member_signature_alike(name: str, member: str) -> None:
+    pure = getattr(getattr(_socket_py, name), member)
+    compiled = getattr(getattr(_compiled(), name), member)
+    assert _parameters(compiled) == _parameters(pure)

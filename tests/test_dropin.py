@@ -164,6 +164,16 @@ def test_socket_makes_the_class_of_the_type(impl: ModuleType) -> None:
         impl.socket(socket.AF_UNIX, socket.SOCK_RDM)
 
 
+def test_socket_type_itself_makes_no_socket(impl: ModuleType) -> None:
+    # the base of every class: isinstance() works, a call says where to go
+    # (the stdlib's SocketType makes a TCP socket; a half-made object would not do)
+    before = len(os.listdir("/proc/self/fd"))
+    for args in [(), (socket.AF_INET, socket.SOCK_STREAM)]:
+        with pytest.raises(TypeError, match=r"fastsock\.socket\(\)"):
+            impl.SocketType(*args)
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 def test_fromfd_duplicates(impl: ModuleType) -> None:
     a, b = socket.socketpair()
     with a, b:

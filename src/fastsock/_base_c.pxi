@@ -251,8 +251,14 @@ cdef struct BlockedCall:
     BlockedCall *next
 
 
+# A class docstring opens with the class's signature in the builtins' form (the
+# call, then "--" alone at the start of a line): CPython makes it the type's
+# __text_signature__, which inspect.signature() reads, and __doc__ the rest.
 cdef class _Socket:
-    """What stream and datagram sockets have in common."""
+    """_Socket(family=-1, type=-1, proto=-1, fileno=None)
+--
+
+    What stream and datagram sockets have in common."""
 
     cdef int fd
     cdef int family_
@@ -277,6 +283,8 @@ cdef class _Socket:
     _KINDS = ()
 
     def __cinit__(self):
+        if type(self) is _Socket:
+            raise _common.base_class_called()
         self.fd = -1
         self.pending_close_fd = -1
         self.timeout_ = -1.0
@@ -1203,7 +1211,7 @@ cdef class _Socket:
         finally:
             PyBuffer_Release(view)
 
-    def sendto(self, data, *args):
+    def sendto(self, data, /, *args):
         """``sendto(data, address)`` or ``sendto(data, flags, address)``: send ``data``
         to ``address`` and return the bytes sent, as socket.sendto(); never raises
         SIGPIPE.  A datagram socket sends one datagram; a stream socket is connected

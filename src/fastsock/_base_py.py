@@ -343,6 +343,8 @@ class _Socket:
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: Optional[int] = None) -> None:
+        if _type(self) is _Socket:
+            raise _common.base_class_called()
         if getattr(self, "_sock", None) is not None:
             raise RuntimeError(
                 f"{_type(self).__name__} already initialised: create a new socket instead")
@@ -763,7 +765,7 @@ class _Socket:
             raise _closed_error()  # closed meanwhile: report the close, not an end
         return n
 
-    def sendto(self, data: Any, *args: Any) -> int:
+    def sendto(self, data: Any, /, *args: Any) -> int:
         """``sendto(data, address)`` or ``sendto(data, flags, address)``: send ``data``
         to ``address`` and return the bytes sent, as socket.sendto(); never raises
         SIGPIPE.  A datagram socket sends one datagram; a stream socket is connected

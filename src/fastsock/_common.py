@@ -93,6 +93,12 @@ def kind_member(kind: int) -> Any:
     return _KIND_MEMBERS.get(kind, kind)
 
 
+def base_class_called() -> TypeError:
+    """SocketType() itself: the common base makes no socket of its own."""
+    return TypeError("SocketType is the base class of fastsock's sockets and makes none "
+                     "itself: call fastsock.socket() or a class such as StreamSocket")
+
+
 def wrong_kind(cls_name: str, wanted: int, kind: int) -> ValueError:
     """The error of a constructor given a socket type its class does not wrap."""
     other = {SOCK_STREAM: "StreamSocket", SOCK_DGRAM: "DatagramSocket",

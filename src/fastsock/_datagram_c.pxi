@@ -3,7 +3,10 @@
 # DatagramBatch.  Included once by _socket_c.pyx.
 
 cdef class DatagramSocket(_Socket):
-    """A UDP (AF_INET, AF_INET6), Unix datagram (AF_UNIX) or vsock datagram (AF_VSOCK,
+    """DatagramSocket(family=-1, type=-1, proto=-1, fileno=None)
+--
+
+    A UDP (AF_INET, AF_INET6), Unix datagram (AF_UNIX) or vsock datagram (AF_VSOCK,
     where the kernel's transport has datagrams) socket, like a stdlib socket of type
     SOCK_DGRAM.
 
@@ -331,7 +334,10 @@ cdef DatagramBatch claim_batch(DatagramBatch scratch, Py_ssize_t count, Py_ssize
 
 
 cdef class DatagramBatch:
-    """Reusable memory for ``DatagramSocket.recv_batch``: ``count`` slots of
+    """DatagramBatch(count, slot_size=2048)
+--
+
+    Reusable memory for ``DatagramSocket.recv_batch``: ``count`` slots of
     ``slot_size`` bytes, with their lengths and senders.
 
     ``len(batch)`` is how many datagrams the last receive filled in, and iterating gives

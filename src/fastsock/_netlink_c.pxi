@@ -174,7 +174,9 @@ cdef class NetlinkSocket(DatagramSocket):
             PyMem_Free(buffer)
             self.receiving = False
 
-    def request(self, msg_type, payload=b"", flags=NLM_F_REQUEST | NLM_F_ACK):
+    # 5 is NLM_F_REQUEST | NLM_F_ACK, a literal so that inspect.signature() can
+    # read it (it looks no name up for a method of a compiled class)
+    def request(self, msg_type, payload=b"", flags=5):
         """Send one message of type ``msg_type`` with ``payload`` (after its header) and
         the next sequence number, and return the messages of its reply: until
         NLMSG_DONE, the ACK (which is not returned), or a single reply when no

@@ -16,7 +16,10 @@ cdef bint receive_ended(int fd) noexcept:
 
 
 cdef class SeqPacketSocket(_Socket):
-    """A Unix (AF_UNIX) SOCK_SEQPACKET socket: connected, reliable, ordered, and the
+    """SeqPacketSocket(family=-1, type=-1, proto=-1, fileno=None)
+--
+
+    A Unix (AF_UNIX) SOCK_SEQPACKET socket: connected, reliable, ordered, and the
     kernel keeps each record whole, like a stdlib socket of type SOCK_SEQPACKET.
 
     Made as a stdlib socket is, ``(family=AF_UNIX, type=SOCK_SEQPACKET, proto=0,

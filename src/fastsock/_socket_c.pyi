@@ -64,6 +64,11 @@ SHUT_RDWR: Final[int]
 
 @disjoint_base
 class _Socket:
+    # SocketType() itself raises TypeError: its subclasses make the sockets
+    def __new__(
+        cls: type[_S], family: int = -1, type: int = -1, proto: int = -1,
+        fileno: Optional[int] = None,
+    ) -> _S: ...
     @classmethod
     def from_fd(cls: type[_S], fd: int) -> _S: ...
     @classmethod

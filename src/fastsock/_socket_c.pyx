@@ -17,6 +17,7 @@ They are one translation unit so that the hot helpers inline across them (see
 docs/architecture.md).
 """
 
+cimport cython
 from cpython.buffer cimport (
     PyBuffer_FillInfo,
     PyBuffer_IsContiguous,
@@ -233,6 +234,10 @@ def socketpair(family=None, type=SOCK_STREAM, proto=0):
     return tuple(pair)
 
 
+# a function object of its own (binding): its default is a sentinel object,
+# which a builtin's text signature cannot carry; it connects, so the cost of
+# the call does not matter
+@cython.binding(True)
 def create_connection(address, timeout=_common.DEFAULT_TIMEOUT, source_address=None, *,
                       all_errors=False):
     """Connect a StreamSocket to ``(host, port)`` or to an AF_UNIX path, as

@@ -137,7 +137,10 @@ cdef int check_prefix_size(object prefix_size) except -1:
 
 
 cdef class StreamSocket(_Socket):
-    """A TCP (AF_INET, AF_INET6), Unix stream (AF_UNIX) or vsock stream (AF_VSOCK)
+    """StreamSocket(family=-1, type=-1, proto=-1, fileno=None)
+--
+
+    A TCP (AF_INET, AF_INET6), Unix stream (AF_UNIX) or vsock stream (AF_VSOCK)
     socket, like a stdlib socket of type SOCK_STREAM.
 
     Made as a stdlib socket is, ``(family=AF_INET, type=SOCK_STREAM, proto=0, fileno=None)``
@@ -655,7 +658,10 @@ cdef class StreamSocket(_Socket):
         finally:
             PyBuffer_Release(&view)
 
-    def recv_msg(self, *, prefix_size=4, max_size=DEFAULT_MAX_MESSAGE):
+    # the defaults of methods are literals: inspect.signature() cannot look a
+    # name up for a method of a compiled class (16777216 is DEFAULT_MAX_MESSAGE,
+    # as tests/test_docstrings.py checks)
+    def recv_msg(self, *, prefix_size=4, max_size=16777216):
         """Receive one message framed by send_msg() and return its payload; the timeout
         bounds the whole call.
 
@@ -671,7 +677,7 @@ cdef class StreamSocket(_Socket):
         finally:
             self._end_receive()
 
-    def recv_msgs(self, max_count=1024, *, prefix_size=4, max_size=DEFAULT_MAX_MESSAGE):
+    def recv_msgs(self, max_count=1024, *, prefix_size=4, max_size=16777216):
         """Receive the next message (waiting for it as recv_msg() does) and every
         complete one already received after it, at most ``max_count`` in all; returns
         their payloads.  Once it has a message it never waits; a next message larger
