@@ -283,11 +283,12 @@ cdef class _Socket:
     _KINDS = ()
 
     def __cinit__(self):
-        if type(self) is _Socket:
-            raise _common.base_class_called()
         self.fd = -1
         self.pending_close_fd = -1
         self.timeout_ = -1.0
+        # after the fields: __dealloc__ runs on the refused object too
+        if type(self) is _Socket:
+            raise _common.base_class_called()
 
     cdef int _adopt_fd(self, int fd, int family, int kind, int proto, double timeout) except -1:
         """Own ``fd`` from now on (every way a socket gets its descriptor ends here)."""
