@@ -257,6 +257,38 @@ def test_end_of_connection(impl: ModuleType, how: str) -> None:
             b.recv_record()
 
 
+@pytest.mark.parametrize("how", ["close", "shutdown"])
+def test_empty_records_before_others_are_not_the_end(impl: ModuleType, how: str) -> None:
+    # the peer has ended but records are still queued after the empty ones:
+    # those empty records are records, neither the end nor dropped
+    def ended_pair(records: list[bytes]) -> Any:
+        a, b = impl.socketpair(socket.AF_UNIX, SEQPACKET)
+        a.send_records(records)
+        a.shutdown(socket.SHUT_WR) if how == "shutdown" else a.close()
+        return contextlib.closing(a), contextlib.closing(b)
+
+    records = [b"", b"x", b"", b"", b"y"]
+    batch = impl.DatagramBatch(3, 8)
+    a, b = ended_pair(records)
+    with a, b as b:
+        assert [b.recv_record() for _ in records] == records
+        with pytest.raises(EOFError):
+            b.recv_record()
+    a, b = ended_pair(records[1:])
+    with a, b as b:
+        assert b.recv_records(3) == [b"x", b"", b""]  # a full batch ending in empties
+        assert b.recv_records(3) == [b"y"]
+        with pytest.raises(EOFError):
+            b.recv_records(3)
+    a, b = ended_pair(records[1:])
+    with a, b as b:
+        assert b.recv_batch(batch) == 3
+        assert [bytes(view) for view, _ in batch] == [b"x", b"", b""]
+        assert b.recv_batch(batch) == 1 and batch.length(0) == 1
+        with pytest.raises(EOFError):
+            b.recv_batch(batch)
+
+
 def test_peer_reset_and_send_to_a_closed_peer_as_the_stdlib(impl: ModuleType) -> None:
     def run(a: Any, b: Any, receive: Callable[[], Any]) -> list[Any]:
         b.send(b"never read")  # a close with unread records resets

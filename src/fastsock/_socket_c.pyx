@@ -72,7 +72,7 @@ from .includes.python cimport (
     PyUnicode_DecodeFSDefaultAndSize,
     _PyBytes_Resize,
 )
-from .includes.sockapi cimport FIONBIO, ioctl
+from .includes.sockapi cimport FIONBIO, FIONREAD, ioctl
 
 import io as _io
 import os as _os
