@@ -65,6 +65,17 @@ def test_factories_make_seqpacket_sockets(impl: ModuleType) -> None:
     assert refused.value.errno == errno.EAFNOSUPPORT
 
 
+def test_socketpair_of_another_family_names_the_family(impl: ModuleType) -> None:
+    # the type is one fastsock has: the family is what SeqPacketSocket does not
+    # take, as its constructor says
+    for make in (lambda: impl.socketpair(socket.AF_INET, SEQPACKET),
+                 lambda: impl.SeqPacketSocket(socket.AF_INET, SEQPACKET)):
+        with pytest.raises(OSError) as info:
+            make()
+        assert info.value.errno == errno.EAFNOSUPPORT
+        assert "SeqPacketSocket takes AF_UNIX, not AF_INET" in str(info.value)
+
+
 def test_from_fd_from_socket_and_fileno(impl: ModuleType) -> None:
     a, b = socket.socketpair(socket.AF_UNIX, SEQPACKET)
     b.settimeout(3.0)
