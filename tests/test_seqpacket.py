@@ -68,8 +68,10 @@ def test_factories_make_seqpacket_sockets(impl: ModuleType) -> None:
 def test_socketpair_of_another_family_names_the_family(impl: ModuleType) -> None:
     # the type is one fastsock has: the family is what SeqPacketSocket does not
     # take, as its constructor says
-    for make in (lambda: impl.socketpair(socket.AF_INET, SEQPACKET),
-                 lambda: impl.SeqPacketSocket(socket.AF_INET, SEQPACKET)):
+    makers: list[Callable[[], Any]] = [
+        lambda: impl.socketpair(socket.AF_INET, SEQPACKET),
+        lambda: impl.SeqPacketSocket(socket.AF_INET, SEQPACKET)]
+    for make in makers:
         with pytest.raises(OSError) as info:
             make()
         assert info.value.errno == errno.EAFNOSUPPORT
