@@ -9,8 +9,9 @@ reported as sent, in order, and whether the sending side has ended) says
 what every receive must return: each record whole and in order, a longer one
 reported as truncated with its real length (the stdlib's recv cuts it
 silently), BlockingIOError when nothing is queued, EOFError from the record
-calls at the end (empty records last before the end are taken for it, as
-documented), and the implementations must agree at every step as well.
+calls at the end (empty records last before the end, with no bytes queued
+after them, are taken for it, as documented), and the implementations must
+agree at every step as well.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ class Model:
         """(the records a batch of ``count`` returns, whether it meets the end
         instead): at the end the kernel fills the rest of the batch with
         zero-length answers, and the trailing zero-length entries are taken
-        for the end."""
+        for the end unless a record with bytes is still queued after them."""
         taken = [self.queue.popleft() for _ in range(min(count, len(self.queue)))]
-        if self.ended and (len(taken) < count or not taken[-1]):
+        if self.ended and (len(taken) < count or not taken[-1]) and not any(self.queue):
             while taken and not taken[-1]:
                 taken.pop()
             return taken, not taken

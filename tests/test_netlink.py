@@ -358,6 +358,39 @@ def test_reply_from_another_port_is_not_taken(client: Any, peer: socket.socket) 
     assert [m.payload for m in client.recv_messages()] == [b"stranger"]
 
 
+def test_reply_with_port_id_zero_is_taken(client: Any, peer: socket.socket) -> None:
+    # some kernel families (NETLINK_AUDIT) put port id 0, not the requester's,
+    # in their replies: with the request's sequence number they are its reply
+    worker = serve(peer, lambda seq, pid: [message(5, 0, seq, 0, b"reply")])
+    got = client.request(5, flags=_common.NLM_F_REQUEST)
+    assert [(m.pid, m.payload) for m in got] == [(0, b"reply")]
+    worker.finish()
+    worker = serve(peer, lambda seq, pid: [message(5, 0, seq, 0, b"reply"),
+                                           error_message(0, seq, 0)])
+    assert [m.payload for m in client.request(5)] == [b"reply"]
+    worker.finish()
+
+
+NETLINK_AUDIT, AUDIT_GET = 9, 1000
+
+
+@needs_root
+def test_audit_status_request(impl: ModuleType) -> None:
+    try:
+        sock = impl.NetlinkSocket(AF_NETLINK, socket.SOCK_RAW, NETLINK_AUDIT)
+    except OSError as exc:
+        pytest.skip(f"no NETLINK_AUDIT here: {exc}")
+    with sock:
+        sock.settimeout(5)
+        try:
+            # the kernel's audit replies carry port id 0
+            got = sock.request(AUDIT_GET, flags=_common.NLM_F_REQUEST)
+        except (ConnectionRefusedError, PermissionError) as exc:
+            pytest.skip(f"the audit subsystem does not answer here: {exc}")
+        assert [(m.type, m.pid) for m in got] == [(AUDIT_GET, 0)]
+        assert len(got[0].payload) >= 40  # struct audit_status
+
+
 def test_timeout_bounds_the_whole_dump(client: Any, peer: socket.socket) -> None:
     multi = _common.NLM_F_MULTI
     stop = threading.Event()

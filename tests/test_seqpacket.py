@@ -65,6 +65,19 @@ def test_factories_make_seqpacket_sockets(impl: ModuleType) -> None:
     assert refused.value.errno == errno.EAFNOSUPPORT
 
 
+def test_socketpair_of_another_family_names_the_family(impl: ModuleType) -> None:
+    # the type is one fastsock has: the family is what SeqPacketSocket does not
+    # take, as its constructor says
+    makers: list[Callable[[], Any]] = [
+        lambda: impl.socketpair(socket.AF_INET, SEQPACKET),
+        lambda: impl.SeqPacketSocket(socket.AF_INET, SEQPACKET)]
+    for make in makers:
+        with pytest.raises(OSError) as info:
+            make()
+        assert info.value.errno == errno.EAFNOSUPPORT
+        assert "SeqPacketSocket takes AF_UNIX, not AF_INET" in str(info.value)
+
+
 def test_from_fd_from_socket_and_fileno(impl: ModuleType) -> None:
     a, b = socket.socketpair(socket.AF_UNIX, SEQPACKET)
     b.settimeout(3.0)
@@ -255,6 +268,38 @@ def test_end_of_connection(impl: ModuleType, how: str) -> None:
         assert b.recv_records(2) == [b"x"]
         with pytest.raises(EOFError):
             b.recv_record()
+
+
+@pytest.mark.parametrize("how", ["close", "shutdown"])
+def test_empty_records_before_others_are_not_the_end(impl: ModuleType, how: str) -> None:
+    # the peer has ended but records are still queued after the empty ones:
+    # those empty records are records, neither the end nor dropped
+    def ended_pair(records: list[bytes]) -> Any:
+        a, b = impl.socketpair(socket.AF_UNIX, SEQPACKET)
+        a.send_records(records)
+        a.shutdown(socket.SHUT_WR) if how == "shutdown" else a.close()
+        return contextlib.closing(a), contextlib.closing(b)
+
+    records = [b"", b"x", b"", b"", b"y"]
+    batch = impl.DatagramBatch(3, 8)
+    a, b = ended_pair(records)
+    with a, b as b:
+        assert [b.recv_record() for _ in records] == records
+        with pytest.raises(EOFError):
+            b.recv_record()
+    a, b = ended_pair(records[1:])
+    with a, b as b:
+        assert b.recv_records(3) == [b"x", b"", b""]  # a full batch ending in empties
+        assert b.recv_records(3) == [b"y"]
+        with pytest.raises(EOFError):
+            b.recv_records(3)
+    a, b = ended_pair(records[1:])
+    with a, b as b:
+        assert b.recv_batch(batch) == 3
+        assert [bytes(view) for view, _ in batch] == [b"x", b"", b""]
+        assert b.recv_batch(batch) == 1 and batch.length(0) == 1
+        with pytest.raises(EOFError):
+            b.recv_batch(batch)
 
 
 def test_peer_reset_and_send_to_a_closed_peer_as_the_stdlib(impl: ModuleType) -> None:

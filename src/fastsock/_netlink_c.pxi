@@ -86,7 +86,9 @@ cdef int take_replies(list messages, unsigned int seq, unsigned int pid, bint wa
     cdef tuple message  # a NetlinkMessage: a tuple subclass, read as a tuple
     for index in range(count):
         message = <tuple>messages[index]
-        if <unsigned int>message[2] != seq or <unsigned int>message[3] != pid:
+        # port 0: some kernel families (NETLINK_AUDIT) address their replies so
+        if <unsigned int>message[2] != seq or (<unsigned int>message[3] != pid and
+                                               <unsigned int>message[3] != 0):
             unclaimed.append(message)
             continue
         kind = message[0]

@@ -58,13 +58,13 @@ def _split_netlink(data: Any) -> list[NetlinkMessage]:
 def _take_replies(messages: list[NetlinkMessage], seq: int, pid: int, wait_ack: bool,
                   replies: list[NetlinkMessage], unclaimed: list[NetlinkMessage]) -> bool:
     """Sort one datagram's messages: the reply to request ``seq`` from the kernel to
-    port ``pid`` goes to ``replies``, anything else (notifications, stale replies)
-    to ``unclaimed``.  True when the reply is complete: NLMSG_DONE, an ACK
+    port ``pid`` (or to port 0, as some kernel families address theirs) goes to
+    ``replies``, anything else (notifications, stale replies) to ``unclaimed``.  True when the reply is complete: NLMSG_DONE, an ACK
     (NLMSG_ERROR with error 0), or a single (not NLM_F_MULTI) reply when no ACK was
     asked; an NLMSG_ERROR with an error, or a failed dump's NLMSG_DONE, raises it as
     OSError.  Messages after the end go to ``unclaimed``."""
     for index, message in enumerate(messages):
-        if message.seq != seq or message.pid != pid:
+        if message.seq != seq or (message.pid != pid and message.pid != 0):
             unclaimed.append(message)
             continue
         kind = message.type

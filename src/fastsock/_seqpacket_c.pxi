@@ -7,12 +7,16 @@
 cdef bint receive_ended(int fd) noexcept:
     """Whether no record can come any more on ``fd`` (a look, no wait): the
     peer shut down its sending side or closed, or this socket shut down its
-    receiving side."""
+    receiving side, and no byte is left queued (records after an empty one
+    make it a record, not the end)."""
     cdef c.pollfd pfd
+    cdef int queued = 0
     pfd.fd = fd
     pfd.events = c.POLLRDHUP
     pfd.revents = 0
-    return c.poll(&pfd, 1, 0) > 0 and (pfd.revents & (c.POLLRDHUP | c.POLLHUP)) != 0
+    if c.poll(&pfd, 1, 0) <= 0 or (pfd.revents & (c.POLLRDHUP | c.POLLHUP)) == 0:
+        return False
+    return ioctl(fd, FIONREAD, &queued) < 0 or queued == 0
 
 
 cdef class SeqPacketSocket(_Socket):
@@ -86,7 +90,7 @@ cdef class SeqPacketSocket(_Socket):
     cdef Py_ssize_t _records_end(self, DatagramBatch batch, Py_ssize_t received) except -1:
         """How many of ``received`` messages are records: at the end of the
         connection the kernel answers each further receive with length 0 (a
-        batch is then full), which only the socket's state tells apart from
+        batch is then full), which only the socket's state and queue tell apart from
         empty records.  EOFError when none is."""
         if received < batch.count or batch.msgs[received - 1].msg_len or \
                 not receive_ended(self.fd):

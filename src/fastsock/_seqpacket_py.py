@@ -8,8 +8,11 @@ It never imports the compiled module.
 
 from __future__ import annotations
 
+import fcntl
 import select
 import socket as _stdlib
+import struct
+import termios
 from typing import Any, Iterable, Tuple
 
 from ._base_py import _closed_error, _Socket
@@ -31,10 +34,18 @@ _ENDED: int = select.POLLRDHUP | select.POLLHUP
 
 
 def _ended(fd: int) -> bool:
-    """Whether no record can come any more on ``fd`` (a look, no wait)."""
+    """Whether no record can come any more on ``fd`` (a look, no wait): the
+    receiving side is shut down and no byte is left queued (records after an
+    empty one make it a record, not the end)."""
     poller = select.poll()
     poller.register(fd, select.POLLRDHUP)
-    return any(events & _ENDED for _, events in poller.poll(0))
+    if not any(events & _ENDED for _, events in poller.poll(0)):
+        return False
+    try:
+        queued = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, bytes(4)))[0]
+    except OSError:
+        return True
+    return not queued
 
 
 class SeqPacketSocket(_Socket):
@@ -97,7 +108,7 @@ class SeqPacketSocket(_Socket):
     def _records_end(self, lengths: list[int], received: int, count: int) -> int:
         """How many of ``received`` messages are records: at the end of the
         connection the kernel answers each further receive with length 0 (a
-        batch is then full), which only the socket's state tells apart from
+        batch is then full), which only the socket's state and queue tell apart from
         empty records.  EOFError when none is."""
         if received < count or lengths[received - 1] or not _ended(self._sock.fileno()):
             return received

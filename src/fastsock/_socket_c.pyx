@@ -72,7 +72,7 @@ from .includes.python cimport (
     PyUnicode_DecodeFSDefaultAndSize,
     _PyBytes_Resize,
 )
-from .includes.sockapi cimport FIONBIO, ioctl
+from .includes.sockapi cimport FIONBIO, FIONREAD, ioctl
 
 import io as _io
 import os as _os
@@ -211,7 +211,8 @@ def socketpair(family=None, type=SOCK_STREAM, proto=0):
     cdef double timeout
     cdef _Socket a, b
     cls = CLASSES.get((fam, kind & ~sock_type_flags)) or \
-        CLASSES.get((-1, kind & ~sock_type_flags))
+        CLASSES.get((-1, kind & ~sock_type_flags)) or \
+        next((k for (_, t), k in CLASSES.items() if t == kind & ~sock_type_flags), None)
     if cls is None:
         raise ValueError("socketpair type must be SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET")
     if fam not in cls._FAMILIES:

@@ -160,7 +160,8 @@ def socketpair(family: Optional[int] = None, type: int = SOCK_STREAM,
     fam = AF_UNIX if family is None else _c_int(family)
     kind, proto = _c_int(type), _c_int(proto)
     cls = CLASSES.get((fam, kind & ~_common.SOCK_TYPE_FLAGS)) or \
-        CLASSES.get((-1, kind & ~_common.SOCK_TYPE_FLAGS))
+        CLASSES.get((-1, kind & ~_common.SOCK_TYPE_FLAGS)) or \
+        next((k for (_, t), k in CLASSES.items() if t == kind & ~_common.SOCK_TYPE_FLAGS), None)
     if cls is None:
         raise ValueError("socketpair type must be SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET")
     a, b = _stdlib.socketpair(_check_family(fam, cls._FAMILIES, cls.__name__), kind, proto)

@@ -26,6 +26,7 @@ cdef extern from "compat.h" nogil:
 cdef extern from "<sys/ioctl.h>" nogil:
     int ioctl(int fd, unsigned long request, ...)
     enum: FIONBIO
+    enum: FIONREAD
 
 from posix.types cimport off_t
 
