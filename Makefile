@@ -15,16 +15,22 @@ FUZZ_INPUT ?=
 PYTEST_ARGS ?=
 # the CPython versions make dist-check builds and tests wheels for (default: 3.10-3.13 where pyenv has them)
 DIST_VERSIONS ?=
+# make test-python: the minor version (3.10, 3.12, ...) and its venv
+PYTHON_VERSION ?=
+VERSION_VENV := .venv-$(PYTHON_VERSION)
+VERSION_PY   := $(VERSION_VENV)/bin/python
 
 SOURCES := $(wildcard src/fastsock/*.pyx src/fastsock/*.pxi src/fastsock/includes/*.pxd \
              src/fastsock/includes/*.h) setup.py
 
-.PHONY: test test-debug asan-test valgrind-test leak-test fuzz fuzz-build bench bench-web build typecheck clean help
+.PHONY: test test-python test-debug asan-test valgrind-test leak-test fuzz fuzz-build bench bench-web build typecheck clean help
 .PHONY: bench-netlink sdist wheel dist-check
 
 help:
 	@echo "make test        run the whole test suite (sets everything up)"
 	@echo "make bench       run the benchmark against stdlib socket (sets everything up)"
+	@echo "make test-python PYTHON_VERSION=3.13  the suite (less the long reliability runs),"
+	@echo "                 mypy and stubtest under pyenv's Python 3.13, in .venv-3.13"
 	@echo "make test-debug  run the suite against a debug build (-O0 -g, line tracing)"
 	@echo "make asan-test   run the suite against an AddressSanitizer+UBSan build; fails on any report"
 	@echo "make valgrind-test  run the memory-safety subset of the suite under valgrind memcheck"
@@ -50,6 +56,8 @@ $(VENV)/.installed: pyproject.toml setup.py
 # rebuild the extension in place whenever a .pyx/.pxd changes
 src/fastsock/.built: $(VENV)/.installed $(SOURCES)
 	$(PY) setup.py --quiet build_ext --inplace
+	@# the build goes on without the extension where it cannot compile; here it must not
+	$(PY) -c 'import fastsock._socket_c'
 	touch $@
 
 build: src/fastsock/.built
@@ -65,6 +73,37 @@ test: build
 	$(PY) -m pytest tests $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "no tests collected"; exit $$rc; }
 	$(MAKE) --no-print-directory typecheck
 	$(PY) -m pytest bench --benchmark-disable -q || { rc=$$?; [ $$rc -ne 5 ] || echo "no benchmarks collected"; exit $$rc; }
+
+# a venv per Python version for make test-python, from pyenv's interpreter of
+# that minor version (tools/pyenv-python says which, or why there is none);
+# the explicit venv rules (.venv-debug, ...) take precedence over these
+.venv-%/.installed: pyproject.toml setup.py
+	python="$$(tools/pyenv-python $*)" && "$$python" -m venv --clear .venv-$*
+	.venv-$*/bin/python -m pip install --quiet --upgrade pip
+	.venv-$*/bin/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# the extension for that version (its own .cpython-3XY .so beside the others)
+.venv-%/.built: .venv-%/.installed $(SOURCES)
+	.venv-$*/bin/python setup.py --quiet build_ext --inplace
+	touch $@
+
+# stamps, not intermediate files: make must not delete them after a run
+.PRECIOUS: .venv-%/.installed .venv-%/.built
+
+# the suite (both implementations) without the long reliability runs, then mypy
+# (checking the code as that version's) and stubtest, all under one Python
+# version: make test-python PYTHON_VERSION=3.13
+test-python:
+	@[ -n "$(PYTHON_VERSION)" ] || { echo "usage: make test-python PYTHON_VERSION=3.13" >&2; exit 2; }
+	@tools/pyenv-python $(PYTHON_VERSION) >/dev/null
+	@$(MAKE) --no-print-directory $(VERSION_VENV)/.built
+	$(VERSION_PY) -c 'import fastsock as f, sys; sys.exit(f.IMPLEMENTATION != "cython" and \
+	    f"fastsock.IMPLEMENTATION is {f.IMPLEMENTATION!r}: the extension did not build or load")'
+	$(VERSION_PY) -m pytest tests -m "not slow and not leak_full" $(PYTEST_ARGS) \
+	    || { rc=$$?; [ $$rc -ne 5 ] || echo "no tests collected"; exit $$rc; }
+	$(VERSION_PY) -m mypy --python-version $(PYTHON_VERSION)
+	cd src && ../$(VERSION_PY) -m mypy.stubtest fastsock._socket_c
 
 $(DEBUG_VENV)/.installed: pyproject.toml setup.py $(SOURCES)
 	$(PYTHON) -m venv $(DEBUG_VENV)
@@ -155,4 +194,5 @@ dist-check: $(VENV)/.dist-installed
 clean:
 	rm -rf build dist src/*.egg-info src/fastsock/*.so src/fastsock/*.c \
 	       src/fastsock/*.html src/fastsock/.built $(VENV) $(DEBUG_VENV) $(ASAN_VENV) $(FUZZ_VENV) \
+	       .venv-[0-9]* \
 	       .mypy_cache .pytest_cache fuzz/findings

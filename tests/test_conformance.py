@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from types import ModuleType, SimpleNamespace
 from typing import Any, Callable, Iterator, Optional, Union
@@ -46,6 +47,19 @@ class Index:
 
     def __index__(self) -> int:
         return self.value
+
+
+class FailingBool:
+    """An object whose truth value cannot be taken."""
+
+    def __bool__(self) -> bool:
+        raise ZeroDivisionError("no truth value")
+
+
+# socket.setblocking() converts its argument with the stdlib's int conversion
+# (TypeError for a non-int, OverflowError past a C long) before 3.12, and takes
+# any object's truth value from 3.12 on; fastsock follows the running version
+SETBLOCKING_TAKES_TRUTH = sys.version_info >= (3, 12)
 
 
 class Returns:
@@ -396,7 +410,8 @@ SOCKET_CASES: list[SocketCase] = [
     SocketCase("setblocking 2**40", AF_INET, S,
                lambda s, c: (s.setblocking(2**40), s.getblocking())[1], Returns(True)),
     SocketCase("setblocking 2**64", AF_INET, S,
-               lambda s, c: s.setblocking(2**64), OverflowError),
+               lambda s, c: (s.setblocking(2**64), s.getblocking())[1],
+               Returns(True) if SETBLOCKING_TAKES_TRUTH else OverflowError),
     SocketCase("listen 2**64", AF_INET, S, lambda s, c: s.listen(2**64), OverflowError),
     SocketCase("listen -2**31 - 1", AF_INET, S,
                lambda s, c: s.listen(-2**31 - 1), OverflowError),
@@ -502,11 +517,17 @@ SOCKET_CASES: list[SocketCase] = [
     SocketCase("gettimeout after settimeout 0.1", AF_INET, S,
                lambda s, c: (s.settimeout(0.1), s.gettimeout())[1], Returns(0.1)),
     SocketCase("setblocking str", AF_INET, S,
-               lambda s, c: s.setblocking("x"), TypeError, message=False),
+               lambda s, c: (s.setblocking("x"), s.getblocking())[1],
+               Returns(True) if SETBLOCKING_TAKES_TRUTH else TypeError, message=False),
     SocketCase("setblocking None", AF_INET, S,
-               lambda s, c: s.setblocking(None), TypeError, message=False),
+               lambda s, c: (s.setblocking(None), s.getblocking())[1],
+               Returns(False) if SETBLOCKING_TAKES_TRUTH else TypeError, message=False),
     SocketCase("setblocking float", AF_INET, S,
-               lambda s, c: s.setblocking(1.0), TypeError, message=False),
+               lambda s, c: (s.setblocking(1.0), s.getblocking())[1],
+               Returns(True) if SETBLOCKING_TAKES_TRUTH else TypeError, message=False),
+    SocketCase("setblocking failing __bool__", AF_INET, S,
+               lambda s, c: s.setblocking(FailingBool()),
+               ZeroDivisionError if SETBLOCKING_TAKES_TRUTH else TypeError, message=False),
 ]
 
 CLOSED_STREAM: list[tuple[str, Callable[[Any, SimpleNamespace], object], Expected]] = [

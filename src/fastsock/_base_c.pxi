@@ -1134,7 +1134,11 @@ cdef class _Socket:
         """setblocking(True) is settimeout(None), setblocking(False) is settimeout(0.0),
         as socket.setblocking().
         """
-        cdef long block = PyLong_AsLong(flag)  # the stdlib's conversion
+        cdef bint block
+        if PY_VERSION_HEX >= 0x030C0000:
+            block = flag  # from 3.12 the stdlib takes any object's truth value
+        else:
+            block = PyLong_AsLong(flag) != 0  # before, an int (or __index__) that fits a C long
         self.settimeout(None if block else 0.0)
 
     def getblocking(self):

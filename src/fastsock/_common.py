@@ -38,8 +38,15 @@ _TYPE_NAMES = {SOCK_STREAM: "SOCK_STREAM", SOCK_DGRAM: "SOCK_DGRAM",
                SOCK_SEQPACKET: "SOCK_SEQPACKET"}
 
 # The stdlib keeps a timeout as a signed 64-bit count of nanoseconds (rounded
-# up) and refuses what does not fit, with the message below; so do we.
+# up) and refuses what does not fit, with the messages below; so do we.
 _NS_LIMIT = 2**63
+# the messages name the C type of the stdlib's clock, public (PyTime_t) from
+# 3.13; an int that does not fit gets that message on every version, a float
+# only before 3.11 (from 3.11 it is the time_t one)
+_INT_TIMEOUT_OVERFLOW = "timestamp too large to convert to C " + (
+    "PyTime_t" if sys.version_info >= (3, 13) else "_PyTime_t")
+_FLOAT_TIMEOUT_OVERFLOW = (_INT_TIMEOUT_OVERFLOW if sys.version_info < (3, 11)
+                           else "timestamp out of range for platform time_t")
 
 Address = Union[Tuple[Any, ...], str, bytes]
 
@@ -182,7 +189,7 @@ def normalize_timeout(value: object) -> float:
                 f"'{type(value).__name__}' object cannot be interpreted as an integer"
             ) from None
         if not -_NS_LIMIT <= whole * 1_000_000_000 < _NS_LIMIT:
-            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+            raise OverflowError(_INT_TIMEOUT_OVERFLOW)
         seconds = float(whole)
     if math.isnan(seconds):
         raise ValueError("Invalid value NaN (not a number)")
@@ -191,7 +198,7 @@ def normalize_timeout(value: object) -> float:
     ns = seconds * 1e9
     if math.isinf(ns) or not -_NS_LIMIT <= (math.ceil(ns) if ns >= 0 else math.floor(ns)) \
             < _NS_LIMIT:
-        raise OverflowError("timestamp out of range for platform time_t")
+        raise OverflowError(_FLOAT_TIMEOUT_OVERFLOW)
     if seconds < 0:
         raise ValueError("Timeout value out of range")
     return seconds

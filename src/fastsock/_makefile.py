@@ -168,8 +168,9 @@ def open_file(sock: FileSocket, file_class: Callable[..., Any], mode: Any,
     if binary:
         return file
     try:
-        text = io.TextIOWrapper(file, io.text_encoding(encoding),  # type: ignore[attr-defined]
-                                errors, newline)
+        # io.text_encoding is 3.10's, but typed only from 3.11 on
+        encoding = io.text_encoding(encoding)  # type: ignore[attr-defined,unused-ignore]
+        text = io.TextIOWrapper(file, encoding, errors, newline)
     except BaseException:
         file.close()
         raise

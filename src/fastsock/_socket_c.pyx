@@ -39,6 +39,7 @@ from cpython.sequence cimport (
     PySequence_Size,
 )
 from cpython.ref cimport Py_DECREF, Py_XDECREF
+from cpython.version cimport PY_VERSION_HEX
 from libc.errno cimport (
     EAFNOSUPPORT,
     EAGAIN,
