@@ -23,14 +23,14 @@ def test_web_load_benchmark_runs(tmp_path: Path) -> None:
             pytest.skip(f"{program} is not installed")
     result = subprocess.run(
         [sys.executable, "-m", "bench.web", "--seconds", "1", "--rounds", "1",
-         "--servers", "fastsock-c,fastsock-py,nginx-1-worker", "--results", str(tmp_path)],
+         "--servers", "fastsock-c,fastsock-py,nginx-tuned,nginx-no-file-cache", "--results", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((tmp_path / "summary.json").read_text())
-    for workload in ("keep-alive", "pipelined"):
-        for server in ("fastsock-c", "fastsock-py", "nginx-1-worker"):
+    for workload in ("keep-alive", "pipelined", "large-file"):
+        for server in ("fastsock-c", "fastsock-py", "nginx-tuned", "nginx-no-file-cache"):
             row = data["summary"][workload][server]
             assert row["rps"] > 0 and row["errors"] == 0, (workload, server, row)
             assert row["cpu_us_per_request"] > 0
-    assert len(data["targets"]) == 3  # http.server is not in this run
+    assert len(data["targets"]) == 4  # http.server is not in this run
     assert "**keep-alive**" in (tmp_path / "summary.md").read_text()

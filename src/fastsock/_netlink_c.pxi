@@ -8,9 +8,6 @@ from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_SET_ITEM
 from libc.stdint cimport uint16_t, uint32_t
 
-cdef extern from "Python.h":
-    object PyType_GenericAlloc(PyTypeObject *type, Py_ssize_t nitems)
-
 cdef object netlink_message_type = _common.NetlinkMessage
 
 

@@ -70,6 +70,7 @@ from .includes cimport sockapi as c
 from .includes cimport netlink as nl
 from .includes.python cimport (
     PyBytes_FromStringAndSize_ptr,
+    PyType_GenericAlloc,
     PyUnicode_DecodeFSDefaultAndSize,
     _PyBytes_Resize,
 )
