@@ -257,6 +257,12 @@ def test_raising_handler_during_a_send_blocked_after_a_partial_try(
         pytest.skip("not a stdlib method")
     payload = b"p" * 60_000  # small enough for a try without blocking
     with tcp_pair(api_module(api)) as (ours, peer):
+        # fixed buffers: the kernel's autotuning may grow the peer's window
+        # when it reads, and then the whole payload would fit
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        fill(ours)
+        time.sleep(0.05)  # on a busy machine the first fill can stop before both are full
         fill(ours)
         peer.settimeout(5)
         freed = 0
