@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,165 @@ def test_other_methods_are_405_with_allow(served: ServerProcess) -> None:
     assert after.status == 200  # the body of the POST was read and dropped
 
 
+def test_unknown_methods_are_405_and_keep_the_connection(served: ServerProcess,
+                                                         site: Site) -> None:
+    """nginx answers any method it does not serve for a static file with 405,
+    known (POST, PUT) or not (FOO, BREW), and keeps the connection; so does this
+    server, with Allow.  A body is read by its framing, whatever the method."""
+    with socket.create_connection(served.address, timeout=10) as sock:
+        sock.sendall(b"GET /data.json HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"FOO /data.json HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"BREW /pot HTTP/1.1\r\nHost: t\r\nContent-Length: 12\r\n\r\nGET /x HTTP/"
+                     b"GET /notes.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        responses = read_responses(sock, 4)
+        assert [r.status for r in responses] == [200, 405, 405, 200]
+        for response in responses[1:3]:
+            assert response.headers["allow"] == "GET, HEAD"
+            assert response.keep_alive and "connection" not in response.headers
+        assert responses[3].body == site[1]["/notes.txt"]
+        # a method cut across reads, where llhttp stops at once ("F") or later ("BR")
+        for first, rest in ((b"F", b"OO"), (b"B", b"REW"), (b"PRO", b"PX")):
+            sock.sendall(first)
+            time.sleep(0.05)
+            sock.sendall(rest + b" /data.json HTTP/1.1\r\nHost: t\r\n\r\n")
+            (response,) = read_responses(sock, 1)
+            assert response.status == 405, first + rest
+        sock.sendall(b"GET /data.json HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_responses(sock, 1)[0].status == 200
+
+
+@pytest.mark.parametrize("raw", [
+    b"get /data.json HTTP/1.1\r\nHost: t\r\n\r\n",            # methods are case-sensitive
+    b"G\xc3\x89T /data.json HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"A" * 40 + b" /data.json HTTP/1.1\r\nHost: t\r\n\r\n",     # longer than any method
+])
+def test_what_is_not_a_method_is_400(served: ServerProcess, raw: bytes) -> None:
+    answer = exchange(served.address, raw)
+    assert status_of(answer) == 400
+    assert b"\r\nConnection: close\r\n" in answer
+
+
+def test_connect_is_refused_and_the_connection_closed(served: ServerProcess) -> None:
+    """What follows a CONNECT is tunnel data: the answer says Connection: close,
+    and nothing after it is read as a request."""
+    answer = exchange(served.address, b"CONNECT t:443 HTTP/1.1\r\nHost: t\r\n\r\n"
+                      b"GET /data.json HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert status_of(answer) == 405
+    head = answer.partition(b"\r\n\r\n")[0]
+    assert b"\r\nConnection: close" in head and b"\r\nAllow: GET, HEAD" in head
+    assert answer.count(b"HTTP/1.1 ") == 1
+
+
+def test_upgrade_is_ignored(served: ServerProcess, site: Site) -> None:
+    """No protocol is switched: a request with Upgrade is served as any other,
+    keep-alive and all, and the pipelined requests after it are answered."""
+    with socket.create_connection(served.address, timeout=10) as sock:
+        sock.sendall(b"GET /data.json HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: websocket\r\n\r\nGET /notes.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        first, second = read_responses(sock, 2)
+        assert (first.status, second.status) == (200, 200)
+        assert first.body == site[1]["/data.json"] and second.body == site[1]["/notes.txt"]
+        assert first.keep_alive and "connection" not in first.headers
+        sock.sendall(b"GET /data.json HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_responses(sock, 1)[0].status == 200
+
+
+def test_upgrade_with_a_body_is_answered_then_closed(served: ServerProcess) -> None:
+    """llhttp leaves the body of an upgrade request unread; rather than guess at
+    it, the answer says Connection: close and nothing after it is read."""
+    answer = exchange(served.address,
+                      b"GET /data.json HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                      b"Upgrade: websocket\r\nContent-Length: 5\r\n\r\nhello"
+                      b"GET /notes.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert status_of(answer) == 200
+    assert b"\r\nConnection: close" in answer.partition(b"\r\n\r\n")[0]
+    assert answer.count(b"HTTP/1.1 ") == 1
+
+
+def _recv_exactly(sock: socket.socket, size: int, timeout: float) -> bytes:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while len(data) < size:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        more = sock.recv(size - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def test_expect_100_continue_is_answered_at_once(served: ServerProcess, site: Site) -> None:
+    """RFC 9110 section 10.1.1: a server that will read the content answers
+    100 (Continue) as soon as the head is in, without waiting for the body."""
+    with socket.create_connection(served.address, timeout=10) as sock:
+        sock.sendall(b"GET /data.json HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: 5\r\n\r\n")
+        assert _recv_exactly(sock, 25, timeout=2) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        (response,) = read_responses(sock, 1)
+        assert response.status == 200 and response.body == site[1]["/data.json"]
+        sock.sendall(b"GET /notes.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_responses(sock, 1)[0].body == site[1]["/notes.txt"]
+
+
+@pytest.mark.parametrize("head, status", [
+    # an expectation the server cannot meet
+    (b"GET /data.json HTTP/1.1\r\nHost: t\r\nExpect: 200-ok\r\n\r\n", 417),
+    # requests that fail whatever their content: the final status at once
+    (b"POST /data.json HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+     b"Content-Length: 5\r\n\r\n", 405),
+    (b"GET /data.json HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+     b"Content-Length: 2000000\r\n\r\n", 413),
+])
+def test_expectation_gets_a_final_status_at_once(served: ServerProcess, head: bytes,
+                                                 status: int) -> None:
+    with socket.create_connection(served.address, timeout=10) as sock:
+        sock.sendall(head)  # and no body: the answer must not wait for it
+        sock.settimeout(2)
+        answer = sock.recv(65536)
+    assert status_of(answer) == status
+    assert b"\r\nConnection: close\r\n" in answer  # the body the client may still send is not read
+
+
+def test_expect_is_ignored_in_http10(served: ServerProcess, site: Site) -> None:
+    answer = exchange(served.address, b"GET /data.json HTTP/1.0\r\nExpect: 200-ok\r\n\r\n")
+    assert status_of(answer) == 200 and answer.endswith(site[1]["/data.json"])
+
+
+# -- the request target and Host ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/data.json/", "/sub/file.txt/", "/empty.txt/"])
+def test_file_with_a_trailing_slash_is_404(served: ServerProcess, path: str) -> None:
+    assert get(served.address, path).status == 404
+    assert get(served.address, path.rstrip("/")).status == 200  # and its cache is not confused
+
+
+@pytest.mark.parametrize("host", ["a b/c", "a/c", "a\\b", "t?x", "t#x", "u@t", "caf\u00e9"])
+def test_invalid_host_is_400(served: ServerProcess, host: str) -> None:
+    """RFC 9112 section 3.2: a Host with an invalid value is a 400."""
+    answer = exchange(served.address, b"GET /data.json HTTP/1.1\r\nHost: " + host.encode()
+                      + b"\r\n\r\n")
+    assert status_of(answer) == 400
+
+
+@pytest.mark.parametrize("host", ["t", "127.0.0.1:28333", "[::1]:80", "xn--caf-dma.example",
+                                  "a_b.example", ""])
+def test_valid_hosts_are_served(served: ServerProcess, host: str) -> None:
+    answer = exchange(served.address, b"GET /data.json HTTP/1.1\r\nHost: " + host.encode()
+                      + b"\r\n\r\n")
+    assert status_of(answer) == 200
+
+
+def test_long_path_segment_is_404_long_target_414(served: ServerProcess) -> None:
+    """A name longer than the file system allows is a file that is not there
+    (404, as nginx); 414 is for a request target over the 8 KiB limit."""
+    assert get(served.address, "/" + "a" * 5000).status == 404
+    assert get(served.address, "/sub/" + "b" * 300 + ".txt").status == 404
+    answer = exchange(served.address, b"GET /" + b"a/" * 4500 + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert status_of(answer) == 414
+
+
 # -- conditional requests ---------------------------------------------------------------
 
 
@@ -124,6 +284,31 @@ def test_if_none_match(served: ServerProcess, path: str) -> None:
         assert response.body == b""
         assert response.headers["etag"] == etag
     assert get(served.address, path, ['If-None-Match: "other"']).status == 200
+
+
+def test_if_none_match_on_several_lines_is_one_list(served: ServerProcess) -> None:
+    """RFC 9110 section 5.3: field lines of one name combine into one list, so
+    the entity tag on the first line counts as much as the one on the last."""
+    etag = get(served.address, "/notes.txt").headers["etag"]
+    response = get(served.address, "/notes.txt", [f"If-None-Match: {etag}",
+                                                 'If-None-Match: "other"'])
+    assert response.status == 304
+
+
+@pytest.mark.parametrize("path", ["/data.json", "/big.bin"])
+def test_304_has_validators_and_no_representation_metadata(served: ServerProcess,
+                                                           path: str) -> None:
+    """RFC 9110 section 15.4.5: a 304 carries the Date, ETag (and other fields)
+    a 200 would, but a sender SHOULD NOT generate representation metadata such
+    as Content-Type or Content-Length beyond those; nginx sends neither."""
+    full = get(served.address, path)
+    response = get(served.address, path, [f"If-None-Match: {full.headers['etag']}"])
+    assert response.status == 304
+    assert response.headers["etag"] == full.headers["etag"]
+    assert response.headers["last-modified"] == full.headers["last-modified"]
+    assert "date" in response.headers
+    assert "content-type" not in response.headers
+    assert "content-length" not in response.headers
 
 
 def test_if_modified_since(served: ServerProcess, site: Site) -> None:
@@ -193,6 +378,51 @@ def test_if_range(served: ServerProcess, site: Site) -> None:
     assert stale.status == 200 and stale.body == site[1]["/notes.txt"]
 
 
+@pytest.mark.parametrize("value", ['"stale", {etag}', '{etag}, "stale"', "W/{etag}", "*"])
+def test_if_range_is_one_strong_entity_tag(served: ServerProcess, site: Site,
+                                           value: str) -> None:
+    """RFC 9110 section 13.1.5: If-Range holds one entity tag (or a date), not a
+    list, compared strongly: a list, a weak tag or * never matches, and the whole
+    file is sent."""
+    etag = get(served.address, "/notes.txt").headers["etag"]
+    response = get(served.address, "/notes.txt",
+                   ["Range: bytes=0-3", "If-Range: " + value.format(etag=etag)])
+    assert response.status == 200 and response.body == site[1]["/notes.txt"]
+
+
+def test_suffix_range_of_an_empty_file_is_the_empty_file(served: ServerProcess) -> None:
+    """RFC 9110 section 14.1.2: "When a selected representation has zero length,
+    the only satisfiable form of range-spec in a GET request is a suffix-range
+    with a non-zero suffix-length."  So `bytes=-3` on an empty file is
+    satisfiable and must not get 416.  Its part is the whole (empty)
+    representation, which a 206 cannot describe: Content-Range's incl-range is
+    first-last, with at least one byte.  Section 14.2 lets a server ignore a
+    Range header, so the answer is 200 with the empty body, as nginx gives.
+    (`bytes=0-` is an int-range whose first-pos is not below the length: 416.)"""
+    response = get(served.address, "/empty.txt", ["Range: bytes=-3"])
+    assert response.status == 200
+    assert response.body == b"" and response.headers["content-length"] == "0"
+    assert "content-range" not in response.headers
+    assert get(served.address, "/empty.txt", ["Range: bytes=0-"]).status == 416
+
+
+@pytest.mark.parametrize("path", ["/notes.txt", "/big.bin"])
+@pytest.mark.parametrize("spec", ["bytes=" + "9" * 5000 + "-", "bytes=0-" + "9" * 5000,
+                                  "bytes=-" + "9" * 5000, "bytes=" + "1" * 19 + "-"])
+def test_range_numbers_of_any_length_are_416(served: ServerProcess, path: str,
+                                             spec: str) -> None:
+    """A number longer than any file offset is past the end (nginx: 416), never
+    a 500 from Python's limit on converting long digit strings."""
+    response = get(served.address, path, [f"Range: {spec}"])
+    assert response.status == 416
+    assert get(served.address, "/data.json").status == 200
+
+
+def test_range_numbers_with_many_leading_zeros(served: ServerProcess, site: Site) -> None:
+    response = get(served.address, "/notes.txt", ["Range: bytes=" + "0" * 5000 + "5-" + "0" * 5000 + "9"])
+    assert response.status == 206 and response.body == site[1]["/notes.txt"][5:10]
+
+
 # -- directories ----------------------------------------------------------------------------------
 
 
@@ -201,6 +431,30 @@ def test_directory_without_slash_redirects(served: ServerProcess) -> None:
     assert response.status == 301
     assert response.headers["location"] == "/sub/"
     assert get(served.address, "/sub?a=1").headers["location"] == "/sub/?a=1"
+
+
+@pytest.mark.parametrize("target", ["//evil.example", "///evil.example", "/%2e/evil.example",
+                                    "http://t//evil.example", "//evil.example?q=1"])
+def test_redirect_never_names_another_host(served: ServerProcess, target: str) -> None:
+    """A directory named like a host: "//evil.example/" in Location would be a
+    reference to another host (the bug of CVE-2021-28861 in http.server)."""
+    (served.directory / "evil.example").mkdir(exist_ok=True)
+    answer = exchange(served.address, f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    assert status_of(answer) == 301
+    location = re.search(rb"\r\nLocation: ([^\r]*)\r\n", answer)
+    assert location is not None
+    assert not location.group(1).startswith(b"//")
+    assert location.group(1) in (b"/evil.example/", b"/%2e/evil.example/", b"/evil.example/?q=1")
+
+
+def test_serves_the_root_directory(web_impl: str, site: Site) -> None:
+    """`--directory /`: every path is under "/", and the containment check knows it."""
+    with running_server(web_impl, Path("/"), "--quiet") as server:
+        path = urllib.parse.quote(str((site[0] / "data.json").resolve()))
+        response = get(server.address, path)
+        assert response.status == 200 and response.body == site[1]["/data.json"]
+        assert get(server.address, "/").status == 200  # the listing of /
+        assert get(server.address, path + "/../x").status == 400
 
 
 def test_directory_index_html(served: ServerProcess, site: Site) -> None:
@@ -220,6 +474,18 @@ def test_directory_listing_links_and_escapes(served: ServerProcess) -> None:
     assert b'<i>"x".txt' not in listing           # names are escaped in HTML
     assert b"&lt;i&gt;&quot;x&quot;.txt" in listing
     assert b'href="%3Ci%3E%22x%22.txt"' in listing  # and percent-encoded in links
+
+
+def test_listed_name_with_a_backslash_links_to_the_file(served: ServerProcess) -> None:
+    """A backslash is an ordinary character of a POSIX file name; the listing
+    percent-encodes it, and the link serves the file."""
+    (served.directory / "bs").mkdir(exist_ok=True)
+    (served.directory / "bs" / "a\\b.txt").write_bytes(b"backslash\n")
+    listing = get(served.address, "/bs/").body
+    href = re.search(rb'<a href="([^"]*)">a\\b\.txt</a>', listing)
+    assert href is not None and href.group(1) == b"a%5Cb.txt"
+    response = get(served.address, "/bs/" + href.group(1).decode())
+    assert response.status == 200 and response.body == b"backslash\n"
 
 
 # -- keep-alive, pipelining, HTTP/1.0 -------------------------------------------------------------
@@ -319,6 +585,23 @@ def test_access_log_in_common_log_format(web_impl: str, site: Site) -> None:
     assert entries[1] and entries[1].group(2) == "404"
     # control characters and quotes cannot forge log lines or fields
     assert "\x1b" not in "".join(lines)
+
+
+def test_access_log_of_failed_requests_names_the_method_seen(web_impl: str,
+                                                             site: Site) -> None:
+    with running_server(web_impl, site[0]) as server:
+        exchange(server.address, b"GET /bad HTTP/1.1\r\nHost: t\r\nNo colon\r\n\r\n")
+        exchange(server.address, b"HEAD /data.json HTTP/1.1\r\nHost: a b\r\n\r\n")
+        exchange(server.address, b"\x00\x01\x02 garbage\r\n\r\n")
+        exchange(server.address, b"FOO /pot HTTP/1.1\r\nHost: t\r\nX\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while server.log().count("\n") < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = server.log()
+    assert '"GET /bad HTTP/1.1" 400' in log, log
+    assert '"HEAD /data.json HTTP/1.1" 400' in log, log
+    assert '"- - HTTP/1.1" 400' in log, log  # no method: the request had none
+    assert '"FOO /pot HTTP/1.1" 400' in log, log
 
 
 def test_quiet_has_no_access_log(web_impl: str, site: Site) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -93,7 +94,7 @@ class ServerProcess:
     """``python -m fastsock.webserver`` in a subprocess on one implementation."""
 
     def __init__(self, impl: str, directory: Path, *args: str, port: int = 0,
-                 bind: Optional[str] = None) -> None:
+                 bind: Optional[str] = None, nofile: Optional[int] = None) -> None:
         self.impl = impl
         self.directory = directory
         self.log_file = tempfile.TemporaryFile()
@@ -102,8 +103,12 @@ class ServerProcess:
         if bind is not None:
             command += ["--bind", bind]
         env = dict(os.environ, FASTSOCK_NO_EXTENSIONS=IMPL_ENV[impl], PYTHONWARNINGS="error")
+
+        def limit_descriptors() -> None:  # runs in the child, before exec
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log_file,
-                                     env=env)
+                                     env=env, preexec_fn=limit_descriptors)
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], 30)
         line = self.proc.stdout.readline().decode() if ready else ""

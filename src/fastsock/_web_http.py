@@ -28,10 +28,11 @@ SERVER_NAME = f"fastsock/{fastsock.__version__}"
 _ALLOWED = "GET, HEAD"
 
 REASONS = {
-    200: "OK", 206: "Partial Content", 301: "Moved Permanently", 304: "Not Modified",
+    100: "Continue", 200: "OK", 206: "Partial Content", 301: "Moved Permanently", 304: "Not Modified",
     400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
     408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
-    416: "Range Not Satisfiable", 431: "Request Header Fields Too Large",
+    416: "Range Not Satisfiable", 417: "Expectation Failed",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
     505: "HTTP Version Not Supported",
 }
@@ -45,6 +46,10 @@ class Limits:
     max_header_bytes: int = 16384       # 431 beyond this (request line included)
     max_headers: int = 100              # 431 beyond this many header fields
     max_body: int = 1 << 20             # 413 beyond this (bodies are read and dropped)
+    max_empty_lines: int = 16           # 400 beyond this many empty lines before a request line
+    max_pipeline: int = 100             # requests parsed ahead of their answers, per connection
+    max_queued_bytes: int = 256 * 1024  # response bytes queued per connection before it stops
+                                        # answering (and reading) until the client reads
     max_connections: int = 1024         # per worker; beyond it new clients wait in the backlog
     idle_timeout: float = 30.0          # a keep-alive connection with nothing to do
     request_timeout: float = 10.0       # first byte of a request to its last (slowloris)
@@ -65,11 +70,29 @@ class Reject(Exception):
 
 # -- HTTP helpers -------------------------------------------------------------
 
-HOST, CONDITIONAL, CONTENT_LENGTH = 1, 2, 3
+HOST, CONDITIONAL, CONTENT_LENGTH, SPECIAL = 1, 2, 3, 4
 NOTABLE_HEADERS = {
     b"host": HOST, b"content-length": CONTENT_LENGTH, b"if-none-match": CONDITIONAL,
     b"if-modified-since": CONDITIONAL, b"range": CONDITIONAL, b"if-range": CONDITIONAL,
+    # looked at once the head is complete (Expect, and an Upgrade that llhttp acts on)
+    b"expect": SPECIAL, b"upgrade": SPECIAL,
 }
+
+# the characters of a Host value (RFC 9112 section 3.2: uri-host [ ":" port ], where a
+# uri-host is an IP literal in brackets, an IPv4 address or a reg-name)
+HOST_CHARS = (b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+              b"-._~!$&'()*+,;=:[]%")
+# the characters of a request method the server recognises as one (as nginx does:
+# upper-case letters, "_" and "-"); anything else where a method belongs is a 400
+METHOD_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-"
+MAX_METHOD = 32
+
+# an offset in a file can have up to 18 digits (2**63 has 19); a longer number (leading
+# zeros aside) is past the end of any file
+_MAX_DIGITS = 18
+
+# a backslash is an ordinary character of a file name where it separates nothing
+_BACKSLASH_SEPARATES = "\\" in (os.sep, os.altsep or "")
 
 
 class _DateCache:
@@ -101,25 +124,35 @@ def _parse_http_date(value: bytes) -> Optional[int]:
     return int(parsed.timestamp())
 
 
-def _etag_matches(header: bytes, etag: str, weak: bool) -> bool:
-    """``If-None-Match`` (weak comparison) or ``If-Range`` (strong) against ``etag``."""
+def _etag_matches(header: bytes, etag: str) -> bool:
+    """``If-None-Match`` (a list, ``*``, weak comparison) against ``etag``."""
     wanted = etag.encode("ascii")
     for candidate in header.split(b","):
         candidate = candidate.strip()
-        if candidate == b"*" and weak:
+        if candidate == b"*":
             return True
-        if weak and candidate.startswith(b"W/"):
+        if candidate.startswith(b"W/"):
             candidate = candidate[2:]
         if candidate == wanted:
             return True
     return False
 
 
+def _offset(digits: bytes) -> Optional[int]:
+    """A byte offset of a range, or None when it has more digits than any offset."""
+    if len(digits) > _MAX_DIGITS:
+        digits = digits.lstrip(b"0") or b"0"
+        if len(digits) > _MAX_DIGITS:
+            return None
+    return int(digits)
+
+
 def parse_range(header: bytes, size: int) -> Union[None, Tuple[int, int], str]:
     """One byte range of a ``Range`` header as (start, end inclusive).
 
     None means "ignore the header and send everything" (malformed, not bytes,
-    or several ranges); "unsatisfiable" means 416.
+    several ranges, or a suffix range of an empty file); "unsatisfiable" means 416.
+    A number too long for any file offset is unsatisfiable, as nginx has it.
     """
     unit, _, spec = header.partition(b"=")
     if unit.strip().lower() != b"bytes" or not spec:
@@ -136,12 +169,19 @@ def parse_range(header: bytes, size: int) -> Union[None, Tuple[int, int], str]:
     if first == b"":
         if last == b"":
             return None
-        suffix = int(last)
-        if suffix == 0 or size == 0:
+        suffix = _offset(last)
+        if suffix is None or suffix == 0:
             return "unsatisfiable"
+        if size == 0:
+            # RFC 9110 section 14.1.2: against an empty representation a suffix range
+            # is the one satisfiable form, but a 206 cannot describe its zero bytes
+            # (Content-Range has first-last); section 14.2 lets a server ignore Range
+            return None
         return (max(size - suffix, 0), size - 1)
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _offset(first)
+    end = _offset(last) if last else size - 1
+    if start is None or end is None:
+        return "unsatisfiable"
     if last and end < start:
         return None
     if start >= size:
@@ -227,6 +267,17 @@ def _stat_key(info: os.stat_result) -> Tuple[int, int, int]:
     return (info.st_mtime_ns, info.st_size, info.st_ino)
 
 
+# what a failed file system call answers; a name too long for the file system is
+# a file that is not there (414 is for a request target over the limit), and
+# running out of descriptors or memory is the server's moment, not the
+# client's fault: 503 with Retry-After
+_ERRNO_STATUS = {
+    errno.ENOENT: 404, errno.ENOTDIR: 404, errno.EACCES: 403, errno.EPERM: 403,
+    errno.ELOOP: 404, errno.ENAMETOOLONG: 404, errno.EISDIR: 403,
+    errno.EMFILE: 503, errno.ENFILE: 503, errno.ENOMEM: 503, errno.ENOBUFS: 503,
+}
+
+
 class Exchange(Protocol):
     """A connection as responses see it: where they are queued, in order."""
 
@@ -287,6 +338,8 @@ class Site:
         self.root = os.path.realpath(directory)
         if not os.path.isdir(self.root):
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", directory)
+        # what every path under the root starts with ("/" itself ends with the separator)
+        self.inside = self.root if self.root.endswith(os.sep) else self.root + os.sep
         self.limits = limits
         self.log = log
         self.cache: Dict[bytes, _CachedFile] = {}
@@ -303,8 +356,10 @@ class Site:
             return
         head_only = method == b"HEAD"
         if method != b"GET" and not head_only:
-            self.respond_error(conn, 405, method, target, version, keep_alive,
-                               extra=f"Allow: {_ALLOWED}\r\n")
+            # every other method, known or not, as nginx answers for static files; what
+            # follows a CONNECT is tunnel data, so the connection closes after it
+            self.respond_error(conn, 405, method, target, version,
+                               keep_alive and method != b"CONNECT")
             return
         path, _, query = target.partition(b"?")
         entry = self.cache.get(path)
@@ -333,15 +388,14 @@ class Site:
         except Reject as exc:
             self.respond_error(conn, exc.status, method, target, version, keep_alive)
         except OSError as exc:
-            status = {errno.ENOENT: 404, errno.ENOTDIR: 404, errno.EACCES: 403,
-                      errno.EPERM: 403, errno.ELOOP: 404, errno.ENAMETOOLONG: 414,
-                      errno.EISDIR: 403}.get(exc.errno or 0, 500)
+            status = _ERRNO_STATUS.get(exc.errno or 0, 500)
             if status == 500:
                 self.log.note(f"{exc!r} serving {target!r}")
             self.respond_error(conn, status, method, target, version, keep_alive)
 
-    def _resolve(self, path: bytes) -> str:
-        """The file system path for a request path, or Reject/OSError."""
+    def _resolve(self, path: bytes) -> Tuple[str, bytes]:
+        """The file system path for a request path and the path in origin form
+        (``http://host/x`` is ``/x``), or Reject/OSError."""
         if not path.startswith(b"/"):
             if path == b"*":
                 raise Reject(400)
@@ -351,11 +405,13 @@ class Site:
                 raise Reject(400) from None
             if not path.startswith(b"/"):
                 raise Reject(400)
+        if b"\\" in path:
+            raise Reject(400)  # not a character of a URI path
         lowered = path.lower()
-        if b"%2f" in lowered or b"%5c" in lowered or b"%00" in lowered:
+        if b"%2f" in lowered or b"%00" in lowered or (_BACKSLASH_SEPARATES and b"%5c" in lowered):
             raise Reject(400)  # an encoded separator or NUL never names a file here
         decoded = urllib.parse.unquote_to_bytes(path)
-        if b"\0" in decoded or b"\\" in decoded:
+        if b"\0" in decoded or (_BACKSLASH_SEPARATES and b"\\" in decoded):
             raise Reject(400)
         parts = []
         for segment in decoded.split(b"/"):
@@ -366,17 +422,19 @@ class Site:
             parts.append(os.fsdecode(segment))
         candidate = os.path.join(self.root, *parts)
         real = os.path.realpath(candidate)
-        if real != self.root and not real.startswith(self.root + os.sep):
+        if real != self.root and not real.startswith(self.inside):
             raise Reject(403)  # a symlink that leads outside the served directory
-        return real
+        return real, path
 
     def _serve_path(self, conn: Exchange, method: bytes, path: bytes, query: bytes,
                     headers: List[Tuple[bytes, bytes]], keep_alive: bool, version: str) -> None:
-        real = self._resolve(path)
+        real, origin = self._resolve(path)
         info = os.stat(real)
         if stat.S_ISDIR(info.st_mode):
             if not path.endswith(b"/"):
-                location = path + b"/" + (b"?" + query if query else b"")
+                # "//host/" would name another host (a scheme-relative reference), so
+                # the redirect starts with one slash however many the request had
+                location = b"/" + origin.lstrip(b"/") + b"/" + (b"?" + query if query else b"")
                 self.respond_error(conn, 301, method, path, version, keep_alive,
                                    extra=f"Location: {location.decode('latin-1')}\r\n")
                 return
@@ -393,6 +451,8 @@ class Site:
             return
         if not stat.S_ISREG(info.st_mode):
             raise Reject(403)  # never open a FIFO, socket or device
+        if path.endswith(b"/"):
+            raise Reject(404)  # a file is not a directory ("/file.txt/")
         self._send_file(conn, method, path, real, headers, keep_alive, version)
 
     def _send_file(self, conn: Exchange, method: bytes, target: bytes, real: str,
@@ -415,12 +475,18 @@ class Site:
                 self._cache(target, entry)
             etag = f'"{key[0]:x}-{key[1]:x}"'
             last_modified = _http_date(mtime)
-            request = {name.lower(): value for name, value in headers}
+            # a field sent on several lines is one comma-separated list (RFC 9110
+            # section 5.3); for a field that is not a list, the result is invalid and ignored
+            request: Dict[bytes, bytes] = {}
+            for name, value in headers:
+                name = name.lower()
+                seen = request.get(name)
+                request[name] = value if seen is None else seen + b", " + value
             status = 200
             start, length = 0, size
             inm = request.get(b"if-none-match")
             if inm is not None:
-                if _etag_matches(inm, etag, weak=True):
+                if _etag_matches(inm, etag):
                     status = 304
             else:
                 ims = request.get(b"if-modified-since")
@@ -434,8 +500,12 @@ class Site:
                 if_range = request.get(b"if-range")
                 honour = True
                 if if_range is not None:
+                    # one strong entity tag (a list, or a weak tag, never matches) or a date
+                    if_range = if_range.strip()
                     if if_range.startswith(b'"'):
-                        honour = _etag_matches(if_range, etag, weak=False)
+                        honour = if_range == etag.encode("ascii")
+                    elif if_range.startswith(b"W/"):
+                        honour = False
                     else:
                         honour = _parse_http_date(if_range) == mtime
                 wanted = parse_range(range_header, size) if honour else None
@@ -447,11 +517,16 @@ class Site:
                     status = 206
                     start, length = wanted[0], wanted[1] - wanted[0] + 1
                     extra = f"Content-Range: bytes {wanted[0]}-{wanted[1]}/{size}\r\n"
-            head = self._head(status, keep_alive, version,
-                              f"Content-Type: {_content_type(real)}\r\n"
-                              f"Last-Modified: {last_modified}\r\n"
-                              f"ETag: {etag}\r\nAccept-Ranges: bytes\r\n" + extra,
-                              length if status != 304 else None)
+            if status == 304:
+                # RFC 9110 section 15.4.5: the validators, and no representation
+                # metadata (Content-Type, Content-Length) besides (nginx's fields too)
+                head = self._head(304, keep_alive, version,
+                                  f"Last-Modified: {last_modified}\r\nETag: {etag}\r\n", None)
+            else:
+                head = self._head(status, keep_alive, version,
+                                  f"Content-Type: {_content_type(real)}\r\n"
+                                  f"Last-Modified: {last_modified}\r\n"
+                                  f"ETag: {etag}\r\nAccept-Ranges: bytes\r\n" + extra, length)
             conn.out.append(head)
             conn.out_bytes += len(head)
             sent = 0
@@ -531,6 +606,10 @@ class Site:
     def respond_error(self, conn: Exchange, status: int, method: bytes, target: bytes,
                       version: str, keep_alive: bool, extra: str = "") -> None:
         reason = REASONS[status]
+        if status == 405:
+            extra += f"Allow: {_ALLOWED}\r\n"
+        elif status == 503:
+            extra += "Retry-After: 1\r\n"
         body = (f"<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>"
                 f"<body><h1>{status} {reason}</h1></body></html>\n").encode("ascii")
         if status >= 400 and status not in (404, 403, 405, 416):

@@ -16,17 +16,26 @@ import signal
 import socket as _stdlib
 import time
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Sequence, TextIO, Tuple, cast
+from typing import Any, Deque, Dict, List, Optional, Sequence, TextIO, Tuple, Union, cast
 
 import fastsock
 
-from ._web_http import (CONDITIONAL, HOST, NOTABLE_HEADERS, FileBody, Limits, Output, Reject,
-                        ServerLog, Site)
+from ._web_http import (CONDITIONAL, HOST, HOST_CHARS, MAX_METHOD, METHOD_CHARS,
+                        NOTABLE_HEADERS, SPECIAL, FileBody, Limits, Output, Reject, ServerLog,
+                        Site)
 from ._web_parser import require_httptools
 
 _READ_SIZE = 65536
+_SLICE = 8192             # bytes fed to the parser at a time (a read can bring 64 KiB)
 _MAX_IOV = 64            # buffers per send_buffers call
-_JOIN_LIMIT = 256 * 1024  # queued bytes up to which responses are joined into one send
+_JOIN_LIMIT = 512 * 1024  # queued bytes up to which responses are joined into one send
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# a request parsed while the connection's queue was full: (method, target,
+# headers, keep_alive, version); an interim response (bytes); or a failure that
+# ends the connection: (None, status, method, target)
+Pending = Union[Tuple[bytes, bytes, List[Tuple[bytes, bytes]], bool, str],
+                Tuple[None, int, bytes, bytes], bytes]
 
 
 # -- one connection -----------------------------------------------------------
@@ -35,8 +44,10 @@ _JOIN_LIMIT = 256 * 1024  # queued bytes up to which responses are joined into o
 class _Connection:
     """A client: its socket, its parser and what is still to be sent.
 
-    The parser calls the ``on_*`` methods; a completed request is answered at
-    once and its response queued, so responses stay in request order.
+    The parser calls the ``on_*`` methods.  A completed request is answered at
+    once and its response queued, so responses stay in request order; while
+    the queue holds a file or ``max_queued_bytes``, requests wait in
+    ``pending`` instead, and the server reads nothing more from the client.
     """
 
     def __init__(self, server: "Server", sock: Any, peer: str, now: float) -> None:
@@ -47,26 +58,46 @@ class _Connection:
         self.parser = server._httptools.HttpRequestParser(self)
         self.out: Deque[Output] = deque()
         self.out_bytes = 0              # bytes queued in out, files not counted
-        self.files = 0                  # file bodies queued in out
+        self.files = 0                  # file bodies queued in out (one at most)
+        self.queue_limit = server.limits.max_queued_bytes
+        self.pending: Deque[Pending] = deque()  # parsed, waiting for room in out
+        self.unparsed = b""             # input not yet fed to the parser (a backlog)
+        self.stash = b""                # the start of an unknown method, waiting for the rest
+        self.method_head = b""          # a method's start that an earlier read ended in
+        self.method_override: Optional[bytes] = None  # the unknown method of this request
         self.writing = False            # registered for writability instead of reads
         self.close_after_flush = False  # a response said "Connection: close"
+        self.must_close = False         # the next response says "Connection: close"
         self.eof = False                # the client will send nothing more
+        self.closed = False
         self.lingering_until = 0.0      # > 0: write side shut, discarding input
         self.last_progress = now
         self.request_started = 0.0      # > 0 while a request is being received
+        self.blank_since = 0.0          # > 0: empty lines arrived, and no request yet
+        self.empty_lines = 0
         self.in_head = False
-        self.head_bytes = 0
+        self.head_bytes = 0             # the head's fields as the parser reported them
+        self.head_raw = 0               # bytes fed since the head began (an upper bound)
         self.url = b""
         self.headers: List[Tuple[bytes, bytes]] = []
         self.hosts = 0
         self.conditional = False        # a header that can change the answer to a GET
+        self.special = False            # Expect or Upgrade: looked at when the head ends
         self.body_bytes = 0
 
     # parser callbacks
     def on_message_begin(self) -> None:
-        self.request_started = self.server.now
+        blank = self.blank_since
+        if blank:
+            # the empty lines before the request line count toward its timeout
+            self.request_started = blank
+            self.blank_since = 0.0
+            self.empty_lines = 0
+        else:
+            self.request_started = self.server.now
         self.in_head = True
         self.head_bytes = 0
+        self.head_raw = 0
         self.url = b""
         self.headers = []
         self.hosts = 0
@@ -90,14 +121,58 @@ class _Connection:
         if kind is not None:
             if kind == HOST:
                 self.hosts += 1
+                if value.translate(None, HOST_CHARS):
+                    raise Reject(400)  # RFC 9112 section 3.2: an invalid Host is a 400
             elif kind == CONDITIONAL:
                 self.conditional = True
-            elif value.strip().isdigit() and int(value) > limits.max_body:
-                # refuse an oversized body before it arrives (llhttp checks the syntax)
-                raise Reject(413)
+            elif kind == SPECIAL:
+                self.special = True
+            else:
+                # refuse an oversized body before it arrives (llhttp checks the syntax
+                # and that the number fits in 64 bits)
+                length = value.strip().lstrip(b"0")
+                if length.isdigit() and (len(length) > 18 or int(length) > limits.max_body):
+                    raise Reject(413)
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        if self.special:
+            self._special_headers()
+
+    def _special_headers(self) -> None:
+        """Expect and Upgrade, once the head is complete."""
+        self.special = False
+        expect: Optional[bytes] = None
+        body = False
+        for name, value in self.headers:
+            name = name.lower()
+            if name == b"expect":
+                expect = value if expect is None else expect + b", " + value
+            elif name == b"transfer-encoding":
+                body = True
+            elif name == b"content-length":
+                body = body or bool(value.strip().lstrip(b"0"))
+        parser = self.parser
+        if body and parser.should_upgrade():
+            # llhttp leaves the body of an upgrade request unread, as the start of
+            # the other protocol; the server switches to none, so the request is
+            # answered, with Connection: close, and nothing after it is read
+            self.must_close = True
+        if expect is None or parser.get_http_version() != "1.1":
+            return  # RFC 9110 section 10.1.1: HTTP/1.0 ignores Expect
+        if expect.strip().lower() != b"100-continue":
+            raise Reject(417)
+        if not body:
+            return  # no content to wait for, no 100 to send
+        method = self.method_override or parser.get_method()
+        if method != b"GET" and method != b"HEAD":
+            raise Reject(405)  # the final status, at once: the request fails anyway
+        # the client waits for this before it sends the body
+        if self.pending:
+            self.pending.append(_CONTINUE)
+        else:
+            self.out.append(_CONTINUE)
+            self.out_bytes += len(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
@@ -112,12 +187,30 @@ class _Connection:
             raise Reject(400)  # RFC 9112: exactly one Host in an HTTP/1.1 request
         server = self.server
         server.requests_served += 1
+        method = self.method_override
+        if method is None:
+            method = parser.get_method()
+        else:
+            self.method_override = None
         # a server that is stopping closes each connection after its response
-        server.site.answer(self, parser.get_method(), self.url, self.headers,
-                           parser.should_keep_alive() and not server.stopping, version)
+        keep_alive = parser.should_keep_alive() and not self.must_close
+        if self.pending or self.files or self.out_bytes >= self.queue_limit:
+            self.pending.append((method, self.url, self.headers, keep_alive, version))
+        else:
+            server.site.answer(self, method, self.url, self.headers, keep_alive, version)
 
 
 # -- readiness and the server -------------------------------------------------
+
+
+class _RequestCounter:
+    """Counts the requests a parser completes (to find where one ends)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_message_complete(self) -> None:
+        self.count += 1
 
 
 class _Poller:
@@ -262,8 +355,8 @@ class Server:
                 self.listener.close()
                 self.listener = None
             for conn in list(self.conns.values()):
-                conn.close_after_flush = True
-                if not conn.out and conn.request_started == 0.0:
+                conn.must_close = True  # the responses still to come say Connection: close
+                if not (conn.out or conn.pending or conn.unparsed or conn.request_started):
                     self._close(conn)
         if now >= self.stop_deadline:
             return False
@@ -344,51 +437,236 @@ class Server:
             return
         if not data:
             conn.eof = True
-            if conn.out:
-                conn.close_after_flush = True
-                self._want_write(conn)
+            if conn.out or conn.pending or conn.unparsed:
+                self._flush(conn)  # what was asked is still answered
             else:
                 self._close(conn)
             return
-        try:
-            conn.parser.feed_data(data)
-        except self._httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            status = cause.status if isinstance(cause, Reject) else 500
-            if status == 500:
-                self.log.note(f"internal error: {cause!r}")
-            self._fail(conn, status)
-            return
-        except self._httptools.HttpParserUpgrade:
-            # no protocol switching here: what was asked before is answered,
-            # then the connection closes
-            conn.close_after_flush = True
-        except self._httptools.HttpParserError as exc:
-            self._fail(conn, 505 if str(exc) == "Invalid HTTP version" else 400)
-            return
-        if conn.in_head:
-            # a header still arriving: httptools holds it until it ends, so
-            # bound what one unfinished head may take (pipelined data before
-            # it counts too, which only makes the bound a little stricter)
-            conn.head_bytes += len(data)
-            if conn.head_bytes > 2 * self.limits.max_header_bytes:
-                self._fail(conn, 431)
-                return
-        if conn.out:
+        if conn.stash:
+            data = conn.stash + data
+            conn.stash = b""
+        self._feed(conn, data)
+        if not (conn.request_started or conn.out or conn.pending or conn.stash or conn.closed):
+            # nothing started and nothing to answer: the read was empty lines
+            self._empty_lines(conn, data)
+        if conn.out or conn.pending:
             self._flush(conn)
 
-    def _fail(self, conn: _Connection, status: int) -> None:
-        """Answer a request that could not be parsed, then close."""
+    def _feed(self, conn: _Connection, data: Any) -> None:
+        """Parse ``data``; requests it completes are answered or wait in ``pending``.
+
+        The parser gets at most ``_SLICE`` bytes at a time, cut after the end of a
+        head where there is one, so that a pipeline stops being parsed once
+        ``max_pipeline`` requests wait (the rest stays in ``unparsed``), and so
+        that an unfinished head is measured without the requests before it.
+        """
+        httptools = self._httptools
+        size = len(data)
+        view = memoryview(data) if size > _SLICE else data
+        pos = 0
+        prefix = b""  # a placeholder method, fed before the slice
+        served_before, started_before = self.requests_served, conn.request_started
+        while pos < size:
+            end = size
+            if size - pos > _SLICE:
+                cut = data.rfind(b"\r\n\r\n", pos, pos + _SLICE)
+                end = cut + 4 if cut >= pos else pos + _SLICE
+            piece: Any
+            if prefix:
+                piece = prefix + bytes(view[pos:end])
+            else:
+                piece = view[pos:end] if pos or end != size else data
+            served, mid = self.requests_served, conn.request_started
+            try:
+                conn.parser.feed_data(piece)
+            except httptools.HttpParserCallbackError as exc:
+                cause = exc.__context__
+                status = cause.status if isinstance(cause, Reject) else 500
+                if status == 500:
+                    self.log.note(f"internal error: {cause!r}")
+                self._fail(conn, status)
+                return
+            except httptools.HttpParserUpgrade as exc:
+                # llhttp stops after a request with Upgrade (and Connection: upgrade)
+                # or a CONNECT: no protocol is switched, so an Upgrade request was
+                # served as any other and the requests after it are read as HTTP;
+                # after a CONNECT (or an upgrade request with a body) nothing is
+                if conn.must_close or conn.parser.get_method() == b"CONNECT":
+                    conn.must_close = True
+                    conn.unparsed = b""
+                    return
+                pos += exc.args[0] - len(prefix)
+                prefix = b""
+                continue
+            except httptools.HttpParserInvalidMethodError:
+                pos, prefix = self._unknown_method(conn, data, pos, end, served, mid, prefix)
+                if pos < 0:
+                    return
+                continue
+            except httptools.HttpParserError as exc:
+                self._fail(conn, 505 if str(exc) == "Invalid HTTP version" else 400)
+                return
+            if conn.in_head:
+                # a header still arriving: httptools holds it until it ends, so
+                # bound what one unfinished head may take (the slice it began in
+                # counts whole, which makes the bound at most _SLICE stricter)
+                conn.head_raw += end - pos
+                if conn.head_raw > 2 * self.limits.max_header_bytes:
+                    self._fail(conn, 431)
+                    return
+            pos = end
+            prefix = b""
+            if pos < size and len(conn.pending) >= self.limits.max_pipeline:
+                conn.unparsed = bytes(view[pos:])  # parsed once the answers catch up
+                return
+        if conn.request_started and not conn.url:
+            # the input ended inside a request's method: keep what of it is known,
+            # in case the rest makes a method llhttp does not know
+            head = b""
+            if self.requests_served == served_before:
+                head = conn.method_head + data if started_before else data.lstrip(b"\r\n")
+            conn.method_head = bytes(head) if len(head) <= MAX_METHOD else b""
+
+    def _unknown_method(self, conn: _Connection, data: Any, pos: int, end: int,
+                        served: int, mid: float, prefix: bytes) -> Tuple[int, bytes]:
+        """Recover from a method llhttp does not know, where the input allows.
+
+        The request that failed starts after the requests this slice (after
+        ``prefix``) completed; its method, if it is one (``METHOD_CHARS``), is
+        remembered, and the rest of the request goes to a new parser behind a
+        placeholder method, so its framing is read as for any request and it is
+        answered 405.  Returns where to go on feeding and the placeholder to
+        feed first, or -1 after answering 400.
+        """
+        completed = self.requests_served - served
+        start, known = -1, b""
+        if not mid:  # the slice began between requests: a parser can start there
+            skip = self._skip_requests(prefix + data[pos:end], completed)
+            start = pos + skip - len(prefix) if skip >= 0 else -1
+            size = len(data)
+            while 0 <= start < size and data[start] in (13, 10):
+                start += 1  # the empty lines a request line may follow
+        elif not completed and not conn.url and conn.method_head and pos == 0:
+            start, known = 0, conn.method_head  # the method began in the read before
+        if start < 0:
+            # the slice began inside a request, and where the failed one starts is unknown
+            self._fail(conn, 400)
+            return -1, b""
+        size = len(data)
+        space = data.find(b" ", start, start + MAX_METHOD + 1)
+        method = known + (data[start:space] if space >= 0 else data[start:])
+        if not method or len(method) > MAX_METHOD or method.translate(None, METHOD_CHARS):
+            self._fail(conn, 400)
+            return -1, b""
+        conn.parser = self._httptools.HttpRequestParser(conn)
+        # between requests again, with the failed one's time still running
+        conn.blank_since = conn.request_started or self.now
+        conn.request_started = 0.0
+        if space < 0:
+            # the method goes on in the next read: keep its start for then
+            conn.stash = bytes(method)
+            return size, b""
+        conn.method_override = bytes(method)
+        return space, b"GET"  # a method llhttp knows, in its place
+
+    def _skip_requests(self, data: Any, count: int) -> int:
+        """The offset just past the first ``count`` requests in ``data`` (which
+        starts between two requests), or -1 if it holds fewer."""
+        if count == 0:
+            return 0
+        low, high = 1, len(data)
+        while low < high:
+            middle = (low + high) // 2
+            if self._count_requests(data[:middle]) >= count:
+                high = middle
+            else:
+                low = middle + 1
+        return low if self._count_requests(data[:low]) >= count else -1
+
+    def _count_requests(self, data: Any) -> int:
+        counter = _RequestCounter()
+        parser = self._httptools.HttpRequestParser(counter)
+        try:
+            parser.feed_data(data)
+        except self._httptools.HttpParserError:
+            pass
+        return counter.count
+
+    def _empty_lines(self, conn: _Connection, data: bytes) -> None:
+        """Empty lines before a request line: RFC 9112 section 2.2 has a server
+        ignore some, so they are allowed, a few, and their time counts."""
+        if not conn.blank_since:
+            conn.blank_since = self.now
+        conn.empty_lines += data.count(b"\n") or 1
+        if conn.empty_lines > self.limits.max_empty_lines:
+            self._fail(conn, 400, begun=False)
+
+    def _fail(self, conn: _Connection, status: int, begun: bool = True) -> None:
+        """Queue the answer to a request that could not be parsed (after the
+        answers to the requests before it), which closes the connection;
+        ``begun`` is False when no request had started.  The caller flushes."""
+        conn.unparsed = conn.stash = b""
         if conn.close_after_flush or conn.lingering_until:
-            self._flush(conn)
-            return
-        self.site.respond_error(conn, status, b"-", conn.url or b"-", "1.1", keep_alive=False)
-        self._flush(conn)
+            return  # closing already
+        method = target = b"-"
+        if begun and conn.url:
+            # the request line got as far as the target: the method is known
+            method = conn.method_override or conn.parser.get_method()
+            target = conn.url
+        if conn.pending:
+            conn.pending.append((None, status, method, target))
+        else:
+            self.site.respond_error(conn, status, method, target, "1.1", keep_alive=False)
 
     # -- writing ------------------------------------------------------------------
 
     def _flush(self, conn: _Connection) -> None:
-        """Send what is queued; wait for writability if the socket is full."""
+        """Send what is queued, answering waiting requests as room frees up; wait
+        for writability if the socket is full."""
+        while True:
+            if conn.out and not self._send(conn):
+                return  # the socket is full (or the connection closed)
+            if not (conn.pending or conn.unparsed) or conn.closed:
+                break
+            self._refill(conn)
+            if not conn.out:
+                break
+        if conn.closed or conn.lingering_until:
+            return
+        # everything is out
+        if conn.close_after_flush or conn.eof or conn.must_close:
+            self._linger(conn)
+        elif conn.writing:
+            conn.writing = False
+            self.poller.modify(conn.fd, self.poller.READ)
+
+    def _refill(self, conn: _Connection) -> None:
+        """Answer waiting requests while the queue has room, then parse more input."""
+        pending = conn.pending
+        site = self.site
+        limit = conn.queue_limit
+        while pending and not conn.files and conn.out_bytes < limit:
+            item = pending.popleft()
+            if type(item) is bytes:  # an interim response
+                conn.out.append(item)
+                conn.out_bytes += len(item)
+            elif item[0] is None:  # a request that failed: answered, and the end
+                _, status, method, target = cast("Tuple[None, int, bytes, bytes]", item)
+                pending.clear()
+                if not conn.close_after_flush:
+                    site.respond_error(conn, status, method, target, "1.1", keep_alive=False)
+            else:
+                method, target, headers, keep_alive, version = cast(
+                    "Tuple[bytes, bytes, List[Tuple[bytes, bytes]], bool, str]", item)
+                site.answer(conn, method, target, headers, keep_alive and not conn.must_close,
+                            version)
+        if not pending and conn.unparsed:
+            data, conn.unparsed = conn.unparsed, b""
+            if not conn.close_after_flush:
+                self._feed(conn, data)
+
+    def _send(self, conn: _Connection) -> bool:
+        """Send what is queued: True once all of it is out."""
         out = conn.out
         sock = conn.sock
         try:
@@ -399,13 +677,13 @@ class Server:
                     if sent == 0:
                         # the file shrank under us: the promised length cannot be kept
                         self._close(conn)
-                        return
+                        return False
                     conn.last_progress = self.now
                     first.offset += sent
                     first.remaining -= sent
                     if first.remaining:
                         self._want_write(conn)
-                        return
+                        return False
                     first.file.close()
                     out.popleft()
                     conn.files -= 1
@@ -436,19 +714,14 @@ class Server:
                     else:
                         out[0] = memoryview(item)[sent:]
                         self._want_write(conn)
-                        return
+                        return False
         except (BlockingIOError, InterruptedError):
             self._want_write(conn)
-            return
+            return False
         except OSError:
             self._close(conn)
-            return
-        # everything is out
-        if conn.close_after_flush or conn.eof:
-            self._linger(conn)
-        elif conn.writing:
-            conn.writing = False
-            self.poller.modify(conn.fd, self.poller.READ)
+            return False
+        return True
 
     def _want_write(self, conn: _Connection) -> None:
         if not conn.writing:
@@ -482,10 +755,13 @@ class Server:
             self.poller.unregister(conn.fd)
         except (OSError, KeyError, ValueError):
             pass
+        conn.closed = True
         for item in conn.out:
             if type(item) is FileBody:
                 item.file.close()
         conn.out.clear()
+        conn.pending.clear()
+        conn.unparsed = conn.stash = b""
         conn.sock.close()
         if not self.accepting and not self.stopping and self.now >= self.accept_paused_until:
             self._start_accepting()
@@ -498,12 +774,19 @@ class Server:
             if conn.lingering_until:
                 if now >= conn.lingering_until:
                     self._close(conn)
-            elif conn.out:
+            elif conn.out or conn.pending:
                 if now - conn.last_progress > limits.send_timeout:
                     self._close(conn)
             elif conn.request_started:
                 if now - conn.request_started > limits.request_timeout:
                     self._fail(conn, 408)
+                    self._flush(conn)
+            elif conn.blank_since or conn.stash:
+                # empty lines (or a method's start) and no request: the same timeout
+                started = conn.blank_since or conn.last_progress
+                if now - started > limits.request_timeout:
+                    self._fail(conn, 408, begun=False)
+                    self._flush(conn)
             elif now - conn.last_progress > limits.idle_timeout:
                 self._close(conn)
         if (not self.accepting and not self.stopping and now >= self.accept_paused_until

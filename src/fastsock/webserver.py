@@ -10,8 +10,12 @@ brought in leave in one ``send_buffers`` call.  Larger files go out with
 
 Safe by default: it binds 127.0.0.1, refuses any path that leaves the served
 directory (``..``, percent-encoded dots or slashes, symlinks), limits the size
-of every part of a request, times out idle and slow clients, and answers
-every malformed request with a 4xx status and the connection closed.
+of every part of a request and the work one connection may queue (one open
+file, 256 KiB of responses, about 100 parsed requests; then it stops reading
+that client until it reads), times out idle and slow clients (empty lines
+before a request count), answers every malformed request with a 4xx status
+and the connection closed, and answers 503, never 500, when descriptors run
+out.
 SIGINT and SIGTERM stop it gracefully: it stops accepting, finishes the
 responses in flight, then exits.
 
