@@ -620,6 +620,17 @@ def test_max_time_spans_redirects(impl: str) -> None:
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+def test_too_many_redirects(impl: str) -> None:
+    requests: list[bytes] = []
+    with fake_server(_answering(requests, lambda r: _redirect(b"/again"))) as port:
+        endless = run_client(impl, "-L", f"http://127.0.0.1:{port}/")
+    assert endless.returncode == 47, endless.stderr
+    assert endless.stderr == (b"webclient: too many redirects, the last to "
+                              b"http://127.0.0.1:%d/again\n" % port)
+    assert len(requests) == 11
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 def test_max_time_is_per_url(impl: str) -> None:
     def slow(request: bytes) -> bytes:
         time.sleep(0.4)
@@ -706,3 +717,19 @@ def test_trailers_are_not_headers() -> None:
         response = client.get(f"http://127.0.0.1:{port}/", follow_redirects=3)
     assert (response.status, response.body) == (200, b"hello")
     assert response.header("location") is None and response.header("x-trailer") is None
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_started_without_stdout(impl: str, tmp_path: Path) -> None:
+    env = dict(os.environ, FASTSOCK_NO_EXTENSIONS=IMPL_ENV[impl], PYTHONWARNINGS="error")
+    with fake_server(_answering([], lambda r: _ok(b"body"))) as port:
+        def closed_stdout(*args: str) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run(["sh", "-c", 'exec "$0" "$@" >&-', sys.executable, "-m",
+                                   "fastsock.webclient", *args, f"http://127.0.0.1:{port}/"],
+                                  capture_output=True, timeout=60, env=env)
+        to_stdout = closed_stdout()
+        to_file = closed_stdout("-o", str(tmp_path / "out"))
+    assert to_stdout.returncode == 23
+    assert to_stdout.stderr == b"webclient: cannot write the output: stdout is closed\n"
+    assert to_file.returncode == 0, to_file.stderr
+    assert (tmp_path / "out").read_bytes() == b"body"

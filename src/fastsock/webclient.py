@@ -16,8 +16,8 @@ As a library::
 Exit status (curl's numbers): 0 success, 1 a redirect to another scheme, 2
 usage, 3 a redirect to a malformed URL, 6 host not found, 7 cannot connect, 8
 malformed response, 18 body cut short, 22 HTTP status >= 400 with ``--fail``,
-23 cannot write the output, 28 timed out.  Errors are one line on stderr,
-never a traceback.
+23 cannot write the output, 28 timed out, 47 too many redirects.  Errors are
+one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -99,6 +99,10 @@ class WriteFailed(ClientError):
 
 class RequestTimedOut(ClientError):
     exit_status = 28
+
+
+class TooManyRedirects(ClientError):
+    exit_status = 47
 
 
 def check_header(name: str, value: str) -> None:
@@ -617,7 +621,7 @@ class Client:
             if not redirected:
                 return response
             if hops_left == 0:
-                raise ClientError(f"too many redirects, the last to {target.url}")
+                raise TooManyRedirects(f"too many redirects, the last to {target.url}")
             hops_left -= 1
             target = self._redirect(target, response.header("location") or "/")
             if response.status == 303 and method != "HEAD":
@@ -759,6 +763,17 @@ class _OutputFile:
             self.temporary = None
 
 
+class _ClosedStdout:
+    """Stands for the stdout of a program started without one: writing to it
+    fails as writing to a closed pipe does (exit 23), and nothing else does."""
+
+    def write(self, data: bytes) -> int:
+        raise WriteFailed("cannot write the output: stdout is closed")
+
+    def flush(self) -> None:
+        pass
+
+
 def _seconds(text: str) -> float:
     """argparse's type for --timeout and --max-time."""
     try:
@@ -822,7 +837,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         epilog="Exit status: 0 ok, 1 redirect to another scheme, 2 usage error, 3 redirect "
                "to a malformed URL, 6 host not found, 7 cannot connect, 8 malformed "
                "response, 18 body cut short, 22 HTTP error with --fail, 23 write error, "
-               "28 timeout.")
+               "28 timeout, 47 too many redirects.")
     parser.add_argument("words", nargs="*", metavar="HOST PORT [PATH ...] | URL [URL ...]")
     parser.add_argument("-I", "--head", action="store_true", help="send HEAD, show the headers")
     parser.add_argument("-i", "--include", action="store_true",
@@ -850,13 +865,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     extra = _header_pairs(parser, args.header)
     require_httptools()
 
-    stdout = sys.stdout.buffer
+    stdout: Any = sys.stdout.buffer if sys.stdout is not None else _ClosedStdout()
     output: Optional[_OutputFile] = None
     status = 0
     try:
         if args.output:
             output = _OutputFile(args.output)
-        body_out: BinaryIO = output.file if output is not None else stdout
+        body_out: Any = output.file if output is not None else stdout
         method = "HEAD" if args.head else "GET"
         with Client(timeout=args.timeout, headers=extra, max_time=args.max_time) as client:
             for target in targets:
