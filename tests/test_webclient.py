@@ -472,7 +472,8 @@ def test_bad_input_is_a_usage_error(impl: str, args: list[str], message: bytes) 
 def test_request_targets_are_percent_encoded(impl: str) -> None:
     requests: list[bytes] = []
     with fake_server(_answering(requests, lambda r: _ok())) as port:
-        by_url = run_client(impl, f"http://127.0.0.1:{port}/caf\u00e9/\u65e5\u672c a\x0bb?q=\u00fc x%zz#frag")
+        by_url = run_client(
+            impl, f"http://127.0.0.1:{port}/caf\u00e9/\u65e5\u672c a\x0bb?q=\u00fc x%zz#frag")
         by_path = run_client(impl, "127.0.0.1", str(port), "/caf\u00e9 menu.txt", "/100%")
     assert by_url.returncode == by_path.returncode == 0, (by_url.stderr, by_path.stderr)
     assert [r.split(b"\r\n")[0] for r in requests] == [
@@ -598,6 +599,31 @@ def test_max_time_bounds_a_trickle(impl: str, where: str) -> None:
         elapsed = time.monotonic() - started
     assert result.returncode == 28, result.stderr
     assert result.stderr == b"webclient: the maximum time of 1 s ran out waiting for 127.0.0.1\n"
+    assert 1 <= elapsed < 4
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_max_time_bounds_connect(impl: str) -> None:
+    # a listener whose accept queue is full: the kernel drops further SYNs, so
+    # a connect waits (retrying) far longer than the maximum time
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        with contextlib.ExitStack() as fillers:
+            for _ in range(3):
+                filler = fillers.enter_context(socket.socket())
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect(("127.0.0.1", port))
+            time.sleep(0.1)
+            started = time.monotonic()
+            result = run_client(impl, "--timeout", "10", "--max-time", "1",
+                                f"http://127.0.0.1:{port}/", timeout=15)
+            elapsed = time.monotonic() - started
+    assert result.returncode == 28, result.stderr
+    assert result.stderr == (b"webclient: the maximum time of 1 s ran out connecting to "
+                             b"127.0.0.1 port %d\n" % port)
     assert 1 <= elapsed < 4
 
 
