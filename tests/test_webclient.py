@@ -352,3 +352,410 @@ def test_against_nginx(impl: str, site: Site) -> None:
             assert (part.status, part.body) == (206, site[1]["/big.bin"][10:20])
             redirect = client.get(f"http://{host}:{port}/sub", follow_redirects=3)
             assert redirect.status in (200, 403)  # nginx lists nothing without autoindex
+
+
+# -- hostile peers and bad input: bounded, one-line errors, nothing leaks ----------------------
+
+IMPLS = ["cython", "python"]
+
+
+def _header_values(request: bytes, name: bytes) -> list[bytes]:
+    """The values of header ``name`` (any case) in one raw request."""
+    lines = request.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+    return [line.partition(b":")[2].strip() for line in lines
+            if line.partition(b":")[0].strip().lower() == name.lower()]
+
+
+def _answering(requests: list[bytes], reply: Callable[[bytes], bytes]
+               ) -> Callable[[socket.socket], None]:
+    """Answers each request on a connection with ``reply(request)``, recording them,
+    until a reply says ``Connection: close``."""
+    def answer(conn: socket.socket) -> None:
+        while True:
+            request = _read_request(conn)
+            if not request:
+                return
+            requests.append(request)
+            response = reply(request)
+            conn.sendall(response)
+            if b"\r\nConnection: close\r\n" in response.partition(b"\r\n\r\n")[0] + b"\r\n":
+                return
+    return answer
+
+
+def _ok(body: bytes = b"ok") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def _redirect(location: bytes, status: int = 302, close: bool = False) -> bytes:
+    return (b"HTTP/1.1 %d Moved\r\nLocation: %s\r\nContent-Length: 0\r\n%s\r\n"
+            % (status, location, b"Connection: close\r\n" if close else b""))
+
+
+CREDENTIALS = ["-H", "Authorization: Bearer secret", "-H", "Cookie: session=secret",
+               "-H", "Proxy-Authorization: Basic c2VjcmV0", "-H", "X-Trace: kept"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("elsewhere", ["port", "host"])
+def test_redirect_to_another_origin_drops_credentials(impl: str, elsewhere: str) -> None:
+    landed: list[bytes] = []
+    first: list[bytes] = []
+    where: dict[str, str] = {}
+
+    def start(request: bytes) -> bytes:
+        if request.startswith(b"GET /landing"):
+            return _ok(b"landed")
+        # the scripted server answers one connection at a time: close this one
+        return _redirect(where["location"].encode(), close=True)
+
+    with fake_server(_answering(landed, lambda r: _ok(b"landed"))) as other_port, \
+            fake_server(_answering(first, start)) as port:
+        where["location"] = (f"http://127.0.0.1:{other_port}/landing" if elsewhere == "port"
+                             else f"http://localhost:{port}/landing")   # same port, other host
+        result = run_client(impl, "-L", *CREDENTIALS, "-H", "Host: origin.test",
+                            f"http://127.0.0.1:{port}/start")
+    assert (result.returncode, result.stdout) == (0, b"landed"), result.stderr
+    sent = landed if elsewhere == "port" else first[1:]
+    assert len(sent) == 1
+    assert _header_values(first[0], b"authorization") == [b"Bearer secret"]
+    assert _header_values(first[0], b"host") == [b"origin.test"]
+    for name in (b"authorization", b"cookie", b"proxy-authorization"):
+        assert _header_values(sent[0], name) == [], name
+    assert _header_values(sent[0], b"x-trace") == [b"kept"]
+    assert _header_values(sent[0], b"host") == [where["location"].split("/")[2].encode()]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_redirect_within_the_origin_keeps_credentials(impl: str) -> None:
+    requests: list[bytes] = []
+    with fake_server(_answering(requests, lambda r: _ok(b"landed") if r.startswith(b"GET /landing")
+                                else _redirect(b"/landing"))) as port:
+        result = run_client(impl, "-L", *CREDENTIALS, f"http://127.0.0.1:{port}/start")
+    assert (result.returncode, result.stdout) == (0, b"landed"), result.stderr
+    assert [r.split(b" ")[1] for r in requests] == [b"/start", b"/landing"]
+    for name, value in ((b"authorization", b"Bearer secret"), (b"cookie", b"session=secret"),
+                        (b"proxy-authorization", b"Basic c2VjcmV0"), (b"x-trace", b"kept")):
+        assert _header_values(requests[1], name) == [value], name
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("args, message", [
+    (["http://[::1"], b"bad URL 'http://[::1': Invalid IPv6 URL"),
+    ([f"http://{'a' * 64}.example/"], b"bad host name"),
+    (["http://bad host/"], b"bad host name 'bad host'"),
+    (["bad host", "80"], b"bad host name 'bad host'"),
+    (["http://127.0.0.1:0/"], b"port 0 is not a port to connect to"),
+    (["http://127.0.0.1:65536/"], b"bad URL"),
+    (["-H", "X-Name: caf\u00e9", "http://127.0.0.1/"], b"a header value is printable ASCII"),
+    (["-H", "X-Name: a\rEvil: 1", "http://127.0.0.1/"], b"a header value is printable ASCII"),
+    (["-H", "Bad Name: x", "http://127.0.0.1/"], b"a header name is a token"),
+    (["-H", "Content-Length: 5", "http://127.0.0.1/"], b"no Content-Length header"),
+    (["-H", "Host: a", "-H", "host: b", "http://127.0.0.1/"], b"one -H 'Host: ...' at most"),
+    (["--timeout", "nan", "http://127.0.0.1/"], b"--timeout: a number of seconds"),
+    (["--timeout", "inf", "http://127.0.0.1/"], b"--timeout: a number of seconds"),
+    (["--timeout", "-1", "http://127.0.0.1/"], b"--timeout: a number of seconds"),
+    (["--timeout", "0", "http://127.0.0.1/"], b"--timeout: a number of seconds"),
+    (["--timeout", "1e300", "http://127.0.0.1/"], b"--timeout: a number of seconds"),
+    (["--max-time", "nan", "http://127.0.0.1/"], b"--max-time: a number of seconds"),
+    (["-m", "-5", "http://127.0.0.1/"], b"-m/--max-time: a number of seconds"),
+])
+def test_bad_input_is_a_usage_error(impl: str, args: list[str], message: bytes) -> None:
+    result = run_client(impl, *args)
+    assert result.returncode == 2, result.stderr
+    assert b"Traceback" not in result.stderr
+    error = result.stderr.decode().splitlines()[-1].encode()   # after argparse's usage line
+    assert b": error: " in error and message in error, result.stderr
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_request_targets_are_percent_encoded(impl: str) -> None:
+    requests: list[bytes] = []
+    with fake_server(_answering(requests, lambda r: _ok())) as port:
+        by_url = run_client(
+            impl, f"http://127.0.0.1:{port}/caf\u00e9/\u65e5\u672c a\x0bb?q=\u00fc x%zz#frag")
+        by_path = run_client(impl, "127.0.0.1", str(port), "/caf\u00e9 menu.txt", "/100%")
+    assert by_url.returncode == by_path.returncode == 0, (by_url.stderr, by_path.stderr)
+    assert [r.split(b"\r\n")[0] for r in requests] == [
+        b"GET /caf%C3%A9/%E6%97%A5%E6%9C%AC%20a%0Bb?q=%C3%BC%20x%25zz HTTP/1.1",
+        b"GET /caf%C3%A9%20menu.txt HTTP/1.1",
+        b"GET /100%25 HTTP/1.1"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_location_is_percent_encoded(impl: str) -> None:
+    requests: list[bytes] = []
+    location = "/a b/\u00fc\u20ac\"<>`{}|\\^?x=1 2".encode()  # raw UTF-8, as servers send it
+    with fake_server(_answering(requests, lambda r: _redirect(location)
+                                if r.startswith(b"GET /start") else _ok(b"landed"))) as port:
+        result = run_client(impl, "-L", f"http://127.0.0.1:{port}/start")
+    assert (result.returncode, result.stdout) == (0, b"landed"), result.stderr
+    assert requests[1].split(b"\r\n")[0] == (
+        b"GET /a%20b/%C3%BC%E2%82%AC%22%3C%3E%60%7B%7D%7C%5C%5E?x=1%202 HTTP/1.1")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("location, message", [
+    (b"http://127.0.0.1:0/", b"port 0 is not a port to connect to"),
+    (b"http://[::1/", b"Invalid IPv6 URL"),
+    (b"http://" + b"a" * 64 + b".example/", b"bad host name"),
+])
+def test_redirect_to_a_bad_url(impl: str, location: bytes, message: bytes) -> None:
+    requests: list[bytes] = []
+    with fake_server(_answering(requests, lambda r: _redirect(location))) as port:
+        result = run_client(impl, "-L", f"http://127.0.0.1:{port}/")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith(b"webclient: the redirect goes to a bad URL")
+    assert message in result.stderr and result.stderr.count(b"\n") == 1
+    assert len(requests) == 1
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_header_options_replace_the_clients_own(impl: str) -> None:
+    requests: list[bytes] = []
+    with fake_server(_answering(requests, lambda r: _ok())) as port:
+        result = run_client(impl, "-H", "Host: example.test", "-H", "user-agent: probe/1",
+                            f"http://127.0.0.1:{port}/")
+    assert result.returncode == 0, result.stderr
+    assert _header_values(requests[0], b"host") == [b"example.test"]
+    assert _header_values(requests[0], b"user-agent") == [b"probe/1"]
+    assert _header_values(requests[0], b"accept") == [b"*/*"]
+    assert requests[0].split(b"\r\n")[1] == b"Host: example.test"   # Host comes first
+
+
+def _endless(start: bytes, filler: bytes) -> Callable[[socket.socket], None]:
+    """Sends ``start``, then ``filler`` over and over (for at most 15 s)."""
+    def answer(conn: socket.socket) -> None:
+        _read_request(conn)
+        conn.sendall(start)
+        block = filler * max(1, 16384 // len(filler))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            conn.sendall(block)
+    return answer
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_endless_interim_responses(impl: str, method: str) -> None:
+    with fake_server(_endless(b"", b"HTTP/1.1 100 Continue\r\n\r\n")) as port:
+        started = time.monotonic()
+        result = run_client(impl, *(["-I"] if method == "HEAD" else []),
+                            f"http://127.0.0.1:{port}/", timeout=15)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 8, result.stderr
+    assert result.stderr == b"webclient: more than 20 interim (1xx) responses to one request\n"
+    assert elapsed < 5
+
+
+ENDLESS = {
+    "reason": (b"HTTP/1.1 200 ", b"a", b"the response head is over 1 MiB"),
+    "header-line": (b"HTTP/1.1 200 OK\r\nX-Long: ", b"a", b"the response head is over 1 MiB"),
+    "header-name": (b"HTTP/1.1 200 OK\r\nX-", b"a", b"the response head is over 1 MiB"),
+    "headers": (b"HTTP/1.1 200 OK\r\n", b"X-Many: yes\r\n", b"the response head is over 1 MiB"),
+    "trailer": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX-T: ",
+                b"a", b"over 1 MiB of chunk framing or trailers without body data"),
+    "chunk-extension": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;e=", b"a",
+                        b"over 1 MiB of chunk framing or trailers without body data"),
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kind", list(ENDLESS))
+def test_endless_response_head(impl: str, kind: str) -> None:
+    start, filler, message = ENDLESS[kind]
+    with fake_server(_endless(start, filler)) as port:
+        started = time.monotonic()
+        result = run_client(impl, f"http://127.0.0.1:{port}/", timeout=15)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 8, result.stderr
+    assert result.stderr.startswith(b"webclient: ") and message in result.stderr, result.stderr
+    assert result.stderr.count(b"\n") == 1
+    assert elapsed < 8
+
+
+def _trickling(head: bytes, trickled: bytes, every: float = 0.2
+               ) -> Callable[[socket.socket], None]:
+    """Sends ``head`` at once, then ``trickled`` a byte at a time."""
+    def answer(conn: socket.socket) -> None:
+        _read_request(conn)
+        conn.sendall(head)
+        for byte in trickled:
+            time.sleep(every)
+            conn.sendall(bytes([byte]))
+    return answer
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("where", ["head", "body", "head-only"])
+def test_max_time_bounds_a_trickle(impl: str, where: str) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n"
+    answer = _trickling(b"", head) if where != "body" else _trickling(head, b"x" * 50)
+    with fake_server(answer) as port:
+        started = time.monotonic()
+        result = run_client(impl, "--timeout", "5", "--max-time", "1",
+                            *(["-I"] if where == "head-only" else []),
+                            f"http://127.0.0.1:{port}/", timeout=15)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 28, result.stderr
+    assert result.stderr == b"webclient: the maximum time of 1 s ran out waiting for 127.0.0.1\n"
+    assert 1 <= elapsed < 4
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_max_time_bounds_connect(impl: str) -> None:
+    # a listener whose accept queue is full: the kernel drops further SYNs, so
+    # a connect waits (retrying) far longer than the maximum time
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        with contextlib.ExitStack() as fillers:
+            for _ in range(3):
+                filler = fillers.enter_context(socket.socket())
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect(("127.0.0.1", port))
+            time.sleep(0.1)
+            started = time.monotonic()
+            result = run_client(impl, "--timeout", "10", "--max-time", "1",
+                                f"http://127.0.0.1:{port}/", timeout=15)
+            elapsed = time.monotonic() - started
+    assert result.returncode == 28, result.stderr
+    assert result.stderr == (b"webclient: the maximum time of 1 s ran out connecting to "
+                             b"127.0.0.1 port %d\n" % port)
+    assert 1 <= elapsed < 4
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_max_time_spans_redirects(impl: str) -> None:
+    def slow_redirect(request: bytes) -> bytes:
+        time.sleep(0.3)
+        return _redirect(b"/again")
+
+    requests: list[bytes] = []
+    with fake_server(_answering(requests, slow_redirect)) as port:
+        started = time.monotonic()
+        result = run_client(impl, "-L", "--max-time", "1", f"http://127.0.0.1:{port}/",
+                            timeout=15)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 28, result.stderr
+    assert result.stderr.startswith(b"webclient: the maximum time of 1 s ran out")
+    assert 2 <= len(requests) <= 5
+    assert elapsed < 4
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_too_many_redirects(impl: str) -> None:
+    requests: list[bytes] = []
+    with fake_server(_answering(requests, lambda r: _redirect(b"/again"))) as port:
+        endless = run_client(impl, "-L", f"http://127.0.0.1:{port}/")
+    assert endless.returncode == 47, endless.stderr
+    assert endless.stderr == (b"webclient: too many redirects, the last to "
+                              b"http://127.0.0.1:%d/again\n" % port)
+    assert len(requests) == 11
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_max_time_is_per_url(impl: str) -> None:
+    def slow(request: bytes) -> bytes:
+        time.sleep(0.4)
+        return _ok()
+
+    with fake_server(_answering([], slow)) as port:
+        result = run_client(impl, "--max-time", "1", "127.0.0.1", str(port), "/a", "/b", "/c")
+    assert (result.returncode, result.stdout) == (0, b"okokok"), result.stderr
+
+
+OUTPUT_FAILURES = {
+    "cut-short": (["127.0.0.1", "{port}"], 18),
+    "refused": (["127.0.0.1", "{free}"], 7),
+    "http-error": (["--fail", "127.0.0.1", "{port}"], 22),
+    "malformed": (["127.0.0.1", "{port}"], 8),
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("failure", list(OUTPUT_FAILURES))
+@pytest.mark.parametrize("existing", [False, True])
+def test_output_file_on_failure(impl: str, failure: str, existing: bool, tmp_path: Path) -> None:
+    def reply(request: bytes) -> bytes:
+        if failure == "http-error":
+            return b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found"
+        if failure == "malformed":   # a first chunk, then no chunk size
+            return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\npartial\r\nzz\r\n"
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\npartial"
+
+    target = tmp_path / "out.bin"
+    if existing:
+        target.write_bytes(b"what was there")
+    args, status = OUTPUT_FAILURES[failure]
+    with fake_server(_answering([], reply)) as port:
+        words = [w.format(port=port, free=_free_port()) for w in args]
+        result = run_client(impl, "-o", str(target), *words)
+    assert result.returncode == status, result.stderr
+    assert b"Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["out.bin"] if existing else [])
+    if existing:
+        assert target.read_bytes() == b"what was there"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_output_file_replaced_on_success(impl: str, tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old and longer than the new body")
+    target.chmod(0o640)
+    with fake_server(_answering([], lambda r: _ok(b"new"))) as port:
+        result = run_client(impl, "-o", str(target), f"http://127.0.0.1:{port}/")
+        to_null = run_client(impl, "-o", os.devnull, f"http://127.0.0.1:{port}/")
+    assert result.returncode == to_null.returncode == 0, (result.stderr, to_null.stderr)
+    assert target.read_bytes() == b"new"
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    assert Path(os.devnull).is_char_device()
+    directory = run_client(impl, "-o", str(tmp_path), f"http://127.0.0.1:{port}/")
+    assert directory.returncode == 23
+    assert directory.stderr == f"webclient: cannot write {tmp_path}: it is a directory\n".encode()
+
+
+def test_library_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="printable ASCII"):
+        webclient.Client(headers=[("X", "a\r\nInjected: 1")])
+    with pytest.raises(ValueError, match="timeout"):
+        webclient.Client(timeout=float("nan"))
+    with pytest.raises(ValueError, match="max_time"):
+        webclient.Client(max_time=float("inf"))
+    with webclient.Client(timeout=1) as client:
+        with pytest.raises(webclient.BadURL, match="Invalid IPv6 URL"):
+            client.get("http://[::1")
+        with pytest.raises(ValueError, match="a method is a token"):
+            client.request("GET / HTTP/1.1\r\nX:", "http://127.0.0.1/")
+    with pytest.raises(webclient.BadURL, match="port 0"):
+        webclient.Target("127.0.0.1", 0)
+    assert webclient.Target("B\u00fccher.example", 80, "/\u00e9 x").url == \
+        "http://xn--bcher-kva.example/%C3%A9%20x"
+
+
+def test_trailers_are_not_headers() -> None:
+    raw = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5\r\nhello\r\n0\r\nLocation: /trailer\r\nX-Trailer: 1\r\n\r\n")
+    with fake_server(_replying(raw)) as port, webclient.Client(timeout=10) as client:
+        response = client.get(f"http://127.0.0.1:{port}/", follow_redirects=3)
+    assert (response.status, response.body) == (200, b"hello")
+    assert response.header("location") is None and response.header("x-trailer") is None
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_started_without_stdout(impl: str, tmp_path: Path) -> None:
+    env = dict(os.environ, FASTSOCK_NO_EXTENSIONS=IMPL_ENV[impl], PYTHONWARNINGS="error")
+    with fake_server(_answering([], lambda r: _ok(b"body"))) as port:
+        def closed_stdout(*args: str) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run(["sh", "-c", 'exec "$0" "$@" >&-', sys.executable, "-m",
+                                   "fastsock.webclient", *args, f"http://127.0.0.1:{port}/"],
+                                  capture_output=True, timeout=60, env=env)
+        to_stdout = closed_stdout()
+        to_file = closed_stdout("-o", str(tmp_path / "out"))
+    assert to_stdout.returncode == 23
+    assert to_stdout.stderr == b"webclient: cannot write the output: stdout is closed\n"
+    assert to_file.returncode == 0, to_file.stderr
+    assert (tmp_path / "out").read_bytes() == b"body"

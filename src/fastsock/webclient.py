@@ -13,16 +13,24 @@ As a library::
         response = client.get("http://127.0.0.1:28333/")
         print(response.status, response.header("content-type"), len(response.body))
 
-Exit status (curl's numbers): 0 success, 2 usage, 6 host not found, 7 cannot
-connect, 8 malformed response, 18 body cut short, 22 HTTP status >= 400 with
-``--fail``, 23 cannot write the output, 28 timed out.  Errors are one line on
-stderr, never a traceback.
+Exit status (curl's numbers): 0 success, 1 a redirect to another scheme, 2
+usage, 3 a redirect to a malformed URL, 6 host not found, 7 cannot connect, 8
+malformed response, 18 body cut short, 22 HTTP status >= 400 with ``--fail``,
+23 cannot write the output, 28 timed out, 47 too many redirects.  Errors are
+one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
+import math
+import os
+import re
+import secrets
 import socket as _stdlib
+import stat
 import sys
 import time
 import urllib.parse
@@ -36,8 +44,21 @@ from ._web_parser import require_httptools
 
 USER_AGENT = f"fastsock-webclient/{fastsock.__version__}"
 _READ_SIZE = 65536
-_MAX_HEAD = 1 << 20          # response head bytes before we call it malformed
+# response bytes in a row that carry no body: the status line and headers,
+# interim responses, chunk framing and trailers
+_MAX_HEAD = 1 << 20
+_MAX_INTERIM = 20            # interim (1xx) responses before the final one
+MAX_SECONDS = 1e6            # the largest timeout and maximum time, in seconds
 _REDIRECTS = (301, 302, 303, 307, 308)
+# request headers that go to the origin of the first URL only, as curl does
+_ORIGIN_ONLY = frozenset({"authorization", "cookie", "proxy-authorization", "host"})
+# no request of this client has a body: these headers would make a server wait for one
+_NO_BODY = frozenset({"content-length", "transfer-encoding"})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HOST_NAME = re.compile(r"[0-9A-Za-z._-]+")
+# what a request target carries as is, beside letters, digits and -._~
+_TARGET_SAFE = "!$&'()*+,;=:@/?%"
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 class ClientError(Exception):
@@ -48,6 +69,12 @@ class ClientError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class BadURL(ClientError):
+    """A URL (or a redirect's ``Location``) that names nothing to connect to."""
+
+    exit_status = 3
 
 
 class HostNotFound(ClientError):
@@ -66,8 +93,68 @@ class IncompleteBody(ClientError):
     exit_status = 18
 
 
+class WriteFailed(ClientError):
+    exit_status = 23
+
+
 class RequestTimedOut(ClientError):
     exit_status = 28
+
+
+class TooManyRedirects(ClientError):
+    exit_status = 47
+
+
+def check_header(name: str, value: str) -> None:
+    """ValueError unless ``name: value`` is a request header the client can send:
+    a token for a name, printable ASCII for a value (no CR or LF to smuggle a
+    line in), and no ``Content-Length`` or ``Transfer-Encoding``, as no request
+    carries a body."""
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"a header name is a token (letters, digits, !#$%&'*+-.^_`|~), "
+                         f"not {name!r}")
+    if not value.isascii() or any(c < " " and c != "\t" or c == "\x7f" for c in value):
+        raise ValueError(f"a header value is printable ASCII, not {value!r}")
+    if name.lower() in _NO_BODY:
+        raise ValueError(f"a request of this client has no body, so no {name} header")
+
+
+def _checked_seconds(label: str, seconds: Optional[float]) -> Optional[float]:
+    if seconds is not None and not (math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
+        raise ValueError(f"{label} is a number of seconds above 0 and at most "
+                         f"{MAX_SECONDS:.0f}, not {seconds!r}")
+    return seconds
+
+
+def _checked_host(host: str) -> str:
+    """``host`` as the client sends and resolves it: an IPv6 literal (without
+    brackets) or an ASCII name (IDNA for a name in other letters), lower-cased."""
+    if ":" in host:
+        try:
+            address = ipaddress.IPv6Address(host)
+        except ValueError:
+            raise BadURL(f"{host!r} is not an IPv6 address") from None
+        if address.scope_id is not None:
+            raise BadURL(f"IPv6 zone identifiers are not supported: {host!r}")
+        return host.lower()
+    try:
+        name = host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise BadURL(f"bad host name {host!r}: {exc.__cause__ or exc} (IDNA)") from None
+    if not _HOST_NAME.fullmatch(name):
+        raise BadURL(f"bad host name {host!r}")
+    return name.lower()
+
+
+def _request_target(target: str) -> str:
+    """``target`` (path?query) with every byte a request target cannot carry
+    percent-encoded: spaces, controls, non-ASCII (as UTF-8), and a ``%`` that
+    does not start an escape."""
+    try:
+        raw = target.encode("utf-8", "surrogateescape")
+    except UnicodeError:
+        raise BadURL(f"cannot encode {target!r}") from None
+    return _STRAY_PERCENT.sub("%25", urllib.parse.quote(raw, safe=_TARGET_SAFE))
 
 
 @dataclass
@@ -94,7 +181,9 @@ class Response:
     @property
     def content_length(self) -> Optional[int]:
         value = self.header("content-length")
-        return int(value) if value is not None and value.isdigit() else None
+        if value is None or not value.isascii() or not value.isdigit() or len(value) > 19:
+            return None
+        return int(value)
 
     def head_text(self) -> str:
         """The status line and headers as the server sent them (CRLF lines)."""
@@ -105,27 +194,46 @@ class Response:
 
 @dataclass
 class Target:
-    """Where a request goes: host, port and the request target (path?query)."""
+    """Where a request goes: host, port and the request target (path?query).
+
+    The host is checked (an IPv6 literal or a host name, IDNA-encoded), the port
+    is 1-65535, and bytes a request target cannot carry are percent-encoded;
+    BadURL otherwise."""
 
     host: str
     port: int
     path: str = "/"
 
+    def __post_init__(self) -> None:
+        self.host = _checked_host(self.host)
+        if not 0 < self.port < 65536:
+            raise BadURL(f"port {self.port} is not a port to connect to (1-65535)")
+        if not self.path.startswith("/"):
+            raise BadURL(f"a request target starts with /, not {self.path!r}")
+        self.path = _request_target(self.path)
+
     @classmethod
     def from_url(cls, url: str) -> "Target":
-        parts = urllib.parse.urlsplit(url)
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise BadURL(f"bad URL {url!r}: {exc}") from None
         if parts.scheme.lower() != "http":
             raise ClientError(f"only http:// URLs are supported, not {url!r}")
-        try:
-            port = parts.port or 80
-        except ValueError:
-            raise ClientError(f"bad port in {url!r}") from None
         if not parts.hostname:
-            raise ClientError(f"no host in {url!r}")
+            raise BadURL(f"no host in {url!r}")
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        return cls(parts.hostname, port, path)
+        try:
+            return cls(parts.hostname, 80 if port is None else port, path)
+        except BadURL as exc:
+            raise BadURL(f"bad URL {url!r}: {exc.message}") from None
+
+    @property
+    def origin(self) -> Tuple[str, int]:
+        return self.host, self.port
 
     @property
     def host_header(self) -> str:
@@ -143,9 +251,9 @@ class _Reader:
     def __init__(self) -> None:
         self.parser = require_httptools().HttpResponseParser(self)
         self.response: Optional[Response] = None
-        self.head_bytes = 0
         self.headers_done = False
         self.complete = False
+        self.interim = 0
         self.on_headers: Optional[Callable[[Response], None]] = None
         self.sink: Optional[Callable[[bytes], None]] = None
         self.parts: List[bytes] = []
@@ -156,9 +264,9 @@ class _Reader:
         self.on_headers = on_headers
         self.sink = sink
         self.parts = []
-        self.head_bytes = 0
         self.headers_done = False
         self.complete = False
+        self.interim = 0
 
     def on_message_begin(self) -> None:
         assert self.response is not None
@@ -171,9 +279,8 @@ class _Reader:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.response is not None
-        self.head_bytes += len(name) + len(value)
-        if self.head_bytes > _MAX_HEAD:
-            raise MalformedResponse("the response headers are too large")
+        if self.headers_done:
+            return  # a trailer: not merged into the headers (RFC 9110 section 6.5.1)
         self.response.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -199,35 +306,74 @@ class _Reader:
         response = self.response
         assert response is not None
         if not self.headers_done:
-            return  # an interim 1xx response: the final one follows
+            # an interim 1xx response: the final one follows, unless they never end
+            self.interim += 1
+            if self.interim > _MAX_INTERIM:
+                raise MalformedResponse(
+                    f"more than {_MAX_INTERIM} interim (1xx) responses to one request")
+            return
         response.keep_alive = self.parser.should_keep_alive()
         response.body = b"".join(self.parts)
         self.complete = True
 
 
 class Connection:
-    """One keep-alive connection to ``host``:``port``."""
+    """One keep-alive connection to ``host``:``port``.
 
-    def __init__(self, host: str, port: int, timeout: Optional[float]) -> None:
+    ``timeout`` bounds connecting and each send and read; ``max_time`` (with the
+    ``deadline`` a request passes) bounds a whole transfer."""
+
+    def __init__(self, host: str, port: int, timeout: Optional[float],
+                 max_time: Optional[float] = None) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.max_time = max_time
+        self.deadline: Optional[float] = None
+        self.capped = False             # the deadline, not the timeout, bounds this wait
+        self.armed: Optional[float] = timeout
         self.sock: Any = None
         self.reader: Optional[_Reader] = None
         self.pending = b""
         self.used = False
 
+    def _wait(self, doing: str) -> Optional[float]:
+        """How long the next blocking call may take: the timeout, or what is
+        left until the deadline when that is less."""
+        wait, self.capped = self.timeout, False
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.capped = True
+                raise self._timed_out(doing)
+            if wait is None or left < wait:
+                wait, self.capped = left, True
+        return wait
+
+    def _arm(self, doing: str) -> None:
+        wait = self._wait(doing)
+        if wait != self.armed:
+            self.sock.settimeout(wait)
+            self.armed = wait
+
+    def _timed_out(self, doing: str) -> RequestTimedOut:
+        if self.capped:
+            return RequestTimedOut(f"the maximum time of {self.max_time:g} s ran out {doing}")
+        return RequestTimedOut(f"timed out {doing}")
+
     def _connect(self) -> None:
+        doing = f"connecting to {self.host} port {self.port}"
+        wait = self._wait(doing)
         try:
-            self.sock = fastsock.create_connection((self.host, self.port), self.timeout)
+            self.sock = fastsock.create_connection((self.host, self.port), wait)
         except _stdlib.gaierror as exc:
             raise HostNotFound(f"cannot resolve {self.host}: {exc.strerror}") from None
         except TimeoutError:
-            raise RequestTimedOut(
-                f"timed out connecting to {self.host} port {self.port}") from None
+            raise self._timed_out(doing) from None
         except OSError as exc:
             raise ConnectFailed(f"cannot connect to {self.host} port {self.port}: "
                                 f"{exc.strerror or exc}") from None
+        self.armed = wait
         self.reader = _Reader()
         self.pending = b""
         self.used = False
@@ -239,9 +385,12 @@ class Connection:
 
     def request(self, method: str, target: Target, headers: Sequence[Tuple[str, str]] = (),
                 on_headers: Optional[Callable[[Response], None]] = None,
-                sink: Optional[Callable[[bytes], None]] = None) -> Response:
+                sink: Optional[Callable[[bytes], None]] = None,
+                deadline: Optional[float] = None) -> Response:
         """Send one request and read its response (reconnecting once if a
-        kept-alive connection turns out to be closed)."""
+        kept-alive connection turns out to be closed), all before ``deadline``
+        (a ``time.monotonic()`` value) if one is given."""
+        self.deadline = deadline
         for attempt in (0, 1):
             if self.sock is None:
                 self._connect()
@@ -270,24 +419,33 @@ class Connection:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, method: str, target: Target, headers: Sequence[Tuple[str, str]]) -> None:
-        lines = [f"{method} {target.path} HTTP/1.1", f"Host: {target.host_header}",
-                 f"User-Agent: {USER_AGENT}", "Accept: */*"]
-        lines += [f"{name}: {value}" for name, value in headers]
+        # a header given for Host, User-Agent or Accept replaces the client's own
+        given = {name.lower(): (name, value) for name, value in headers}
+        host = given.get("host", ("Host", target.host_header))
+        lines = [f"{method} {target.path} HTTP/1.1", f"{host[0]}: {host[1]}"]
+        for name, value in (("User-Agent", USER_AGENT), ("Accept", "*/*")):
+            if name.lower() not in given:
+                lines.append(f"{name}: {value}")
+        lines += [f"{name}: {value}" for name, value in headers if name.lower() != "host"]
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        doing = f"sending to {target.host}"
+        self._arm(doing)
         try:
             self.sock.sendall(request)
         except TimeoutError:
-            raise RequestTimedOut(f"timed out sending to {target.host}") from None
+            raise self._timed_out(doing) from None
         except OSError:
             if self.used:
                 raise _StaleConnection() from None
             raise
 
-    def _recv(self, target_host: str) -> bytes:
+    def _recv(self) -> bytes:
+        doing = f"waiting for {self.host}"
+        self._arm(doing)
         try:
             return bytes(self.sock.recv(_READ_SIZE))
         except TimeoutError:
-            raise RequestTimedOut(f"timed out waiting for {target_host}") from None
+            raise self._timed_out(doing) from None
         except (ConnectionResetError, BrokenPipeError):
             return b""
 
@@ -297,9 +455,9 @@ class Connection:
         reader = self.reader
         assert reader is not None
         reader.start(response, on_headers, sink)
-        parse = require_httptools()
         data, self.pending = self.pending, b""
         got_any = bool(data)
+        without_body = 0        # bytes read in a row that carried no body data
         while not reader.complete:
             if head_only:
                 # a HEAD response announces a body it does not carry, so the
@@ -307,8 +465,9 @@ class Connection:
                 end = data.find(b"\r\n\r\n")
                 if end < 0:
                     if len(data) > _MAX_HEAD:
-                        raise MalformedResponse("the response headers are too large")
-                    more = self._recv(self.host)
+                        raise MalformedResponse(
+                            f"the response head is over {_MAX_HEAD >> 20} MiB")
+                    more = self._recv()
                     if not more:
                         raise (_StaleConnection() if not got_any else
                                IncompleteBody("the connection closed in the response headers"))
@@ -323,7 +482,7 @@ class Connection:
                 self.reader = reader = self._renew(reader, response, on_headers, sink)
                 continue
             if not data:
-                data = self._recv(self.host)
+                data = self._recv()
                 if not data:
                     if not got_any:
                         raise _StaleConnection()
@@ -339,7 +498,19 @@ class Connection:
                         "body bytes" if reader.headers_done else
                         "the connection closed in the response headers")
                 got_any = True
+            received = response.received
             self._feed(reader, data)
+            if response.received != received:
+                without_body = 0
+            else:
+                # the parser keeps a line it has not seen the end of: bound it
+                without_body += len(data)
+                if without_body > _MAX_HEAD and not reader.complete:
+                    raise MalformedResponse(
+                        f"the response head is over {_MAX_HEAD >> 20} MiB"
+                        if not reader.headers_done else
+                        f"over {_MAX_HEAD >> 20} MiB of chunk framing or trailers without "
+                        "body data")
             data = b""
         self.pending = data
         if not response.keep_alive:
@@ -352,6 +523,7 @@ class Connection:
         fresh = _Reader()
         fresh.start(response, on_headers, sink)
         fresh.complete = reader.complete
+        fresh.interim = reader.interim
         return fresh
 
     @staticmethod
@@ -378,18 +550,26 @@ class _StaleConnection(Exception):
     """The server closed a connection before any byte of the response."""
 
 
-class WriteFailed(ClientError):
-    exit_status = 23
-
-
 class Client:
-    """Fetches URLs, keeping one connection per host and port alive."""
+    """Fetches URLs, keeping one connection per host and port alive.
+
+    ``timeout`` bounds connecting and each read; ``max_time`` bounds each
+    request as a whole, its redirects included (RequestTimedOut).  ``headers``
+    go with every request (see check_header), but ``Authorization``, ``Cookie``,
+    ``Proxy-Authorization`` and ``Host`` only to the origin of the URL asked for,
+    not to another one a redirect leads to."""
 
     def __init__(self, timeout: Optional[float] = 30.0,
-                 headers: Sequence[Tuple[str, str]] = ()) -> None:
+                 headers: Sequence[Tuple[str, str]] = (),
+                 max_time: Optional[float] = None) -> None:
         require_httptools()
-        self.timeout = timeout
+        self.timeout = _checked_seconds("timeout", timeout)
+        self.max_time = _checked_seconds("max_time", max_time)
         self.headers = list(headers)
+        for name, value in self.headers:
+            check_header(name, value)
+        if sum(name.lower() == "host" for name, _ in self.headers) > 1:
+            raise ValueError("one Host header at most")
         self._connections: Dict[Tuple[str, int], Connection] = {}
 
     def __enter__(self) -> "Client":
@@ -408,14 +588,20 @@ class Client:
                 sink: Optional[Callable[[bytes], None]] = None) -> Response:
         """``method`` ``url``; with ``follow_redirects`` > 0, up to that many
         redirects are followed and only the last response reaches the callbacks."""
+        if not _TOKEN.fullmatch(method):
+            raise ValueError(f"a method is a token, not {method!r}")
         target = url if isinstance(url, Target) else Target.from_url(url)
+        origin = target.origin
+        deadline = None if self.max_time is None else time.monotonic() + self.max_time
         hops_left = follow_redirects
         while True:
-            key = (target.host, target.port)
-            connection = self._connections.get(key)
+            connection = self._connections.get(target.origin)
             if connection is None:
-                connection = self._connections[key] = Connection(
-                    target.host, target.port, self.timeout)
+                connection = self._connections[target.origin] = Connection(
+                    target.host, target.port, self.timeout, self.max_time)
+            headers = self.headers if target.origin == origin else [
+                (name, value) for name, value in self.headers
+                if name.lower() not in _ORIGIN_ONLY]
             redirected = False
 
             def headers_seen(response: Response) -> None:
@@ -429,17 +615,31 @@ class Client:
                 if not redirected and sink is not None:
                     sink(chunk)
 
-            response = connection.request(method, target, self.headers, on_headers=headers_seen,
-                                          sink=body_seen if sink is not None else None)
+            response = connection.request(method, target, headers, on_headers=headers_seen,
+                                          sink=body_seen if sink is not None else None,
+                                          deadline=deadline)
             if not redirected:
                 return response
             if hops_left == 0:
-                raise ClientError(f"too many redirects, the last to {target.url}")
+                raise TooManyRedirects(f"too many redirects, the last to {target.url}")
             hops_left -= 1
-            location = response.header("location") or "/"
-            target = Target.from_url(urllib.parse.urljoin(target.url, location))
+            target = self._redirect(target, response.header("location") or "/")
             if response.status == 303 and method != "HEAD":
                 method = "GET"
+
+    @staticmethod
+    def _redirect(target: Target, location: str) -> Target:
+        """Where ``location`` (as the header's bytes, read as Latin-1) leads from
+        ``target``; its bytes are read as UTF-8 and percent-encoded as such."""
+        location = location.encode("latin-1").decode("utf-8", "surrogateescape")
+        try:
+            url = urllib.parse.urljoin(target.url, location)
+        except ValueError as exc:
+            raise BadURL(f"the redirect goes to a bad URL {location!r}: {exc}") from None
+        try:
+            return Target.from_url(url)
+        except BadURL as exc:
+            raise BadURL(f"the redirect goes to a {exc.message}") from None
 
     def get(self, url: "str | Target", **kwargs: Any) -> Response:
         return self.request("GET", url, **kwargs)
@@ -498,6 +698,94 @@ def _size(count: float) -> str:
     return f"{count:.1f} GiB"  # pragma: no cover
 
 
+class _OutputFile:
+    """``-o FILE``: the body goes to a new file beside FILE, which replaces FILE
+    only once the transfer succeeded; a failure leaves no file, or FILE as it
+    was.  A FILE that is not a regular file (``/dev/null``, a pipe) is written
+    directly."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.temporary: Optional[str] = None
+        try:
+            mode: Optional[int] = os.stat(path).st_mode
+        except FileNotFoundError:
+            mode = None
+        except OSError as exc:
+            raise WriteFailed(f"cannot write {path}: {exc.strerror}") from None
+        if mode is not None and stat.S_ISDIR(mode):
+            raise WriteFailed(f"cannot write {path}: it is a directory")
+        try:
+            if mode is not None and not stat.S_ISREG(mode):
+                self.file: BinaryIO = open(path, "wb")
+                return
+            fd, self.temporary = self._create_beside(path, mode)
+        except OSError as exc:
+            raise WriteFailed(f"cannot write {path}: {exc.strerror or exc}") from None
+        self.file = os.fdopen(fd, "wb")
+
+    @staticmethod
+    def _create_beside(path: str, mode: Optional[int]) -> Tuple[int, str]:
+        """A new file in the directory of ``path``, with the permissions of
+        ``path`` if it exists (``mode``), else as umask says."""
+        directory, name = os.path.split(path)
+        for _ in range(100):
+            temporary = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.part")
+            try:
+                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             0o666)
+            except FileExistsError:
+                continue
+            if mode is not None:
+                try:
+                    os.fchmod(fd, stat.S_IMODE(mode))
+                except OSError:
+                    os.close(fd)
+                    os.unlink(temporary)
+                    raise
+            return fd, temporary
+        raise FileExistsError(f"no free name for a file beside {path}")  # pragma: no cover
+
+    def commit(self) -> None:
+        """The transfer succeeded: FILE becomes what was written."""
+        self.file.close()
+        if self.temporary is not None:
+            os.replace(self.temporary, self.path)
+            self.temporary = None
+
+    def discard(self) -> None:
+        """The transfer failed: remove what was written (no-op after commit)."""
+        with contextlib.suppress(OSError):
+            self.file.close()
+        if self.temporary is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.temporary)
+            self.temporary = None
+
+
+class _ClosedStdout:
+    """Stands for the stdout of a program started without one: writing to it
+    fails as writing to a closed pipe does (exit 23), and nothing else does."""
+
+    def write(self, data: bytes) -> int:
+        raise WriteFailed("cannot write the output: stdout is closed")
+
+    def flush(self) -> None:
+        pass
+
+
+def _seconds(text: str) -> float:
+    """argparse's type for --timeout and --max-time."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(
+            f"a number of seconds above 0 and at most {MAX_SECONDS:.0f}, not {text!r}")
+    return value
+
+
 def _targets(parser: argparse.ArgumentParser, words: List[str]) -> List[Target]:
     if not words:
         parser.error("give HOST PORT [PATH ...] or URL [URL ...]")
@@ -511,32 +799,62 @@ def _targets(parser: argparse.ArgumentParser, words: List[str]) -> List[Target]:
             parser.error(exc.message)
     if len(words) < 2:
         parser.error("give HOST PORT [PATH ...] or URL [URL ...]")
-    host, port_text, paths = words[0].strip("[]"), words[1], words[2:] or ["/"]
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    host, port_text, paths = words[0], words[1], words[2:] or ["/"]
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         parser.error(f"bad port: {port_text!r}")
     for path in paths:
-        if not path.startswith("/") or any(c in path for c in " \r\n"):
-            parser.error(f"a path starts with / and has no spaces: {path!r}")
-    return [Target(host, int(port_text), path) for path in paths]
+        if not path.startswith("/"):
+            parser.error(f"a path starts with /: {path!r}")
+    try:
+        return [Target(host, int(port_text), path) for path in paths]
+    except ClientError as exc:
+        parser.error(exc.message)
+
+
+def _header_pairs(parser: argparse.ArgumentParser, lines: List[str]) -> List[Tuple[str, str]]:
+    pairs = []
+    for line in lines:
+        name, colon, value = line.partition(":")
+        name, value = name.strip(), value.strip(" \t")
+        if not colon or not name:
+            parser.error(f"a header is 'Name: value', not {line!r}")
+        try:
+            check_header(name, value)
+        except ValueError as exc:
+            parser.error(f"-H {line!r}: {exc}")
+        pairs.append((name, value))
+    if sum(name.lower() == "host" for name, _ in pairs) > 1:
+        parser.error("one -H 'Host: ...' at most")
+    return pairs
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog=program_name("fastsock.webclient", __file__),
         description="Fetch resources over HTTP/1.1 with fastsock.",
-        epilog="Exit status: 0 ok, 6 host not found, 7 cannot connect, 8 malformed "
+        epilog="Exit status: 0 ok, 1 redirect to another scheme, 2 usage error, 3 redirect "
+               "to a malformed URL, 6 host not found, 7 cannot connect, 8 malformed "
                "response, 18 body cut short, 22 HTTP error with --fail, 23 write error, "
-               "28 timeout.")
+               "28 timeout, 47 too many redirects.")
     parser.add_argument("words", nargs="*", metavar="HOST PORT [PATH ...] | URL [URL ...]")
     parser.add_argument("-I", "--head", action="store_true", help="send HEAD, show the headers")
     parser.add_argument("-i", "--include", action="store_true",
                         help="write the status line and headers before each body")
-    parser.add_argument("-o", "--output", metavar="FILE", help="write the body to FILE")
+    parser.add_argument("-o", "--output", metavar="FILE",
+                        help="write the body to FILE (only once it is complete)")
     parser.add_argument("-L", "--location", action="store_true", help="follow redirects")
     parser.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
-                        help="an extra request header (repeatable)")
-    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="an extra request header (repeatable); Host, User-Agent and "
+                             "Accept replace the client's own; Authorization, Cookie, "
+                             "Proxy-Authorization and Host are not sent to another host "
+                             "or port a redirect leads to")
+    parser.add_argument("--timeout", type=_seconds, default=30.0, metavar="SECONDS",
                         help="seconds to connect and for each read (default: %(default)s)")
+    parser.add_argument("-m", "--max-time", type=_seconds, metavar="SECONDS",
+                        help="seconds for each URL in all, redirects included (default: "
+                             "no limit)")
     parser.add_argument("--fail", "-f", action="store_true",
                         help="exit 22 when a response has a status of 400 or more")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -544,28 +862,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     targets = _targets(parser, args.words)
     if args.output and len(targets) > 1:
         parser.error("-o writes one resource; give one URL or path")
-    if args.timeout <= 0:
-        parser.error("--timeout must be positive")
-    extra = []
-    for line in args.header:
-        name, colon, value = line.partition(":")
-        if not colon or not name.strip() or any(c in line for c in "\r\n"):
-            parser.error(f"a header is 'Name: value', not {line!r}")
-        extra.append((name.strip(), value.strip()))
+    extra = _header_pairs(parser, args.header)
     require_httptools()
 
-    stdout = sys.stdout.buffer
-    output: Optional[BinaryIO] = None
+    stdout: Any = sys.stdout.buffer if sys.stdout is not None else _ClosedStdout()
+    output: Optional[_OutputFile] = None
     status = 0
     try:
         if args.output:
-            try:
-                output = open(args.output, "wb")
-            except OSError as exc:
-                raise WriteFailed(f"cannot write {args.output}: {exc.strerror}") from None
-        body_out: BinaryIO = output if output is not None else stdout
+            output = _OutputFile(args.output)
+        body_out: Any = output.file if output is not None else stdout
         method = "HEAD" if args.head else "GET"
-        with Client(timeout=args.timeout, headers=extra) as client:
+        with Client(timeout=args.timeout, headers=extra, max_time=args.max_time) as client:
             for target in targets:
                 progress = (_Progress(sys.stderr) if output is not None and not args.no_progress
                             and sys.stderr.isatty() else None)
@@ -592,6 +900,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     print(f"webclient: {target.url}: HTTP {response.status} {response.reason}",
                           file=sys.stderr)
                     status = 22
+        if output is not None and status == 0:
+            output.commit()
     except ClientError as exc:
         print(f"webclient: {exc.message}", file=sys.stderr)
         return exc.exit_status
@@ -603,7 +913,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     finally:
         if output is not None:
-            output.close()
+            output.discard()
     return status
 
 
