@@ -337,6 +337,21 @@ def test_changed_file_is_served_fresh(served: ServerProcess, site: Site) -> None
         target.unlink(missing_ok=True)
 
 
+def test_cache_valid_serves_a_cached_file_without_looking_at_the_disk(
+        web_impl: str, site: Site) -> None:
+    # --cache-valid trades freshness for a stat per request, as nginx's
+    # open_file_cache_valid; within the time a change is not seen
+    target = site[0] / "cached-for-a-while.txt"
+    target.write_bytes(b"first version\n")
+    try:
+        with running_server(web_impl, site[0], "--cache-valid", "3600") as server:
+            assert get(server.address, "/cached-for-a-while.txt").body == b"first version\n"
+            target.write_bytes(b"the second, longer version\n")
+            assert get(server.address, "/cached-for-a-while.txt").body == b"first version\n"
+    finally:
+        target.unlink(missing_ok=True)
+
+
 # -- ranges -----------------------------------------------------------------------------------
 
 

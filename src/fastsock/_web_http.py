@@ -58,6 +58,8 @@ class Limits:
     shutdown_grace: float = 10.0        # SIGINT/SIGTERM: time to finish responses in flight
     cache_file_size: int = 65536        # files up to this size are served from memory
     cache_bytes: int = 32 << 20         # memory for those files, per worker
+    cache_valid: int = 0                # seconds a cached file is served without a stat
+                                        # (0: checked on every request)
 
 
 class Reject(Exception):
@@ -70,9 +72,10 @@ class Reject(Exception):
 
 # -- HTTP helpers -------------------------------------------------------------
 
-HOST, CONDITIONAL, CONTENT_LENGTH, SPECIAL = 1, 2, 3, 4
+HOST, CONDITIONAL, CONTENT_LENGTH, SPECIAL, CONNECTION = 1, 2, 3, 4, 5
 NOTABLE_HEADERS = {
-    b"host": HOST, b"content-length": CONTENT_LENGTH, b"if-none-match": CONDITIONAL,
+    b"host": HOST, b"content-length": CONTENT_LENGTH, b"connection": CONNECTION,
+    b"if-none-match": CONDITIONAL,
     b"if-modified-since": CONDITIONAL, b"range": CONDITIONAL, b"if-range": CONDITIONAL,
     # looked at once the head is complete (Expect, and an Upgrade that llhttp acts on)
     b"expect": SPECIAL, b"upgrade": SPECIAL,
@@ -108,6 +111,11 @@ class _DateCache:
             self._second = second
             self.value = email.utils.formatdate(second, usegmt=True)
         return self.value
+
+    @property
+    def second(self) -> int:
+        """The second of the last ``now()``."""
+        return self._second
 
 
 def _http_date(timestamp: float) -> str:
@@ -235,7 +243,7 @@ class _CachedFile:
     """A small file kept in memory with the parts of its response headers."""
 
     __slots__ = ("path", "key", "body", "etag", "last_modified", "mtime", "fixed_headers",
-                 "date", "head_200")
+                 "date", "head_200", "response_200", "checked")
 
     def __init__(self, path: str, key: Tuple[int, int, int], body: bytes, mtime: int) -> None:
         self.path = path
@@ -252,15 +260,34 @@ class _CachedFile:
             "Accept-Ranges: bytes\r\n")
         self.date = ""
         self.head_200 = b""
+        self.response_200 = b""
+        self.checked = -1       # the second of the last look at the file on disk
 
     def head(self, date: str) -> bytes:
         """The 200 response head for keep-alive, rebuilt once a second."""
         if date != self.date:
-            self.date = date
-            self.head_200 = (
-                f"HTTP/1.1 200 OK\r\nDate: {date}\r\n{self.fixed_headers}"
-                f"Content-Length: {len(self.body)}\r\n\r\n").encode("latin-1")
+            self._rebuild(date)
         return self.head_200
+
+    def response(self, date: str) -> bytes:
+        """The whole 200 response, head and body, for keep-alive: one buffer to
+        queue and send, rebuilt once a second."""
+        if date != self.date:
+            self._rebuild(date)
+        return self.response_200
+
+    def _rebuild(self, date: str) -> None:
+        self.date = date
+        self.head_200 = (
+            f"HTTP/1.1 200 OK\r\nDate: {date}\r\n{self.fixed_headers}"
+            f"Content-Length: {len(self.body)}\r\n\r\n").encode("latin-1")
+        self.response_200 = self.head_200 + self.body
+
+
+def _cached_size(entry: _CachedFile) -> int:
+    """What a cached file counts against the cache's memory: its body, the
+    response that holds a copy of it, and the headers."""
+    return 2 * len(entry.body) + 512
 
 
 def _stat_key(info: os.stat_result) -> Tuple[int, int, int]:
@@ -364,21 +391,26 @@ class Site:
         path, _, query = target.partition(b"?")
         entry = self.cache.get(path)
         if entry is not None and not conn.conditional and keep_alive and version == "1.1":
-            # the hot path: a cached small file, revalidated with one stat
-            try:
-                key = _stat_key(os.stat(entry.path))
-            except OSError:
-                key = None
+            # the hot path: a cached small file, revalidated with one stat (or
+            # once in cache_valid seconds)
+            dates = self.dates
+            date = dates.now()
+            key: Optional[Tuple[int, int, int]] = entry.key
+            if dates.second - entry.checked >= self.limits.cache_valid:
+                try:
+                    key = _stat_key(os.stat(entry.path))
+                except OSError:
+                    key = None
+                entry.checked = dates.second
             if key == entry.key:
-                head = entry.head(self.dates.now())
-                conn.out.append(head)
-                size = len(entry.body)
-                if not head_only and size:
-                    conn.out.append(entry.body)
-                    conn.out_bytes += len(head) + size
-                else:
-                    conn.out_bytes += len(head)
+                if head_only:
+                    response = entry.head(date)
                     size = 0
+                else:
+                    response = entry.response(date)
+                    size = len(entry.body)
+                conn.out.append(response)
+                conn.out_bytes += len(response)
                 if self.log.stream is not None:
                     self.log.access(conn.peer, method, target, version, 200, size)
                 return
@@ -472,6 +504,8 @@ class Site:
                 if body is None or len(body) != size:
                     raise OSError(errno.EAGAIN, "file changed while being read")
                 entry = _CachedFile(real, key, body, mtime)
+                self.dates.now()
+                entry.checked = self.dates.second   # key was read from the file just now
                 self._cache(target, entry)
             etag = f'"{key[0]:x}-{key[1]:x}"'
             last_modified = _http_date(mtime)
@@ -620,7 +654,7 @@ class Site:
     def _cache(self, key: bytes, entry: _CachedFile) -> None:
         self._uncache(key)
         budget = self.limits.cache_bytes
-        size = len(entry.body) + 512
+        size = _cached_size(entry)
         while self.cache and self.cache_size + size > budget:
             oldest = next(iter(self.cache))
             self._uncache(oldest)
@@ -631,5 +665,5 @@ class Site:
     def _uncache(self, key: bytes) -> None:
         old = self.cache.pop(key, None)
         if old is not None:
-            self.cache_size -= len(old.body) + 512
+            self.cache_size -= _cached_size(old)
 

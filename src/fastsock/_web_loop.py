@@ -20,7 +20,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, TextIO, Tuple, Un
 
 import fastsock
 
-from ._web_http import (CONDITIONAL, HOST, HOST_CHARS, MAX_METHOD, METHOD_CHARS,
+from ._web_http import (CONDITIONAL, CONNECTION, HOST, HOST_CHARS, MAX_METHOD, METHOD_CHARS,
                         NOTABLE_HEADERS, SPECIAL, FileBody, Limits, Output, Reject, ServerLog,
                         Site)
 from ._web_parser import require_httptools
@@ -83,6 +83,7 @@ class _Connection:
         self.hosts = 0
         self.conditional = False        # a header that can change the answer to a GET
         self.special = False            # Expect or Upgrade: looked at when the head ends
+        self.connection_header = False  # the request has a Connection field
         self.body_bytes = 0
 
     # parser callbacks
@@ -102,6 +103,7 @@ class _Connection:
         self.headers = []
         self.hosts = 0
         self.conditional = False
+        self.connection_header = False
         self.body_bytes = 0
 
     def on_url(self, url: bytes) -> None:
@@ -127,6 +129,8 @@ class _Connection:
                 self.conditional = True
             elif kind == SPECIAL:
                 self.special = True
+            elif kind == CONNECTION:
+                self.connection_header = True
             else:
                 # refuse an oversized body before it arrives (llhttp checks the syntax
                 # and that the number fits in 64 bits)
@@ -182,7 +186,14 @@ class _Connection:
     def on_message_complete(self) -> None:
         self.request_started = 0.0
         parser = self.parser
-        version = parser.get_http_version()
+        should_keep_alive = parser.should_keep_alive()
+        if should_keep_alive and not self.connection_header:
+            # llhttp keeps an HTTP/1.0 connection open only when a Connection
+            # field asks, and refuses 1.x above 1.1: this is 1.1, known without
+            # formatting the version for every request
+            version = "1.1"
+        else:
+            version = parser.get_http_version()
         if self.hosts != 1 and (self.hosts or version == "1.1"):
             raise Reject(400)  # RFC 9112: exactly one Host in an HTTP/1.1 request
         server = self.server
@@ -193,7 +204,7 @@ class _Connection:
         else:
             self.method_override = None
         # a server that is stopping closes each connection after its response
-        keep_alive = parser.should_keep_alive() and not self.must_close
+        keep_alive = should_keep_alive and not self.must_close
         if self.pending or self.files or self.out_bytes >= self.queue_limit:
             self.pending.append((method, self.url, self.headers, keep_alive, version))
         else:

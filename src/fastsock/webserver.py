@@ -76,14 +76,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="seconds a keep-alive connection may sit idle (default: %(default)s)")
     parser.add_argument("--request-timeout", type=float, default=Limits.request_timeout,
                         help="seconds to receive a whole request (default: %(default)s)")
+    parser.add_argument("--cache-valid", type=int, default=Limits.cache_valid, metavar="SECONDS",
+                        help="serve a small file from memory for up to SECONDS before "
+                             "checking it on disk again, as nginx's open_file_cache_valid "
+                             "(default: %(default)s, check on every request)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be 0-65535")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     for name in ("max_connections", "idle_timeout", "request_timeout"):
-        if getattr(args, name) <= 0:
+        if not getattr(args, name) > 0:  # (not "<= 0": NaN is no timeout either)
             parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.cache_valid < 0:
+        parser.error("--cache-valid must be 0 or more")
     if not os.path.isdir(args.directory):
         parser.error(f"not a directory: {args.directory}")
     require_httptools()
@@ -93,7 +99,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
     args.bind = args.bind.strip("[]")
     limits = Limits(max_connections=args.max_connections, idle_timeout=args.idle_timeout,
-                    request_timeout=args.request_timeout)
+                    request_timeout=args.request_timeout, cache_valid=args.cache_valid)
     log = None if args.quiet else sys.stderr
     try:
         if args.workers > 1:
