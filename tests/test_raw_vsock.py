@@ -85,6 +85,9 @@ class Index:
     def __index__(self) -> int:
         return int(socket.VMADDR_CID_ANY)
 
+    def __repr__(self) -> str:  # a stable test id
+        return "Index()"
+
 
 @pytest.mark.parametrize("address", [
     (socket.VMADDR_CID_ANY, socket.VMADDR_PORT_ANY),
