@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import select
+import signal
 import socket
 import struct
 import threading
@@ -279,6 +280,55 @@ def test_raising_handler_during_a_send_blocked_after_a_partial_try(
         finally:
             unstick.cancel()
         assert time.monotonic() - started < 5.0, "the handler's exception came late"
+
+
+RESET_SENDS: dict[str, Callable[[Any, bytes], Any]] = {
+    "send": lambda s, data: s.send(data),
+    "sendmsg": lambda s, data: s.sendmsg([data]),
+}
+
+
+@pytest.mark.parametrize("method", list(RESET_SENDS))
+@pytest.mark.parametrize("api", APIS)
+def test_reset_during_a_send_blocked_after_a_partial_try_leaves_received_bytes_first(
+        api: str, method: str) -> None:
+    # the send returns its count and the reset waits for the next call; a receive
+    # gets what the peer sent before it first, as from the kernel, then the reset
+    incoming = b"i" * 5000
+    with tcp_pair(api_module(api)) as (ours, peer):
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        peer.sendall(incoming)
+        fill(ours)
+        time.sleep(0.05)
+        fill(ours)
+        # room for part of the payload in ours' buffer alone (the peer's window
+        # stays shut): the compiled twin's try without blocking sends that part,
+        # and the rest of the send blocks at once
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 24576)
+
+        def reset(signum: int, frame: Any) -> None:
+            # in a handler: the send blocked after its first part resumes on a
+            # reset connection (on a loopback the RST has arrived when close returns)
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+            peer.close()
+
+        previous = signal.signal(signal.SIGALRM, reset)
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        try:
+            sent = RESET_SENDS[method](ours, b"p" * 60_000)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert 0 < sent < 60_000
+        ours.settimeout(5)
+        received = b""
+        while (result := outcome(lambda: ours.recv(65536)))[0] == "ok" and result[1]:
+            received += result[1]
+        after = outcome(lambda: ours.recv(65536))
+    assert received == incoming
+    assert result == ("ConnectionResetError", errno.ECONNRESET)
+    assert after == ("ok", b"")
 
 
 # -- a send that stops part-way says how much went out ------------------------------

@@ -178,6 +178,18 @@ cdef class StreamSocket(_Socket):
         if not self.receiving:
             self.rbuf.start = self.rbuf.end = 0  # unread data goes with the socket
 
+    cdef int _defer(self, object exc) except -1:
+        """Keep a send's error for the next call, behind the bytes the kernel
+        still holds: a stream's kernel returns those before its own pending
+        error, but the send that met the error has taken it from the kernel,
+        so the bytes move to the receive buffer first, which every receive
+        reads before the kept error (a receive in progress in another thread
+        owns the buffer, and reads them from the kernel itself)."""
+        if exc.errno and exc.errno != EPIPE and not self.receiving and not self.deferred_errno:
+            while self._fill_nowait() > 0:
+                pass
+        return _Socket._defer(self, exc)
+
     cdef int _check_not_receiving(self) except -1:
         if self.receiving:
             raise RuntimeError("another receive call is in progress on this socket")
