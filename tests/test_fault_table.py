@@ -361,3 +361,16 @@ def test_partial_send_reports_characters_written(
     header = 4 if method == "send_msg" else 0
     assert 0 < written < len(payload) + header
     assert received == written
+
+
+@pytest.mark.parametrize("method", ["sendall", "sendall_buffers"])
+def test_empty_send_on_a_full_socket_with_a_timeout(impl: ModuleType, method: str) -> None:
+    # nothing to send: the call returns, or (the pure twin waits for room first,
+    # as the stdlib) times out saying that nothing went out
+    with tcp_pair(impl) as (ours, peer):
+        fill(ours)
+        ours.settimeout(0.2)
+        try:
+            SENDS[method](ours, b"")
+        except TimeoutError as exc:
+            assert getattr(exc, "characters_written") == 0

@@ -255,7 +255,13 @@ class StreamSocket(_Socket):
             if len(view):
                 self._sendall([view], send_flags)
             else:  # as the stdlib's: the kernel is asked once (a pending error shows)
-                self._call(self._sock.send, view, send_flags)
+                try:
+                    self._call(self._sock.send, view, send_flags)
+                except TimeoutError as exc:
+                    # the stdlib's wait for room came first and timed out: nothing
+                    # went out, as a partial sendall's exception says
+                    exc.characters_written = 0
+                    raise
         finally:
             view.release()
 
