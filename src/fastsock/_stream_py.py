@@ -260,7 +260,7 @@ class StreamSocket(_Socket):
                 except TimeoutError as exc:
                     # the stdlib's wait for room came first and timed out: nothing
                     # went out, as a partial sendall's exception says
-                    exc.characters_written = 0
+                    _common.note_written(exc, 0)
                     raise
         finally:
             view.release()
