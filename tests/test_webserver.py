@@ -711,6 +711,8 @@ def test_port_in_use_is_a_clear_error(web_impl: str, site: Site) -> None:
     (["--port", "70000"], "--port must be 0-65535"),
     (["--workers", "0"], "--workers must be at least 1"),
     (["--directory", "/nonexistent/dir"], "not a directory"),
+    (["--idle-timeout", "nan"], "--idle-timeout must be positive"),
+    (["--cache-valid", "-1"], "--cache-valid must be 0 or more"),
 ])
 def test_bad_arguments(args: list[str], message: str) -> None:
     result = subprocess.run([sys.executable, "-m", "fastsock.webserver", *args],
