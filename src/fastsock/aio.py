@@ -187,7 +187,7 @@ class StreamReader:
         if n == 0:
             return b""
         if n < 0:
-            blocks = []
+            blocks: list[bytes] = []
             while True:
                 block = await self.read(self._limit)
                 if not block:
@@ -277,10 +277,10 @@ class StreamReader:
             return exc.partial
         except asyncio.LimitOverrunError as exc:
             sock = self._sock
-            held = sock.buffered
-            # drop the line if its end is buffered, else all the buffer (as asyncio)
+            # asyncio drops the line if its end has arrived, else all it holds;
+            # it may hold up to twice the limit before it stops reading
             try:
-                sock.recv_until(b"\n", held)
+                sock.recv_until(b"\n", sock.buffered + self._limit)
             except (_FastOverrun, BlockingIOError, _FastIncomplete):
                 sock.take_buffered()
             raise ValueError(exc.args[0]) from None
