@@ -441,3 +441,27 @@ def test_readexactly_into(impl: ModuleType, run: Runner) -> None:
         await _close(writer, peer_writer)
 
     run(main)
+
+
+def test_close_with_unsent_data_wakes_pending_read(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        pending = asyncio.ensure_future(reader.readexactly(10))
+        await asyncio.sleep(0.01)
+        data = b"w" * (4 << 20)  # more than the kernel takes at once
+        writer.write(data)
+        assert writer.get_write_buffer_size() > 0
+        writer.close()
+        with pytest.raises(asyncio.IncompleteReadError):
+            await pending
+        received = b""
+        while len(received) < len(data):
+            block = await peer_reader.read(1 << 20)
+            assert block
+            received += block
+        assert received == data  # close sent everything first
+        await writer.wait_closed()
+        assert await peer_reader.read() == b""
+        await _close(peer_writer)
+
+    run(main)

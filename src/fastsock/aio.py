@@ -80,6 +80,7 @@ class _Connection:
         self.fd: int = sock.fileno()
         self.loop = loop
         self.closed = False
+        self.closing = False  # closed, or to be once the writer has sent all
         self.exception: Optional[BaseException] = None
         self.reader: Optional[StreamReader] = None
         self.writer: Optional[StreamWriter] = None
@@ -91,6 +92,7 @@ class _Connection:
         if self.closed:
             return
         self.closed = True
+        self.closing = True
         if exc is not None and self.exception is None:
             self.exception = exc
         # unregister before closing: a loop must never watch a reused number
@@ -126,6 +128,7 @@ class StreamReader:
         self._limit = limit
         self._eof = False
         self._waiter: Optional[asyncio.Future[None]] = None
+        self._watching = False  # registered with add_reader
         conn.reader = self
 
     def __repr__(self) -> str:
@@ -144,14 +147,23 @@ class StreamReader:
 
     def at_eof(self) -> bool:
         """True once the stream has ended and nothing is left to read."""
-        if self._conn.closed:
+        if self._conn.closing:
             return True
         return self._eof and not self._sock.buffered
 
     def _connection_closed(self) -> None:
         self._eof = True
+        self._watching = False  # the connection unregisters the descriptor
         if self._waiter is not None:
             _wake(self._waiter)
+
+    def _stop(self) -> None:
+        """The writer is closing: reads end now, as asyncio's once its
+        transport closes (the socket may still be sending)."""
+        if self._watching:
+            self._watching = False
+            self._conn.loop.remove_reader(self._conn.fd)
+        self._connection_closed()
 
     def _ended(self) -> bool:
         """Whether reads must report the end without asking the socket
@@ -159,22 +171,33 @@ class StreamReader:
         conn = self._conn
         if conn.exception is not None:
             raise conn.exception
-        return conn.closed
+        return conn.closing
 
     async def _wait_readable(self, name: str) -> None:
         if self._waiter is not None:
             raise RuntimeError(
                 f"{name}() called while another coroutine is already waiting for incoming data")
-        loop = self._conn.loop
-        fut: asyncio.Future[None] = loop.create_future()
+        conn = self._conn
+        fut: asyncio.Future[None] = conn.loop.create_future()
         self._waiter = fut
-        loop.add_reader(self._conn.fd, _wake, fut)
+        if not self._watching:
+            self._watching = True
+            conn.loop.add_reader(conn.fd, self._on_readable)
         try:
             await fut
         finally:
             self._waiter = None
-            if not self._conn.closed:
-                loop.remove_reader(self._conn.fd)
+
+    def _on_readable(self) -> None:
+        # the descriptor stays watched between a wake and the next wait (a
+        # reader that keeps up then costs no epoll_ctl per batch); a readiness
+        # that finds nobody waiting stops the watch until someone does
+        fut = self._waiter
+        if fut is None or fut.done():
+            self._watching = False
+            self._conn.loop.remove_reader(self._conn.fd)
+            return
+        fut.set_result(None)
 
     def _lost(self, exc: OSError) -> None:
         """The kernel reported the connection broken: end it as asyncio does."""
@@ -569,8 +592,9 @@ class StreamWriter:
         if self._closing or self._conn.closed:
             return
         self._closing = True
+        self._conn.closing = True
         if self._reader is not None:
-            self._reader._connection_closed()
+            self._reader._stop()
         if not self._buffer:
             # as asyncio, the descriptor goes on the next loop pass
             self._conn.loop.call_soon(self._conn.close)
