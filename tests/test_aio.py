@@ -465,3 +465,78 @@ def test_close_with_unsent_data_wakes_pending_read(impl: ModuleType, run: Runner
         await _close(peer_writer)
 
     run(main)
+
+
+def test_read_variants(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        peer_writer.write(b"first\nsecond\nthird")
+        await peer_writer.drain()
+        assert await reader.read(0) == b""
+        assert await reader.read(3) == b"fir"
+        assert await reader.readuntil((b"\n",)) == b"st\n"
+        lines = []
+        peer_writer.write_eof()
+        async for line in reader:
+            lines.append(line)
+        assert lines == [b"second\n", b"third"]  # the last line as it is, as asyncio's
+        assert reader.at_eof()
+        assert await reader.read() == b""
+        assert await reader.readline() == b""
+        with pytest.raises(ValueError):
+            await reader.readexactly(-1)
+        with pytest.raises(ValueError):
+            await reader.readuntil(b"")
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_read_all_until_end(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        data = os.urandom(300000)
+        peer_writer.write(data)
+        peer_writer.write_eof()
+        assert await reader.read() == data
+        assert reader.at_eof()
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_abort_drops_unsent(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        writer.write(b"a" * (4 << 20))
+        writer.abort()
+        assert writer.is_closing()
+        await writer.wait_closed()
+        received = 0
+        while True:
+            block = await peer_reader.read(1 << 20)
+            if not block:
+                break
+            received += len(block)
+        assert received < 4 << 20
+        await _close(peer_writer)
+
+    run(main)
+
+
+def test_handler_error_reported_and_connection_closed(run: Runner) -> None:
+    async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+        raise RuntimeError("handler failed")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        reported: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _, context: reported.append(context))
+        server = await aio.start_server(handle, "127.0.0.1", 0)
+        async with server:
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+            assert await reader.read() == b""
+            writer.close()
+        assert isinstance(reported[0]["exception"], RuntimeError)
+
+    run(main)

@@ -599,6 +599,14 @@ class StreamWriter:
             # as asyncio, the descriptor goes on the next loop pass
             self._conn.loop.call_soon(self._conn.close)
 
+    def abort(self) -> None:
+        """Close now, dropping what is not yet sent (asyncio's transport.abort())."""
+        if self._reader is not None:
+            self._reader._stop()
+        self._closing = True
+        self._conn.closing = True
+        self._conn.close()
+
     def is_closing(self) -> bool:
         """True once close() was called or the connection is lost."""
         return self._closing or self._conn.closed
