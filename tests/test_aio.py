@@ -540,3 +540,34 @@ def test_handler_error_reported_and_connection_closed(run: Runner) -> None:
         assert isinstance(reported[0]["exception"], RuntimeError)
 
     run(main)
+
+
+@pytest.mark.parametrize("pieces", [[b"ab\r", b"\ncd\n"], [b"ab", b"\r", b"\n", b"cd\n"],
+                                    [b"ab\r\ncd\n"]])
+def test_readuntil_separator_tuple(impl: ModuleType, run: Runner,
+                                   pieces: list[bytes]) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+
+        async def send() -> None:
+            for piece in pieces:
+                peer_writer.write(piece)
+                await asyncio.sleep(0.005)
+
+        sender = asyncio.ensure_future(send())
+        # the one that ends first wins; the shortest on a tie
+        assert await reader.readuntil((b"\r\n", b"\n")) == b"ab\r\n"
+        assert await reader.readuntil((b"\r\n", b"d\n", b"\n")) == b"cd\n"
+        await sender
+        peer_writer.write(b"0123456789 tail")
+        peer_writer.write_eof()
+        reader._limit = 4
+        with pytest.raises(asyncio.LimitOverrunError):
+            await reader.readuntil((b"x", b"yz"))
+        assert await reader.readexactly(10) == b"0123456789"  # the data stayed
+        with pytest.raises(asyncio.IncompleteReadError) as info:
+            await reader.readuntil((b"x", b"yz"))
+        assert info.value.partial == b" tail"
+        await _close(writer, peer_writer)
+
+    run(main)

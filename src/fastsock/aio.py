@@ -262,12 +262,14 @@ class StreamReader:
         (holding everything read) when the stream ends first.
         """
         if isinstance(separator, tuple):
-            if not separator:
+            seps = sorted(separator, key=len)  # asyncio's: the shortest wins a tie
+            if not seps:
                 raise ValueError("Separator should contain at least one element")
-            if len(separator) > 1:
-                # the socket's C search takes one delimiter
-                raise NotImplementedError("readuntil() with several separators")
-            separator = separator[0]
+            if not seps[0]:
+                raise ValueError("Separator should be at least one-byte string")
+            if len(seps) > 1:
+                return await self._readuntil_any(seps)
+            separator = seps[0]
         if not separator:
             raise ValueError("Separator should be at least one-byte string")
         sock = self._sock
@@ -289,6 +291,68 @@ class StreamReader:
                 raise
             await self._wait_readable("readuntil")
         raise asyncio.IncompleteReadError(b"", None)
+
+    async def _readuntil_any(self, seps: list[bytes]) -> bytes:
+        while not self._ended():
+            try:
+                found = self._find_any(seps)
+            except ConnectionError as exc:
+                self._lost(exc)
+                raise
+            if found is not None:
+                return found
+            await self._wait_readable("readuntil")
+        raise asyncio.IncompleteReadError(b"", None)
+
+    def _find_any(self, seps: list[bytes]) -> Optional[bytes]:
+        """One try of readuntil() with several separators: the socket's search
+        takes one, so the bytes are looked at without being taken (its buffer,
+        then the kernel's with MSG_PEEK) and only the line is taken."""
+        sock = self._sock
+        limit = self._limit
+        longest = len(seps[-1])
+        window = limit + longest  # enough to decide, as asyncio's rules go
+        held = sock.buffered
+        data: bytes = sock.recv(held, _stdlib.MSG_PEEK) if held else b""
+        more = b""
+        ended = False
+        if len(data) < window:
+            # a stdlib object on the same descriptor, detached at once: a peek
+            # past the socket's buffer, which its own recv() does not do
+            peeker = _stdlib.socket(fileno=self._conn.fd)
+            try:
+                more = peeker.recv(window - len(data), _stdlib.MSG_PEEK | _stdlib.MSG_DONTWAIT)
+                ended = not more
+            except BlockingIOError:
+                pass
+            finally:
+                peeker.detach()
+            data += more
+        start = end = -1
+        for sep in seps:
+            at = data.find(sep, 0, window)
+            if at >= 0 and (end < 0 or at + len(sep) < end):
+                start, end = at, at + len(sep)
+        if end >= 0:
+            if start > limit:
+                raise asyncio.LimitOverrunError(
+                    "Separator is found, but chunk is longer than limit", start)
+            line: bytes = sock.recv_exactly(end)  # all there: does not wait
+            return line
+        if len(data) >= window:
+            raise asyncio.LimitOverrunError(
+                "Separator is not found, and chunk exceed the limit", len(data) + 1 - longest)
+        if ended:
+            self._eof = True
+            raise asyncio.IncompleteReadError(sock.take_buffered(), None)
+        if more:
+            # into the socket's buffer, not taken (no separator is in them, so
+            # the search up to their end fails): the next readiness is new bytes
+            try:
+                sock.recv_until(seps[0], len(data))
+            except (_FastOverrun, BlockingIOError):
+                pass
+        return None
 
     async def readline(self) -> bytes:
         """Read one line ending with b"\\n" (or what is left at the end), as
