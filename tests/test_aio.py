@@ -571,3 +571,54 @@ def test_readuntil_separator_tuple(impl: ModuleType, run: Runner,
         await _close(writer, peer_writer)
 
     run(main)
+
+
+def test_server_wait_closed_waits_for_close(run: Runner) -> None:
+    async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+        writer.close()
+
+    async def main() -> None:
+        server = await aio.start_server(handle, "127.0.0.1", 0, start_serving=False)
+        assert not server.is_serving()
+        waiter = asyncio.ensure_future(server.wait_closed())
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        await server.start_serving()
+        assert server.is_serving()
+        server.close()
+        await waiter
+        assert server.sockets == ()
+
+    run(main)
+
+
+def test_write_any_buffer(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        import array
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        writer.write(array.array("i", [1, 2]))
+        writer.write(bytearray(b"ab"))
+        writer.writelines([b"c", memoryview(b"d")])
+        assert await peer_reader.readexactly(12) == array.array("i", [1, 2]).tobytes() + b"abcd"
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_descriptors_close_on_exec(run: Runner) -> None:
+    async def main() -> None:
+        accepted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+            accepted.set_result(writer.get_extra_info("socket"))
+            writer.close()
+
+        server = await aio.start_server(handle, "127.0.0.1", 0)
+        async with server:
+            assert not server.sockets[0].get_inheritable()
+            reader, writer = await aio.open_connection(*server.sockets[0].getsockname())
+            assert not writer.get_extra_info("socket").get_inheritable()
+            assert not (await accepted).get_inheritable()
+            await _close(writer)
+
+    run(main)

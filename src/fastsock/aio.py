@@ -527,6 +527,8 @@ class StreamWriter:
         """Send ``data`` now as far as the kernel takes it; keep the rest."""
         if not self._check_writable() or not data:
             return
+        if type(data) is not bytes:
+            data = memoryview(data).cast("B")  # lengths in bytes, whatever the format
         if self._buffer:
             self._buffer += data
             return
@@ -538,7 +540,7 @@ class StreamWriter:
             self._conn.close(exc)
             return
         if sent < len(data):
-            self._buffer += memoryview(data).cast("B")[sent:]
+            self._buffer += data[sent:]
             self._start_writing()
 
     def writelines(self, data: Iterable[Any]) -> None:
@@ -815,6 +817,7 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()
         self._serving_forever: Optional[asyncio.Future[None]] = None
         self._idle: Optional[asyncio.Future[None]] = None
+        self._shut: asyncio.Future[None] = loop.create_future()  # done by close()
         for sock in sockets:
             sock.setblocking(False)
 
@@ -909,6 +912,7 @@ class Server:
             self._loop.remove_reader(sock.fileno())
             sock.close()
         self._sockets = []
+        self._shut.set_result(None)
         if self._unix_path is not None:
             try:
                 os.unlink(self._unix_path)
@@ -930,13 +934,9 @@ class Server:
 
     async def wait_closed(self) -> None:
         """Wait until the server is closed and its connections are (asyncio 3.12)."""
-        if not self._closed or not self._connections:
-            if not self._closed:
-                # as asyncio: a server still serving is waited for until closed
-                while not self._closed:
-                    await asyncio.sleep(0.05)
-            if not self._connections:
-                return
+        await asyncio.shield(self._shut)
+        if not self._connections:
+            return
         if self._idle is None or self._idle.done():
             self._idle = self._loop.create_future()
         await asyncio.shield(self._idle)
