@@ -622,3 +622,23 @@ def test_descriptors_close_on_exec(run: Runner) -> None:
             await _close(writer)
 
     run(main)
+
+
+def test_write_msg_under_backpressure(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        payloads = [os.urandom(n) for n in (0, 1, 70000, 3, 1 << 20, 5)]
+        for payload in payloads:
+            writer.write_msg(bytearray(payload), prefix_size=8)
+        with pytest.raises(OverflowError):
+            writer.write_msg(b"x" * 256, prefix_size=1)
+        with pytest.raises(ValueError):
+            writer.write_msg(b"x", prefix_size=3)
+        drained = asyncio.ensure_future(writer.drain())
+        for payload in payloads:
+            size = struct.unpack(">Q", await peer_reader.readexactly(8))[0]
+            assert await peer_reader.readexactly(size) == payload
+        await drained
+        await _close(writer, peer_writer)
+
+    run(main)

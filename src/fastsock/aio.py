@@ -549,15 +549,37 @@ class StreamWriter:
 
     def write_msg(self, payload: Any, *, prefix_size: int = 4) -> None:
         """Write ``payload`` after its length as a big-endian ``prefix_size``-byte
-        integer (1, 2, 4 or 8), the framing of read_msg()."""
+        integer (1, 2, 4 or 8), the framing of read_msg(); OverflowError when
+        the length does not fit."""
         header = _prefix(prefix_size)
-        size = len(memoryview(payload).cast("B")) if type(payload) is not bytes else len(payload)
+        data = payload if type(payload) is bytes else memoryview(payload).cast("B")
+        size = len(data)
         try:
             prefix = header.pack(size)
         except struct.error:
             raise OverflowError(f"message of {size} bytes does not fit a "
                                 f"{prefix_size}-byte length prefix") from None
-        self.write(prefix + bytes(payload))
+        if not self._check_writable():
+            return
+        buffer = self._buffer
+        if buffer:
+            buffer += prefix
+            buffer += data
+            return
+        try:  # one sendmsg(), the payload not copied
+            sent: int = self._sock.send_buffers([prefix, data])
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._conn.close(exc)
+            return
+        if sent < len(prefix):
+            buffer += prefix[sent:]
+            buffer += data
+        else:
+            buffer += data[sent - len(prefix):]
+        if buffer:
+            self._start_writing()
 
     def write_msgs(self, payloads: Iterable[Any], *, prefix_size: int = 4) -> None:
         """write_msg() of each payload, with one send."""
