@@ -642,3 +642,42 @@ def test_write_msg_under_backpressure(impl: ModuleType, run: Runner) -> None:
         await _close(writer, peer_writer)
 
     run(main)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")),
+                      min_size=1, max_size=15),
+       enders=st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=15, max_size=15),
+       cuts=st.lists(st.integers(min_value=0, max_value=1000), max_size=10),
+       tuple_separators=st.booleans())
+def test_lines_random_splits(impl: ModuleType, run: Runner, lines: list[bytes],
+                             enders: list[bytes], cuts: list[int],
+                             tuple_separators: bool) -> None:
+    expected = [line + end for line, end in zip(lines, enders)]
+    data = b"".join(expected)
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    # with ("\r\n", "\n") as with "\n" a line ends at its "\n": the same lines
+
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+
+        async def send() -> None:
+            for start, end in zip(points, points[1:]):
+                peer_writer.write(data[start:end])
+                await asyncio.sleep(0)
+            peer_writer.write_eof()
+
+        sender = asyncio.ensure_future(send())
+        got = []
+        for _ in expected:
+            if tuple_separators:
+                got.append(await reader.readuntil((b"\r\n", b"\n")))
+            else:
+                got.append(await reader.readline())
+        assert got == expected
+        assert await reader.readline() == b""
+        await sender
+        await _close(writer, peer_writer)
+
+    run(main)
