@@ -681,3 +681,22 @@ def test_lines_random_splits(impl: ModuleType, run: Runner, lines: list[bytes],
         await _close(writer, peer_writer)
 
     run(main)
+
+
+def test_stdlib_sockets_taken_over(run: Runner, unix_dir: str) -> None:
+    async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+        writer.write_msg(await reader.readline())
+        writer.close()
+
+    async def main() -> None:
+        listener = socket.create_server(("127.0.0.1", 0))
+        server = await aio.start_server(handle, sock=listener)
+        async with server:
+            assert listener.fileno() == -1  # its descriptor is the server's now
+            client = socket.create_connection(server.sockets[0].getsockname())
+            reader, writer = await aio.open_connection(sock=client)
+            writer.write(b"taken over\n")
+            assert await reader.read_msg() == b"taken over\n"
+            await _close(writer)
+
+    run(main)

@@ -715,8 +715,7 @@ def _as_fastsock(sock: Any) -> Any:
     """A fastsock StreamSocket (of either implementation) as it is; a stdlib
     socket's descriptor taken over by one of the live implementation."""
     if isinstance(sock, _stdlib.socket):
-        family, kind, proto = sock.family, sock.type, sock.proto
-        return fastsock.StreamSocket(family, kind, proto, fileno=sock.detach())
+        return fastsock.StreamSocket.from_socket(sock)  # refuses an SSLSocket
     return sock
 
 
