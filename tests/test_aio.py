@@ -700,3 +700,20 @@ def test_stdlib_sockets_taken_over(run: Runner, unix_dir: str) -> None:
             await _close(writer)
 
     run(main)
+
+
+def test_read_msgs_takes_a_bounded_batch_per_call(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        payloads = [b"%d" % i for i in range(3000)]
+        peer_writer.write(frames(payloads))
+        await peer_writer.drain()
+        await asyncio.sleep(0.01)
+        # everything has arrived: each call takes all it may, never waiting
+        first = await reader.read_msgs()
+        assert len(first) == 1024
+        second = await reader.read_msgs(max_count=10000)
+        assert first + second == payloads
+        await _close(writer, peer_writer)
+
+    run(main)
