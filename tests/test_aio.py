@@ -717,3 +717,24 @@ def test_read_msgs_takes_a_bounded_batch_per_call(impl: ModuleType, run: Runner)
         await _close(writer, peer_writer)
 
     run(main)
+
+
+def test_read_until_has_the_sockets_limit(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        peer_writer.write(b"ab||cdefgh||")
+        task = asyncio.ensure_future(reader.read_until(b"||", limit=4))
+        assert await task == b"ab||"
+        with pytest.raises(asyncio.LimitOverrunError):
+            await reader.read_until(b"||", limit=7)  # 8 bytes with the delimiter
+        assert await reader.read_until(b"||", limit=8) == b"cdefgh||"
+        pending = asyncio.ensure_future(reader.read_until(b"\n"))
+        await asyncio.sleep(0.01)
+        peer_writer.write(b"tail")
+        peer_writer.write_eof()
+        with pytest.raises(asyncio.IncompleteReadError) as info:
+            await pending
+        assert info.value.partial == b"tail"
+        await _close(writer, peer_writer)
+
+    run(main)

@@ -431,6 +431,29 @@ class StreamReader:
             await self._wait_readable("read_msgs")
         raise asyncio.IncompleteReadError(b"", prefix_size)
 
+    async def read_until(self, delimiter: Any, limit: int = 65536) -> bytes:
+        """Read up to and including ``delimiter`` with StreamSocket.recv_until()'s
+        rule: all of it within ``limit`` bytes.  asyncio.LimitOverrunError (the
+        data stays buffered) past that, asyncio.IncompleteReadError when the
+        stream ends first."""
+        sock = self._sock
+        while not self._ended():
+            try:
+                data: bytes = sock.recv_until(delimiter, limit)
+                return data
+            except BlockingIOError:
+                pass
+            except _FastIncomplete as exc:
+                self._eof = True
+                raise _incomplete(exc) from None
+            except _FastOverrun as exc:
+                raise asyncio.LimitOverrunError(str(exc), exc.consumed) from None
+            except ConnectionError as exc:
+                self._lost(exc)
+                raise
+            await self._wait_readable("read_until")
+        raise asyncio.IncompleteReadError(b"", None)
+
     async def readexactly_into(self, buffer: Any, nbytes: int = 0) -> int:
         """Fill the first ``nbytes`` bytes (0: all) of a writable buffer and
         return that count; asyncio.IncompleteReadError when the stream ends first.
