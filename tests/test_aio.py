@@ -738,3 +738,13 @@ def test_read_until_has_the_sockets_limit(impl: ModuleType, run: Runner) -> None
         await _close(writer, peer_writer)
 
     run(main)
+
+
+def test_defaults_are_the_sockets(impl: ModuleType) -> None:
+    import inspect
+    for method in ("recv_msg", "recv_msgs"):
+        parameters = inspect.signature(getattr(impl.StreamSocket, method)).parameters
+        assert parameters["max_size"].default == aio.DEFAULT_MAX_MESSAGE
+    parameters = inspect.signature(impl.StreamSocket.recv_until).parameters
+    assert inspect.signature(aio.StreamReader.read_until).parameters["limit"].default == \
+        parameters["limit"].default

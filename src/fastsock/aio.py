@@ -28,7 +28,6 @@ import struct
 from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence, Union
 
 import fastsock
-from fastsock._common import DEFAULT_MAX_MESSAGE
 
 __all__ = [
     "StreamReader",
@@ -41,6 +40,7 @@ __all__ = [
 ]
 
 _DEFAULT_LIMIT = 2 ** 16  # asyncio's
+DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024  # StreamSocket.recv_msg()'s
 _HIGH_WATER = 64 * 1024  # asyncio's transport defaults
 _ACCEPT_RETRY_DELAY = 1.0  # as asyncio, after running out of descriptors
 _SEND_CHUNK = 256 * 1024
@@ -49,7 +49,8 @@ _SEND_CHUNK = 256 * 1024
 _FastIncomplete = fastsock.IncompleteReadError
 _FastOverrun = fastsock.LimitOverrunError
 
-_PREFIXES = {size: struct.Struct(code) for size, code in ((1, ">B"), (2, ">H"), (4, ">I"), (8, ">Q"))}
+_PREFIXES = {size: struct.Struct(code)
+             for size, code in ((1, ">B"), (2, ">H"), (4, ">I"), (8, ">Q"))}
 
 ClientConnectedCallback = Callable[["StreamReader", "StreamWriter"], Optional[Awaitable[None]]]
 
@@ -285,7 +286,8 @@ class StreamReader:
                 raise _incomplete(exc) from None
             except _FastOverrun as exc:
                 raise asyncio.LimitOverrunError(
-                    "Separator is not found, and chunk exceed the limit", exc.consumed) from None
+                    "Separator is not found, and chunk exceed the limit",
+                    exc.consumed) from None
             except ConnectionError as exc:
                 self._lost(exc)
                 raise
@@ -383,7 +385,8 @@ class StreamReader:
 
     # -- fast methods ---------------------------------------------------------
 
-    async def read_msg(self, *, prefix_size: int = 4, max_size: int = DEFAULT_MAX_MESSAGE) -> bytes:
+    async def read_msg(self, *, prefix_size: int = 4,
+                       max_size: int = DEFAULT_MAX_MESSAGE) -> bytes:
         """Read one message framed by a big-endian length prefix (write_msg(),
         StreamSocket.send_msg()) and return its payload.
 
@@ -495,7 +498,8 @@ class StreamWriter:
         self._low = _HIGH_WATER // 4
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._extra: dict[str, Any] = {"socket": conn.sock}
-        for key, getter in (("sockname", conn.sock.getsockname), ("peername", conn.sock.getpeername)):
+        for key, getter in (("sockname", conn.sock.getsockname),
+                            ("peername", conn.sock.getpeername)):
             try:
                 self._extra[key] = getter()
             except OSError:  # e.g. a peer already gone: asyncio says None too
@@ -525,7 +529,8 @@ class StreamWriter:
         """(low, high) water marks."""
         return self._low, self._high
 
-    def set_write_buffer_limits(self, high: Optional[int] = None, low: Optional[int] = None) -> None:
+    def set_write_buffer_limits(self, high: Optional[int] = None,
+                                low: Optional[int] = None) -> None:
         """As asyncio's transports: high defaults to 64 KiB (4 × low when only
         low is given), low to high // 4."""
         if high is None:
