@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 import struct
+import sys
 from types import ModuleType
 from typing import Any, Awaitable, Callable
 
@@ -748,3 +749,42 @@ def test_defaults_are_the_sockets(impl: ModuleType) -> None:
     parameters = inspect.signature(impl.StreamSocket.recv_until).parameters
     assert inspect.signature(aio.StreamReader.read_until).parameters["limit"].default == \
         parameters["limit"].default
+
+
+_SEPARATORS: list[Any] = [b"\n", b"ab", b"\r\n", b"xyz"]
+if sys.version_info >= (3, 13):  # asyncio's readuntil() takes tuples from 3.13
+    _SEPARATORS += [(b"\r\n", b"\n"), (b"ab", b"b"), (b"xyz", b"yz", b"z")]
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=40).map(lambda b: bytes(b"abxyz\r\n"[c % 7] for c in b)),
+       separator=st.sampled_from(_SEPARATORS), limit=st.integers(min_value=1, max_value=12))
+def test_readuntil_as_asyncio(impl: ModuleType, run: Runner, data: bytes, separator: Any,
+                              limit: int) -> None:
+    async def read_all(reader: Any) -> list[Any]:
+        out: list[Any] = []
+        for _ in range(4):
+            try:
+                out.append(await reader.readuntil(separator))
+            except asyncio.IncompleteReadError as exc:
+                out.append(("incomplete", exc.partial))
+                break
+            except asyncio.LimitOverrunError:
+                out.append(("overrun", await reader.readexactly(1)))
+        return out
+
+    async def main() -> None:
+        a, b = impl.socketpair()
+        reader, writer = await aio.open_unix_connection(sock=a, limit=limit)
+        with b:
+            b.sendall(data)
+            b.shutdown(socket.SHUT_WR)
+            ours = await read_all(reader)
+        theirs_reader = asyncio.StreamReader(limit=limit)
+        theirs_reader.feed_data(data)
+        theirs_reader.feed_eof()
+        assert ours == await read_all(theirs_reader)
+        await _close(writer)
+
+    run(main)
