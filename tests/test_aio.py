@@ -235,15 +235,17 @@ def test_cancelled_read_loses_nothing(impl: ModuleType, run: Runner) -> None:
     async def main() -> None:
         reader, writer, peer_reader, peer_writer = await _pair(impl)
         data = frames([b"a" * 100, b"b" * 200000, b"c"])
-        for method in ("read_msg", "readexactly", "readuntil"):
+        for method in ("read_msg", "readexactly", "readuntil", "separators"):
             peer_writer.write(data[:50])
             await peer_writer.drain()
             if method == "read_msg":
                 task = asyncio.ensure_future(reader.read_msg())
             elif method == "readexactly":
                 task = asyncio.ensure_future(reader.readexactly(len(data)))
-            else:
+            elif method == "readuntil":
                 task = asyncio.ensure_future(reader.readuntil(b"\xff"))
+            else:
+                task = asyncio.ensure_future(reader.readuntil((b"\xff", b"\xfe\xfe")))
             await asyncio.sleep(0.01)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -357,8 +359,10 @@ def test_write_after_eof_refused(impl: ModuleType, run: Runner) -> None:
     run(main)
 
 
-def test_many_connections(run: Runner) -> None:
+@pytest.mark.parametrize("clients", ["asyncio", "fastsock"])
+def test_many_connections(run: Runner, clients: str) -> None:
     count = 1000
+    connect = asyncio.open_connection if clients == "asyncio" else aio.open_connection
 
     async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
         writer.write_msgs(await reader.read_msgs())
@@ -366,7 +370,7 @@ def test_many_connections(run: Runner) -> None:
         writer.close()
 
     async def client(port: int, i: int) -> bytes:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await connect("127.0.0.1", port)
         payload = str(i).encode()
         writer.write(frames([payload]))
         size = struct.unpack(">I", await reader.readexactly(4))[0]
