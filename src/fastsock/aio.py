@@ -76,7 +76,7 @@ class _Connection:
     registrations and its end."""
 
     def __init__(self, sock: Any, loop: asyncio.AbstractEventLoop) -> None:
-        sock.setblocking(False)
+        sock.setblocking(False)  # a closed socket raises OSError (EBADF) here
         self.sock = sock
         self.fd: int = sock.fileno()
         self.loop = loop
