@@ -13,6 +13,10 @@ cdef enum:
     DIRECT_READ_MIN = 32768
     # reads into the receive buffer ask for at least this much room
     FILL_MIN = 16384
+    # a socket that can give up part-way (non-blocking, or with a timeout)
+    # whose receive buffer already holds more than this of a large frame
+    # completes the frame in the buffer (see _gathers)
+    GATHER_MIN = 65536
 
 # once a receive call has returned, a buffer larger than this that holds less
 # than a quarter of it shrinks (rb_settle)
@@ -43,6 +47,35 @@ cdef int rb_reserve_tail(RecvBuffer *rb, Py_ssize_t tail) except -1:
     capacity = rb.capacity * 2 if rb.capacity else RECV_BUFFER_INITIAL
     if capacity < held + tail:
         capacity = held + tail
+    grown = <char *>PyMem_RawRealloc(rb.data, <size_t>capacity)
+    if grown == NULL:
+        raise MemoryError()
+    rb.data = grown
+    rb.capacity = capacity
+    return 0
+
+
+cdef int rb_reserve_frame(RecvBuffer *rb, Py_ssize_t need) except -1:
+    """Make room for the next read of a frame that ends ``need`` bytes after
+    ``start``: nothing while FILL_MIN bytes or the rest of the frame fit;
+    otherwise compact, then grow at least twofold, but not past the frame
+    (plus FILL_MIN).  A frame gathered in pieces is thus copied O(1) times
+    per byte, and the buffer stays within twice what it holds plus FILL_MIN
+    (rb_settle leaves it alone while the frame is incomplete)."""
+    cdef Py_ssize_t held = rb.end - rb.start
+    cdef Py_ssize_t capacity
+    cdef char *grown
+    if rb.capacity - rb.end >= FILL_MIN or rb.capacity - rb.end >= need - held:
+        return 0
+    if rb.start > 0:
+        if held:
+            memmove(rb.data, rb.data + rb.start, held)
+        rb.start = 0
+        rb.end = held
+        if rb.capacity - held >= FILL_MIN or rb.capacity - held >= need - held:
+            return 0
+    capacity = max(rb.capacity * 2, held + FILL_MIN)
+    capacity = min(capacity, max(need, held + FILL_MIN))
     grown = <char *>PyMem_RawRealloc(rb.data, <size_t>capacity)
     if grown == NULL:
         raise MemoryError()
@@ -455,6 +488,41 @@ cdef class StreamSocket(_Socket):
                 self.deferred_errno = err
         return 0
 
+    # -- frames that arrive in pieces --------------------------------------------
+    # A large frame (recv_exactly, recv_exactly_into, recv_msg, recv_msgs) is
+    # read straight into its result.  When the call gives up part-way
+    # (BlockingIOError, TimeoutError, a signal handler's exception) the bytes
+    # it took go back to the receive buffer, and the next call would copy
+    # them into a new result and back again: a frame arriving over K
+    # readiness events would cost O(K x size).  So once the buffer already
+    # holds more than GATHER_MIN bytes of the frame, on a socket that can give
+    # up part-way, the frame is completed in the buffer itself (grown
+    # geometrically, rb_reserve_frame) and copied out once, when whole:
+    # every call only adds what arrived, and whatever happens every byte
+    # taken is already where the next call looks.  A blocking socket, and
+    # the first try at a frame, keep the straight read (no extra copy).
+
+    cdef inline bint _gathers(self, Py_ssize_t have) noexcept:
+        """Whether a frame of which the buffer holds ``have`` bytes is
+        completed in the buffer (_fill_frame) rather than in its result."""
+        return have > GATHER_MIN and self.timeout_ >= 0
+
+    cdef int _fill_frame(self, Py_ssize_t need, double deadline) except -1:
+        """Receive into the buffer until it holds ``need`` bytes: 1, or 0 at
+        EOF.  On any error the bytes read so far stay buffered."""
+        cdef IOArgs a
+        cdef ssize_t n
+        while self.rbuf.end - self.rbuf.start < need:
+            rb_reserve_frame(&self.rbuf, need)
+            a.buf = self.rbuf.data + self.rbuf.end
+            a.len = <size_t>(self.rbuf.capacity - self.rbuf.end)
+            a.flags = 0
+            n = self._call(c.POLLIN, _do_recv, &a, deadline)
+            if n == 0:
+                return 0
+            self.rbuf.end += n
+        return 1
+
     cdef int _recv_full(self, char *dst, Py_ssize_t n, double deadline,
                         Py_ssize_t *got) except -1:
         """Read straight into dst until got[0] == n, or EOF (got[0] < n).
@@ -528,14 +596,20 @@ cdef class StreamSocket(_Socket):
         the bytes read so far stay in the receive buffer.
         """
         cdef Py_ssize_t size = PyLong_AsSsize_t(_index(n))  # the stdlib's message
-        cdef Py_ssize_t got = 0
+        cdef Py_ssize_t got = 0, held
         cdef bytes result
         if size < 0:
             raise ValueError("n must not be negative")
         self._begin_receive()
         try:
-            if self.rbuf.end - self.rbuf.start >= size:
+            held = self.rbuf.end - self.rbuf.start
+            if held >= size:
                 return rb_take(&self.rbuf, size)
+            if self._gathers(held):
+                if self._fill_frame(size, self._deadline()):
+                    return rb_take(&self.rbuf, size)
+                raise IncompleteReadError(
+                    rb_take(&self.rbuf, self.rbuf.end - self.rbuf.start), size)
             result = PyBytes_FromStringAndSize(NULL, size)
             try:
                 self._read_exact(PyBytes_AS_STRING(result), size, self._deadline(), &got)
@@ -557,7 +631,7 @@ cdef class StreamSocket(_Socket):
         the receive buffer.
         """
         cdef Py_buffer view
-        cdef Py_ssize_t size, got = 0
+        cdef Py_ssize_t size, got = 0, held
         get_writable(buffer, &view, "recv_exactly_into")
         size = check_nbytes(&view, nbytes, None, NULL,
                             "negative buffersize in recv_exactly_into",
@@ -565,7 +639,18 @@ cdef class StreamSocket(_Socket):
         try:
             self._begin_receive()
             try:
-                self._read_exact(<char *>view.buf, size, self._deadline(), &got)
+                held = self.rbuf.end - self.rbuf.start
+                if held < size and self._gathers(held):
+                    if self._fill_frame(size, self._deadline()):
+                        got = size
+                    else:
+                        got = self.rbuf.end - self.rbuf.start
+                    memcpy(view.buf, self.rbuf.data + self.rbuf.start, got)
+                    self.rbuf.start += got
+                    if self.rbuf.start == self.rbuf.end:
+                        self.rbuf.start = self.rbuf.end = 0
+                else:
+                    self._read_exact(<char *>view.buf, size, self._deadline(), &got)
             except BaseException:
                 rb_unread(&self.rbuf, <char *>view.buf, got)
                 raise
@@ -730,7 +815,7 @@ cdef class StreamSocket(_Socket):
     cdef object _recv_one(self, int psize, Py_ssize_t cmax, double deadline):
         """One framed message (the caller holds ``receiving``)."""
         cdef unsigned long long length
-        cdef Py_ssize_t n, got = 0
+        cdef Py_ssize_t n, have, got = 0
         cdef char header[8]
         cdef bytes result
         while self.rbuf.end - self.rbuf.start < psize:
@@ -741,7 +826,8 @@ cdef class StreamSocket(_Socket):
         if length > <unsigned long long>cmax:
             raise MessageTooLargeError(length, cmax)
         n = <Py_ssize_t>length
-        if n - (self.rbuf.end - self.rbuf.start - psize) < DIRECT_READ_MIN:
+        have = self.rbuf.end - self.rbuf.start - psize
+        if n - have < DIRECT_READ_MIN:
             # small: through the buffer, which the same reads may fill with
             # the next messages too; a failure leaves the frame buffered
             while self.rbuf.end - self.rbuf.start - psize < n:
@@ -749,6 +835,11 @@ cdef class StreamSocket(_Socket):
                     raise IncompleteReadError(rb_take_after(
                         &self.rbuf, psize, self.rbuf.end - self.rbuf.start - psize), n)
             return rb_take_after(&self.rbuf, psize, n)
+        if self._gathers(have):  # a frame arriving in pieces: see _gathers
+            if self._fill_frame(psize + n, deadline):
+                return rb_take_after(&self.rbuf, psize, n)
+            raise IncompleteReadError(rb_take_after(
+                &self.rbuf, psize, self.rbuf.end - self.rbuf.start - psize), n)
         # large: the rest goes straight into the result, allocated before the
         # prefix is taken (a MemoryError leaves the frame where it was)
         result = PyBytes_FromStringAndSize(NULL, n)

@@ -1,0 +1,794 @@
+"""fastsock.aio against asyncio's own streams, on the default loop and uvloop,
+with sockets of both implementations (passed in through ``sock=``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import sys
+from types import ModuleType
+from typing import Any, Awaitable, Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from fastsock import aio
+
+ASYNC_TIMEOUT = 15.0
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Callable[[Callable[[], Awaitable[Any]]], Any]:
+    """Run a coroutine function on a fresh loop of each kind, bounded in time."""
+    factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+    if request.param == "uvloop":
+        # the test extra installs it; without it only asyncio's loop runs
+        factory = pytest.importorskip("uvloop").new_event_loop
+
+    def runner(main: Callable[[], Awaitable[Any]]) -> Any:
+        loop = factory()
+        try:
+            return loop.run_until_complete(asyncio.wait_for(main(), ASYNC_TIMEOUT))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+    return runner
+
+
+Runner = Callable[[Callable[[], Awaitable[Any]]], Any]
+
+
+def frames(payloads: list[bytes], prefix_size: int = 4) -> bytes:
+    code = {1: ">B", 2: ">H", 4: ">I", 8: ">Q"}[prefix_size]
+    return b"".join(struct.pack(code, len(p)) + p for p in payloads)
+
+
+async def _pair(impl: ModuleType) -> tuple[Any, Any, Any, Any]:
+    """fastsock.aio streams on one end of an ``impl`` socketpair, asyncio's on the other."""
+    a, b = impl.socketpair()
+    reader, writer = await aio.open_unix_connection(sock=a)
+    peer = socket.socket(fileno=b.detach())
+    peer_reader, peer_writer = await asyncio.open_unix_connection(sock=peer)
+    return reader, writer, peer_reader, peer_writer
+
+
+async def _close(*writers: Any) -> None:
+    for writer in writers:
+        writer.close()
+    for writer in writers:
+        try:
+            await writer.wait_closed()
+        except ConnectionError:
+            pass
+
+
+# -- servers and clients against asyncio's -------------------------------------
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_fastsock_server_asyncio_client(impl: ModuleType, run: Runner, kind: str,
+                                        unix_dir: str) -> None:
+    async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+        assert writer.get_extra_info("socket") is not None
+        async for line in reader:
+            writer.write(line.upper())
+            await writer.drain()
+        assert reader.at_eof()
+        writer.close()
+        await writer.wait_closed()
+
+    async def main() -> None:
+        path = os.path.join(unix_dir, "s")
+        if kind == "tcp":
+            listener = impl.create_server(("127.0.0.1", 0))
+            server = await aio.start_server(handle, sock=listener)
+            reader, writer = await asyncio.open_connection(*listener.getsockname())
+        else:
+            listener = impl.create_server(path, family=impl.AF_UNIX)
+            server = await aio.start_unix_server(handle, sock=listener)
+            reader, writer = await asyncio.open_unix_connection(path)
+        async with server:
+            assert server.is_serving()
+            writer.writelines([b"one\ntw", b"o\n", b"three\n"])
+            await writer.drain()
+            assert await reader.readline() == b"ONE\n"
+            assert await reader.readexactly(4) == b"TWO\n"
+            assert await reader.readuntil(b"E\n") == b"THREE\n"
+            writer.write_eof()
+            assert await reader.read() == b""
+            writer.close()
+            await writer.wait_closed()
+
+    run(main)
+
+
+def test_start_server_by_address(run: Runner, unix_dir: str) -> None:
+    async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+        writer.write(await reader.readexactly(3))
+        writer.close()
+
+    async def main() -> None:
+        server = await aio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"abc")
+        assert await reader.read() == b"abc"
+        writer.close()
+        path = os.path.join(unix_dir, "u")
+        userver = await aio.start_unix_server(handle, path)
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b"xyz")
+        assert await reader.read() == b"xyz"
+        writer.close()
+        for srv in (server, userver):
+            srv.close()
+            await srv.wait_closed()
+        assert not os.path.exists(path)  # removed with the server, as asyncio's
+
+    run(main)
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_asyncio_server_fastsock_client(impl: ModuleType, run: Runner, kind: str,
+                                        unix_dir: str) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(frames([b"hello", b"", b"x" * 70000]) + b"line\nrest")
+        await writer.drain()
+        assert await reader.readexactly(9) == frames([b"abcde"])
+        assert await reader.readexactly(8) == frames([b"f", b""])
+        writer.close()
+
+    async def main() -> None:
+        path = os.path.join(unix_dir, "s")
+        if kind == "tcp":
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            address = server.sockets[0].getsockname()
+            sock = impl.create_connection(address)
+            reader, writer = await aio.open_connection(sock=sock)
+            assert writer.get_extra_info("peername") == address
+        else:
+            server = await asyncio.start_unix_server(handle, path)
+            sock = impl.StreamSocket(impl.AF_UNIX)
+            sock.connect(path)
+            reader, writer = await aio.open_unix_connection(sock=sock)
+        async with server:
+            assert writer.get_extra_info("socket") is sock
+            assert writer.get_extra_info("sockname") == sock.getsockname()
+            assert await reader.read_msg() == b"hello"
+            got = await reader.read_msgs()
+            while len(got) < 2:
+                got += await reader.read_msgs()
+            assert got == [b"", b"x" * 70000]
+            assert await reader.readline() == b"line\n"
+            writer.write_msg(b"abcde")
+            writer.write_msgs([b"f", bytearray()])
+            await writer.drain()
+            assert await reader.read() == b"rest"
+            assert reader.at_eof()
+            await _close(writer)
+
+    run(main)
+
+
+def test_open_connection_by_name(run: Runner) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.readline())
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await aio.open_connection("localhost", port, family=socket.AF_INET)
+            writer.write(b"hi\n")
+            assert await reader.readline() == b"hi\n"
+            assert await reader.readline() == b""
+            await _close(writer)
+            # nobody listens there any more
+            server.close()
+            await server.wait_closed()
+            with pytest.raises(ConnectionRefusedError):
+                await aio.open_connection("127.0.0.1", port)
+
+    run(main)
+
+
+def test_ssl_refused(run: Runner) -> None:
+    async def main() -> None:
+        with pytest.raises(ValueError, match="asyncio"):
+            await aio.open_connection("127.0.0.1", 1, ssl=True)
+
+    run(main)
+
+
+# -- asyncio's semantics -------------------------------------------------------
+
+def test_errors_are_asyncios(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        reader._limit = 8
+        peer_writer.write(b"0123456789abc\nxy")
+        await peer_writer.drain()
+        await asyncio.sleep(0.01)
+        with pytest.raises(asyncio.LimitOverrunError):
+            await reader.readuntil(b"\n")
+        assert await reader.readexactly(3) == b"012"  # the data stayed
+        with pytest.raises(ValueError):
+            await reader.readline()  # drops the over-long line
+        assert await reader.read(1) == b"x"
+        peer_writer.close()
+        with pytest.raises(asyncio.IncompleteReadError) as info:
+            await reader.readexactly(5)
+        assert info.value.partial == b"y" and info.value.expected == 5
+        with pytest.raises(asyncio.IncompleteReadError):
+            await reader.readuntil(b"\n")
+        with pytest.raises(asyncio.IncompleteReadError):
+            await reader.read_msg()
+        assert reader.at_eof()
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_cancelled_read_loses_nothing(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        data = frames([b"a" * 100, b"b" * 200000, b"c"])
+        for method in ("read_msg", "readexactly", "readuntil", "separators"):
+            peer_writer.write(data[:50])
+            await peer_writer.drain()
+            if method == "read_msg":
+                task = asyncio.ensure_future(reader.read_msg())
+            elif method == "readexactly":
+                task = asyncio.ensure_future(reader.readexactly(len(data)))
+            elif method == "readuntil":
+                task = asyncio.ensure_future(reader.readuntil(b"\xff"))
+            else:
+                task = asyncio.ensure_future(reader.readuntil((b"\xff", b"\xfe\xfe")))
+            await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(reader.read_msg(), 0.01)
+            peer_writer.write(data[50:])
+            await peer_writer.drain()
+            got = [await reader.read_msg()]
+            while len(got) < 3:
+                got += await reader.read_msgs()
+            assert got == [b"a" * 100, b"b" * 200000, b"c"]
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_concurrent_reads_refused(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        task = asyncio.ensure_future(reader.read(10))
+        await asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="already waiting"):
+            await reader.read_msg()
+        peer_writer.write(b"z")
+        assert await task == b"z"
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_close_wakes_pending_read(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        pending = [asyncio.ensure_future(reader.read_msg())]
+        await asyncio.sleep(0.01)
+        writer.close()
+        with pytest.raises(asyncio.IncompleteReadError):
+            await pending[0]
+        assert await reader.read(10) == b""
+        assert writer.is_closing()
+        await writer.wait_closed()
+        assert await peer_reader.read() == b""
+        await _close(peer_writer)
+
+    run(main)
+
+
+def test_reset_reported(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        listener = impl.create_server(("127.0.0.1", 0))
+        accepted: asyncio.Future[aio.StreamReader] = asyncio.get_running_loop().create_future()
+
+        async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+            accepted.set_result(reader)
+
+        server = await aio.start_server(handle, sock=listener)
+        async with server:
+            client = socket.create_connection(listener.getsockname())
+            reader = await accepted
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()  # an RST
+            with pytest.raises(ConnectionResetError):
+                await reader.read_msg()
+            assert reader.exception() is not None
+            server.close_clients()
+
+    run(main)
+
+
+def test_backpressure(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        writer.set_write_buffer_limits(high=65536)
+        chunk = b"q" * 65536
+        total = 0
+        blocked = False
+        # a peer that does not read: drain() must come to wait
+        for _ in range(200):
+            writer.write(chunk)
+            total += len(chunk)
+            assert writer.get_write_buffer_size() <= 65536 + len(chunk)
+            try:
+                await asyncio.wait_for(writer.drain(), 0.05)
+            except asyncio.TimeoutError:
+                blocked = True
+                break
+        assert blocked
+        drained = asyncio.ensure_future(writer.drain())
+        received = 0
+        while received < total:
+            received += len(await peer_reader.read(1 << 20))
+        await drained
+        assert writer.get_write_buffer_size() == 0
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_write_after_eof_refused(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        assert writer.can_write_eof()
+        writer.write(b"end")
+        writer.write_eof()
+        with pytest.raises(RuntimeError):
+            writer.write(b"more")
+        assert await peer_reader.read() == b"end"
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+@pytest.mark.parametrize("clients", ["asyncio", "fastsock"])
+def test_many_connections(run: Runner, clients: str) -> None:
+    count = 1000
+    connect = asyncio.open_connection if clients == "asyncio" else aio.open_connection
+
+    async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+        writer.write_msgs(await reader.read_msgs())
+        await writer.drain()
+        writer.close()
+
+    async def client(port: int, i: int) -> bytes:
+        reader, writer = await connect("127.0.0.1", port)
+        payload = str(i).encode()
+        writer.write(frames([payload]))
+        size = struct.unpack(">I", await reader.readexactly(4))[0]
+        got = await reader.readexactly(size)
+        writer.close()
+        await writer.wait_closed()
+        return got
+
+    async def main() -> None:
+        server = await aio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            results = await asyncio.gather(*(client(port, i) for i in range(count)))
+            assert results == [str(i).encode() for i in range(count)]
+
+    import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2 * count + 100:
+        pytest.skip(f"{soft} descriptors are too few")
+    run(main)
+
+
+# -- framing over random write splits ------------------------------------------
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payloads=st.lists(st.binary(max_size=300), min_size=1, max_size=20),
+       cuts=st.lists(st.integers(min_value=0, max_value=10000), max_size=12),
+       prefix_size=st.sampled_from([1, 2, 4, 8]),
+       batched=st.booleans())
+def test_framing_random_splits(impl: ModuleType, run: Runner, payloads: list[bytes],
+                               cuts: list[int], prefix_size: int, batched: bool) -> None:
+    data = frames(payloads, prefix_size)
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+
+        async def send() -> None:
+            for start, end in zip(points, points[1:]):
+                peer_writer.write(data[start:end])
+                await peer_writer.drain()
+                await asyncio.sleep(0)
+            peer_writer.write_eof()
+
+        sender = asyncio.ensure_future(send())
+        got: list[bytes] = []
+        while len(got) < len(payloads):
+            if batched:
+                got += await reader.read_msgs(7, prefix_size=prefix_size)
+            else:
+                got.append(await reader.read_msg(prefix_size=prefix_size))
+        assert got == payloads
+        await sender
+        assert await reader.read() == b""
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_readexactly_into(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        buffer = bytearray(10)
+        peer_writer.write(b"01234")
+        task = asyncio.ensure_future(reader.readexactly_into(buffer, 8))
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        peer_writer.write(b"56789")
+        assert await task == 8
+        assert buffer[:8] == b"01234567"
+        assert await reader.read(100) == b"89"
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_close_with_unsent_data_wakes_pending_read(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        pending = asyncio.ensure_future(reader.readexactly(10))
+        await asyncio.sleep(0.01)
+        data = b"w" * (4 << 20)  # more than the kernel takes at once
+        writer.write(data)
+        assert writer.get_write_buffer_size() > 0
+        writer.close()
+        with pytest.raises(asyncio.IncompleteReadError):
+            await pending
+        received = b""
+        while len(received) < len(data):
+            block = await peer_reader.read(1 << 20)
+            assert block
+            received += block
+        assert received == data  # close sent everything first
+        await writer.wait_closed()
+        assert await peer_reader.read() == b""
+        await _close(peer_writer)
+
+    run(main)
+
+
+def test_read_variants(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        peer_writer.write(b"first\nsecond\nthird")
+        await peer_writer.drain()
+        assert await reader.read(0) == b""
+        assert await reader.read(3) == b"fir"
+        assert await reader.readuntil((b"\n",)) == b"st\n"
+        lines = []
+        peer_writer.write_eof()
+        async for line in reader:
+            lines.append(line)
+        assert lines == [b"second\n", b"third"]  # the last line as it is, as asyncio's
+        assert reader.at_eof()
+        assert await reader.read() == b""
+        assert await reader.readline() == b""
+        with pytest.raises(ValueError):
+            await reader.readexactly(-1)
+        with pytest.raises(ValueError):
+            await reader.readuntil(b"")
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_read_all_until_end(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        data = os.urandom(300000)
+        peer_writer.write(data)
+        peer_writer.write_eof()
+        assert await reader.read() == data
+        assert reader.at_eof()
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_abort_drops_unsent(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        writer.write(b"a" * (4 << 20))
+        writer.abort()
+        assert writer.is_closing()
+        await writer.wait_closed()
+        received = 0
+        while True:
+            block = await peer_reader.read(1 << 20)
+            if not block:
+                break
+            received += len(block)
+        assert received < 4 << 20
+        await _close(peer_writer)
+
+    run(main)
+
+
+def test_handler_error_reported_and_connection_closed(run: Runner) -> None:
+    async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+        raise RuntimeError("handler failed")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        reported: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _, context: reported.append(context))
+        server = await aio.start_server(handle, "127.0.0.1", 0)
+        async with server:
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+            assert await reader.read() == b""
+            writer.close()
+        assert isinstance(reported[0]["exception"], RuntimeError)
+
+    run(main)
+
+
+@pytest.mark.parametrize("pieces", [[b"ab\r", b"\ncd\n"], [b"ab", b"\r", b"\n", b"cd\n"],
+                                    [b"ab\r\ncd\n"]])
+def test_readuntil_separator_tuple(impl: ModuleType, run: Runner,
+                                   pieces: list[bytes]) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+
+        async def send() -> None:
+            for piece in pieces:
+                peer_writer.write(piece)
+                await asyncio.sleep(0.005)
+
+        sender = asyncio.ensure_future(send())
+        # the one that ends first wins; the shortest on a tie
+        assert await reader.readuntil((b"\r\n", b"\n")) == b"ab\r\n"
+        assert await reader.readuntil((b"\r\n", b"d\n", b"\n")) == b"cd\n"
+        await sender
+        peer_writer.write(b"0123456789 tail")
+        peer_writer.write_eof()
+        reader._limit = 4
+        with pytest.raises(asyncio.LimitOverrunError):
+            await reader.readuntil((b"x", b"yz"))
+        assert await reader.readexactly(10) == b"0123456789"  # the data stayed
+        with pytest.raises(asyncio.IncompleteReadError) as info:
+            await reader.readuntil((b"x", b"yz"))
+        assert info.value.partial == b" tail"
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_server_wait_closed_waits_for_close(run: Runner) -> None:
+    async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+        writer.close()
+
+    async def main() -> None:
+        server = await aio.start_server(handle, "127.0.0.1", 0, start_serving=False)
+        assert not server.is_serving()
+        waiter = asyncio.ensure_future(server.wait_closed())
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        await server.start_serving()
+        assert server.is_serving()
+        server.close()
+        await waiter
+        assert server.sockets == ()
+
+    run(main)
+
+
+def test_write_any_buffer(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        import array
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        writer.write(array.array("i", [1, 2]))
+        writer.write(bytearray(b"ab"))
+        writer.writelines([b"c", memoryview(b"d")])
+        assert await peer_reader.readexactly(12) == array.array("i", [1, 2]).tobytes() + b"abcd"
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_descriptors_close_on_exec(run: Runner) -> None:
+    async def main() -> None:
+        accepted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+            accepted.set_result(writer.get_extra_info("socket"))
+            writer.close()
+
+        server = await aio.start_server(handle, "127.0.0.1", 0)
+        async with server:
+            assert not server.sockets[0].get_inheritable()
+            reader, writer = await aio.open_connection(*server.sockets[0].getsockname())
+            assert not writer.get_extra_info("socket").get_inheritable()
+            assert not (await accepted).get_inheritable()
+            await _close(writer)
+
+    run(main)
+
+
+def test_write_msg_under_backpressure(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        payloads = [os.urandom(n) for n in (0, 1, 70000, 3, 1 << 20, 5)]
+        for payload in payloads:
+            writer.write_msg(bytearray(payload), prefix_size=8)
+        with pytest.raises(OverflowError):
+            writer.write_msg(b"x" * 256, prefix_size=1)
+        with pytest.raises(ValueError):
+            writer.write_msg(b"x", prefix_size=3)
+        drained = asyncio.ensure_future(writer.drain())
+        for payload in payloads:
+            size = struct.unpack(">Q", await peer_reader.readexactly(8))[0]
+            assert await peer_reader.readexactly(size) == payload
+        await drained
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")),
+                      min_size=1, max_size=15),
+       enders=st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=15, max_size=15),
+       cuts=st.lists(st.integers(min_value=0, max_value=1000), max_size=10),
+       tuple_separators=st.booleans())
+def test_lines_random_splits(impl: ModuleType, run: Runner, lines: list[bytes],
+                             enders: list[bytes], cuts: list[int],
+                             tuple_separators: bool) -> None:
+    expected = [line + end for line, end in zip(lines, enders)]
+    data = b"".join(expected)
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    # with ("\r\n", "\n") as with "\n" a line ends at its "\n": the same lines
+
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+
+        async def send() -> None:
+            for start, end in zip(points, points[1:]):
+                peer_writer.write(data[start:end])
+                await asyncio.sleep(0)
+            peer_writer.write_eof()
+
+        sender = asyncio.ensure_future(send())
+        got = []
+        for _ in expected:
+            if tuple_separators:
+                got.append(await reader.readuntil((b"\r\n", b"\n")))
+            else:
+                got.append(await reader.readline())
+        assert got == expected
+        assert await reader.readline() == b""
+        await sender
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_stdlib_sockets_taken_over(run: Runner, unix_dir: str) -> None:
+    async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+        writer.write_msg(await reader.readline())
+        writer.close()
+
+    async def main() -> None:
+        listener = socket.create_server(("127.0.0.1", 0))
+        server = await aio.start_server(handle, sock=listener)
+        async with server:
+            assert listener.fileno() == -1  # its descriptor is the server's now
+            client = socket.create_connection(server.sockets[0].getsockname())
+            reader, writer = await aio.open_connection(sock=client)
+            writer.write(b"taken over\n")
+            assert await reader.read_msg() == b"taken over\n"
+            await _close(writer)
+
+    run(main)
+
+
+def test_read_msgs_takes_a_bounded_batch_per_call(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        payloads = [b"%d" % i for i in range(3000)]
+        peer_writer.write(frames(payloads))
+        await peer_writer.drain()
+        await asyncio.sleep(0.01)
+        # everything has arrived: each call takes all it may, never waiting
+        first = await reader.read_msgs()
+        assert len(first) == 1024
+        second = await reader.read_msgs(max_count=10000)
+        assert first + second == payloads
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_read_until_has_the_sockets_limit(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        peer_writer.write(b"ab||cdefgh||")
+        task = asyncio.ensure_future(reader.read_until(b"||", limit=4))
+        assert await task == b"ab||"
+        with pytest.raises(asyncio.LimitOverrunError):
+            await reader.read_until(b"||", limit=7)  # 8 bytes with the delimiter
+        assert await reader.read_until(b"||", limit=8) == b"cdefgh||"
+        pending = asyncio.ensure_future(reader.read_until(b"\n"))
+        await asyncio.sleep(0.01)
+        peer_writer.write(b"tail")
+        peer_writer.write_eof()
+        with pytest.raises(asyncio.IncompleteReadError) as info:
+            await pending
+        assert info.value.partial == b"tail"
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_defaults_are_the_sockets(impl: ModuleType) -> None:
+    import inspect
+    for method in ("recv_msg", "recv_msgs"):
+        parameters = inspect.signature(getattr(impl.StreamSocket, method)).parameters
+        assert parameters["max_size"].default == aio.DEFAULT_MAX_MESSAGE
+    parameters = inspect.signature(impl.StreamSocket.recv_until).parameters
+    assert inspect.signature(aio.StreamReader.read_until).parameters["limit"].default == \
+        parameters["limit"].default
+
+
+_SEPARATORS: list[Any] = [b"\n", b"ab", b"\r\n", b"xyz"]
+if sys.version_info >= (3, 13):  # asyncio's readuntil() takes tuples from 3.13
+    _SEPARATORS += [(b"\r\n", b"\n"), (b"ab", b"b"), (b"xyz", b"yz", b"z")]
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=40).map(lambda b: bytes(b"abxyz\r\n"[c % 7] for c in b)),
+       separator=st.sampled_from(_SEPARATORS), limit=st.integers(min_value=1, max_value=12))
+def test_readuntil_as_asyncio(impl: ModuleType, run: Runner, data: bytes, separator: Any,
+                              limit: int) -> None:
+    async def read_all(reader: Any) -> list[Any]:
+        out: list[Any] = []
+        for _ in range(4):
+            try:
+                out.append(await reader.readuntil(separator))
+            except asyncio.IncompleteReadError as exc:
+                out.append(("incomplete", exc.partial))
+                break
+            except asyncio.LimitOverrunError:
+                out.append(("overrun", await reader.readexactly(1)))
+        return out
+
+    async def main() -> None:
+        a, b = impl.socketpair()
+        reader, writer = await aio.open_unix_connection(sock=a, limit=limit)
+        with b:
+            b.sendall(data)
+            b.shutdown(socket.SHUT_WR)
+            ours = await read_all(reader)
+        theirs_reader = asyncio.StreamReader(limit=limit)
+        theirs_reader.feed_data(data)
+        theirs_reader.feed_eof()
+        assert ours == await read_all(theirs_reader)
+        await _close(writer)
+
+    run(main)
