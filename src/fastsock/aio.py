@@ -15,6 +15,9 @@ call that cannot finish leaves what it read in the socket's buffer, so a
 cancelled read loses and reorders nothing.  Works on any loop with
 ``add_reader``/``add_writer`` (the default loop, uvloop).  ``ssl=`` is refused:
 use asyncio's own streams for TLS.
+
+Datagrams (``open_datagram_endpoint``, ``create_datagram_endpoint``) live in
+``_aio_datagram``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,13 @@ from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence, Union
 
 import fastsock
 
+from ._aio_datagram import (
+    DatagramEndpoint as DatagramEndpoint,
+    DatagramTransport as DatagramTransport,
+    create_datagram_endpoint as create_datagram_endpoint,
+    open_datagram_endpoint as open_datagram_endpoint,
+)
+
 __all__ = [
     "StreamReader",
     "StreamWriter",
@@ -37,6 +47,10 @@ __all__ = [
     "start_server",
     "open_unix_connection",
     "start_unix_server",
+    "DatagramEndpoint",
+    "DatagramTransport",
+    "open_datagram_endpoint",
+    "create_datagram_endpoint",
 ]
 
 _DEFAULT_LIMIT = 2 ** 16  # asyncio's
