@@ -6,7 +6,8 @@ socketpair in arbitrary chunks; after each chunk the reader makes
 arbitrary calls among recv_msg, recv_msgs, recv_until and recv_exactly,
 with arbitrary prefix_size / max_size / max_count / limit / delimiter
 arguments, on a non-blocking socket (so a call that needs more data fails
-with BlockingIOError and must put back what it took).  At the end the writer
+with BlockingIOError and must put back what it took, or keep gathering a
+frame over 64 KiB in its buffer).  At the end the writer
 closes and the reader drains.
 
 Both implementations must give the same results and exceptions at every
@@ -27,11 +28,25 @@ from harness import pick
 PREFIXES = [1, 2, 4, 8]
 
 
+# A frame over 64 KiB that arrives in pieces is gathered in the receive
+# buffer between calls (StreamSocket._gathers); the whole stream stays within
+# what the socketpair holds unread (SENDER_BUFFER), or the writer would block.
+LARGE_FRAME = (65537, 200_000)
+SENDER_BUFFER = 1 << 20
+
+
 def shaped_stream(fdp: atheris.FuzzedDataProvider, prefix: int) -> bytes:
     out = bytearray()
+    large = prefix >= 4 and fdp.ConsumeIntInRange(0, 3) == 0
     for _ in range(fdp.ConsumeIntInRange(0, 12)):
         choice = fdp.ConsumeIntInRange(0, 5)
-        if choice <= 2:  # a well-formed frame
+        if large:  # one frame to gather, somewhere in the stream
+            large = False
+            pattern = fdp.ConsumeBytes(16) or b"L"
+            size = fdp.ConsumeIntInRange(*LARGE_FRAME)
+            payload = (pattern * (size // len(pattern) + 1))[:size]
+            out += len(payload).to_bytes(8, "big")[-prefix:] + payload
+        elif choice <= 2:  # a well-formed frame
             payload = fdp.ConsumeBytes(pick(fdp, [0, 1, 10, 300, fdp.ConsumeIntInRange(0, 5000)]))
             out += len(payload).to_bytes(8, "big")[-prefix:] + payload
         elif choice == 3:  # a hostile or truncated length
@@ -107,6 +122,7 @@ def one_input(data: bytes) -> None:
         a, b = impl.socketpair()
         log = logs.setdefault(impl.IMPLEMENTATION, [])
         try:
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SENDER_BUFFER)
             b.settimeout(0.0)
             for chunk, calls in zip(chunks, plan):
                 a.sendall(chunk)
