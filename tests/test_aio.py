@@ -792,3 +792,36 @@ def test_readuntil_as_asyncio(impl: ModuleType, run: Runner, data: bytes, separa
         await _close(writer)
 
     run(main)
+
+
+# -- the wait-first path ---------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["read", "readexactly", "read_msg", "read_msgs"])
+def test_a_read_that_waits_first_sees_bytes_that_came_while_nobody_waited(
+        impl: ModuleType, run: Runner, method: str) -> None:
+    # after a read took everything, the next one waits for readability before
+    # trying; bytes that arrived in between (their readiness found nobody
+    # waiting) must still be seen, on both loops
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        peer_writer.write(frames([b"first"]))
+        await peer_writer.drain()
+        assert await reader.read_msg() == b"first"
+        assert reader._drained  # the path under test
+        peer_writer.write(frames([b"second"]))
+        await peer_writer.drain()
+        await asyncio.sleep(0.02)  # the readiness comes and goes
+        call = {"read": lambda: reader.read(100), "readexactly": lambda: reader.readexactly(10),
+                "read_msg": reader.read_msg, "read_msgs": reader.read_msgs}[method]
+        got = await asyncio.wait_for(call(), 2.0)
+        expected = {"read": frames([b"second"]), "readexactly": frames([b"second"]),
+                    "read_msg": b"second", "read_msgs": [b"second"]}[method]
+        assert got == expected
+        peer_writer.write(b"x")
+        await peer_writer.drain()
+        peer_writer.transport.abort()  # a reset (or the end) while it waits first
+        with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+            while True:
+                await asyncio.wait_for(reader.readexactly(2), 2.0)
+        await _close(writer)
+    run(main)

@@ -144,6 +144,10 @@ class StreamReader:
         self._eof = False
         self._waiter: Optional[asyncio.Future[None]] = None
         self._watching = False  # registered with add_reader
+        # the last read took everything there was, and no readiness came since:
+        # the next one waits for readability first instead of trying a receive
+        # bound to fail (a request/response peer is nearly always so)
+        self._drained = False
         conn.reader = self
 
     def __repr__(self) -> str:
@@ -202,6 +206,7 @@ class StreamReader:
             await fut
         finally:
             self._waiter = None
+            self._drained = False
 
     def _on_readable(self) -> None:
         # the descriptor stays watched between a wake and the next wait (a
@@ -232,7 +237,11 @@ class StreamReader:
                     return b"".join(blocks)
                 blocks.append(block)
         sock = self._sock
-        while not self._ended():
+        conn = self._conn
+        while not conn.closing:
+            if self._drained and not sock.buffered:
+                await self._wait_readable("read")
+                continue
             try:
                 data: bytes = sock.recv(n)
             except BlockingIOError:
@@ -243,7 +252,10 @@ class StreamReader:
                 raise
             if not data:
                 self._eof = True
+            # less than asked and nothing held: the kernel had no more
+            self._drained = 0 < len(data) < n and not sock.buffered
             return data
+        self._ended()  # the error that ended the connection, if any
         return b""
 
     async def readexactly(self, n: int) -> bytes:
@@ -254,9 +266,14 @@ class StreamReader:
         if n == 0:
             return b""
         sock = self._sock
-        while not self._ended():
+        conn = self._conn
+        while not conn.closing:
+            if self._drained and not sock.buffered:
+                await self._wait_readable("readexactly")
+                continue
             try:
                 data: bytes = sock.recv_exactly(n)
+                self._drained = not sock.buffered
                 return data
             except BlockingIOError:
                 pass
@@ -267,6 +284,7 @@ class StreamReader:
                 self._lost(exc)
                 raise
             await self._wait_readable("readexactly")
+        self._ended()  # the error that ended the connection, if any
         raise asyncio.IncompleteReadError(b"", n)
 
     async def readuntil(self, separator: Union[bytes, tuple[bytes, ...]] = b"\n") -> bytes:
@@ -289,9 +307,14 @@ class StreamReader:
             raise ValueError("Separator should be at least one-byte string")
         sock = self._sock
         limit = self._limit + len(separator)  # asyncio bounds where the separator starts
-        while not self._ended():
+        conn = self._conn
+        while not conn.closing:
+            if self._drained and not sock.buffered:
+                await self._wait_readable("readuntil")
+                continue
             try:
                 data: bytes = sock.recv_until(separator, limit)
+                self._drained = not sock.buffered
                 return data
             except BlockingIOError:
                 pass
@@ -306,10 +329,12 @@ class StreamReader:
                 self._lost(exc)
                 raise
             await self._wait_readable("readuntil")
+        self._ended()  # the error that ended the connection, if any
         raise asyncio.IncompleteReadError(b"", None)
 
     async def _readuntil_any(self, seps: list[bytes]) -> bytes:
-        while not self._ended():
+        conn = self._conn
+        while not conn.closing:
             try:
                 found = self._find_any(seps)
             except ConnectionError as exc:
@@ -318,6 +343,7 @@ class StreamReader:
             if found is not None:
                 return found
             await self._wait_readable("readuntil")
+        self._ended()  # the error that ended the connection, if any
         raise asyncio.IncompleteReadError(b"", None)
 
     def _find_any(self, seps: list[bytes]) -> Optional[bytes]:
@@ -409,9 +435,14 @@ class StreamReader:
         when the stream ends mid-message or before one.
         """
         sock = self._sock
-        while not self._ended():
+        conn = self._conn
+        while not conn.closing:
+            if self._drained and not sock.buffered:
+                await self._wait_readable("read_msg")
+                continue
             try:
                 data: bytes = sock.recv_msg(prefix_size=prefix_size, max_size=max_size)
+                self._drained = not sock.buffered
                 return data
             except BlockingIOError:
                 pass
@@ -422,6 +453,7 @@ class StreamReader:
                 self._lost(exc)
                 raise
             await self._wait_readable("read_msg")
+        self._ended()  # the error that ended the connection, if any
         raise asyncio.IncompleteReadError(b"", prefix_size)
 
     async def read_msgs(self, max_count: int = 1024, *, prefix_size: int = 4,
@@ -432,10 +464,15 @@ class StreamReader:
         next call.
         """
         sock = self._sock
-        while not self._ended():
+        conn = self._conn
+        while not conn.closing:
+            if self._drained and not sock.buffered:
+                await self._wait_readable("read_msgs")
+                continue
             try:
                 messages: list[bytes] = sock.recv_msgs(
                     max_count, prefix_size=prefix_size, max_size=max_size)
+                self._drained = not sock.buffered
                 return messages
             except BlockingIOError:
                 pass
@@ -446,6 +483,7 @@ class StreamReader:
                 self._lost(exc)
                 raise
             await self._wait_readable("read_msgs")
+        self._ended()  # the error that ended the connection, if any
         raise asyncio.IncompleteReadError(b"", prefix_size)
 
     async def read_until(self, delimiter: Any, limit: int = 65536) -> bytes:
@@ -454,9 +492,14 @@ class StreamReader:
         data stays buffered) past that, asyncio.IncompleteReadError when the
         stream ends first."""
         sock = self._sock
-        while not self._ended():
+        conn = self._conn
+        while not conn.closing:
+            if self._drained and not sock.buffered:
+                await self._wait_readable("read_until")
+                continue
             try:
                 data: bytes = sock.recv_until(delimiter, limit)
+                self._drained = not sock.buffered
                 return data
             except BlockingIOError:
                 pass
@@ -469,6 +512,7 @@ class StreamReader:
                 self._lost(exc)
                 raise
             await self._wait_readable("read_until")
+        self._ended()  # the error that ended the connection, if any
         raise asyncio.IncompleteReadError(b"", None)
 
     async def readexactly_into(self, buffer: Any, nbytes: int = 0) -> int:
@@ -477,9 +521,14 @@ class StreamReader:
         When cancelled, the bytes read so far stay in the socket's buffer (the
         buffer's contents are then undefined)."""
         sock = self._sock
-        while not self._ended():
+        conn = self._conn
+        while not conn.closing:
+            if self._drained and not sock.buffered:
+                await self._wait_readable("readexactly_into")
+                continue
             try:
                 filled: int = sock.recv_exactly_into(buffer, nbytes)
+                self._drained = not sock.buffered
                 return filled
             except BlockingIOError:
                 pass
@@ -490,6 +539,7 @@ class StreamReader:
                 self._lost(exc)
                 raise
             await self._wait_readable("readexactly_into")
+        self._ended()  # the error that ended the connection, if any
         raise asyncio.IncompleteReadError(b"", nbytes or len(memoryview(buffer).cast("B")))
 
 
@@ -701,6 +751,8 @@ class StreamWriter:
         Raises the error that ended the connection; ConnectionResetError once
         it is closed."""
         conn = self._conn
+        if not (self._closing or conn.closed) and len(self._buffer) <= self._high:
+            return  # the common case: nothing to wait for (a lost connection is closed)
         if conn.exception is not None:
             raise conn.exception
         if self._closing or conn.closed:
