@@ -699,9 +699,14 @@ class Server:
                     out.popleft()
                     conn.files -= 1
                     continue
-                if len(out) == 1 or type(out[1]) is FileBody:
+                if len(out) == 1:
                     sent = sock.send(first)
                     buffers: Sequence[Any] = (first,)
+                elif type(out[1]) is FileBody:
+                    # the head goes out in the first segment of the file's bytes,
+                    # which the sendfile() right after pushes
+                    sent = sock.send(first, _stdlib.MSG_MORE)
+                    buffers = (first,)
                 elif conn.out_bytes <= _JOIN_LIMIT and conn.files == 0:
                     # many small responses (pipelining): one copy beats a long iovec
                     buffers = (b"".join(cast("Deque[bytes]", out)),)  # no files queued
