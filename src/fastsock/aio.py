@@ -224,6 +224,10 @@ class StreamReader:
         self._conn.close(exc)
 
     # -- asyncio's methods ----------------------------------------------------
+    #
+    # Each read spells out its own try/wait loop: a shared helper coroutine
+    # costs a coroutine and a frame per call, which halved read_msg()'s rate
+    # (3.7 to 1.7 million messages/s) when the messages are already there.
 
     async def read(self, n: int = -1) -> bytes:
         """Read up to ``n`` bytes (all until the end when negative); b"" at the end."""
