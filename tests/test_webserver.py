@@ -352,6 +352,118 @@ def test_cache_valid_serves_a_cached_file_without_looking_at_the_disk(
         target.unlink(missing_ok=True)
 
 
+def _descriptors_of(pid: int, path: Path) -> int:
+    """How many of process ``pid``'s descriptors are open on ``path`` (or on
+    the file that had that name before it was replaced or removed)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            name = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if name in (str(path), f"{path} (deleted)"):
+            count += 1
+    return count
+
+
+def test_cache_valid_shares_one_descriptor_for_a_large_file(web_impl: str, site: Site) -> None:
+    # a file too large for memory is kept open (nginx's open_file_cache): every
+    # response, on any connection and at any offset, reads through one descriptor
+    path = site[0] / "shared-large.bin"
+    body = hashlib.shake_256(b"shared").digest(700_000)
+    path.write_bytes(body)
+    ranges = [(0, len(body) - 1), (5, 100_000), (650_000, len(body) - 1), (123_456, 123_456)]
+    try:
+        with running_server(web_impl, site[0], "--cache-valid", "3600") as server:
+            connections = [socket.create_connection(server.address, timeout=10) for _ in range(3)]
+            try:
+                for sock in connections:  # every connection pipelines every range
+                    sock.sendall(b"".join(
+                        f"GET /shared-large.bin HTTP/1.1\r\nHost: t\r\n"
+                        f"Range: bytes={a}-{b}\r\n\r\n".encode() for a, b in ranges))
+                for sock in connections:
+                    responses = read_responses(sock, len(ranges))
+                    assert [r.status for r in responses] == [206] * len(ranges)
+                    assert [r.body for r in responses] == [body[a:b + 1] for a, b in ranges]
+                assert _descriptors_of(server.proc.pid, path) == 1
+            finally:
+                for sock in connections:
+                    sock.close()
+            assert get(server.address, "/shared-large.bin").body == body
+            assert _descriptors_of(server.proc.pid, path) == 1
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def test_without_cache_valid_a_large_file_is_closed_after_its_response(
+        web_impl: str, site: Site) -> None:
+    path = site[0] / "unshared-large.bin"
+    path.write_bytes(b"u" * 300_000)
+    try:
+        with running_server(web_impl, site[0]) as server:
+            for _ in range(3):
+                assert get(server.address, "/unshared-large.bin").body == b"u" * 300_000
+            # the client may have the last bytes a moment before the server closes
+            deadline = time.monotonic() + 5
+            while _descriptors_of(server.proc.pid, path):
+                assert time.monotonic() < deadline, "the file is still open"
+                time.sleep(0.05)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def test_a_large_file_replaced_is_served_fresh_after_cache_valid(web_impl: str,
+                                                                  site: Site) -> None:
+    path = site[0] / "replaced-large.bin"
+    path.write_bytes(b"1" * 200_000)
+    try:
+        with running_server(web_impl, site[0], "--cache-valid", "1") as server:
+            assert get(server.address, "/replaced-large.bin").body == b"1" * 200_000
+            staged = site[0] / "replaced-large.bin.new"
+            staged.write_bytes(b"2" * 250_000)
+            staged.rename(path)  # a new file under the old name
+            deadline = time.monotonic() + 5
+            while get(server.address, "/replaced-large.bin").body != b"2" * 250_000:
+                assert time.monotonic() < deadline, "the old file is still served"
+                time.sleep(0.2)
+            # the old file's descriptor is closed once nothing sends it
+            assert _descriptors_of(server.proc.pid, path) == 1
+            path.unlink()
+            response = get(server.address, "/replaced-large.bin")
+            deadline = time.monotonic() + 5
+            while response.status != 404:
+                assert time.monotonic() < deadline, "a removed file is still served"
+                time.sleep(0.2)
+                response = get(server.address, "/replaced-large.bin")
+            assert _descriptors_of(server.proc.pid, path) == 0
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("nofile, bound", [(None, 64), (160, 20)])
+def test_large_files_kept_open_are_bounded(web_impl: str, site: Site, nofile: Any,
+                                           bound: int) -> None:
+    # at most 64, and never more than an eighth of the descriptor limit
+    folder = site[0] / "many-large"
+    folder.mkdir()
+    try:
+        for i in range(70):
+            (folder / f"{i}.bin").write_bytes(bytes([i]) * 70_000)
+        with running_server(web_impl, site[0], "--cache-valid", "3600",
+                            nofile=nofile) as server:
+            with socket.create_connection(server.address, timeout=10) as sock:
+                for i in range(70):
+                    sock.sendall(f"GET /many-large/{i}.bin HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+                    (response,) = read_responses(sock, 1)
+                    assert response.body == bytes([i]) * 70_000
+            held = sum(_descriptors_of(server.proc.pid, folder / f"{i}.bin") for i in range(70))
+            assert held == bound
+    finally:
+        for child in folder.iterdir():
+            child.unlink()
+        folder.rmdir()
+
+
 # -- ranges -----------------------------------------------------------------------------------
 
 

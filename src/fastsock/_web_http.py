@@ -14,6 +14,7 @@ import errno
 import html
 import mimetypes
 import os
+import resource
 import stat
 import time
 import urllib.parse
@@ -226,14 +227,58 @@ def _content_type(path: str) -> str:
 
 
 class FileBody:
-    """A byte range of an open file still to be sent with sendfile."""
+    """A byte range of an open file still to be sent with sendfile: the
+    response's own file, or one the site keeps open (``shared``)."""
 
-    __slots__ = ("file", "offset", "remaining")
+    __slots__ = ("file", "offset", "remaining", "shared")
 
-    def __init__(self, file: Any, offset: int, count: int) -> None:
+    def __init__(self, file: Any, offset: int, count: int,
+                 shared: Optional["_OpenFile"] = None) -> None:
         self.file = file
         self.offset = offset
         self.remaining = count
+        self.shared = shared
+
+    def close(self) -> None:
+        """Done with the file (sent, or the connection is gone)."""
+        if self.shared is not None:
+            self.shared.release()
+        else:
+            self.file.close()
+
+
+class _OpenFile:
+    """A file too large to keep in memory, kept open with what its responses
+    need while ``cache_valid`` allows (nginx's open_file_cache): no path
+    resolution, open, fstat or close per request.  Every sendfile() names its
+    offset, so one descriptor serves any number of connections at once; it is
+    closed once it has left the cache and the last response using it is done."""
+
+    __slots__ = ("file", "real", "key", "size", "mtime", "checked", "users", "retired")
+
+    def __init__(self, file: Any, real: str, key: Tuple[int, int, int], mtime: int,
+                 checked: int) -> None:
+        self.file = file
+        self.real = real
+        self.key = key
+        self.size = key[1]
+        self.mtime = mtime
+        self.checked = checked  # the second of the last look at the file on disk
+        self.users = 0          # FileBody objects queued with it
+        self.retired = False    # out of the cache
+
+    def acquire(self) -> None:
+        self.users += 1
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.retired and not self.users:
+            self.file.close()
+
+    def retire(self) -> None:
+        self.retired = True
+        if not self.users:
+            self.file.close()
 
 
 Output = Union[bytes, memoryview, FileBody]
@@ -298,6 +343,10 @@ def _stat_key(info: os.stat_result) -> Tuple[int, int, int]:
 # a file that is not there (414 is for a request target over the limit), and
 # running out of descriptors or memory is the server's moment, not the
 # client's fault: 503 with Retry-After
+# files kept open at most (each a descriptor of every worker), when cache_valid
+# allows: 64, or an eighth of the descriptor limit when that is lower
+_MAX_OPEN_FILES = 64
+
 _ERRNO_STATUS = {
     errno.ENOENT: 404, errno.ENOTDIR: 404, errno.EACCES: 403, errno.EPERM: 403,
     errno.ELOOP: 404, errno.ENAMETOOLONG: 404, errno.EISDIR: 403,
@@ -371,7 +420,18 @@ class Site:
         self.log = log
         self.cache: Dict[bytes, _CachedFile] = {}
         self.cache_size = 0
+        # larger files kept open, when cache_valid allows (request path → file)
+        self.open_files: Dict[bytes, _OpenFile] = {}
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.max_open_files = _MAX_OPEN_FILES if soft_limit == resource.RLIM_INFINITY \
+            else max(1, min(_MAX_OPEN_FILES, soft_limit // 8))
         self.dates = _DateCache()
+
+    def close_files(self) -> None:
+        """Let go of the files kept open (each closes once no response uses it)."""
+        for opened in self.open_files.values():
+            opened.retire()
+        self.open_files.clear()
 
     def answer(self, conn: Exchange, method: bytes, target: bytes,
                headers: List[Tuple[bytes, bytes]], keep_alive: bool, version: str) -> None:
@@ -415,8 +475,17 @@ class Site:
                     self.log.access(conn.peer, method, target, version, 200, size)
                 return
             self._uncache(path)
+        opened = self.open_files.get(path)
+        if opened is not None and not self._still_valid(opened):
+            del self.open_files[path]
+            opened.retire()
+            opened = None
         try:
-            self._serve_path(conn, method, path, query, headers, keep_alive, version)
+            if opened is not None:
+                self._send_file(conn, method, path, opened.real, headers, keep_alive, version,
+                                opened)
+            else:
+                self._serve_path(conn, method, path, query, headers, keep_alive, version)
         except Reject as exc:
             self.respond_error(conn, exc.status, method, target, version, keep_alive)
         except OSError as exc:
@@ -424,6 +493,29 @@ class Site:
             if status == 500:
                 self.log.note(f"{exc!r} serving {target!r}")
             self.respond_error(conn, status, method, target, version, keep_alive)
+
+    def _still_valid(self, opened: _OpenFile) -> bool:
+        """Whether a file kept open may answer: looked at within cache_valid
+        seconds, or unchanged on disk now."""
+        dates = self.dates
+        dates.now()
+        if dates.second - opened.checked < self.limits.cache_valid:
+            return True
+        try:
+            key = _stat_key(os.stat(opened.real))
+        except OSError:
+            return False
+        opened.checked = dates.second
+        return key == opened.key
+
+    def _keep_open(self, path: bytes, opened: _OpenFile) -> None:
+        old = self.open_files.pop(path, None)
+        if old is not None:
+            old.retire()
+        while len(self.open_files) >= self.max_open_files:
+            oldest = next(iter(self.open_files))
+            self.open_files.pop(oldest).retire()
+        self.open_files[path] = opened
 
     def _resolve(self, path: bytes) -> Tuple[str, bytes]:
         """The file system path for a request path and the path in origin form
@@ -488,18 +580,29 @@ class Site:
         self._send_file(conn, method, path, real, headers, keep_alive, version)
 
     def _send_file(self, conn: Exchange, method: bytes, target: bytes, real: str,
-                   headers: List[Tuple[bytes, bytes]], keep_alive: bool, version: str) -> None:
-        file: Any = open(
-            os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb", buffering=0)
+                   headers: List[Tuple[bytes, bytes]], keep_alive: bool, version: str,
+                   opened: Optional[_OpenFile] = None) -> None:
+        file: Any = None  # this response's own file, closed at the end unless queued
+        if opened is None:
+            file = open(
+                os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb", buffering=0)
         try:
-            info = os.fstat(file.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise Reject(403)
-            size = info.st_size
-            key = _stat_key(info)
-            mtime = int(info.st_mtime)
+            if opened is not None:
+                key, size, mtime = opened.key, opened.size, opened.mtime
+            else:
+                info = os.fstat(file.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    raise Reject(403)
+                size = info.st_size
+                key = _stat_key(info)
+                mtime = int(info.st_mtime)
+                if size > self.limits.cache_file_size and self.limits.cache_valid:
+                    self.dates.now()
+                    opened = _OpenFile(file, real, key, mtime, self.dates.second)
+                    self._keep_open(target, opened)
+                    file = None  # the site's now
             entry: Optional[_CachedFile] = None
-            if size <= self.limits.cache_file_size:
+            if opened is None and size <= self.limits.cache_file_size:
                 body = file.read(size + 1)
                 if body is None or len(body) != size:
                     raise OSError(errno.EAGAIN, "file changed while being read")
@@ -570,6 +673,10 @@ class Site:
                     conn.out.append(memoryview(entry.body)[start:start + length]
                                     if length != size else entry.body)
                     conn.out_bytes += length
+                elif opened is not None:
+                    opened.acquire()
+                    conn.out.append(FileBody(opened.file, start, length, opened))
+                    conn.files += 1
                 else:
                     conn.out.append(FileBody(file, start, length))
                     conn.files += 1

@@ -376,6 +376,7 @@ class Server:
     def _close_everything(self) -> None:
         for conn in list(self.conns.values()):
             self._close(conn)
+        self.site.close_files()
         if self.listener is not None:
             self.listener.close()
             self.listener = None
@@ -695,7 +696,7 @@ class Server:
                     if first.remaining:
                         self._want_write(conn)
                         return False
-                    first.file.close()
+                    first.close()
                     out.popleft()
                     conn.files -= 1
                     continue
@@ -774,7 +775,7 @@ class Server:
         conn.closed = True
         for item in conn.out:
             if type(item) is FileBody:
-                item.file.close()
+                item.close()
         conn.out.clear()
         conn.pending.clear()
         conn.unparsed = conn.stash = b""

@@ -77,9 +77,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--request-timeout", type=float, default=Limits.request_timeout,
                         help="seconds to receive a whole request (default: %(default)s)")
     parser.add_argument("--cache-valid", type=int, default=Limits.cache_valid, metavar="SECONDS",
-                        help="serve a small file from memory for up to SECONDS before "
-                             "checking it on disk again, as nginx's open_file_cache_valid "
-                             "(default: %(default)s, check on every request)")
+                        help="serve a small file from memory, and keep a larger one open, "
+                             "for up to SECONDS before checking it on disk again, as "
+                             "nginx's open_file_cache_valid (default: %(default)s, check "
+                             "on every request)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be 0-65535")
