@@ -25,6 +25,7 @@ from . import _workers
 from ._harness import (
     CREF,
     FASTSOCK_VARIANTS,
+    NON_FASTSOCK_FAMILIES,
     VARIANTS,
     CBuild,
     Peers,
@@ -99,7 +100,8 @@ def _variant_of(item: pytest.Item) -> tuple[Any, str]:
 
 def worker_of(item: pytest.Item) -> Optional[str]:
     """The worker that runs a benchmark: the fastsock implementation of a
-    fastsock variant, "stdlib" for the stdlib (and asyncio) variants, None
+    fastsock variant, "stdlib" for the stdlib (and asyncio, uvloop,
+    aiofastnet) variants, None
     for what this process runs itself (the C reference, the smoke test of
     bench.web)."""
     callspec = getattr(item, "callspec", None)
@@ -107,7 +109,7 @@ def worker_of(item: pytest.Item) -> Optional[str]:
     family = str(params["impl"].family if "impl" in params else params.get("variant"))
     if family in FASTSOCK_VARIANTS:
         return FASTSOCK_VARIANTS[family]
-    return _workers.STDLIB_WORKER if family in ("stdlib", "asyncio") else None
+    return _workers.STDLIB_WORKER if family in NON_FASTSOCK_FAMILIES else None
 
 
 def _is_heavy(item: pytest.Item) -> bool:
