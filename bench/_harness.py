@@ -293,19 +293,19 @@ MODES = {
                    udp_fill=2048, udp_rounds=12, framing=200_000, framing_rounds=1,
                    framing_warmup=20_000, sends_small=2000, sends_large=300,
                    sends_rounds=5, heavy_every=2, udp_e2e=4000, lines=200_000,
-                   lines_rounds=3, echo=10_000, echo_rounds=3),
+                   lines_rounds=3, echo=5000, echo_rounds=3),
     "normal": Sizes("normal", rounds=15, warmup=2, percall=4000, pingpong=600,
                     bulk_total=256 << 20, bulk_rounds=32, connect=300, udp_send=3000,
                     udp_fill=4096, udp_rounds=15, framing=2_000_000, framing_rounds=1,
                     framing_warmup=50_000, sends_small=4000, sends_large=600,
                     sends_rounds=5, heavy_every=6, udp_e2e=6000, lines=1_000_000,
-                    lines_rounds=3, echo=20_000, echo_rounds=5),
+                    lines_rounds=3, echo=5000, echo_rounds=3),
     "long": Sizes("long", rounds=30, warmup=3, percall=8000, pingpong=1000,
                   bulk_total=1 << 30, bulk_rounds=64, connect=500, udp_send=6000,
                   udp_fill=8192, udp_rounds=30, framing=2_000_000, framing_rounds=3,
                   framing_warmup=100_000, sends_small=10_000, sends_large=1500,
                   sends_rounds=15, heavy_every=4, udp_e2e=20_000, lines=1_000_000,
-                  lines_rounds=7, echo=50_000, echo_rounds=9),
+                  lines_rounds=7, echo=10_000, echo_rounds=7),
 }
 
 

@@ -176,7 +176,8 @@ def test_aio_echo(benchmark: Any, sizes: Sizes, cbuild: CBuild, pinning: Pinning
 
         rounds = sizes.echo_rounds
         measure(benchmark, sizes, workload=echo_name(), variant=impl.label, unit="reqs",
-                units=n, run=run, rounds=rounds, baseline=ECHO_BASELINE, impl=impl.family,
+                units=n, run=run, rounds=rounds, warmup=min(sizes.warmup, 1),
+                baseline=ECHO_BASELINE, impl=impl.family,
                 method=impl.method,
                 row=echo_row(impl.method.replace("-", " ")) if impl.is_fastsock else None,
                 connections=ECHO_CONNS, size=ECHO_SIZE, peer="c")
