@@ -21,9 +21,11 @@ transport over the default loop); and fastsock.aio's ``read_msg`` and
 
 The stream is continuous: every round takes exactly its count of messages
 and leaves whatever else arrived for the next round.  To keep the run's time
-budget, the variants that await once or twice per message (``readexactly``
-on either loop, fastsock.aio's ``read_msg``) take a quarter of the count
-per round (500,000 messages in the default mode); their throughput is still
+budget, the slower asyncio variants take a share of the count per round
+(``round_count``; in the default mode of 2,000,000): an eighth for
+``readexactly`` on either loop and the pure ``read_msg``, a quarter for the
+compiled ``read_msg``, the BufferedProtocols and the pure ``read_msgs``, so
+each round lasts a tenth to a third of a second.  Their throughput is still
 messages per second, so they compare as the others do.
 """
 
@@ -41,6 +43,7 @@ from ._harness import (
     FRAMING_BASELINE,
     FRAME_PREFIX,
     FRAMING_RECV_BUFSIZE,
+    PURE,
     CBuild,
     Impl,
     Peers,
@@ -70,10 +73,21 @@ IMPLS = [
     Impl("aiofastnet BufferedProtocol", "aiofastnet", "aiofastnet-bufferedprotocol"),
     *fastsock_impls("recv_msg", "recv_msgs", "aio.read_msg", "aio.read_msgs"),
 ]
-# one or two coroutine awaits per message (about 1M messages/s): their rounds
-# take 1/SLOW_SHARE of the count, which keeps each round near half a second
-SLOW_METHODS = {"readexactly", "uvloop-readexactly", "aio.read_msg"}
-SLOW_SHARE = 4
+# The share of the round's count the slower asyncio variants take, so that a
+# round of each lasts a tenth to a third of a second: 1/8 for one or two
+# awaits per message in Python (about 1M messages/s), 1/4 for the compiled
+# read_msg, the BufferedProtocols and the pure read_msgs (2-4M messages/s).
+SHARES = {"readexactly": 8, "uvloop-readexactly": 8, "aio.read_msg": 4,
+          "bufferedprotocol": 4, "uvloop-bufferedprotocol": 4,
+          "aiofastnet-bufferedprotocol": 4}
+PURE_SHARES = {"aio.read_msg": 8, "aio.read_msgs": 4}
+
+
+def round_count(impl: Impl, sizes: Sizes) -> int:
+    """Messages a round of ``impl`` takes."""
+    shares = PURE_SHARES if impl.family == PURE else {}
+    return sizes.framing // shares.get(impl.method, SHARES.get(impl.method, 1))
+
 # the blocking method each fastsock.aio one is the event-loop form of
 AIO_BLOCKING = {"aio.read_msg": "recv_msg", "aio.read_msgs": "recv_msgs"}
 RECV_MSGS_MAX = 1024
@@ -377,7 +391,7 @@ def test_framing(benchmark: Any, sizes: Sizes, peers: Peers, transport: str,
         variant = fastsock_variant(impl, AIO_BLOCKING.get(impl.method, impl.method))
     else:
         variant = Variant("stdlib")
-    n = sizes.framing // SLOW_SHARE if impl.method in SLOW_METHODS else sizes.framing
+    n = round_count(impl, sizes)
     last: list[bytes] = []
     with served_peer(variant, peers, transport, "frames", str(FRAME_PAYLOAD)) as conn, \
             contextlib.ExitStack() as stack:
