@@ -293,7 +293,7 @@ MODES = {
                    udp_fill=2048, udp_rounds=12, framing=200_000, framing_rounds=1,
                    framing_warmup=20_000, sends_small=2000, sends_large=300,
                    sends_rounds=5, heavy_every=2, udp_e2e=4000, lines=200_000,
-                   lines_rounds=3, echo=5000, echo_rounds=3),
+                   lines_rounds=3, echo=4000, echo_rounds=3),
     "normal": Sizes("normal", rounds=15, warmup=2, percall=4000, pingpong=600,
                     bulk_total=256 << 20, bulk_rounds=32, connect=300, udp_send=3000,
                     udp_fill=4096, udp_rounds=15, framing=2_000_000, framing_rounds=1,
