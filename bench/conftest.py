@@ -17,9 +17,11 @@ order of all of them.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Iterator, Optional
 
 import pytest
+from pytest_benchmark.logger import PytestBenchmarkWarning
 
 from . import _workers
 from ._harness import (
@@ -70,6 +72,12 @@ _IS_WORKER = pytest.StashKey[bool]()
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "bench_heavy: a long workload that python -m bench runs in some passes only")
+    # a selection whose benchmarks all run in workers (--only echo) leaves this
+    # process none to save (its JSON is then the workers', _workers.py merges
+    # them); pytest-benchmark says so at the end of the session, outside the
+    # warning filters of the configuration, so the filter is the process's
+    warnings.filterwarnings("ignore", message="Not saving anything",
+                            category=PytestBenchmarkWarning)
     Pinning.parse(config.getoption("bench_pin")).apply_to_self()
     config.stash[_IS_WORKER] = _workers.configure(config, worker_of)
 
