@@ -88,6 +88,7 @@ def round_count(impl: Impl, sizes: Sizes) -> int:
     shares = PURE_SHARES if impl.family == PURE else {}
     return sizes.framing // shares.get(impl.method, SHARES.get(impl.method, 1))
 
+
 # the blocking method each fastsock.aio one is the event-loop form of
 AIO_BLOCKING = {"aio.read_msg": "recv_msg", "aio.read_msgs": "recv_msgs"}
 RECV_MSGS_MAX = 1024
