@@ -44,6 +44,9 @@ FASTSOCK_FAMILIES = (PURE, COMPILED)  # in the report's order
 VARIANTS = ("stdlib", *FASTSOCK_FAMILIES)
 CREF = "c-ref"
 
+# the families that need no fastsock: they run in the stdlib worker
+NON_FASTSOCK_FAMILIES = ("stdlib", "asyncio", "uvloop", "aiofastnet")
+
 PROGRESS_FD_ENV = "FASTSOCK_BENCH_PROGRESS_FD"
 
 # Linux's SO_RCVBUFFORCE (the socket module does not export it): lets a
@@ -162,6 +165,21 @@ def udp_batch_row(kind: str, method: str) -> str:
     return f"udp {kind} {UDP_BATCH_SIZE}B {method}"
 
 
+# -- asyncio echo: request/response over many connections ---------------------
+
+ECHO_SIZE = 1024            # bytes per request and per response
+ECHO_CONNS = 50             # connections, each with one request in flight
+ECHO_BASELINE = "asyncio streams"
+
+
+def echo_name() -> str:
+    return f"echo {ECHO_SIZE // 1024}KiB × {ECHO_CONNS} conns tcp"
+
+
+def echo_row(method: str) -> str:
+    return f"echo {ECHO_SIZE // 1024}KiB ×{ECHO_CONNS} {method}"
+
+
 # -- SOCK_SEQPACKET records: a socketpair's queue drained per round ------------
 
 SEQPACKET_SIZE = 64         # bytes per record
@@ -180,8 +198,8 @@ def seqpacket_row(method: str) -> str:
 @dataclass(frozen=True)
 class Impl:
     """One variant of a multi-variant workload: its label in the tables, the
-    module family it uses ("stdlib", "asyncio", "fastsock-py", "fastsock-c"),
-    and the method or idiom it times."""
+    module family it uses ("stdlib", "asyncio", "uvloop", "aiofastnet",
+    "fastsock-py", "fastsock-c"), and the method or idiom it times."""
 
     label: str
     family: str
@@ -255,6 +273,8 @@ class Sizes:
     seqpacket: int = 200        # 64-byte records queued per drain round (the sender's
                                 # default send buffer holds about 270)
     seqpacket_rounds: int = 150
+    echo: int = 500             # echo requests per round (all connections together)
+    echo_rounds: int = 1
 
     @property
     def bulk_per_round(self) -> int:
@@ -267,25 +287,25 @@ MODES = {
                    bulk_total=1 << 20, bulk_rounds=1, connect=5, udp_send=50,
                    udp_fill=64, udp_rounds=1, framing=2000, framing_rounds=1,
                    framing_warmup=0, sends_small=50, sends_large=10, sends_rounds=1,
-                   udp_e2e=200, fds=20, seqpacket_rounds=1),
+                   udp_e2e=200, fds=20, seqpacket_rounds=1, echo=500, echo_rounds=1),
     "quick": Sizes("quick", rounds=12, warmup=1, percall=2000, pingpong=500,
                    bulk_total=32 << 20, bulk_rounds=8, connect=200, udp_send=2000,
                    udp_fill=2048, udp_rounds=12, framing=200_000, framing_rounds=1,
                    framing_warmup=20_000, sends_small=2000, sends_large=300,
                    sends_rounds=5, heavy_every=2, udp_e2e=4000, lines=200_000,
-                   lines_rounds=3),
+                   lines_rounds=3, echo=4000, echo_rounds=3),
     "normal": Sizes("normal", rounds=15, warmup=2, percall=4000, pingpong=600,
                     bulk_total=256 << 20, bulk_rounds=32, connect=300, udp_send=3000,
                     udp_fill=4096, udp_rounds=15, framing=2_000_000, framing_rounds=1,
                     framing_warmup=50_000, sends_small=4000, sends_large=600,
                     sends_rounds=5, heavy_every=6, udp_e2e=6000, lines=1_000_000,
-                    lines_rounds=3),
+                    lines_rounds=3, echo=4000, echo_rounds=3),
     "long": Sizes("long", rounds=30, warmup=3, percall=8000, pingpong=1000,
                   bulk_total=1 << 30, bulk_rounds=64, connect=500, udp_send=6000,
                   udp_fill=8192, udp_rounds=30, framing=2_000_000, framing_rounds=3,
                   framing_warmup=100_000, sends_small=10_000, sends_large=1500,
                   sends_rounds=15, heavy_every=4, udp_e2e=20_000, lines=1_000_000,
-                  lines_rounds=7),
+                  lines_rounds=7, echo=10_000, echo_rounds=7),
 }
 
 
@@ -561,6 +581,7 @@ _UNITS = {
     "lines": ("lines_per_s", "lines/s", 1.0),
     "conns": ("conns_per_s", "conns/s", 1.0),
     "bytes": ("MB_per_s", "MB/s", 1e-6),
+    "reqs": ("req_per_s", "req/s", 1.0),
 }
 
 

@@ -17,14 +17,17 @@ order of all of them.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Iterator, Optional
 
 import pytest
+from pytest_benchmark.logger import PytestBenchmarkWarning
 
 from . import _workers
 from ._harness import (
     CREF,
     FASTSOCK_VARIANTS,
+    NON_FASTSOCK_FAMILIES,
     VARIANTS,
     CBuild,
     Peers,
@@ -69,6 +72,12 @@ _IS_WORKER = pytest.StashKey[bool]()
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "bench_heavy: a long workload that python -m bench runs in some passes only")
+    # a selection whose benchmarks all run in workers (--only echo) leaves this
+    # process none to save (its JSON is then the workers', _workers.py merges
+    # them); pytest-benchmark says so at the end of the session, outside the
+    # warning filters of the configuration, so the filter is the process's
+    warnings.filterwarnings("ignore", message="Not saving anything",
+                            category=PytestBenchmarkWarning)
     Pinning.parse(config.getoption("bench_pin")).apply_to_self()
     config.stash[_IS_WORKER] = _workers.configure(config, worker_of)
 
@@ -99,7 +108,8 @@ def _variant_of(item: pytest.Item) -> tuple[Any, str]:
 
 def worker_of(item: pytest.Item) -> Optional[str]:
     """The worker that runs a benchmark: the fastsock implementation of a
-    fastsock variant, "stdlib" for the stdlib (and asyncio) variants, None
+    fastsock variant, "stdlib" for the stdlib (and asyncio, uvloop,
+    aiofastnet) variants, None
     for what this process runs itself (the C reference, the smoke test of
     bench.web)."""
     callspec = getattr(item, "callspec", None)
@@ -107,7 +117,7 @@ def worker_of(item: pytest.Item) -> Optional[str]:
     family = str(params["impl"].family if "impl" in params else params.get("variant"))
     if family in FASTSOCK_VARIANTS:
         return FASTSOCK_VARIANTS[family]
-    return _workers.STDLIB_WORKER if family in ("stdlib", "asyncio") else None
+    return _workers.STDLIB_WORKER if family in NON_FASTSOCK_FAMILIES else None
 
 
 def _is_heavy(item: pytest.Item) -> bool:

@@ -5,11 +5,15 @@ the ratios between variants, a text and a Markdown table, and a chart.
 Most workloads have three variants (stdlib, pure, compiled) and the C
 reference: one row of the main table each.  The fast-path workloads
 (framing, exact bulk reads, header + body sends, the datagram drain,
-send and end-to-end cases, the seqpacket record drain) have more: each is a
+send and end-to-end cases, the seqpacket record drain, the asyncio echo)
+have more: each is a
 :class:`Group` of named variants with a stdlib baseline idiom.  They get a
 second table listing every variant against the baseline and C, a row of the
 main table per fastsock method (the baseline in the stdlib column), and
-the project's targets checked against them."""
+the project's targets checked against them.  A workload whose results carry
+the CPU time its process spent per unit (``cpu_us_per_unit``: the asyncio
+echo server's CPU µs per request) shows it in a column of that second
+table, and a target may bound it."""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from typing import Any, Iterable, Optional
 from ._harness import (
     COMPILED,
     CREF,
+    ECHO_BASELINE,
     EXACT_BASELINE,
     FRAMING_BASELINE,
     LINES_BASELINE,
@@ -34,6 +39,7 @@ from ._harness import (
     SEQPACKET_BASELINE,
     UDP_DRAIN_BASELINE,
     UDP_SEND_BASELINE,
+    echo_name,
     exact_name,
     framing_name,
     lines_name,
@@ -47,6 +53,7 @@ STDLIB = "stdlib"
 COLUMNS = ("workload", "stdlib", "fastsock pure", "fastsock compiled",
            "compiled ÷ stdlib", "compiled ÷ C")
 VARIANT_COLUMNS = ("workload", "variant", "throughput", "÷ baseline", "÷ C")
+CPU_COLUMN = "CPU µs/unit"
 NOISE_MARK = "~"
 BASELINE_MARK = "*"
 PEER_KINDS = {"c": "C (bench/c/ref.c)", "python": "stdlib Python (bench/peer.py)"}
@@ -177,12 +184,16 @@ class Group:
     cells: dict[str, Cell] = field(default_factory=dict)
     c_ref: Optional[Cell] = None
     rows: dict[str, dict[str, str]] = field(default_factory=dict)  # row -> {family: variant}
+    # variant -> the CPU µs its process spent per unit, where measured
+    cpu: dict[str, Cell] = field(default_factory=dict)
 
-    def cell(self, variant: str) -> Optional[Cell]:
+    def cell(self, variant: str, metric: str = "throughput") -> Optional[Cell]:
+        if metric == "cpu":
+            return self.cpu.get(variant)
         return self.c_ref if variant == CREF else self.cells.get(variant)
 
-    def ratio(self, variant: str, base: str) -> Optional[Ratio]:
-        return _ratio(self.cell(variant), self.cell(base))
+    def ratio(self, variant: str, base: str, metric: str = "throughput") -> Optional[Ratio]:
+        return _ratio(self.cell(variant, metric), self.cell(base, metric))
 
     def variants(self) -> list[str]:
         return list(self.cells) + ([CREF] if self.c_ref is not None else [])
@@ -207,6 +218,11 @@ class Group:
             for key, base in (("vs_baseline", self.baseline), ("vs_c", CREF)):
                 ratio = self.ratio(name, base) if name != base else None
                 entry[key] = ratio.as_dict() if ratio else None
+            cpu = self.cpu.get(name)
+            if cpu is not None:
+                entry["cpu_us_per_unit"] = cpu.as_dict()
+                ratio = self.ratio(name, self.baseline, "cpu") if name != self.baseline else None
+                entry["cpu_vs_baseline"] = ratio.as_dict() if ratio else None
             variants[name] = entry
         return {"workload": self.workload, "unit": self.unit, "baseline": self.baseline,
                 "variants": variants}
@@ -248,6 +264,9 @@ def aggregate(passes: list[dict[str, Any]]) -> Summary:
                     group.c_ref.per_pass[index] = float(value)
                     continue
                 group.cells.setdefault(variant, Cell()).per_pass[index] = float(value)
+                if info.get("cpu_us_per_unit") is not None:
+                    group.cpu.setdefault(variant, Cell()).per_pass[index] = float(
+                        info["cpu_us_per_unit"])
                 if info.get("row") and info.get("impl"):
                     group.rows.setdefault(info["row"], {})[info["impl"]] = variant
                 continue
@@ -274,13 +293,21 @@ def aggregate(passes: list[dict[str, Any]]) -> Summary:
 
 @dataclass(frozen=True)
 class Target:
-    """``variant`` of ``workload`` should reach ``at_least`` × ``against``."""
+    """``variant`` of ``workload`` should reach ``at_least`` × ``against``'s
+    throughput; with ``metric="cpu"``, spend at most ``at_least`` × its CPU
+    time per unit."""
 
     what: str
     workload: str
     variant: str
     against: str
     at_least: float
+    metric: str = "throughput"
+
+    @property
+    def at_most(self) -> bool:
+        """The bound is an upper one (CPU time: lower is better)."""
+        return self.metric == "cpu"
 
 
 def _targets() -> list[Target]:
@@ -290,7 +317,15 @@ def _targets() -> list[Target]:
         out += [Target(f"{name}: recv_msgs ≥ 5× the makefile idiom", name,
                        f"{COMPILED} recv_msgs", FRAMING_BASELINE, 5.0),
                 Target(f"{name}: recv_msg ≥ 1.5× the makefile idiom", name,
-                       f"{COMPILED} recv_msg", FRAMING_BASELINE, 1.5)]
+                       f"{COMPILED} recv_msg", FRAMING_BASELINE, 1.5),
+                Target(f"{name}: aio read_msgs ≥ 20× asyncio readexactly", name,
+                       f"{COMPILED} aio.read_msgs", "asyncio readexactly", 20.0),
+                Target(f"{name}: aio read_msgs ≥ 5× a BufferedProtocol (default loop)", name,
+                       f"{COMPILED} aio.read_msgs", "asyncio BufferedProtocol", 5.0),
+                Target(f"{name}: aio read_msgs ≥ 0.9× blocking recv_msgs", name,
+                       f"{COMPILED} aio.read_msgs", f"{COMPILED} recv_msgs", 0.9),
+                Target(f"{name}: aio read_msg ≥ 5× asyncio readexactly", name,
+                       f"{COMPILED} aio.read_msg", "asyncio readexactly", 5.0)]
     out.append(Target("makefile('rb').readline: ≥ 2× the stdlib's file", lines_name(),
                       f"{COMPILED} makefile.readline", LINES_BASELINE, 2.0))
     out += [Target("bulk 1M: recv_exactly_into ≥ 1.2× stdlib recv", exact_name(),
@@ -321,6 +356,14 @@ def _targets() -> list[Target]:
             # about 1.3× a recv loop, so this one says how close to it we are
             Target("seqpacket drain 64B: recv_records ≥ 0.85× C recvmmsg", records,
                    f"{COMPILED} recv_records", CREF, 0.85)]
+    echo = echo_name()
+    uv_streams = f"{COMPILED} aio streams uvloop"
+    out += [Target("echo: aio streams on uvloop ≥ 1× the uvloop Protocol's req/s", echo,
+                   uv_streams, "uvloop Protocol", 1.0),
+            Target("echo: aio streams on uvloop ≤ 1× the uvloop Protocol's CPU µs/req", echo,
+                   uv_streams, "uvloop Protocol", 1.0, metric="cpu"),
+            Target("echo: aio streams on uvloop ≥ 2.3× asyncio streams", echo,
+                   uv_streams, ECHO_BASELINE, 2.3)]
     return out
 
 
@@ -336,22 +379,29 @@ class TargetResult:
     def status(self) -> str:
         if self.ratio is None:
             return "not measured"
-        met = self.ratio.value >= self.target.at_least
-        if self.ratio.low < self.target.at_least <= self.ratio.high:
+        bound = self.target.at_least
+        if self.target.at_most:
+            met = self.ratio.value <= bound
+            straddles = self.ratio.low <= bound < self.ratio.high
+        else:
+            met = self.ratio.value >= bound
+            straddles = self.ratio.low < bound <= self.ratio.high
+        if straddles:
             return ("met" if met else "not met") + " (the per-pass ratios straddle it)"
         return "met" if met else "NOT met"
 
     def as_dict(self) -> dict[str, Any]:
         t = self.target
+        bound = {"at_most": t.at_least} if t.at_most else {"at_least": t.at_least}
         return {"target": t.what, "workload": t.workload, "variant": t.variant,
-                "against": t.against, "at_least": t.at_least, "status": self.status,
+                "against": t.against, "metric": t.metric, **bound, "status": self.status,
                 "ratio": self.ratio.as_dict() if self.ratio else None}
 
 
 def check_targets(groups: list[Group]) -> list[TargetResult]:
     """The targets whose workload ran (compiled fastsock against its reference)."""
     by_name = {group.workload: group for group in groups}
-    return [TargetResult(t, by_name[t.workload].ratio(t.variant, t.against))
+    return [TargetResult(t, by_name[t.workload].ratio(t.variant, t.against, t.metric))
             for t in TARGETS if t.workload in by_name]
 
 
@@ -369,7 +419,7 @@ def fmt_value(value: float, unit: str) -> str:
 def fmt_cell(cell: Optional[Cell], unit: str) -> str:
     if cell is None or not cell.per_pass:
         return "–"
-    text = fmt_value(cell.median, unit)
+    text = f"{cell.median:.3g}" if unit == "µs" else fmt_value(cell.median, unit)
     if len(cell.per_pass) > 1:
         text += f" ±{cell.spread_pct / 2:.1f}%"
     return text
@@ -416,15 +466,27 @@ BASELINE_LEGEND = (
     "idiom it is compared with (framing: makefile('rb') with read(4) + read(n); "
     "lines: makefile('rb').readline(); "
     "bulk 1M: recv(1 MiB); sends: sendall(header + body); udp: a recvfrom or "
-    "sendto loop, end-to-end: sendto → recvfrom); the table of every "
+    "sendto loop, end-to-end: sendto → recvfrom; echo: asyncio streams on the "
+    "default loop); the table of every "
     "variant below lists the others, each ÷ that baseline and ÷ C, ratios taken "
     "pass by pass as above.  The framing workloads may run in fewer passes than "
-    "the rest (see the run settings)."
+    "the rest (see the run settings).  CPU µs/unit (echo): the server process's "
+    "CPU time (user + system) per request, the median across passes of each "
+    "pass's median round."
 )
+
+
+def _has_cpu(groups: list[Group]) -> bool:
+    return any(group.cpu for group in groups)
+
+
+def variant_columns(groups: list[Group]) -> tuple[str, ...]:
+    return VARIANT_COLUMNS + ((CPU_COLUMN,) if _has_cpu(groups) else ())
 
 
 def variant_table_rows(groups: list[Group]) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
+    cpu_column = _has_cpu(groups)
     for group in groups:
         passes = max((len(c.per_pass) for c in group.cells.values()), default=0)
         for i, name in enumerate(group.variants()):
@@ -432,8 +494,11 @@ def variant_table_rows(groups: list[Group]) -> list[tuple[str, ...]]:
             base = ("baseline" if name == group.baseline
                     else fmt_ratio(group.ratio(name, group.baseline), passes))
             vs_c = "–" if name == CREF else fmt_ratio(group.ratio(name, CREF), passes)
-            out.append((f"{group.workload} ({group.unit})" if i == 0 else "", label,
-                        fmt_cell(group.cell(name), group.unit), base, vs_c))
+            cells: tuple[str, ...] = (f"{group.workload} ({group.unit})" if i == 0 else "",
+                                      label, fmt_cell(group.cell(name), group.unit), base, vs_c)
+            if cpu_column:
+                cells += (fmt_cell(group.cpu.get(name), "µs"),)
+            out.append(cells)
     return out
 
 
@@ -457,11 +522,11 @@ def _markdown(columns: tuple[str, ...], body: list[tuple[str, ...]], left: int =
 
 
 def variants_text_table(groups: list[Group]) -> str:
-    return _text(VARIANT_COLUMNS, variant_table_rows(groups), left=2)
+    return _text(variant_columns(groups), variant_table_rows(groups), left=2)
 
 
 def variants_markdown_table(groups: list[Group]) -> str:
-    return _markdown(VARIANT_COLUMNS, variant_table_rows(groups), left=2)
+    return _markdown(variant_columns(groups), variant_table_rows(groups), left=2)
 
 
 def targets_lines(results: list[TargetResult]) -> list[str]:

@@ -11,8 +11,22 @@ over each list it returns), pure and compiled.  Every variant hands out one
 ``bytes`` per message.  The C reference receives into one buffer and splits
 the frames in place.
 
+The asyncio variants, each on a connection of its own loop: ``readexactly``
+(asyncio's streams, on the default loop and on uvloop); a hand-written
+``asyncio.BufferedProtocol`` whose ``buffer_updated`` splits the frames in
+Python as they arrive (on the default loop, on uvloop, and on aiofastnet's
+transport over the default loop); and fastsock.aio's ``read_msg`` and
+``read_msgs`` (pure and compiled, default loop), the event-loop forms of
+``recv_msg`` and ``recv_msgs``.
+
 The stream is continuous: every round takes exactly its count of messages
-and leaves whatever else arrived for the next round.
+and leaves whatever else arrived for the next round.  To keep the run's time
+budget, the slower asyncio variants take a share of the count per round
+(``round_count``; in the default mode of 2,000,000): an eighth for
+``readexactly`` on either loop and the pure ``read_msg``, a quarter for the
+compiled ``read_msg``, the BufferedProtocols and the pure ``read_msgs``, so
+each round lasts a tenth to a third of a second.  Their throughput is still
+messages per second, so they compare as the others do.
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ from ._harness import (
     FRAMING_BASELINE,
     FRAME_PREFIX,
     FRAMING_RECV_BUFSIZE,
+    PURE,
     CBuild,
     Impl,
     Peers,
@@ -52,8 +67,30 @@ IMPLS = [
     BASELINE,
     Impl("stdlib recv_into+unpack", "stdlib", "recv_into+unpack"),
     Impl("asyncio readexactly", "asyncio", "readexactly"),
-    *fastsock_impls("recv_msg", "recv_msgs"),
+    Impl("uvloop readexactly", "uvloop", "uvloop-readexactly"),
+    Impl("asyncio BufferedProtocol", "asyncio", "bufferedprotocol"),
+    Impl("uvloop BufferedProtocol", "uvloop", "uvloop-bufferedprotocol"),
+    Impl("aiofastnet BufferedProtocol", "aiofastnet", "aiofastnet-bufferedprotocol"),
+    *fastsock_impls("recv_msg", "recv_msgs", "aio.read_msg", "aio.read_msgs"),
 ]
+# The share of the round's count the slower asyncio variants take, so that a
+# round of each lasts a tenth to a third of a second: 1/8 for one or two
+# awaits per message in Python (about 1M messages/s), 1/4 for the compiled
+# read_msg, the BufferedProtocols and the pure read_msgs (2-4M messages/s).
+SHARES = {"readexactly": 8, "uvloop-readexactly": 8, "aio.read_msg": 4,
+          "bufferedprotocol": 4, "uvloop-bufferedprotocol": 4,
+          "aiofastnet-bufferedprotocol": 4}
+PURE_SHARES = {"aio.read_msg": 8, "aio.read_msgs": 4}
+
+
+def round_count(impl: Impl, sizes: Sizes) -> int:
+    """Messages a round of ``impl`` takes."""
+    shares = PURE_SHARES if impl.family == PURE else {}
+    return sizes.framing // shares.get(impl.method, SHARES.get(impl.method, 1))
+
+
+# the blocking method each fastsock.aio one is the event-loop form of
+AIO_BLOCKING = {"aio.read_msg": "recv_msg", "aio.read_msgs": "recv_msgs"}
 RECV_MSGS_MAX = 1024
 EXPECTED = b"m" * FRAME_PAYLOAD
 
@@ -117,9 +154,19 @@ def _recv_into_reader(conn: Any, stack: contextlib.ExitStack) -> Reader:
     return run
 
 
-def _asyncio_reader(conn: Any, stack: contextlib.ExitStack, transport: str) -> Reader:
-    loop = asyncio.new_event_loop()
+def _new_loop(uses_uvloop: bool, stack: contextlib.ExitStack) -> asyncio.AbstractEventLoop:
+    if uses_uvloop:
+        uvloop = pytest.importorskip("uvloop")
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
     stack.callback(loop.close)
+    return loop
+
+
+def _asyncio_reader(conn: Any, stack: contextlib.ExitStack, transport: str,
+                    uses_uvloop: bool) -> Reader:
+    loop = _new_loop(uses_uvloop, stack)
     opener = asyncio.open_unix_connection if transport == "unix" else asyncio.open_connection
     reader, writer = loop.run_until_complete(opener(sock=conn))
 
@@ -138,6 +185,153 @@ def _asyncio_reader(conn: Any, stack: contextlib.ExitStack, transport: str) -> R
             (size,) = unpack(await readexactly(4))
             msg = await readexactly(size)
         return msg
+
+    def run(n: int) -> bytes:
+        return loop.run_until_complete(receive(n))
+
+    return run
+
+
+class _FrameProtocol(asyncio.BufferedProtocol):
+    """The frames split in Python as they arrive: the transport receives
+    into one bytearray (get_buffer), buffer_updated walks the whole frames
+    in it with ``struct.unpack_from`` and makes one ``bytes`` per message.
+
+    A round asks for a count; once it is reached, reading pauses and the
+    bytes past the last message taken stay in the buffer for the next round."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.buf = bytearray(FRAMING_RECV_BUFSIZE)
+        self.view = memoryview(self.buf)
+        self.start = self.end = 0
+        self.wanted = 0
+        self.last = b""
+        self.done: "asyncio.Future[None] | None" = None
+        self.transport: Any = None
+        self.lost: "BaseException | None" = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        transport.pause_reading()  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: "BaseException | None") -> None:
+        self.lost = exc or ConnectionError("frames peer closed the connection")
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(self.lost)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.start:
+            # a partial frame (or what a finished round left) to the front
+            self.buf[:self.end - self.start] = self.buf[self.start:self.end]
+            self.end -= self.start
+            self.start = 0
+        if self.end == len(self.buf):
+            # full of whole frames no round has taken yet (uvloop may read
+            # once more after pause_reading()): a bigger buffer, never an error
+            grown = bytearray(2 * len(self.buf))
+            grown[:self.end] = self.buf
+            self.buf, self.view = grown, memoryview(grown)
+        return self.view[self.end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.end += nbytes
+        self._split()
+
+    def _split(self) -> None:
+        buf, view, start, end = self.buf, self.view, self.start, self.end
+        wanted = self.wanted
+        unpack_from = _UNPACK_FROM
+        msg = self.last
+        while wanted and end - start >= FRAME_PREFIX:
+            (size,) = unpack_from(buf, start)
+            stop = start + FRAME_PREFIX + size
+            if stop > end:
+                break
+            msg = view[start + FRAME_PREFIX:stop].tobytes()
+            start = stop
+            wanted -= 1
+        self.start, self.wanted, self.last = start, wanted, msg
+        if not wanted and self.done is not None:
+            self.transport.pause_reading()
+            if not self.done.done():
+                self.done.set_result(None)
+
+    async def receive(self, n: int) -> bytes:
+        if self.lost is not None:
+            raise self.lost
+        self.wanted = n
+        self.done = self.loop.create_future()
+        self._split()  # what the last round left
+        if self.wanted:
+            self.transport.resume_reading()
+        await self.done
+        self.done = None
+        return self.last
+
+
+_UNPACK_FROM = struct.Struct(">I").unpack_from
+
+
+def _protocol_reader(conn: Any, stack: contextlib.ExitStack, transport: str,
+                     uses_uvloop: bool, aiofastnet: bool = False) -> Reader:
+    loop = _new_loop(uses_uvloop, stack)
+    protocol = _FrameProtocol(loop)
+    if aiofastnet:
+        fast = pytest.importorskip("aiofastnet")
+        coro = fast.connect_accepted_socket(loop, lambda: protocol, conn)
+    else:
+        coro = loop.connect_accepted_socket(lambda: protocol, conn)
+    tport, _ = loop.run_until_complete(coro)
+
+    async def close() -> None:
+        tport.close()
+        await asyncio.sleep(0)
+
+    stack.callback(lambda: loop.run_until_complete(close()))
+
+    def run(n: int) -> bytes:
+        return loop.run_until_complete(protocol.receive(n))
+
+    return run
+
+
+def _aio_reader(conn: Any, stack: contextlib.ExitStack, transport: str,
+                batch: bool) -> Reader:
+    try:
+        import fastsock.aio as aio
+    except ImportError as exc:
+        pytest.skip(f"fastsock.aio not importable: {exc}")
+    loop = _new_loop(False, stack)
+    opener = aio.open_unix_connection if transport == "unix" else aio.open_connection
+    reader, writer = loop.run_until_complete(opener(sock=conn))
+
+    async def close() -> None:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+    stack.callback(lambda: loop.run_until_complete(close()))
+
+    async def receive_each(n: int) -> bytes:
+        read_msg = reader.read_msg
+        msg = b""
+        for _ in range(n):
+            msg = await read_msg()
+        return msg
+
+    async def receive_batches(n: int) -> bytes:
+        read_msgs = reader.read_msgs
+        msg = b""
+        got = 0
+        while got < n:
+            msgs = await read_msgs(min(RECV_MSGS_MAX, n - got))
+            for msg in msgs:
+                pass
+            got += len(msgs)
+        return msg
+
+    receive = receive_batches if batch else receive_each
 
     def run(n: int) -> bytes:
         return loop.run_until_complete(receive(n))
@@ -178,8 +372,13 @@ def _reader(impl: Impl, conn: Any, stack: contextlib.ExitStack, transport: str) 
         return _makefile_reader(conn, stack)
     if impl.method == "recv_into+unpack":
         return _recv_into_reader(conn, stack)
-    if impl.method == "readexactly":
-        return _asyncio_reader(conn, stack, transport)
+    if impl.method in ("readexactly", "uvloop-readexactly"):
+        return _asyncio_reader(conn, stack, transport, impl.family == "uvloop")
+    if impl.method.endswith("bufferedprotocol"):
+        return _protocol_reader(conn, stack, transport, impl.family == "uvloop",
+                                aiofastnet=impl.family == "aiofastnet")
+    if impl.method.startswith("aio."):
+        return _aio_reader(conn, stack, transport, batch=impl.method == "aio.read_msgs")
     if impl.method == "recv_msg":
         return _recv_msg_reader(conn)
     return _recv_msgs_reader(conn)
@@ -190,10 +389,10 @@ def _reader(impl: Impl, conn: Any, stack: contextlib.ExitStack, transport: str) 
 def test_framing(benchmark: Any, sizes: Sizes, peers: Peers, transport: str,
                  impl: Impl) -> None:
     if impl.is_fastsock:
-        variant = fastsock_variant(impl, impl.method)
+        variant = fastsock_variant(impl, AIO_BLOCKING.get(impl.method, impl.method))
     else:
         variant = Variant("stdlib")
-    n = sizes.framing
+    n = round_count(impl, sizes)
     last: list[bytes] = []
     with served_peer(variant, peers, transport, "frames", str(FRAME_PAYLOAD)) as conn, \
             contextlib.ExitStack() as stack:

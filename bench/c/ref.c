@@ -14,6 +14,14 @@
  *                                           byte a newline) until the reader goes away
  *   ref peer sink tcp HOST PORT [cpu=N]     read and discard until EOF
  *   ref peer sink unix PATH [cpu=N]
+ *   ref peer load tcp HOST PORT CONNS SIZE [cpu=N]
+ *                                           the echo load generator: open CONNS
+ *                                           connections, print "ready"; then for
+ *                                           each number N read on stdin, make N
+ *                                           SIZE-byte request/response exchanges
+ *                                           spread over the connections, one in
+ *                                           flight on each (epoll), check every
+ *                                           response and print "done"; exit at EOF
  *   ref run WORKLOAD key=value...           time WORKLOAD, print one JSON line
  *
  * Workloads (the same loops as the Python benchmarks):
@@ -62,9 +70,11 @@
 #include <netinet/udp.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -408,6 +418,105 @@ static int peer_sink(int fd)
     }
 }
 
+/* The echo load generator.  Each connection has at most one request in
+ * flight: a request goes out as soon as the previous response is complete,
+ * until the round's count has been sent.  One epoll_wait (blocking) serves
+ * every ready connection, so the generator sleeps whenever the server is
+ * the slower side and takes a small share of a core. */
+struct load_conn {
+    int fd;
+    long got;        /* bytes of the current response received */
+    int busy;        /* a request is in flight */
+};
+
+static void load_send(struct load_conn *c, const char *req, long size)
+{
+    long off = 0;
+    while (off < size) {
+        ssize_t n = send(c->fd, req + off, (size_t)(size - off), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;  /* a 1 KiB request into an empty send buffer: never for long */
+            die("load: send");
+        }
+        off += n;
+    }
+    c->busy = 1;
+    c->got = 0;
+}
+
+static int peer_load(const char *host, int port, long conns, long size)
+{
+    struct load_conn *cs = calloc((size_t)conns, sizeof(*cs));
+    struct epoll_event *events = calloc((size_t)conns, sizeof(*events));
+    char *req = malloc((size_t)size), *rsp = malloc((size_t)size);
+    char line[64];
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (!cs || !events || !req || !rsp)
+        fail("out of memory");
+    if (ep < 0)
+        die("epoll_create1");
+    for (long i = 0; i < size; i++)
+        req[i] = (char)('a' + i % 26);
+    for (long i = 0; i < conns; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)i};
+        cs[i].fd = connect_tcp(host, port);
+        if (fcntl(cs[i].fd, F_SETFL, fcntl(cs[i].fd, F_GETFL) | O_NONBLOCK) < 0)
+            die("fcntl");
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev) < 0)
+            die("epoll_ctl");
+    }
+    printf("ready\n");
+    fflush(stdout);
+    while (fgets(line, sizeof(line), stdin)) {
+        long total = atol(line), sent = 0, done = 0;
+        for (long i = 0; i < conns && sent < total; i++, sent++)
+            load_send(&cs[i], req, size);
+        while (done < total) {
+            int n = epoll_wait(ep, events, (int)conns, -1);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                die("epoll_wait");
+            }
+            for (int e = 0; e < n; e++) {
+                struct load_conn *c = &cs[events[e].data.u64];
+                ssize_t m = recv(c->fd, rsp + c->got, (size_t)(size - c->got), 0);
+                if (m == 0)
+                    fail("load: the server closed a connection");
+                if (m < 0) {
+                    if (errno == EINTR || errno == EAGAIN)
+                        continue;
+                    die("load: recv");
+                }
+                if (!c->busy)
+                    fail("load: a response nobody asked for");
+                if (memcmp(rsp + c->got, req + c->got, (size_t)m))
+                    fail("load: the response differs from the request");
+                c->got += m;
+                if (c->got < size)
+                    continue;
+                c->busy = 0;
+                done++;
+                if (sent < total) {
+                    load_send(c, req, size);
+                    sent++;
+                }
+            }
+        }
+        printf("done\n");
+        fflush(stdout);
+    }
+    for (long i = 0; i < conns; i++)
+        close(cs[i].fd);
+    close(ep);
+    free(cs);
+    free(events);
+    free(req);
+    free(rsp);
+    return 0;
+}
+
 static int peer_main(int argc, char **argv)
 {
     long cpu = -1;
@@ -449,10 +558,16 @@ static int peer_main(int argc, char **argv)
         fd = connect_unix(argv[2]);
         return peer_sink(fd);
     }
+    if (argc == 6 && !strcmp(argv[0], "load") && !strcmp(argv[1], "tcp")) {
+        long conns = atol(argv[4]), size = atol(argv[5]);
+        if (conns < 1 || conns > 100000 || size < 1 || size > (64L << 20))
+            fail("load: CONNS or SIZE out of range");
+        return peer_load(argv[2], atoi(argv[3]), conns, size);
+    }
     fail("usage: ref peer echo tcp HOST PORT | echo unix PATH | source HOST PORT WSIZE"
          " | frames tcp HOST PORT SIZE | frames unix PATH SIZE | lines unix PATH SIZE"
          " | sink tcp HOST PORT"
-         " | sink unix PATH");
+         " | sink unix PATH | load tcp HOST PORT CONNS SIZE");
     return 2;
 }
 
