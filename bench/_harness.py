@@ -298,7 +298,7 @@ MODES = {
                     bulk_total=256 << 20, bulk_rounds=32, connect=300, udp_send=3000,
                     udp_fill=4096, udp_rounds=15, framing=2_000_000, framing_rounds=1,
                     framing_warmup=50_000, sends_small=4000, sends_large=600,
-                    sends_rounds=5, heavy_every=6, udp_e2e=6000, lines=1_000_000,
+                    sends_rounds=5, heavy_every=3, udp_e2e=6000, lines=1_000_000,
                     lines_rounds=3, echo=4000, echo_rounds=3),
     "long": Sizes("long", rounds=30, warmup=3, percall=8000, pingpong=1000,
                   bulk_total=1 << 30, bulk_rounds=64, connect=500, udp_send=6000,
