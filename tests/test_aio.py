@@ -4,7 +4,6 @@ with sockets of both implementations (passed in through ``sock=``)."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import socket
 import struct
@@ -15,37 +14,15 @@ from typing import Any, Awaitable, Callable
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from aio_support import Runner, loop_runner
 from fastsock import aio
-
-ASYNC_TIMEOUT = 15.0
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Callable[[Callable[[], Awaitable[Any]]], Any]:
+def run(request: pytest.FixtureRequest) -> Runner:
     """Run a coroutine function on a fresh loop of each kind, bounded in time."""
-    factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
-    if request.param == "uvloop":
-        # the test extra installs it; without it only asyncio's loop runs
-        factory = pytest.importorskip("uvloop").new_event_loop
+    return loop_runner(request.param)
 
-    def runner(main: Callable[[], Awaitable[Any]]) -> Any:
-        loop = factory()
-        # what the loop reports (a server handler's unseen failure, say) fails
-        # the test: a test that set a handler of its own checks for itself
-        reported: list[dict[str, Any]] = []
-        loop.set_exception_handler(lambda _, context: reported.append(context))
-        try:
-            result = loop.run_until_complete(asyncio.wait_for(main(), ASYNC_TIMEOUT))
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            gc.collect()  # a failed task nobody awaited reports when collected
-            loop.close()
-        assert not reported, f"the event loop reported: {reported}"
-        return result
-    return runner
-
-
-Runner = Callable[[Callable[[], Awaitable[Any]]], Any]
 
 
 def frames(payloads: list[bytes], prefix_size: int = 4) -> bytes:

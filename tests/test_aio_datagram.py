@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import os
 import socket
 from types import ModuleType
@@ -14,32 +13,14 @@ from typing import Any, Awaitable, Callable, Optional
 
 import pytest
 
+from aio_support import ASYNC_TIMEOUT, Runner, loop_runner
 from fastsock import aio
-
-ASYNC_TIMEOUT = 15.0
-Runner = Callable[[Callable[[], Awaitable[Any]]], Any]
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
 def run(request: pytest.FixtureRequest) -> Runner:
     """Run a coroutine function on a fresh loop of each kind, bounded in time."""
-    factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
-    if request.param == "uvloop":
-        factory = pytest.importorskip("uvloop").new_event_loop
-
-    def runner(main: Callable[[], Awaitable[Any]]) -> Any:
-        loop = factory()
-        # what the loop reports (an unseen task failure, say) fails the test
-        reported: list[dict[str, Any]] = []
-        loop.set_exception_handler(lambda _, context: reported.append(context))
-        try:
-            result = loop.run_until_complete(asyncio.wait_for(main(), ASYNC_TIMEOUT))
-        finally:
-            gc.collect()  # a failed task nobody awaited reports when collected
-            loop.close()
-        assert not reported, f"the event loop reported: {reported}"
-        return result
-    return runner
+    return loop_runner(request.param)
 
 
 def _udp(impl: ModuleType) -> Any:
