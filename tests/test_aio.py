@@ -24,7 +24,6 @@ def run(request: pytest.FixtureRequest) -> Runner:
     return loop_runner(request.param)
 
 
-
 def frames(payloads: list[bytes], prefix_size: int = 4) -> bytes:
     code = {1: ">B", 2: ">H", 4: ">I", 8: ">Q"}[prefix_size]
     return b"".join(struct.pack(code, len(p)) + p for p in payloads)
