@@ -247,6 +247,32 @@ def test_cancelled_read_loses_nothing(impl: ModuleType, run: Runner) -> None:
     run(main)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout() is new in 3.11")
+@pytest.mark.parametrize("method", ["read_msgs", "readexactly", "readexactly_into", "readuntil"])
+def test_asyncio_timeout_around_a_read_loses_nothing(impl: ModuleType, run: Runner,
+                                                     method: str) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        data = frames([b"x" * 70000, b"y"])
+        size = len(data)
+        buffer = bytearray(size)
+        reads = {"read_msgs": reader.read_msgs, "readexactly": lambda: reader.readexactly(size),
+                 "readexactly_into": lambda: reader.readexactly_into(buffer),
+                 "readuntil": lambda: reader.readuntil(b"\xff")}
+        peer_writer.write(data[:40000])  # part of the first frame: the read must wait
+        await peer_writer.drain()
+        with pytest.raises(TimeoutError):
+            async with getattr(asyncio, "timeout")(0.05):  # 3.11+, as the mark says
+                await reads[method]()
+        peer_writer.write(data[40000:])
+        await peer_writer.drain()
+        messages = [await reader.read_msg(), await reader.read_msg()]
+        assert messages == [b"x" * 70000, b"y"]
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
 def test_concurrent_reads_refused(impl: ModuleType, run: Runner) -> None:
     async def main() -> None:
         reader, writer, peer_reader, peer_writer = await _pair(impl)
