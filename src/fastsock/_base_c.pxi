@@ -29,7 +29,6 @@ cdef enum:
     WAKE_ROUNDS = 200
     WAKE_PAUSE_MAX_US = 5000
     # threads close() signals in one round (more are signalled in the next)
-    WAKE_BATCH = 64
 
 
 # -- errors -------------------------------------------------------------------
@@ -212,7 +211,22 @@ cdef Py_ssize_t check_positive(object value, str name) except -1:
 
 # -- closing a descriptor -----------------------------------------------------
 
-cdef bint wake_handler_installed = False
+# the do-nothing handler close() wakes blocked calls with, installed once
+cdef int wake_handler_installed = 0
+cdef cython.pymutex wake_handler_lock
+
+
+cdef int install_wake_handler() except -1:
+    cdef int err = 0
+    if c.load_int(&wake_handler_installed):
+        return 0
+    with wake_handler_lock:
+        if not wake_handler_installed:
+            if c.install_wake_handler() < 0:
+                err = errno
+            else:
+                c.store_int(&wake_handler_installed, 1)
+    return raise_errno(err) if err else 0
 
 
 cdef int close_fd(int fd) except -1:
@@ -275,6 +289,8 @@ cdef class _Socket:
     # already received or sent something: recv_msgs taking what else has
     # arrived, a batch send part-way), raised by the socket's next call
     cdef int deferred_errno
+    # the batch recv_many/recv_records reuse while no other call uses it
+    cdef DatagramBatch scratch
     cdef object __weakref__
 
     _DEFAULT_PROTOS = {}  # family -> protocol when none is given (else 0)
@@ -295,12 +311,12 @@ cdef class _Socket:
         if self.initialised:
             raise RuntimeError(
                 f"{type(self).__name__} already initialised: create a new socket instead")
-        self.fd = fd
         self.family_ = family
         self.kind = kind
         self.proto_ = proto
-        self.timeout_ = timeout
+        c.store_double(&self.timeout_, timeout)
         self.initialised = True
+        c.store_int(&self.fd, fd)
         return 0
 
     cdef int _open(self, object family, object type, object proto, object fileno) except -1:
@@ -436,60 +452,76 @@ cdef class _Socket:
     # to the last call on its way out, so no call ever acts on a descriptor
     # number the OS has handed to another file (see close()).
 
-    cdef inline void _enter(self, BlockedCall *node) noexcept:
-        if self.busy_generation != fork_generation:
-            # counted in the parent before a fork: those calls (and their
-            # threads) do not exist in this process
-            self.busy = 0
-            self.blocked = NULL
-            self.busy_generation = fork_generation
-        node.thread = c.pthread_self()
-        node.next = self.blocked
-        self.blocked = node
-        self.busy += 1
+    # The bookkeeping (fd, busy, blocked, pending_close_fd) changes only in
+    # the socket's critical section: on the GIL build that is the GIL itself
+    # (Cython's critical_section compiles to nothing), on a free-threaded
+    # build the object's own lock.  A kernel call made with the GIL held (a
+    # non-blocking try) reads fd and runs inside the critical section, so
+    # close() cannot close that descriptor under it either.
 
-    cdef inline void _leave(self, BlockedCall *node) noexcept:
-        cdef BlockedCall **link = &self.blocked
+    cdef inline int _enter(self, BlockedCall *node) noexcept:
+        """List the call; the descriptor it may use until _leave(), or -1
+        (nothing listed) when the socket is closed."""
         cdef int fd
-        while link[0] != NULL:
-            if link[0] == node:
-                link[0] = node.next
-                break
-            link = &link[0].next
-        self.busy -= 1
-        if self.busy == 0 and self.pending_close_fd >= 0:
-            fd = self.pending_close_fd
-            self.pending_close_fd = -1
+        with cython.critical_section(self):
+            fd = self.fd
+            if fd >= 0:
+                if self.busy_generation != fork_generation:
+                    # counted in the parent before a fork: those calls (and
+                    # their threads) do not exist in this process
+                    self.busy = 0
+                    self.blocked = NULL
+                    self.busy_generation = fork_generation
+                node.thread = c.pthread_self()
+                node.next = self.blocked
+                self.blocked = node
+                self.busy += 1
+        return fd
+
+    cdef inline bint _leave(self, BlockedCall *node) noexcept:
+        """Unlist the call; closes the descriptor if close() left it to this
+        call.  True when the socket was closed meanwhile."""
+        cdef BlockedCall **link
+        cdef int fd = -1
+        cdef bint closed
+        with cython.critical_section(self):
+            link = &self.blocked
+            while link[0] != NULL:
+                if link[0] == node:
+                    link[0] = node.next
+                    break
+                link = &link[0].next
+            self.busy -= 1
+            if self.busy == 0 and self.pending_close_fd >= 0:
+                fd = self.pending_close_fd
+                self.pending_close_fd = -1
+            closed = self.fd < 0
+        if fd >= 0:
             with nogil:
                 c_close(fd)
+        return closed
 
     cdef int _wake_blocked(self) except -1:
         """Signal every thread blocked in a call on this socket until all have
         left the call (bounded); each wakes with EINTR and sees the socket
-        closed.  Signalling with the GIL held is safe: a thread in the list
-        cannot leave its call, let alone end, before it takes the GIL back."""
-        global wake_handler_installed
-        cdef c.pthread_t threads[WAKE_BATCH]
+        closed.  The signals go out inside the critical section: a listed
+        thread cannot leave its call, let alone end, before it takes the
+        section to unlist itself."""
         cdef BlockedCall *node
-        cdef int count, i, rounds
+        cdef int count, rounds
         cdef unsigned int pause = 100
-        if not wake_handler_installed:
-            if c.install_wake_handler() < 0:
-                return raise_errno(errno)
-            wake_handler_installed = True
+        install_wake_handler()
         for rounds in range(WAKE_ROUNDS):
-            if self.busy_generation != fork_generation:
-                return 0
             count = 0
-            node = self.blocked
-            while node != NULL and count < WAKE_BATCH:
-                threads[count] = node.thread
-                count += 1
-                node = node.next
+            with cython.critical_section(self):
+                if self.busy_generation == fork_generation:
+                    node = self.blocked
+                    while node != NULL:
+                        c.pthread_kill(node.thread, c.FASTSOCK_WAKE_SIGNAL)
+                        count += 1
+                        node = node.next
             if count == 0:
                 return 0
-            for i in range(count):
-                c.pthread_kill(threads[i], c.FASTSOCK_WAKE_SIGNAL)
             # a signal that came just before its thread entered the syscall
             # woke nothing: let the threads run, then look again
             with nogil:
@@ -498,7 +530,8 @@ cdef class _Socket:
         return 0
 
     cdef inline double _deadline(self) noexcept:
-        return monotonic() + self.timeout_ if self.timeout_ > 0 else -1.0
+        cdef double timeout = self._timeout()
+        return monotonic() + timeout if timeout > 0 else -1.0
 
     cdef int _wait(self, short events, double deadline, int other_fd=-1) except -1:
         """poll() without the GIL until ready (0) or past the deadline (1; -1:
@@ -516,17 +549,17 @@ cdef class _Socket:
                 if remaining <= 0:
                     return 1
                 ms = <int>ceil(remaining * 1000) if remaining < INT_MAX / 1000 else INT_MAX
-            if self.fd < 0:
+            pfd.fd = self._enter(&node)
+            if pfd.fd < 0:
                 return raise_errno(EBADF)
-            pfd.fd = self.fd if other_fd < 0 else other_fd
+            if other_fd >= 0:
+                pfd.fd = other_fd
             pfd.events = events
             pfd.revents = 0
-            self._enter(&node)
             with nogil:
                 rc = c.poll(&pfd, 1, ms)
                 err = errno
-            self._leave(&node)
-            if self.fd < 0:
+            if self._leave(&node):
                 return raise_errno(EBADF)
             if rc > 0:
                 return 0
@@ -546,35 +579,45 @@ cdef class _Socket:
         cdef BlockedCall node
         cdef ssize_t res
         cdef int fd, err
-        if self.deferred_errno and self.fd >= 0:
-            return self._raise_deferred()
+        cdef double timeout
+        if c.load_int(&self.deferred_errno):
+            self._raise_deferred()
         while True:
-            fd = self.fd
-            if fd < 0:
-                return raise_errno(EBADF)
-            if self.timeout_ < 0 or slow:
+            timeout = self._timeout()
+            if timeout < 0 or slow:
                 # a blocking descriptor (or a slow call): it may wait, so drop the GIL
-                self._enter(&node)
+                fd = self._enter(&node)
+                if fd < 0:
+                    return raise_errno(EBADF)
                 with nogil:
                     res = func(fd, data)
                     err = errno
-                self._leave(&node)
-                if self.fd < 0 and (res < 0 or (res == 0 and events == c.POLLIN
-                                                and func != _do_accept)):
+                if self._leave(&node) and (res < 0 or (res == 0 and events == c.POLLIN
+                                                       and func != _do_accept)):
                     # closed by another thread meanwhile (which woke this call
                     # with EINTR, or raced an end of stream): report the close
                     return raise_errno(EBADF)
                 if res >= 0:
                     return res
             else:
-                res = func(fd, data)
+                with cython.critical_section(self):
+                    # settimeout() changes the value and the descriptor's mode
+                    # together in this section: a call that would block with
+                    # the GIL held goes round to the blocking path instead
+                    if self.timeout_ >= 0:
+                        res = func(self.fd, data)  # EBADF once closed (-1)
+                        err = errno
+                    else:
+                        res = -1
+                        err = EINTR
                 if res >= 0:
                     return res
-                err = errno
+                if err == EINTR and self._timeout() < 0:
+                    continue
             if err == EINTR:
                 PyErr_CheckSignals()
                 continue
-            if self.timeout_ > 0 and c.would_block(err):
+            if timeout > 0 and c.would_block(err):
                 if self._wait(events, deadline):
                     return raise_timeout()
                 continue
@@ -595,24 +638,27 @@ cdef class _Socket:
         MSG_* flags inside ``data``, ``size`` 0 means any size may be tried.
         """
         cdef ssize_t sent
-        cdef int saved = flags[0], err
-        if self.deferred_errno and self.fd >= 0:
-            return self._raise_deferred()
-        if self.timeout_ >= 0 or (size > TRY_SEND_MAX) or self.fd < 0:
+        cdef int saved = flags[0], err, backoff
+        if c.load_int(&self.deferred_errno):
+            self._raise_deferred()
+        if self._timeout() >= 0 or (size > TRY_SEND_MAX):
             return self._call(events, func, data, deadline)
-        if self.send_backoff:
-            self.send_backoff -= 1
+        # a hint, not state to protect: racing sends may each skip or try
+        backoff = c.load_int(&self.send_backoff)
+        if backoff:
+            c.store_int(&self.send_backoff, backoff - 1)
             return self._call(events, func, data, deadline)
         flags[0] = saved | c.MSG_DONTWAIT
-        sent = func(self.fd, data)
-        err = errno
+        with cython.critical_section(self):
+            sent = func(self.fd, data)  # EBADF once closed (-1)
+            err = errno
         flags[0] = saved
         if sent >= 0:
             if size and <size_t>sent < size:
-                self.send_backoff = SEND_BACKOFF  # the buffer is full now
+                c.store_int(&self.send_backoff, SEND_BACKOFF)  # the buffer is full now
             return sent
         if c.would_block(err):
-            self.send_backoff = SEND_BACKOFF
+            c.store_int(&self.send_backoff, SEND_BACKOFF)
             return self._call(events, func, data, deadline)
         return raise_errno(err)
 
@@ -622,19 +668,27 @@ cdef class _Socket:
         state of a socket that can no longer send, which the next send meets
         again by itself (and a receive must not report)."""
         if exc.errno and exc.errno != EPIPE:
-            self.deferred_errno = exc.errno
+            c.store_int(&self.deferred_errno, exc.errno)
         return 0
 
     cdef inline int _raise_deferred(self) except -1:
-        """Raise (once) the error kept for this call."""
-        cdef int err = self.deferred_errno
-        if err:
-            self.deferred_errno = 0
-            return raise_errno(err)
+        """Raise (once: of racing calls, one takes it) the error kept for this
+        call; none once the socket is closed (EBADF is its error then)."""
+        cdef int err
+        if c.load_int(&self.deferred_errno) and not self._closed():
+            err = c.exchange_int(&self.deferred_errno, 0)
+            if err:
+                return raise_errno(err)
         return 0
 
+    cdef inline bint _closed(self) noexcept:
+        return c.load_int(&self.fd) < 0
+
+    cdef inline double _timeout(self) noexcept:
+        return c.load_double(&self.timeout_)
+
     cdef inline int _check_open(self) except -1:
-        if self.fd < 0:
+        if self._closed():
             return raise_errno(EBADF)
         return 0
 
@@ -696,12 +750,28 @@ cdef class _Socket:
 
     cdef int _listen(self, object backlog) except -1:
         cdef int cbacklog = as_int(backlog)
-        self._check_open()
-        if c.listen(self.fd, cbacklog if cbacklog > 0 else 0) < 0:
-            raise_errno(errno)
+        cdef int rc, err
+        with cython.critical_section(self):
+            rc = c.listen(self.fd, cbacklog if cbacklog > 0 else 0)  # EBADF once closed
+            err = errno
+        if rc < 0:
+            raise_errno(err)
         return 0
 
     # -- batches of messages (recvmmsg/sendmmsg): datagram and seqpacket sockets --
+
+    cdef DatagramBatch _claim_scratch(self, Py_ssize_t count, Py_ssize_t size):
+        """A batch claimed for one recv_many/recv_records (see claim_batch);
+        a new one becomes the scratch of the calls after it."""
+        cdef DatagramBatch current, batch
+        with cython.critical_section(self):
+            current = self.scratch
+        batch = claim_batch(current, count, size)
+        if batch is not current:
+            with cython.critical_section(self):
+                if self.scratch is current:
+                    self.scratch = batch
+        return batch
 
     cdef Py_ssize_t _recv_into_batch(self, DatagramBatch batch) except -1:
         """One recvmmsg into ``batch``, which the caller has claimed (its
@@ -811,18 +881,19 @@ cdef class _Socket:
     @property
     def timeout(self):
         """The timeout, as socket.timeout: the same as gettimeout()."""
-        return None if self.timeout_ < 0 else self.timeout_
+        cdef double timeout = self._timeout()
+        return None if timeout < 0 else timeout
 
     @property
     def closed(self):
         """True once the socket is closed or detached (fileno() is then -1)."""
-        return self.fd < 0
+        return self._closed()
 
     def fileno(self):
         """The socket's descriptor, or -1 once it is closed or detached, as
         socket.fileno().
         """
-        return self.fd
+        return c.load_int(&self.fd)
 
     def close(self):
         """Close the socket, as socket.close(); a no-op when it is already closed.
@@ -835,14 +906,19 @@ cdef class _Socket:
         call that uses the descriptor raises OSError (EBADF), recv(0) and a recv_into()
         of 0 bytes too (the stdlib's return b"" and 0 without looking).
         """
-        cdef int fd = self.fd
+        cdef int fd
+        cdef bint in_use = False
+        with cython.critical_section(self):
+            fd = self.fd
+            if fd >= 0:
+                c.store_int(&self.fd, -1)
+                in_use = self.busy > 0 and self.busy_generation == fork_generation
+                if in_use:
+                    self.pending_close_fd = fd  # the last call out closes it
         if fd < 0:
             return
-        self.fd = -1
         self._forget_received()
-        if self.busy > 0 and self.busy_generation == fork_generation:
-            # the last call out closes fd
-            self.pending_close_fd = fd
+        if in_use:
             self._wake_blocked()
             return
         close_fd(fd)
@@ -861,10 +937,13 @@ cdef class _Socket:
         nothing, while a StreamSocket holds received bytes no call has returned: take
         them with take_buffered() first.
         """
-        cdef int fd = self.fd
-        if fd >= 0:
-            self._check_handoff()
-        self.fd = -1
+        cdef int fd
+        if self._closed():
+            return -1
+        self._check_handoff()
+        with cython.critical_section(self):
+            fd = self.fd
+            c.store_int(&self.fd, -1)
         return fd
 
     def dup(self):
@@ -873,19 +952,25 @@ cdef class _Socket:
         StreamSocket has buffered stay with this socket.  OSError (EBADF) when closed.
         """
         cdef _Socket copy = _builtin_type(self).__new__(_builtin_type(self))
-        cdef int fd = fcntl(self.fd, F_DUPFD_CLOEXEC, 0)  # EBADF for -1, as the stdlib's
+        cdef int fd, err
+        with cython.critical_section(self):
+            fd = fcntl(self.fd, F_DUPFD_CLOEXEC, 0)  # EBADF for -1, as the stdlib's
+            err = errno
         if fd < 0:
-            return raise_errno(errno)
-        copy._adopt_fd(fd, self.family_, self.kind, self.proto_, self.timeout_)
+            return raise_errno(err)
+        copy._adopt_fd(fd, self.family_, self.kind, self.proto_, self._timeout())
         return copy
 
     def get_inheritable(self):
         """Whether the descriptor is inherited by child processes, as
         socket.get_inheritable() (False unless set_inheritable(True) was called).
         """
-        cdef int flags = fcntl(self.fd, F_GETFD)
+        cdef int flags, err
+        with cython.critical_section(self):
+            flags = fcntl(self.fd, F_GETFD)
+            err = errno
         if flags < 0:
-            return raise_errno(errno)
+            return raise_errno(err)
         return not flags & FD_CLOEXEC
 
     def set_inheritable(self, inheritable):
@@ -893,12 +978,16 @@ cdef class _Socket:
         socket.set_inheritable().
         """
         cdef bint keep = as_int(inheritable) != 0  # the stdlib's conversion
-        cdef int flags = fcntl(self.fd, F_GETFD)
-        if flags < 0:
-            return raise_errno(errno)
-        flags = (flags & ~FD_CLOEXEC) if keep else (flags | FD_CLOEXEC)
-        if fcntl(self.fd, F_SETFD, flags) < 0:
-            raise_errno(errno)
+        cdef int flags, err = 0
+        with cython.critical_section(self):
+            flags = fcntl(self.fd, F_GETFD)
+            if flags >= 0:
+                flags = (flags & ~FD_CLOEXEC) if keep else (flags | FD_CLOEXEC)
+                flags = fcntl(self.fd, F_SETFD, flags)
+            if flags < 0:
+                err = errno
+        if err:
+            raise_errno(err)
 
     def __enter__(self):
         return self
@@ -910,7 +999,7 @@ cdef class _Socket:
         return _common.socket_repr(self)
 
     def __del__(self):
-        if self.fd < 0:
+        if self._closed():
             return
         try:
             _warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
@@ -937,10 +1026,13 @@ cdef class _Socket:
         """
         cdef c.sockaddr_storage addr
         cdef c.socklen_t addrlen
+        cdef int rc, err
         parse_address(self.family_, address, &addr, &addrlen, "bind")
-        self._check_open()
-        if c.bind(self.fd, <c.sockaddr *>&addr, addrlen) < 0:
-            raise_errno(errno)
+        with cython.critical_section(self):
+            rc = c.bind(self.fd, <c.sockaddr *>&addr, addrlen)  # EBADF once closed
+            err = errno
+        if rc < 0:
+            raise_errno(err)
 
     cdef int _connect(self, object address, bint raise_errors) except -1:
         """connect() with the socket's timeout; returns 0 or, when not
@@ -949,43 +1041,51 @@ cdef class _Socket:
         cdef c.sockaddr_storage addr
         cdef c.socklen_t addrlen
         cdef c.socklen_t optlen = sizeof(int)
-        cdef int fd, rc, err, soerr = 0
+        cdef int fd, rc = 0, err = 0, soerr = 0
         cdef double deadline
+        cdef double timeout
+        cdef bint blocking = False
         parse_address(self.family_, address, &addr, &addrlen,
                       "connect" if raise_errors else "connect_ex")
-        fd = self.fd
-        if fd < 0:
+        if self._closed():
             return raise_errno(EBADF) if raise_errors else EBADF
         deadline = self._deadline()
-        if self.timeout_ < 0:
-            self._enter(&node)
+        with cython.critical_section(self):
+            # a descriptor in non-blocking mode connects with the GIL held
+            # (settimeout() changes the mode inside this section)
+            timeout = self.timeout_
+            blocking = timeout < 0
+            if not blocking:
+                rc = c.connect(self.fd, <c.sockaddr *>&addr, addrlen)  # EBADF once closed
+                err = errno
+        if blocking:
+            fd = self._enter(&node)
+            if fd < 0:
+                return raise_errno(EBADF) if raise_errors else EBADF
             with nogil:
                 rc = c.connect(fd, <c.sockaddr *>&addr, addrlen)
                 err = errno
-            self._leave(&node)
-            if self.fd < 0:
+            if self._leave(&node):
                 return raise_errno(EBADF)  # closed by another thread meanwhile
-        else:
-            rc = c.connect(fd, <c.sockaddr *>&addr, addrlen)
-            err = errno
         if rc == 0:
             return 0
         if err == EINTR:
             PyErr_CheckSignals()
             # the connection goes on in the background (CPython issue 23618)
-            if self.timeout_ == 0:
+            if timeout == 0:
                 err = EINTR
             else:
                 err = EINPROGRESS
-        if err == EINPROGRESS and self.timeout_ != 0:
+        if err == EINPROGRESS and timeout != 0:
             if self._wait(c.POLLOUT, deadline):
                 if raise_errors:
                     raise_timeout()
                 return c.EWOULDBLOCK
-            if c.getsockopt(self.fd, c.SOL_SOCKET, c.SO_ERROR, &soerr, &optlen) < 0:
-                err = errno
-            else:
-                err = soerr
+            with cython.critical_section(self):
+                if c.getsockopt(self.fd, c.SOL_SOCKET, c.SO_ERROR, &soerr, &optlen) < 0:
+                    err = errno
+                else:
+                    err = soerr
             if err == 0:
                 return 0
         if raise_errors:
@@ -1011,10 +1111,13 @@ cdef class _Socket:
         """The socket's own address, as socket.getsockname()."""
         cdef c.sockaddr_storage addr
         cdef c.socklen_t addrlen = sizeof(addr)
+        cdef int rc, err
         memset(&addr, 0, sizeof(addr))
-        self._check_open()
-        if c.getsockname(self.fd, <c.sockaddr *>&addr, &addrlen) < 0:
-            raise_errno(errno)
+        with cython.critical_section(self):
+            rc = c.getsockname(self.fd, <c.sockaddr *>&addr, &addrlen)  # EBADF once closed
+            err = errno
+        if rc < 0:
+            raise_errno(err)
         return make_address(&addr, addrlen)
 
     def getpeername(self):
@@ -1023,10 +1126,13 @@ cdef class _Socket:
         """
         cdef c.sockaddr_storage addr
         cdef c.socklen_t addrlen = sizeof(addr)
+        cdef int rc, err
         memset(&addr, 0, sizeof(addr))
-        self._check_open()
-        if c.getpeername(self.fd, <c.sockaddr *>&addr, &addrlen) < 0:
-            raise_errno(errno)
+        with cython.critical_section(self):
+            rc = c.getpeername(self.fd, <c.sockaddr *>&addr, &addrlen)  # EBADF once closed
+            err = errno
+        if rc < 0:
+            raise_errno(err)
         return make_address(&addr, addrlen)
 
     def setsockopt(self, level, optname, value, *optlen):
@@ -1039,7 +1145,7 @@ cdef class _Socket:
         cdef int flag
         cdef unsigned int clength
         cdef Py_buffer view
-        cdef int rc
+        cdef int rc, err
         if optlen:
             # the stdlib's 4-argument form, None and a length: any argument it
             # cannot take ends in its generic complaint about the count
@@ -1051,8 +1157,9 @@ cdef class _Socket:
             except (TypeError, OverflowError):
                 raise TypeError(f"setsockopt() takes exactly 3 arguments "
                                 f"({3 + len(optlen)} given)") from None
-            self._check_open()
-            rc = c.setsockopt(self.fd, clevel, coptname, NULL, clength)
+            with cython.critical_section(self):
+                rc = c.setsockopt(self.fd, clevel, coptname, NULL, clength)
+                err = errno
         else:
             clevel, coptname = as_int(level), as_int(optname)
             try:
@@ -1063,18 +1170,18 @@ cdef class _Socket:
             except (TypeError, OverflowError):
                 is_int = False
             if is_int:
-                self._check_open()
-                rc = c.setsockopt(self.fd, clevel, coptname, &flag, sizeof(flag))
+                with cython.critical_section(self):
+                    rc = c.setsockopt(self.fd, clevel, coptname, &flag, sizeof(flag))
+                    err = errno
             else:
                 PyObject_GetBuffer(value, &view, PyBUF_SIMPLE)
-                try:
-                    self._check_open()
+                with cython.critical_section(self):
                     rc = c.setsockopt(self.fd, clevel, coptname, view.buf,
                                       <c.socklen_t>view.len)
-                finally:
-                    PyBuffer_Release(&view)
+                    err = errno
+                PyBuffer_Release(&view)
         if rc < 0:
-            raise_errno(errno)
+            raise_errno(err)  # EBADF once closed (-1)
 
     def getsockopt(self, level, optname, buflen=0):
         """An option's value, as socket.getsockopt(): an int, or with ``buflen`` (1 to
@@ -1086,18 +1193,23 @@ cdef class _Socket:
         cdef int flag = 0
         cdef char buf[GETSOCKOPT_BUFLEN_MAX]
         cdef c.socklen_t optlen
+        cdef int rc, err
         if cbuflen == 0:
-            self._check_open()
             optlen = sizeof(flag)
-            if c.getsockopt(self.fd, clevel, coptname, &flag, &optlen) < 0:
-                raise_errno(errno)
+            with cython.critical_section(self):
+                rc = c.getsockopt(self.fd, clevel, coptname, &flag, &optlen)  # EBADF once closed
+                err = errno
+            if rc < 0:
+                raise_errno(err)
             return flag
         if cbuflen < 0 or cbuflen > GETSOCKOPT_BUFLEN_MAX:
             raise OSError("getsockopt buflen out of range")  # before EBADF, as the stdlib
-        self._check_open()
         optlen = cbuflen
-        if c.getsockopt(self.fd, clevel, coptname, buf, &optlen) < 0:
-            raise_errno(errno)
+        with cython.critical_section(self):
+            rc = c.getsockopt(self.fd, clevel, coptname, buf, &optlen)
+            err = errno
+        if rc < 0:
+            raise_errno(err)
         return buf[:optlen]
 
     def shutdown(self, how):
@@ -1105,9 +1217,12 @@ cdef class _Socket:
         socket.shutdown(); bytes a StreamSocket has buffered can still be received.
         """
         cdef int chow = as_int_arg(how)
-        self._check_open()
-        if c.shutdown(self.fd, chow) < 0:
-            raise_errno(errno)
+        cdef int rc, err
+        with cython.critical_section(self):
+            rc = c.shutdown(self.fd, chow)  # EBADF once closed (-1)
+            err = errno
+        if rc < 0:
+            raise_errno(err)
 
     # -- timeouts -------------------------------------------------------------
 
@@ -1119,16 +1234,23 @@ cdef class _Socket:
         """
         cdef double seconds = _common.stored_timeout(_common.normalize_timeout(value))
         cdef int nonblocking = seconds >= 0
-        self.timeout_ = seconds
-        self._check_open()
-        if ioctl(self.fd, FIONBIO, &nonblocking) < 0:
-            raise_errno(errno)
+        cdef int rc, err = 0
+        with cython.critical_section(self):
+            # the value and the mode change together (see _call)
+            rc = ioctl(self.fd, FIONBIO, &nonblocking)  # EBADF once closed (-1)
+            if rc < 0:
+                err = errno
+            if rc == 0 or self.fd < 0:
+                c.store_double(&self.timeout_, seconds)
+        if rc < 0:
+            raise_errno(err)
 
     def gettimeout(self):
         """The timeout in seconds, or None when the socket blocks, as
         socket.gettimeout().
         """
-        return None if self.timeout_ < 0 else self.timeout_
+        cdef double timeout = self._timeout()
+        return None if timeout < 0 else timeout
 
     def setblocking(self, flag):
         """setblocking(True) is settimeout(None), setblocking(False) is settimeout(0.0),
@@ -1145,7 +1267,7 @@ cdef class _Socket:
         """False when the timeout is 0.0, else True (a socket with a timeout counts as
         blocking), as socket.getblocking().
         """
-        return self.timeout_ != 0.0
+        return self._timeout() != 0.0
 
     # -- data -----------------------------------------------------------------
 
@@ -1257,7 +1379,7 @@ cdef class _Socket:
         try:
             a.flags = as_int(flags)
             sent = self._send(c.POLLOUT, _do_send, &a, &a.flags, a.len, deadline)
-            if self.timeout_ < 0 and 0 < sent < view.len:
+            if self._timeout() < 0 and 0 < sent < view.len:
                 # the try sent part: a blocking send sends the rest, as the
                 # kernel's own would; an error after part went out is, as the
                 # kernel's, the count now and the error for the next call (a
@@ -1335,7 +1457,9 @@ cdef class _Socket:
                 iov[i].iov_len = <size_t>views[i].len
             check_ancbufsize(ancsize)
             if self._holds_received():
-                return self._buffered_into(iov, count, cflags), [], 0, None
+                n = self._buffered_into(iov, count, cflags)
+                if n >= 0:
+                    return n, [], 0, None
             control = control_memory(ancsize, &small)
             try:
                 n = receive_message(self, &a, iov, <size_t>count, control, ancsize, cflags)
@@ -1421,5 +1545,5 @@ cdef class _Socket:
         return None
 
     cdef Py_ssize_t _buffered_into(self, c.iovec *iov, Py_ssize_t count, int flags) except -1:
-        """Scatter what a StreamSocket holds received into ``iov``."""
+        """Scatter what a StreamSocket holds received into ``iov`` (-2: nothing)."""
         raise AssertionError("only a StreamSocket holds received bytes")

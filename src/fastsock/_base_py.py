@@ -12,6 +12,7 @@ import os
 import signal
 import socket as _stdlib
 import sys
+import sysconfig
 import threading
 import time
 import warnings
@@ -306,9 +307,19 @@ class _Steps:
 
 
 def _raise_deferred(deferred: list[int]) -> None:
-    """Raise (once) the error kept for this call (see _Socket._deferred)."""
-    err = deferred.pop()
+    """Raise (once: of racing calls, the one that pops it) the error kept for
+    this call (see _Socket._deferred)."""
+    try:
+        err = deferred.pop()
+    except IndexError:
+        return
     raise OSError(err, os.strerror(err))
+
+
+# On a free-threaded CPython a call's listing and close()'s look at the
+# list need a lock between them (see _Socket._call); with a GIL they are
+# already one step each, and the lock would only cost time.
+_FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
 def _finish_close(pending: list[int]) -> None:
@@ -335,7 +346,10 @@ class _Socket:
     # could not raise it (it had already received or sent something:
     # recv_msgs taking what else has arrived, a batch send part-way), raised
     # by the socket's next call.
-    __slots__ = ("_sock", "_calls", "_pending_close", "_twins", "_deferred", "__weakref__")
+    # _lock (free-threaded CPython only, else None) makes listing a call and
+    # close()'s decision mutually exclusive.
+    __slots__ = ("_sock", "_calls", "_pending_close", "_twins", "_deferred", "_lock",
+                 "__weakref__")
     _KIND: int = 0
     _KINDS: tuple[int, ...] = ()  # other types the class also takes (NetlinkSocket)
     _FAMILIES: tuple[int, ...] = ()  # the first is the default
@@ -403,6 +417,7 @@ class _Socket:
         self._pending_close: list[int] = []
         self._twins: list[_stdlib.socket] = []
         self._deferred: list[int] = []
+        self._lock: Optional[threading.Lock] = threading.Lock() if _FREE_THREADED else None
 
     @classmethod
     def _adopt(cls: type[_Self], sock: _stdlib.socket) -> _Self:
@@ -425,7 +440,14 @@ class _Socket:
             _raise_deferred(self._deferred)
         calls = self._calls
         token = (_fork_generation, _get_ident())
-        calls.append(token)
+        lock = self._lock
+        if lock is None:
+            calls.append(token)
+        else:
+            # listed before close() looks, or the stdlib method finds the
+            # descriptor gone (the lock orders the two)
+            with lock:
+                calls.append(token)
         try:
             return method(*args)
         except OSError:
@@ -571,10 +593,17 @@ class _Socket:
         """
         self._forget_received()
         calls = self._calls
-        if not any(token[0] == _fork_generation for token in calls):
-            self._sock.close()  # none in progress in this process
-            return
-        fd = self._sock.detach()  # from here on the calls see the socket closed
+        lock = self._lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            if not any(token[0] == _fork_generation for token in calls):
+                self._sock.close()  # none in progress in this process
+                return
+            fd = self._sock.detach()  # from here on the calls see the socket closed
+        finally:
+            if lock is not None:
+                lock.release()
         if fd == -1:
             return
         for twin in list(self._twins):
@@ -1002,7 +1031,9 @@ class _Socket:
             views = _writable_views(buffers)
             try:
                 _check_ancbufsize(ancsize)
-                return self._buffered_into(views, cflags), [], 0, None
+                copied = self._buffered_into(views, cflags)
+                if copied >= 0:
+                    return copied, [], 0, None
             finally:
                 for view in views:
                     view.release()

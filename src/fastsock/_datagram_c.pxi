@@ -19,7 +19,6 @@ cdef class DatagramSocket(_Socket):
     recv_gro) where the kernel has them.
     """
 
-    cdef DatagramBatch scratch   # reused by recv_many while no other call uses it
     cdef bint gso_refused        # the kernel refused UDP_SEGMENT on this socket
     cdef c.sockaddr_storage last_raw  # the last sender, raw and decoded
     cdef c.socklen_t last_len
@@ -50,13 +49,18 @@ cdef class DatagramSocket(_Socket):
     cdef object _sender(self, IOArgs *a):
         """The sender's address; the previous tuple again when it is the same
         sender (a datagram stream mostly comes from a few peers)."""
-        if self.last_address is not None and a.addrlen == self.last_len and \
-                memcmp(&a.addr, &self.last_raw, a.addrlen) == 0:
-            return self.last_address
+        cdef object address = None
+        with cython.critical_section(self):
+            if self.last_address is not None and a.addrlen == self.last_len and \
+                    memcmp(&a.addr, &self.last_raw, a.addrlen) == 0:
+                address = self.last_address
+        if address is not None:
+            return address
         address = make_address(&a.addr, a.addrlen)
-        memcpy(&self.last_raw, &a.addr, a.addrlen)
-        self.last_len = a.addrlen
-        self.last_address = address
+        with cython.critical_section(self):
+            memcpy(&self.last_raw, &a.addr, a.addrlen)
+            self.last_len = a.addrlen
+            self.last_address = address
         return address
 
     def recvfrom_into(self, buffer, nbytes=0, flags=0):
@@ -85,7 +89,7 @@ cdef class DatagramSocket(_Socket):
         try:
             return self._recv_into_batch(batch)
         finally:
-            batch.busy = False
+            batch._release()
 
     def recv_many(self, max_count=64, bufsize=2048):
         """Receive as recv_batch() does, up to ``max_count`` datagrams of at most
@@ -97,11 +101,9 @@ cdef class DatagramSocket(_Socket):
         """
         cdef Py_ssize_t count = check_size(max_count, "max_count", 1 << 20)
         cdef Py_ssize_t size = check_size(bufsize, "bufsize", MAX_SLOT_SIZE)
-        cdef DatagramBatch batch = claim_batch(self.scratch, count, size)
+        cdef DatagramBatch batch = self._claim_scratch(count, size)
         cdef Py_ssize_t n, k
         cdef list messages, cut = []
-        if self.scratch is None or not self.scratch.busy:
-            self.scratch = batch  # the next call's scratch once this one is done
         try:
             n = self._recv_into_batch(batch)
             messages = []
@@ -112,7 +114,7 @@ cdef class DatagramSocket(_Socket):
                 if batch.msgs[k].msg_hdr.msg_flags & c.MSG_TRUNC:
                     cut.append(k)
         finally:
-            batch.busy = False
+            batch._release()
         if cut:
             raise TruncatedDatagramError(messages, cut)
         return messages
@@ -148,7 +150,7 @@ cdef class DatagramSocket(_Socket):
                 return 0
             if not self.gso_refused and self.family_ != c.AF_UNIX and udp_gso_available():
                 sent = self._send_gso(&view, seg, address)
-            if sent * seg < view.len and not self.deferred_errno:
+            if sent * seg < view.len and not c.load_int(&self.deferred_errno):
                 try:
                     sent += self._send_slices(&view, seg, sent, address)
                 except OSError as exc:
@@ -319,17 +321,15 @@ cdef int _raise_busy() except -1:
 
 
 cdef DatagramBatch claim_batch(DatagramBatch scratch, Py_ssize_t count, Py_ssize_t size):
-    """A batch claimed for one call (its ``busy`` flag set, cleared by the
-    caller): ``scratch`` when no other call is using it and it has the shape
-    asked for (the GIL is held from the test to the claim: nothing can come
-    between), else a new one of the call's own: concurrent calls never share
-    memory."""
-    if scratch is not None and not scratch.busy and scratch.count == count and \
-            scratch.slot_size == size:
-        scratch.busy = True
+    """A batch claimed for one call (released by the caller): ``scratch``
+    when no other call is using it and it has the shape asked for (the test
+    and the claim are one step, in the batch's critical section), else a new
+    one of the call's own: concurrent calls never share memory."""
+    if scratch is not None and scratch.count == count and scratch.slot_size == size \
+            and scratch._try_claim():
         return scratch
     batch = DatagramBatch(count, size)
-    batch.busy = True
+    batch._try_claim()
     return batch
 
 
@@ -387,25 +387,60 @@ cdef class DatagramBatch:
         PyMem_RawFree(self.iovs)
         PyMem_RawFree(self.addrs)
 
+    # ``busy`` and ``exports`` change only in the batch's critical section: a
+    # receive claims the batch (busy) only while no view pins it (exports),
+    # and a view, or a read of the last receive's results, pins it only
+    # while no receive has it; the memory and metadata are then the pinned
+    # reader's or the claiming receive's alone.
+
     def __getbuffer__(self, Py_buffer *view, int flags):
-        if self.busy:
-            _raise_busy()
+        self._pin()
         PyBuffer_FillInfo(view, self, self.memory, self.count * self.slot_size, 0, flags)
-        self.exports += 1
 
     def __releasebuffer__(self, Py_buffer *view):
-        self.exports -= 1
+        self._unpin()
+
+    cdef int _pin(self) except -1:
+        cdef bint busy
+        with cython.critical_section(self):
+            busy = self.busy
+            if not busy:
+                self.exports += 1
+        if busy:
+            _raise_busy()
+        return 0
+
+    cdef void _unpin(self) noexcept:
+        with cython.critical_section(self):
+            self.exports -= 1
+
+    cdef bint _try_claim(self) noexcept:
+        cdef bint free
+        with cython.critical_section(self):
+            free = not self.busy and not self.exports
+            if free:
+                self.busy = True
+        return free
 
     cdef int _claim(self) except -1:
-        """Mark the batch in use by one receive (cleared by the caller when
+        """Mark the batch in use by one receive (released by the caller when
         it is done); refused while another receive or a view has it."""
-        if self.busy:
+        cdef bint busy, exported
+        with cython.critical_section(self):
+            busy = self.busy
+            exported = self.exports != 0
+            if not busy and not exported:
+                self.busy = True
+        if busy:
             _raise_busy()
-        if self.exports:
+        if exported:
             raise BufferError("the batch still has memoryviews alive; release them "
                               "before receiving into it again")
-        self.busy = True
         return 0
+
+    cdef void _release(self) noexcept:
+        with cython.critical_section(self):
+            self.busy = False
 
     cdef int _reset(self) except -1:
         cdef Py_ssize_t i
@@ -417,12 +452,13 @@ cdef class DatagramBatch:
         return 0
 
     cdef inline Py_ssize_t _index(self, object i) except -1:
+        """Slot ``i`` of the last receive, the batch pinned (_unpin() when done)."""
         cdef Py_ssize_t k = PyNumber_AsSsize_t(i, IndexError)
-        if self.busy:
-            _raise_busy()
+        self._pin()
         if k < 0:
             k += self.filled
         if not 0 <= k < self.filled:
+            self._unpin()
             raise IndexError("batch index out of range")
         return k
 
@@ -430,7 +466,11 @@ cdef class DatagramBatch:
         return min(<Py_ssize_t>self.msgs[k].msg_len, self.slot_size)
 
     def __len__(self):
-        return self.filled
+        cdef Py_ssize_t filled = 0
+        with cython.critical_section(self):
+            if not self.busy:
+                filled = self.filled
+        return filled
 
     def data(self, i):
         """Datagram ``i`` of the last receive, as a memoryview into the batch (a
@@ -438,35 +478,53 @@ cdef class DatagramBatch:
         is alive the batch cannot receive again.
         """
         cdef Py_ssize_t k = self._index(i)
-        start = k * self.slot_size
-        return memoryview(self)[start:start + self._stored(k)]
+        try:
+            start = k * self.slot_size
+            return memoryview(self)[start:start + self._stored(k)]
+        finally:
+            self._unpin()
 
     def length(self, i):
         """The real length of datagram ``i``: more than ``slot_size`` when it was
         truncated.
         """
-        return self.msgs[self._index(i)].msg_len
+        cdef Py_ssize_t k = self._index(i)
+        cdef unsigned int length = self.msgs[k].msg_len
+        self._unpin()
+        return length
 
     def truncated(self, i):
         """Whether datagram ``i`` was longer than ``slot_size`` and cut to it."""
-        return bool(self.msgs[self._index(i)].msg_hdr.msg_flags & c.MSG_TRUNC)
+        cdef Py_ssize_t k = self._index(i)
+        cdef bint cut = (self.msgs[k].msg_hdr.msg_flags & c.MSG_TRUNC) != 0
+        self._unpin()
+        return cut
 
     def address(self, i):
         """The sender of datagram ``i`` (the same tuple as the previous sender's when
         they are equal).
         """
         cdef Py_ssize_t k = self._index(i)
-        return self._address(k)
+        try:
+            return self._address(k)
+        finally:
+            self._unpin()
 
     cdef object _address(self, Py_ssize_t k):
+        """Slot k's sender; the caller has the batch claimed or pinned."""
         cdef c.socklen_t n = self.msgs[k].msg_hdr.msg_namelen
-        if self.cached_address is not None and n == self.cached_len and \
-                memcmp(&self.addrs[k], &self.cached_raw, n) == 0:
-            return self.cached_address
+        cdef object address = None
+        with cython.critical_section(self):  # pinned readers share the cache
+            if self.cached_address is not None and n == self.cached_len and \
+                    memcmp(&self.addrs[k], &self.cached_raw, n) == 0:
+                address = self.cached_address
+        if address is not None:
+            return address
         address = make_address(&self.addrs[k], n)
-        memcpy(&self.cached_raw, &self.addrs[k], n)
-        self.cached_len = n
-        self.cached_address = address
+        with cython.critical_section(self):
+            memcpy(&self.cached_raw, &self.addrs[k], n)
+            self.cached_len = n
+            self.cached_address = address
         return address
 
     def __iter__(self):

@@ -36,23 +36,25 @@ cdef inline object file_readline(SocketFile file, StreamSocket sock, Py_ssize_t 
     """A line of at most ``limit`` bytes (-1: any): without a call into the
     kernel when the buffer holds it (the common case), else the slow path."""
     cdef RecvBuffer *rb = &sock.rbuf
-    cdef Py_ssize_t window = rb.end - rb.start
+    cdef Py_ssize_t window
     cdef const char *start
     cdef const char *found
-    cdef bytes line
-    if window and not sock.receiving:
-        if 0 <= limit < window:
-            window = limit
-        start = rb.data + rb.start
-        found = <const char *>memchr(start, 10, <size_t>window)
-        if found != NULL:
-            line = rb_take(rb, found - start + 1)
-            rb_settle(rb)
-            return line
-        if window == limit:
-            line = rb_take(rb, limit)
-            rb_settle(rb)
-            return line
+    cdef bytes line = None
+    with cython.critical_section(sock):  # the buffer while no call holds it
+        window = 0 if sock.receiving else rb.end - rb.start
+        if window:
+            if 0 <= limit < window:
+                window = limit
+            start = rb.data + rb.start
+            found = <const char *>memchr(start, 10, <size_t>window)
+            if found != NULL:
+                line = rb_take(rb, found - start + 1)
+                rb_settle(rb)
+            elif window == limit:
+                line = rb_take(rb, limit)
+                rb_settle(rb)
+    if line is not None:
+        return line
     if limit == 0:
         return b""
     return file._readline_slow(sock, limit)
@@ -123,7 +125,7 @@ cdef class SocketFile:
     @property
     def name(self):
         """The socket's descriptor, -1 once the file is closed (as the stdlib's)."""
-        return -1 if self.sock is None else self.sock.fd
+        return -1 if self.sock is None else self.sock.fileno()
 
     @property
     def mode(self):
@@ -132,7 +134,7 @@ cdef class SocketFile:
 
     def fileno(self):
         """The socket's descriptor."""
-        return self._open().fd
+        return self._open().fileno()
 
     def isatty(self):
         """False: a socket is no terminal."""
@@ -183,15 +185,6 @@ cdef class SocketFile:
         self.close()
 
     # -- reading ----------------------------------------------------------------
-
-    cdef Py_ssize_t _fill_once(self, StreamSocket sock) except -1:
-        """One receive into the socket's buffer (waiting per its timeout); 0 at
-        the end of the stream."""
-        sock._begin_receive()
-        try:
-            return sock._fill(sock._deadline())
-        finally:
-            sock._end_receive()
 
     cdef Py_ssize_t _read_into(self, StreamSocket sock, char *dst, Py_ssize_t n) except -1:
         """Fill dst[:n] from the receive buffer, then from the kernel, until it is
@@ -246,14 +239,16 @@ cdef class SocketFile:
         cdef Py_ssize_t n = file_size_arg(size)
         cdef StreamSocket sock = self._reading("read")
         cdef Py_ssize_t got
-        cdef bytes result
+        cdef bytes result = None
         if n < 0:
             if n != -1:
                 raise ValueError("read length must be non-negative or -1")
             return self._read_all(sock)
-        if sock.rbuf.end - sock.rbuf.start >= n and not sock.receiving:
-            result = rb_take(&sock.rbuf, n)
-            rb_settle(&sock.rbuf)
+        with cython.critical_section(sock):  # the buffer while no call holds it
+            if not sock.receiving and sock.rbuf.end - sock.rbuf.start >= n:
+                result = rb_take(&sock.rbuf, n)
+                rb_settle(&sock.rbuf)
+        if result is not None:
             return result
         result = PyBytes_FromStringAndSize(NULL, n)
         got = self._read_into(sock, PyBytes_AS_STRING(result), n)
@@ -269,19 +264,20 @@ cdef class SocketFile:
         cdef bytes result
         if size == 0:
             return b""
-        if rb.end == rb.start or sock.receiving:
-            if self._fill_once(sock) == 0:
+        sock._begin_receive()
+        try:
+            if rb.end == rb.start and sock._fill(sock._deadline()) == 0:
                 return b""
-        take = rb.end - rb.start
-        if 0 < size < take:
-            take = size
-        if self.line_chunks:
-            found = <const char *>memchr(rb.data + rb.start, 10, <size_t>take)
-            if found != NULL:
-                take = found - (rb.data + rb.start) + 1
-        result = rb_take(rb, take)
-        rb_settle(rb)
-        return result
+            take = rb.end - rb.start
+            if 0 < size < take:
+                take = size
+            if self.line_chunks:
+                found = <const char *>memchr(rb.data + rb.start, 10, <size_t>take)
+                if found != NULL:
+                    take = found - (rb.data + rb.start) + 1
+            return rb_take(rb, take)
+        finally:
+            sock._end_receive()
 
     def readinto(self, buffer, /):
         """Fill ``buffer`` (a writable bytes-like object) and return the count, which is
@@ -306,16 +302,18 @@ cdef class SocketFile:
             rb = &sock.rbuf
             if view.len == 0:
                 return 0
-            if rb.end == rb.start or sock.receiving:
-                if self._fill_once(sock) == 0:
+            sock._begin_receive()
+            try:
+                if rb.end == rb.start and sock._fill(sock._deadline()) == 0:
                     return 0
-            take = min(view.len, rb.end - rb.start)
-            memcpy(view.buf, rb.data + rb.start, take)
-            rb.start += take
-            if rb.start == rb.end:
-                rb.start = rb.end = 0
-            rb_settle(rb)
-            return take
+                take = min(view.len, rb.end - rb.start)
+                memcpy(view.buf, rb.data + rb.start, take)
+                rb.start += take
+                if rb.start == rb.end:
+                    rb.start = rb.end = 0
+                return take
+            finally:
+                sock._end_receive()
         finally:
             PyBuffer_Release(&view)
 
@@ -325,10 +323,14 @@ cdef class SocketFile:
         the end of the stream."""
         cdef StreamSocket sock = self._reading("peek")
         cdef RecvBuffer *rb = &sock.rbuf
-        if rb.end == rb.start or sock.receiving:
-            self._fill_once(sock)
-        return PyBytes_FromStringAndSize(
-            rb.data + rb.start, min(rb.end - rb.start, max(size, <Py_ssize_t>PEEK_MOST)))
+        sock._begin_receive()
+        try:
+            if rb.end == rb.start:
+                sock._fill(sock._deadline())
+            return PyBytes_FromStringAndSize(
+                rb.data + rb.start, min(rb.end - rb.start, max(size, <Py_ssize_t>PEEK_MOST)))
+        finally:
+            sock._end_receive()
 
     def readline(self, size=-1, /):
         """Read a line, up to and including b"\\n", at most ``size`` bytes (None or

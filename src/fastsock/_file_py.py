@@ -167,11 +167,7 @@ class SocketFile(io.BufferedIOBase):
                     return
                 sock._append(data)
 
-        sock._begin_receive()
-        try:
-            sock._call(fill)
-        finally:
-            sock._receiving = False
+        sock._call(fill)  # the caller has the receive buffer
 
     def read(self, size: Optional[int] = -1, /) -> bytes:
         """Read ``size`` bytes, fewer only at the end of the stream; with None or a
@@ -180,10 +176,13 @@ class SocketFile(io.BufferedIOBase):
         sock = self._reading("read")
         if n < -1:
             raise ValueError("read length must be non-negative or -1")
-        if 0 <= n <= len(sock._rbuf) - sock._rpos and not sock._receiving:
-            return sock._take_at(sock._rpos, n)
-        self._fill(sock, n)
-        return sock._take_at(sock._rpos, len(sock._rbuf) - sock._rpos if n < 0 else n)
+        sock._begin_receive()
+        try:
+            if not 0 <= n <= len(sock._rbuf) - sock._rpos:
+                self._fill(sock, n)
+            return sock._take_at(sock._rpos, len(sock._rbuf) - sock._rpos if n < 0 else n)
+        finally:
+            sock._end_receive()
 
     def read1(self, size: int = -1, /) -> bytes:
         """Read up to ``size`` bytes (negative: all it holds): the bytes buffered, or
@@ -192,17 +191,21 @@ class SocketFile(io.BufferedIOBase):
         sock = self._reading("read")
         if n == 0:
             return b""
-        if len(sock._rbuf) == sock._rpos or sock._receiving:
-            self._fill(sock, 1)
-        rbuf, pos = sock._rbuf, sock._rpos
-        take = len(rbuf) - pos
-        if 0 < n < take:
-            take = n
-        if self._line_chunks:
-            found = rbuf.find(b"\n", pos, pos + take)
-            if found >= 0:
-                take = found + 1 - pos
-        return sock._take_at(pos, take)
+        sock._begin_receive()
+        try:
+            if len(sock._rbuf) == sock._rpos:
+                self._fill(sock, 1)
+            rbuf, pos = sock._rbuf, sock._rpos
+            take = len(rbuf) - pos
+            if 0 < n < take:
+                take = n
+            if self._line_chunks:
+                found = rbuf.find(b"\n", pos, pos + take)
+                if found >= 0:
+                    take = found + 1 - pos
+            return sock._take_at(pos, take)
+        finally:
+            sock._end_receive()
 
     def readinto(self, buffer: Any, /) -> int:
         """Fill ``buffer`` (a writable bytes-like object) and return the count, which is
@@ -234,10 +237,14 @@ class SocketFile(io.BufferedIOBase):
         the end of the stream."""
         n = size if type(size) is int else _index(size)
         sock = self._reading("peek")
-        if len(sock._rbuf) == sock._rpos or sock._receiving:
-            self._fill(sock, 1)
-        pos = sock._rpos
-        return bytes(sock._rbuf[pos:pos + max(n, _PEEK_MOST)])
+        sock._begin_receive()
+        try:
+            if len(sock._rbuf) == sock._rpos:
+                self._fill(sock, 1)
+            pos = sock._rpos
+            return bytes(sock._rbuf[pos:pos + max(n, _PEEK_MOST)])
+        finally:
+            sock._end_receive()
 
     def readline(self, size: Optional[int] = -1, /) -> bytes:
         """Read a line, up to and including b"\\n", at most ``size`` bytes (None or
@@ -245,18 +252,22 @@ class SocketFile(io.BufferedIOBase):
         is)."""
         limit = _size(size)
         sock = self._reading("readline")
-        rbuf = sock._rbuf
-        if rbuf and not sock._receiving:
-            pos = sock._rpos
-            end = len(rbuf) if limit < 0 else min(len(rbuf), pos + limit)
-            found = rbuf.find(b"\n", pos, end)
-            if found >= 0:
-                return sock._take_at(pos, found + 1 - pos)
-            if end - pos == limit:
-                return sock._take_at(pos, limit)
-        if limit == 0:
-            return b""
-        return self._readline_slow(sock, limit)
+        sock._begin_receive()
+        try:
+            rbuf = sock._rbuf
+            if rbuf:
+                pos = sock._rpos
+                end = len(rbuf) if limit < 0 else min(len(rbuf), pos + limit)
+                found = rbuf.find(b"\n", pos, end)
+                if found >= 0:
+                    return sock._take_at(pos, found + 1 - pos)
+                if end - pos == limit:
+                    return sock._take_at(pos, limit)
+            if limit == 0:
+                return b""
+            return self._readline_slow(sock, limit)
+        finally:
+            sock._end_receive()
 
     def _readline_slow(self, sock: StreamSocket, limit: int) -> bytes:
         stdlib_sock = sock._sock
@@ -279,11 +290,7 @@ class SocketFile(io.BufferedIOBase):
                     return sock._take_all()
                 sock._append(data)
 
-        sock._begin_receive()
-        try:
-            line: bytes = sock._call(receive)
-        finally:
-            sock._receiving = False
+        line: bytes = sock._call(receive)  # the caller has the receive buffer
         return line
 
     def readlines(self, hint: Optional[int] = -1, /) -> list[bytes]:

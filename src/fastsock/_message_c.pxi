@@ -381,7 +381,7 @@ cdef object send_message(_Socket sock, object buffers, object ancdata, object fl
             a.msg.msg_controllen = control.length
         deadline = sock._deadline()
         sent = sock._send(c.POLLOUT, _do_sendmsg, &a, &a.flags, total, deadline)
-        if sock.timeout_ < 0 and 0 < sent and <size_t>sent < total:
+        if sock._timeout() < 0 and 0 < sent and <size_t>sent < total:
             # the try sent part: the rest as a blocking send, as send() does
             # (an error now is the count now and the error for the next call)
             rest = iov

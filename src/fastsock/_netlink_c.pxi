@@ -130,7 +130,9 @@ cdef class NetlinkSocket(DatagramSocket):
     cdef unsigned int next_seq
     cdef unsigned int port_id
     cdef bint port_known
-    cdef bint receiving   # a recv_messages/request in progress (the GIL guards it)
+    # a recv_messages/request in progress: it alone touches next_seq, the
+    # port and unclaimed; set and cleared in the socket's critical section
+    cdef bint receiving
     # messages received but claimed by no request: notifications, replies of a
     # request that failed part-way; recv_messages() returns them first
     cdef list unclaimed
@@ -156,9 +158,7 @@ cdef class NetlinkSocket(DatagramSocket):
         cdef char *buffer = NULL
         cdef ssize_t n
         cdef list messages = []
-        if self.receiving:
-            raise _common.netlink_busy()
-        self.receiving = True
+        self._begin_receive()
         try:
             if self.unclaimed:
                 messages, self.unclaimed = self.unclaimed, []
@@ -171,7 +171,7 @@ cdef class NetlinkSocket(DatagramSocket):
             return messages
         finally:
             PyMem_Free(buffer)
-            self.receiving = False
+            self._end_receive()
 
     # 5 is NLM_F_REQUEST | NLM_F_ACK, a literal so that inspect.signature() can
     # read it (it looks no name up for a method of a compiled class)
@@ -191,23 +191,38 @@ cdef class NetlinkSocket(DatagramSocket):
         PyObject_GetBuffer(payload, &view, PyBUF_SIMPLE)
         try:
             kind, bits = _common.check_netlink_request(msg_type, flags, view.len)
-            if self.receiving:
-                raise _common.netlink_busy()
+            self._begin_receive()
             header.nlmsg_len = <uint32_t>(sizeof(header) + <size_t>view.len)
             header.nlmsg_type = <uint16_t>kind
             header.nlmsg_flags = <uint16_t>bits
             header.nlmsg_seq = seq = self.next_seq
             header.nlmsg_pid = 0
-            message = PyBytes_FromStringAndSize(NULL, header.nlmsg_len)
+            try:
+                message = PyBytes_FromStringAndSize(NULL, header.nlmsg_len)
+            except BaseException:
+                self._end_receive()
+                raise
             memcpy(PyBytes_AS_STRING(message), &header, sizeof(header))
             memcpy(PyBytes_AS_STRING(message) + sizeof(header), view.buf, <size_t>view.len)
         finally:
             PyBuffer_Release(&view)
-        self.next_seq = seq % 0xFFFFFFFFu + 1  # 0 is left to notifications
-        self.receiving = True
         try:
+            self.next_seq = seq % 0xFFFFFFFFu + 1  # 0 is left to notifications
             return self._exchange(message, seq, (bits & nl.NLM_F_ACK) != 0)
         finally:
+            self._end_receive()
+
+    cdef int _begin_receive(self) except -1:
+        cdef bint busy
+        with cython.critical_section(self):
+            busy = self.receiving
+            self.receiving = True
+        if busy:
+            raise _common.netlink_busy()
+        return 0
+
+    cdef void _end_receive(self) noexcept:
+        with cython.critical_section(self):
             self.receiving = False
 
     def dump(self, msg_type, payload=b""):

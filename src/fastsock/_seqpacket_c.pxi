@@ -36,7 +36,6 @@ cdef class SeqPacketSocket(_Socket):
     connection recv() returns b"" and the record calls raise EOFError.
     """
 
-    cdef DatagramBatch scratch   # reused by recv_records while no other call uses it
 
     _KIND = c.SOCK_SEQPACKET
     _FAMILIES = (c.AF_UNIX,)  # the first is the default
@@ -145,11 +144,9 @@ cdef class SeqPacketSocket(_Socket):
         """
         cdef Py_ssize_t count = check_size(max_count, "max_count", 1 << 20)
         cdef Py_ssize_t size = check_size(max_size, "max_size", MAX_SLOT_SIZE)
-        cdef DatagramBatch batch = claim_batch(self.scratch, count, size)
+        cdef DatagramBatch batch = self._claim_scratch(count, size)
         cdef Py_ssize_t n, k
         cdef list records = [], cut = [], lengths = []
-        if self.scratch is None or not self.scratch.busy:
-            self.scratch = batch  # the next call's scratch once this one is done
         try:
             n = self._records_end(batch, self._recv_into_batch(batch))
             for k in range(n):
@@ -160,7 +157,7 @@ cdef class SeqPacketSocket(_Socket):
             if cut:
                 lengths = [batch.msgs[k].msg_len for k in range(n)]
         finally:
-            batch.busy = False
+            batch._release()
         if cut:
             raise TruncatedRecordError(records, cut, lengths)
         return records
@@ -185,7 +182,7 @@ cdef class SeqPacketSocket(_Socket):
                 raise
             return batch.filled
         finally:
-            batch.busy = False
+            batch._release()
 
     def send_records(self, buffers):
         """Send each of ``buffers`` as one record and return how many were sent (one

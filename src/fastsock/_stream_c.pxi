@@ -189,7 +189,10 @@ cdef class StreamSocket(_Socket):
 
     # A buffered receive holds ``receiving`` for its whole duration (it may
     # release the GIL while reading into the buffer); any other receive on
-    # the socket meanwhile raises RuntimeError instead of racing it.
+    # the socket meanwhile raises RuntimeError instead of racing it.  rbuf is
+    # touched only by the call holding ``receiving``, or inside the socket's
+    # critical section while nobody holds it; ``receiving`` changes only
+    # inside that section (free-threaded builds: see docs/architecture.md).
     cdef RecvBuffer rbuf       # received, not yet returned
     cdef bint receiving        # a buffered receive is in progress
     # the files of makefile() that are open (the stdlib's _io_refs): close()
@@ -208,8 +211,9 @@ cdef class StreamSocket(_Socket):
         PyMem_RawFree(self.rbuf.data)
 
     cdef void _forget_received(self) noexcept:
-        if not self.receiving:
-            self.rbuf.start = self.rbuf.end = 0  # unread data goes with the socket
+        with cython.critical_section(self):
+            if not self.receiving:
+                self.rbuf.start = self.rbuf.end = 0  # unread data goes with the socket
 
     cdef int _defer(self, object exc) except -1:
         """Keep a send's error for the next call, behind the bytes the kernel
@@ -218,19 +222,23 @@ cdef class StreamSocket(_Socket):
         so the bytes move to the receive buffer first, which every receive
         reads before the kept error (a receive in progress in another thread
         owns the buffer, and reads them from the kernel itself)."""
-        if exc.errno and exc.errno != EPIPE and not self.receiving and not self.deferred_errno:
-            while self._fill_nowait() > 0:
-                pass
+        if exc.errno and exc.errno != EPIPE and not c.load_int(&self.deferred_errno) \
+                and self._try_begin_receive():
+            try:
+                while self._fill_nowait() > 0:
+                    pass
+            finally:
+                self._end_receive()
         return _Socket._defer(self, exc)
 
-    cdef int _check_not_receiving(self) except -1:
-        if self.receiving:
-            raise RuntimeError("another receive call is in progress on this socket")
-        return 0
-
     cdef int _check_handoff(self) except -1:
-        cdef Py_ssize_t held = self.rbuf.end - self.rbuf.start
-        if held or self.receiving:
+        cdef Py_ssize_t held = 0
+        cdef bint busy
+        with cython.critical_section(self):
+            busy = self.receiving
+            if not busy:
+                held = self.rbuf.end - self.rbuf.start
+        if held or busy:
             raise RuntimeError(
                 f"{held} received bytes are still buffered in this socket: take them "
                 "with take_buffered() before handing the descriptor over")
@@ -242,8 +250,11 @@ cdef class StreamSocket(_Socket):
         receives read past their result.  detach() and to_socket() refuse to
         hand the descriptor over while any are held, so they are never lost:
         pass them on with it (for TLS, feed them to ``ssl.MemoryBIO``)."""
-        self._check_not_receiving()
-        return rb_take(&self.rbuf, self.rbuf.end - self.rbuf.start)
+        self._begin_receive()
+        try:
+            return rb_take(&self.rbuf, self.rbuf.end - self.rbuf.start)
+        finally:
+            self._end_receive()
 
     # -- files --------------------------------------------------------------------
 
@@ -309,17 +320,10 @@ cdef class StreamSocket(_Socket):
         recv_msgs) is in progress.
         """
         cdef int cflags = as_int(flags)  # every argument is converted first, as by the stdlib
-        cdef Py_ssize_t n
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
-        if self.receiving or self.rbuf.end > self.rbuf.start:
-            self._check_open()
-            self._check_not_receiving()
-            n = min(bufsize, self.rbuf.end - self.rbuf.start)
-            if cflags & c.MSG_PEEK:
-                return PyBytes_FromStringAndSize(self.rbuf.data + self.rbuf.start, n)
-            data = rb_take(&self.rbuf, n)
-            rb_settle(&self.rbuf)
+        data = self._buffered_bytes(bufsize, cflags)
+        if data is not None:
             return data
         return self._recv_bytes(bufsize, cflags)
 
@@ -331,24 +335,24 @@ cdef class StreamSocket(_Socket):
         """
         cdef Py_buffer view
         cdef IOArgs a
+        cdef c.iovec iov
         cdef Py_ssize_t n
         get_writable(buffer, &view, "recv_into")
         a.len = <size_t>check_nbytes(&view, nbytes, flags, &a.flags,
                                      "negative buffersize in recv_into",
                                      "buffer too small for requested bytes")
         a.buf = <char *>view.buf
-        if self.receiving or self.rbuf.end > self.rbuf.start:
+        if self._holds_received():
+            iov.iov_base = a.buf
+            iov.iov_len = a.len
             try:
-                self._check_open()
-                self._check_not_receiving()
-                n = min(<Py_ssize_t>a.len, self.rbuf.end - self.rbuf.start)
-                memcpy(a.buf, self.rbuf.data + self.rbuf.start, n)
-                if not a.flags & c.MSG_PEEK:
-                    self.rbuf.start += n
-                    rb_settle(&self.rbuf)
-            finally:
+                n = self._buffered_into(&iov, 1, a.flags)
+            except BaseException:
                 PyBuffer_Release(&view)
-            return n
+                raise
+            if n >= 0:
+                PyBuffer_Release(&view)
+                return n
         return self._recv_into_view(&view, &a)
 
     def recvfrom(self, Py_ssize_t bufsize, flags=0):
@@ -361,7 +365,7 @@ cdef class StreamSocket(_Socket):
         a.flags = as_int(flags)  # every argument is converted first, as by the stdlib
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
-        if self.receiving or self.rbuf.end > self.rbuf.start:
+        if self._holds_received():
             return self.recv(bufsize, a.flags), None
         data = PyBytes_FromStringAndSize(NULL, bufsize)
         a.buf = PyBytes_AS_STRING(data)
@@ -382,7 +386,7 @@ cdef class StreamSocket(_Socket):
         a.len = <size_t>check_nbytes(&view, nbytes, flags, &a.flags,
                                      "negative buffersize in recvfrom_into",
                                      "nbytes is greater than the length of the buffer")
-        if self.receiving or self.rbuf.end > self.rbuf.start:
+        if self._holds_received():
             PyBuffer_Release(&view)
             return self.recv_into(buffer, a.len, a.flags), None
         a.buf = <char *>view.buf
@@ -441,18 +445,32 @@ cdef class StreamSocket(_Socket):
         """How many received bytes the socket holds that no call has returned yet.
 
         The next receive call returns them without asking the kernel.  A selector cannot
-        see them: check this before waiting for readability.
+        see them: check this before waiting for readability.  While a receive call
+        runs in another thread the bytes are that call's: 0.
         """
-        return self.rbuf.end - self.rbuf.start
+        cdef Py_ssize_t held = 0
+        with cython.critical_section(self):
+            if not self.receiving:
+                held = self.rbuf.end - self.rbuf.start
+        return held
+
+    cdef inline bint _try_begin_receive(self) noexcept:
+        """Take the receive buffer for this call; False when another call has it."""
+        cdef bint taken
+        with cython.critical_section(self):
+            taken = not self.receiving
+            self.receiving = True
+        return taken
 
     cdef inline int _begin_receive(self) except -1:
-        self._check_not_receiving()
-        self.receiving = True
+        if not self._try_begin_receive():
+            raise RuntimeError("another receive call is in progress on this socket")
         return 0
 
     cdef inline void _end_receive(self) noexcept:
-        self.receiving = False
         rb_settle(&self.rbuf)
+        with cython.critical_section(self):
+            self.receiving = False
 
     cdef Py_ssize_t _fill(self, double deadline) except -1:
         """Append what the kernel has (waiting per the timeout) to the receive
@@ -474,18 +492,18 @@ cdef class StreamSocket(_Socket):
         reports an error such as a reset only once."""
         cdef ssize_t n
         cdef int err
-        if self.fd < 0 or self.deferred_errno:
+        if self._closed() or c.load_int(&self.deferred_errno):
             return 0
         rb_reserve_tail(&self.rbuf, FILL_MIN)
-        n = c.recv(self.fd, self.rbuf.data + self.rbuf.end,
-                   <size_t>(self.rbuf.capacity - self.rbuf.end), c.MSG_DONTWAIT)
+        with cython.critical_section(self):
+            n = c.recv(self.fd, self.rbuf.data + self.rbuf.end,
+                       <size_t>(self.rbuf.capacity - self.rbuf.end), c.MSG_DONTWAIT)
+            err = errno
         if n > 0:
             self.rbuf.end += n
             return n
-        if n < 0:
-            err = errno
-            if not c.would_block(err) and err != EINTR:
-                self.deferred_errno = err
+        if n < 0 and not c.would_block(err) and err != EINTR and err != EBADF:
+            c.store_int(&self.deferred_errno, err)
         return 0
 
     # -- frames that arrive in pieces --------------------------------------------
@@ -505,7 +523,7 @@ cdef class StreamSocket(_Socket):
     cdef inline bint _gathers(self, Py_ssize_t have) noexcept:
         """Whether a frame of which the buffer holds ``have`` bytes is
         completed in the buffer (_fill_frame) rather than in its result."""
-        return have > GATHER_MIN and self.timeout_ >= 0
+        return have > GATHER_MIN and self._timeout() >= 0
 
     cdef int _fill_frame(self, Py_ssize_t need, double deadline) except -1:
         """Receive into the buffer until it holds ``need`` bytes: 1, or 0 at
@@ -532,13 +550,13 @@ cdef class StreamSocket(_Socket):
         cdef ssize_t r = 0
         cdef Py_ssize_t done = got[0]
         cdef int fd, err = 0
+        cdef bint closed
         self._raise_deferred()
         while done < n:
-            if self.timeout_ < 0:
-                fd = self.fd
+            if self._timeout() < 0:
+                fd = self._enter(&node)
                 if fd < 0:
                     return raise_errno(EBADF)
-                self._enter(&node)
                 with nogil:
                     while done < n:
                         r = c.recv(fd, dst + done, <size_t>(n - done), 0)
@@ -546,9 +564,9 @@ cdef class StreamSocket(_Socket):
                             err = errno
                             break
                         done += r
-                self._leave(&node)
+                closed = self._leave(&node)
                 got[0] = done
-                if self.fd < 0 and done < n:
+                if closed and done < n:
                     return raise_errno(EBADF)  # closed by another thread meanwhile
                 if done >= n or r == 0:
                     return 0
@@ -1028,7 +1046,7 @@ cdef class StreamSocket(_Socket):
                 else:
                     # wait for its data as for the socket's (close() wakes the
                     # wait); a non-blocking socket only looks
-                    if self.timeout_ == 0:
+                    if self._timeout() == 0:
                         if not self._source_ready(in_fd):
                             raise_errno(EAGAIN)
                     elif self._wait(c.POLLIN, deadline, in_fd):
@@ -1052,7 +1070,7 @@ cdef class StreamSocket(_Socket):
                     raise
                 total[0] += n
         except BlockingIOError:
-            if not (self.timeout_ == 0 and total[0]):
+            if not (self._timeout() == 0 and total[0]):
                 raise
         finally:
             PyMem_Free(chunk)
@@ -1064,33 +1082,50 @@ cdef class StreamSocket(_Socket):
     # recvmsg_into() and recv_fds() before anything the kernel holds, with no
     # ancillary data (docs/messages.md).
 
+    # Each takes the buffer for itself: a call in another thread may have
+    # emptied it since _holds_received() said yes, and then the kernel is next.
+
     cdef bint _holds_received(self) except -1:
-        return self.receiving or self.rbuf.end > self.rbuf.start
+        """Whether a receive goes through the buffer: bytes are held, or
+        another call is receiving (the receive then raises RuntimeError)."""
+        cdef bint holds
+        with cython.critical_section(self):
+            holds = self.receiving or self.rbuf.end > self.rbuf.start
+        return holds
 
     cdef object _buffered_bytes(self, Py_ssize_t size, int flags):
+        """Up to ``size`` buffered bytes, or None when the buffer is empty."""
         cdef Py_ssize_t n
         if not self._holds_received():
             return None
         self._check_open()
-        self._check_not_receiving()
-        n = min(size, self.rbuf.end - self.rbuf.start)
-        if flags & c.MSG_PEEK:
-            return PyBytes_FromStringAndSize(self.rbuf.data + self.rbuf.start, n)
-        data = rb_take(&self.rbuf, n)
-        rb_settle(&self.rbuf)
-        return data
+        self._begin_receive()
+        try:
+            n = min(size, self.rbuf.end - self.rbuf.start)
+            if self.rbuf.end == self.rbuf.start:
+                return None
+            if flags & c.MSG_PEEK:
+                return PyBytes_FromStringAndSize(self.rbuf.data + self.rbuf.start, n)
+            return rb_take(&self.rbuf, n)
+        finally:
+            self._end_receive()
 
     cdef Py_ssize_t _buffered_into(self, c.iovec *iov, Py_ssize_t count, int flags) except -1:
+        """Buffered bytes copied into ``iov``; -2 when the buffer is empty."""
         cdef Py_ssize_t copied = 0, n, i
         self._check_open()
-        self._check_not_receiving()
-        for i in range(count):
-            n = min(<Py_ssize_t>iov[i].iov_len, self.rbuf.end - self.rbuf.start - copied)
-            memcpy(iov[i].iov_base, self.rbuf.data + self.rbuf.start + copied, n)
-            copied += n
-        if not flags & c.MSG_PEEK:
-            self.rbuf.start += copied
-            if self.rbuf.start == self.rbuf.end:
-                self.rbuf.start = self.rbuf.end = 0
-            rb_settle(&self.rbuf)
-        return copied
+        self._begin_receive()
+        try:
+            if self.rbuf.end == self.rbuf.start:
+                return -2
+            for i in range(count):
+                n = min(<Py_ssize_t>iov[i].iov_len, self.rbuf.end - self.rbuf.start - copied)
+                memcpy(iov[i].iov_base, self.rbuf.data + self.rbuf.start + copied, n)
+                copied += n
+            if not flags & c.MSG_PEEK:
+                self.rbuf.start += copied
+                if self.rbuf.start == self.rbuf.end:
+                    self.rbuf.start = self.rbuf.end = 0
+            return copied
+        finally:
+            self._end_receive()

@@ -15,6 +15,7 @@ import select
 import signal
 import socket as _stdlib
 import struct
+import threading
 import termios
 from itertools import islice
 from operator import index as _index
@@ -110,13 +111,16 @@ class StreamSocket(_Socket):
     # ``_rpos`` is then 0).  A buffered receive (recv_exactly, recv_until,
     # the message calls) sets ``_receiving`` for its whole duration: another
     # receive on the socket meanwhile raises RuntimeError instead of racing it
-    # for the buffer.  An error kept for the next call (``_deferred``, see
-    # _Socket) is raised once the bytes before it are returned.  The hot paths
-    # test ``if self._rbuf or self._receiving or self._deferred``.
+    # for the buffer.  Taking the buffer is one atomic step (``_claim``, a
+    # lock tried without waiting), so two threads never both have it, with or
+    # without a GIL; the buffer is touched only by the call that has it.  An
+    # error kept for the next call (``_deferred``, see _Socket) is raised once
+    # the bytes before it are returned.  The hot paths test ``if self._rbuf or
+    # self._receiving or self._deferred`` (a hint: the claim decides).
     # ``_files`` counts the files of makefile() that are open (the stdlib's
     # _io_refs); close() while any is open only sets ``_close_requested``,
     # and the last file to close closes the socket.
-    __slots__ = ("_rbuf", "_rpos", "_receiving", "_files", "_close_requested")
+    __slots__ = ("_rbuf", "_rpos", "_receiving", "_claim", "_files", "_close_requested")
     _KIND = SOCK_STREAM
     _FAMILIES = SUPPORTED_FAMILIES
 
@@ -125,6 +129,7 @@ class StreamSocket(_Socket):
         self._rbuf = bytearray()
         self._rpos = 0
         self._receiving = False
+        self._claim = threading.Lock()
         self._files = 0
         self._close_requested = False
 
@@ -208,9 +213,13 @@ class StreamSocket(_Socket):
         super().close()
 
     def _check_handoff(self) -> None:
-        held = len(self._rbuf) - self._rpos
-        if held or self._receiving:
-            raise RuntimeError(
+        held = 0
+        if self._claim.acquire(blocking=False):  # else a receive has them
+            held = len(self._rbuf) - self._rpos
+            self._claim.release()
+            if not held:
+                return
+        raise RuntimeError(
                 f"{held} received bytes are still buffered in this socket: take them "
                 "with take_buffered() before handing the descriptor over")
 
@@ -220,18 +229,26 @@ class StreamSocket(_Socket):
         receives read past their result.  detach() and to_socket() refuse to
         hand the descriptor over while any are held, so they are never lost:
         pass them on with it (for TLS, feed them to ``ssl.MemoryBIO``)."""
-        if self._receiving:
-            self._begin_receive()  # raises
-        return self._take_all()
+        self._begin_receive()
+        try:
+            return self._take_all()
+        finally:
+            self._end_receive()
 
     def _begin_receive(self) -> None:
-        if self._receiving:
+        if not self._claim.acquire(blocking=False):
             raise RuntimeError("another receive call is in progress on this socket")
         self._receiving = True
 
+    def _end_receive(self) -> None:
+        self._receiving = False
+        self._claim.release()
+
     def _forget_received(self) -> None:
-        self._rbuf = bytearray()  # whatever was buffered goes with the socket
-        self._rpos = 0
+        if self._claim.acquire(blocking=False):  # else the bytes are that call's
+            self._rbuf = bytearray()  # whatever was buffered goes with the socket
+            self._rpos = 0
+            self._claim.release()
 
     def listen(self, backlog: int = 128) -> None:
         """Listen for connections, queueing up to ``backlog`` (default 128; negative
@@ -446,28 +463,35 @@ class StreamSocket(_Socket):
         recv_msgs) is in progress.
         """
         if self._rbuf or self._receiving or self._deferred:
-            return self._recv_buffered(bufsize, flags)
+            held = self._recv_buffered(bufsize, flags)
+            if held is not None:
+                return held
         data: bytes = self._call(self._sock.recv, bufsize, flags)
         if not data and self._sock.fileno() == -1:
             raise _closed_error()  # closed meanwhile: report the close, not an end
         return data
 
-    def _recv_buffered(self, bufsize: Any, flags: Any, method: str = "recv") -> bytes:
+    def _recv_buffered(self, bufsize: Any, flags: Any, method: str = "recv") -> Optional[bytes]:
+        """What the buffer holds, or None when it turns out empty (another
+        thread took it): the kernel is next."""
         size: int = bufsize if type(bufsize) is int else _index(bufsize)
         if not -_SSIZE_MAX - 1 <= size <= _SSIZE_MAX:  # as a C conversion
             raise OverflowError("Python int too large to convert to C ssize_t")
         peek = (flags if type(flags) is int else _index(flags)) & _MSG_PEEK
         if size < 0:  # after converting both arguments, as the stdlib
             raise ValueError(f"negative buffersize in {method}")
-        if self._receiving:
-            self._begin_receive()  # raises
-        if not self._rbuf:
-            self._raise_if_closed()
-            self._raise_deferred()
-        pos = self._rpos
-        if peek:
-            return bytes(self._rbuf[pos:pos + size])
-        return self._take_at(pos, size)
+        self._begin_receive()
+        try:
+            if not self._rbuf:
+                self._raise_if_closed()
+                self._raise_deferred()
+                return None
+            pos = self._rpos
+            if peek:
+                return bytes(self._rbuf[pos:pos + size])
+            return self._take_at(pos, size)
+        finally:
+            self._end_receive()
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive up to ``nbytes`` bytes (0: the buffer's size) into a writable buffer
@@ -476,7 +500,9 @@ class StreamSocket(_Socket):
         RuntimeError.
         """
         if self._rbuf or self._receiving or self._deferred:
-            return self._recv_into_buffered(buffer, nbytes, flags)
+            held = self._recv_into_buffered(buffer, nbytes, flags)
+            if held >= 0:
+                return held
         n: int = self._call(self._sock.recv_into, buffer, nbytes, flags)
         if not n and self._sock.fileno() == -1:
             raise _closed_error()  # closed meanwhile: report the close, not an end
@@ -484,23 +510,27 @@ class StreamSocket(_Socket):
 
     def _recv_into_buffered(self, buffer: Any, nbytes: Any, flags: Any,
                             method: str = "recv_into") -> int:
+        """Bytes copied from the buffer, or -1 when it turns out empty."""
         view = _writable_bytes(buffer, nbytes, method, flags)
         try:
             peek = (flags if type(flags) is int else _index(flags)) & _MSG_PEEK
-            if self._receiving:
-                self._begin_receive()  # raises
-            rbuf = self._rbuf
-            if not rbuf:
-                self._raise_if_closed()
-                self._raise_deferred()
-            pos = self._rpos
-            size = min(len(view), len(rbuf) - pos)
-            view[:size] = rbuf[pos:pos + size]
+            self._begin_receive()
+            try:
+                rbuf = self._rbuf
+                if not rbuf:
+                    self._raise_if_closed()
+                    self._raise_deferred()
+                    return -1
+                pos = self._rpos
+                size = min(len(view), len(rbuf) - pos)
+                view[:size] = rbuf[pos:pos + size]
+                if not peek:
+                    self._skip(size)
+                return size
+            finally:
+                self._end_receive()
         finally:
             view.release()
-        if not peek:
-            self._skip(size)
-        return size
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> Tuple[bytes, Any]:
         """recv() with the sender's address, as socket.recvfrom(): ``(bytes, None)`` on
@@ -508,7 +538,9 @@ class StreamSocket(_Socket):
         Buffered bytes are returned first, as by recv().
         """
         if self._rbuf or self._receiving or self._deferred:
-            return self._recv_buffered(bufsize, flags, "recvfrom"), None
+            held = self._recv_buffered(bufsize, flags, "recvfrom")
+            if held is not None:
+                return held, None
         result: Tuple[bytes, Any] = self._call(self._sock.recvfrom, bufsize, flags)
         if not result[0] and self._sock.fileno() == -1:
             raise _closed_error()  # closed meanwhile: report the close, not an end
@@ -519,7 +551,9 @@ class StreamSocket(_Socket):
         ``(nbytes, None)`` on a connected stream.  Buffered bytes are returned first.
         """
         if self._rbuf or self._receiving or self._deferred:
-            return self._recv_into_buffered(buffer, nbytes, flags, "recvfrom_into"), None
+            count = self._recv_into_buffered(buffer, nbytes, flags, "recvfrom_into")
+            if count >= 0:
+                return count, None
         result: Tuple[int, Any] = self._call(self._sock.recvfrom_into, buffer, nbytes, flags)
         if not result[0] and self._sock.fileno() == -1:
             raise _closed_error()  # closed meanwhile: report the close, not an end
@@ -547,7 +581,7 @@ class StreamSocket(_Socket):
                 return self._take_at(self._rpos, size)
             return self._recv_exactly_large(size)
         finally:
-            self._receiving = False
+            self._end_receive()
 
     def _recv_exactly_large(self, size: int) -> bytes:
         rbuf = self._rbuf
@@ -602,7 +636,7 @@ class StreamSocket(_Socket):
                 if got < size:
                     raise IncompleteReadError(view[:got].tobytes(), size)
         finally:
-            self._receiving = False
+            self._end_receive()
             view.release()
         return size
 
@@ -636,7 +670,7 @@ class StreamSocket(_Socket):
                     raise self._overrun(most)
             return self._recv_until_slow(delim, most)
         finally:
-            self._receiving = False
+            self._end_receive()
 
     def _overrun(self, limit: int) -> LimitOverrunError:
         return LimitOverrunError(f"no delimiter within the first {limit} bytes", self.buffered)
@@ -725,7 +759,7 @@ class StreamSocket(_Socket):
         try:
             return self._recv_msg(header, most)
         finally:
-            self._receiving = False
+            self._end_receive()
 
     def recv_msgs(self, max_count: int = 1024, *, prefix_size: int = 4,
                   max_size: int = DEFAULT_MAX_MESSAGE) -> list[bytes]:
@@ -741,7 +775,7 @@ class StreamSocket(_Socket):
         try:
             return self._recv_msgs(count, header, most)
         finally:
-            self._receiving = False
+            self._end_receive()
 
     def _recv_msgs(self, count: int, header: struct.Struct, most: int) -> list[bytes]:
         messages = [self._recv_msg(header, most)]
@@ -1017,32 +1051,38 @@ class StreamSocket(_Socket):
     def _buffered_bytes(self, size: int, flags: int) -> Optional[bytes]:
         if not self._holds_received():
             return None
-        if self._receiving:
-            self._begin_receive()  # raises
-        if not self._rbuf:
-            self._raise_if_closed()
-            self._raise_deferred()
-            return None
-        pos = self._rpos
-        if flags & _MSG_PEEK:
-            return bytes(self._rbuf[pos:pos + size])
-        return self._take_at(pos, size)
+        self._begin_receive()
+        try:
+            if not self._rbuf:
+                self._raise_if_closed()
+                self._raise_deferred()
+                return None
+            pos = self._rpos
+            if flags & _MSG_PEEK:
+                return bytes(self._rbuf[pos:pos + size])
+            return self._take_at(pos, size)
+        finally:
+            self._end_receive()
 
     def _buffered_into(self, views: list[memoryview], flags: int) -> int:
-        if self._receiving:
-            self._begin_receive()  # raises
-        if not self._rbuf:
-            self._raise_if_closed()
-            self._raise_deferred()
-        rbuf, pos = self._rbuf, self._rpos
-        copied = 0
-        for view in views:
-            size = min(len(view), len(rbuf) - pos - copied)
-            view[:size] = rbuf[pos + copied:pos + copied + size]
-            copied += size
-        if not flags & _MSG_PEEK:
-            self._skip(copied)
-        return copied
+        """Bytes copied from the buffer, or -1 when it turns out empty."""
+        self._begin_receive()
+        try:
+            if not self._rbuf:
+                self._raise_if_closed()
+                self._raise_deferred()
+                return -1
+            rbuf, pos = self._rbuf, self._rpos
+            copied = 0
+            for view in views:
+                size = min(len(view), len(rbuf) - pos - copied)
+                view[:size] = rbuf[pos + copied:pos + copied + size]
+                copied += size
+            if not flags & _MSG_PEEK:
+                self._skip(copied)
+            return copied
+        finally:
+            self._end_receive()
 
 
 def _sendfile_nosigpipe(out_fd: int, in_fd: int, offset: int, count: int) -> int:

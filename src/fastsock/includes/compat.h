@@ -88,4 +88,32 @@ static int fastsock_install_wake_handler(void)
     return sigaction(FASTSOCK_WAKE_SIGNAL, &wake, NULL);
 }
 
+/* Socket state read outside its object's critical section (fastsock's
+   thread-safety model, docs/architecture.md): a relaxed atomic load or store
+   is a plain move on the machines we build for, so the GIL build pays
+   nothing, and on a free-threaded build no reader sees a torn value or
+   races a writer (ThreadSanitizer checks it). */
+#define fastsock_load_int(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define fastsock_store_int(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define fastsock_exchange_int(p, v) __atomic_exchange_n((p), (v), __ATOMIC_ACQ_REL)
+
+static inline double fastsock_load_double(const double *p)
+{
+    double value;
+    __atomic_load(p, &value, __ATOMIC_RELAXED);
+    return value;
+}
+
+static inline void fastsock_store_double(double *p, double value)
+{
+    __atomic_store(p, &value, __ATOMIC_RELAXED);
+}
+
+/* 1 on a free-threaded CPython (PEP 703), where the GIL protects nothing */
+#ifdef Py_GIL_DISABLED
+#define FASTSOCK_FREE_THREADED 1
+#else
+#define FASTSOCK_FREE_THREADED 0
+#endif
+
 #endif

@@ -20,6 +20,15 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_kill(pthread_t thread, int sig)
 
 cdef extern from "compat.h" nogil:
+    # relaxed atomics for socket state read outside its critical section
+    int load_int "fastsock_load_int" (const int *p)
+    void store_int "fastsock_store_int" (int *p, int value)
+    int exchange_int "fastsock_exchange_int" (int *p, int value)
+    double load_double "fastsock_load_double" (const double *p)
+    void store_double "fastsock_store_double" (double *p, double value)
+    const bint FREE_THREADED "FASTSOCK_FREE_THREADED"
+
+cdef extern from "compat.h" nogil:
     enum: FASTSOCK_WAKE_SIGNAL
     int install_wake_handler "fastsock_install_wake_handler" ()
 
