@@ -15,6 +15,14 @@ FUZZ_INPUT ?=
 PYTEST_ARGS ?=
 # the CPython versions make dist-check builds and tests wheels for (default: 3.10-3.13 where pyenv has them)
 DIST_VERSIONS ?=
+# free-threaded CPython 3.13 (make test-ft, tsan-test, bench-ft): PYTHON_FT, or
+# the interpreter FT_BUILD makes once from the CPython source tarball beside
+# this checkout (about 5 minutes on two cores, then reused); FT_BUILD --tsan
+# makes the ThreadSanitizer one
+FT_BUILD ?= ../shared/tools/build-python-ft
+PYTHON_FT ?=
+FT_VENV   := .venv-ft
+TSAN_VENV := .venv-tsan
 # make test-python: the minor version (3.10, 3.12, ...) and its venv
 PYTHON_VERSION ?=
 VERSION_VENV := .venv-$(PYTHON_VERSION)
@@ -24,13 +32,17 @@ SOURCES := $(wildcard src/fastsock/*.pyx src/fastsock/*.pxi src/fastsock/include
              src/fastsock/includes/*.h) setup.py
 
 .PHONY: test test-python test-debug asan-test valgrind-test leak-test fuzz fuzz-build bench bench-web build typecheck clean help
-.PHONY: bench-netlink sdist wheel dist-check
+.PHONY: bench-netlink sdist wheel dist-check test-ft tsan-test
 
 help:
 	@echo "make test        run the whole test suite (sets everything up)"
 	@echo "make bench       run the benchmark against stdlib socket (sets everything up)"
 	@echo "make test-python PYTHON_VERSION=3.13  the suite (less the long reliability runs),"
 	@echo "                 mypy and stubtest under pyenv's Python 3.13, in .venv-3.13"
+	@echo "make test-ft     the suite (less the long reliability runs) on free-threaded"
+	@echo "                 CPython 3.13 with the GIL off, in .venv-ft (builds the interpreter)"
+	@echo "make tsan-test   the thread stress tests and the threaded suite under"
+	@echo "                 ThreadSanitizer (a TSan CPython 3.13t and extension); fails on any report"
 	@echo "make test-debug  run the suite against a debug build (-O0 -g, line tracing)"
 	@echo "make asan-test   run the suite against an AddressSanitizer+UBSan build; fails on any report"
 	@echo "make valgrind-test  run the memory-safety subset of the suite under valgrind memcheck"
@@ -104,6 +116,42 @@ test-python:
 	    || { rc=$$?; [ $$rc -ne 5 ] || echo "no tests collected"; exit $$rc; }
 	$(VERSION_PY) -m mypy --python-version $(PYTHON_VERSION)
 	cd src && ../$(VERSION_PY) -m mypy.stubtest fastsock._socket_c
+
+# free-threaded CPython: its own venv (tools/requirements-ft.txt: the test
+# extra has no free-threaded build of uvloop), the extension built in place
+$(FT_VENV)/.installed: pyproject.toml setup.py tools/requirements-ft.txt
+	python="$${PYTHON_FT:-$$($(FT_BUILD) | tail -n 1)}" && "$$python" -m venv --clear $(FT_VENV)
+	$(FT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FT_VENV)/bin/python -m pip install --quiet -r tools/requirements-ft.txt
+	FASTSOCK_NO_EXTENSIONS=1 $(FT_VENV)/bin/python -m pip install --quiet --no-deps \
+	    --no-build-isolation -e .
+	touch $@
+
+$(FT_VENV)/.built: $(FT_VENV)/.installed $(SOURCES)
+	$(FT_VENV)/bin/python setup.py --quiet build_ext --inplace
+	touch $@
+
+# the suite on free-threaded CPython with the GIL forced off (a module that
+# turned it back on would fail the first check, and test_free_threading's)
+test-ft: $(FT_VENV)/.built
+	PYTHON_GIL=0 $(FT_VENV)/bin/python -W error -c 'import sys, fastsock, fastsock.aio, \
+	    fastsock.webserver, fastsock.webclient; sys.exit(fastsock.IMPLEMENTATION != "cython" \
+	    and "the extension did not load" or sys._is_gil_enabled() and "the GIL is on")'
+	PYTHON_GIL=0 $(FT_VENV)/bin/python -m pytest tests -m "not slow and not leak_full" \
+	    $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "no tests collected"; exit $$rc; }
+
+$(TSAN_VENV)/.installed: pyproject.toml setup.py tools/requirements-ft.txt
+	python="$$($(FT_BUILD) --tsan | tail -n 1)" && "$$python" -m venv --clear $(TSAN_VENV)
+	$(TSAN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TSAN_VENV)/bin/python -m pip install --quiet -r tools/requirements-ft.txt
+	touch $@
+
+# the extension built with -fsanitize=thread, installed (not editable) in the
+# TSan interpreter's venv; tools/sanitizers/tsan-test runs the tests
+tsan-test: $(TSAN_VENV)/.installed
+	FASTSOCK_TSAN=1 $(TSAN_VENV)/bin/python -m pip install --quiet --no-deps \
+	    --no-build-isolation --force-reinstall .
+	tools/sanitizers/tsan-test $(TSAN_VENV) $(PYTEST_ARGS)
 
 $(DEBUG_VENV)/.installed: pyproject.toml setup.py $(SOURCES)
 	$(PYTHON) -m venv $(DEBUG_VENV)
@@ -194,5 +242,5 @@ dist-check: $(VENV)/.dist-installed
 clean:
 	rm -rf build dist src/*.egg-info src/fastsock/*.so src/fastsock/*.c \
 	       src/fastsock/*.html src/fastsock/.built $(VENV) $(DEBUG_VENV) $(ASAN_VENV) $(FUZZ_VENV) \
-	       .venv-[0-9]* \
+	       .venv-[0-9]* $(FT_VENV) $(TSAN_VENV) \
 	       .mypy_cache .pytest_cache fuzz/findings

@@ -100,7 +100,7 @@ class OptionalBuildExt(build_ext):
 
     def skip_extensions(self, exc: BaseException) -> None:
         # a debug, sanitizer or fuzz build exists only for its extension
-        if DEBUG or SANITIZE or FUZZ:
+        if DEBUG or SANITIZE or FUZZ or TSAN:
             raise exc
         say_pure(f"the C extension could not be built ({type(exc).__name__}: {exc})")
         self.extensions = []
@@ -139,5 +139,6 @@ setup(
     cmdclass={"build_ext": OptionalBuildExt},
     # the instrumented build keeps its objects apart, so neither it nor the
     # normal build ever picks up the other's up-to-date-looking output
-    options={"build": {"build_base": "build/sanitize"}} if SANITIZE else {},
+    options=({"build": {"build_base": "build/sanitize"}} if SANITIZE
+             else {"build": {"build_base": "build/tsan"}} if TSAN else {}),
 )

@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from types import ModuleType
 from typing import Any
 
@@ -27,6 +28,7 @@ import pytest
 from conftest import implementation_module_name
 
 RSS_BOUND = 2 * 1024 * 1024
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 TRACED_BOUND = 256 * 1024
 
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "leak_workloads.py")
@@ -69,7 +71,13 @@ def check(impl: ModuleType, workload: str, count: int) -> None:
     print(summary(r))
     assert r["stderr"] == "", r["stderr"]  # no warning, no unraisable exception
     assert r["fds_after"] == r["fds_before"], summary(r)
-    if not r["sanitized"]:
+    # On free-threaded CPython 3.13 the resident set of the EOF workload
+    # grows by a few KB per round outside tracemalloc's view, whichever
+    # twin runs it (and with an extension built before fastsock declared
+    # itself thread-safe); what it allocates is all freed (the traced bound
+    # below holds), so only the traced bound checks it there.
+    rss_unreliable = FREE_THREADED and workload == "eof"
+    if not r["sanitized"] and not rss_unreliable:
         # under ASan the quarantine of freed memory grows the resident set;
         # LeakSanitizer checks the workload's process at exit instead
         assert r["rss_end"] - r["rss_checkpoint"] < RSS_BOUND, summary(r)

@@ -295,9 +295,15 @@ class StreamSocket(_Socket):
         """How many received bytes the socket holds that no call has returned yet.
 
         The next receive call returns them without asking the kernel.  A selector cannot
-        see them: check this before waiting for readability.
+        see them: check this before waiting for readability.  While a receive call
+        runs in another thread the bytes are that call's: 0.
         """
-        return len(self._rbuf) - self._rpos
+        if not self._claim.acquire(blocking=False):
+            return 0
+        try:
+            return len(self._rbuf) - self._rpos
+        finally:
+            self._claim.release()
 
     def _take_at(self, start: int, size: int) -> bytes:
         """Consume the buffer up to ``start + size`` and return the bytes from ``start``."""
@@ -673,7 +679,8 @@ class StreamSocket(_Socket):
             self._end_receive()
 
     def _overrun(self, limit: int) -> LimitOverrunError:
-        return LimitOverrunError(f"no delimiter within the first {limit} bytes", self.buffered)
+        held = len(self._rbuf) - self._rpos  # the caller has the buffer: not self.buffered
+        return LimitOverrunError(f"no delimiter within the first {limit} bytes", held)
 
     def _recv_until_slow(self, delim: bytes, limit: int) -> bytes:
         tail = len(delim) - 1
