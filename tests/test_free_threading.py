@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import functools
 import os
 import socket
 import struct
@@ -169,9 +170,10 @@ def test_close_races_every_blocked_call_while_descriptors_are_reopened(
         pairs = [impl.socketpair() for _ in BLOCKING_CALLS]
         listener = impl.create_server(("127.0.0.1", 0))
         dgram_a, dgram_b = impl.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        targets = [lambda s=pair[0], f=f: f(s) for pair, f in zip(pairs, BLOCKING_CALLS.values())]
-        targets += [listener.accept, lambda: dgram_a.recv_many(8, 64),
-                    lambda: dgram_a.recvfrom(64)]
+        targets: list[Callable[[], Any]] = [
+            functools.partial(call, pair[0]) for pair, call in zip(pairs, BLOCKING_CALLS.values())]
+        targets += [listener.accept, functools.partial(dgram_a.recv_many, 8, 64),
+                    functools.partial(dgram_a.recvfrom, 64)]
         workers = [Worker(target) for target in targets]
         for worker in workers:
             worker.start()
@@ -219,9 +221,12 @@ def test_close_races_calls_that_do_not_block(impl: ModuleType) -> None:
                         raise
             return "stopped"
 
-        workers = [Worker(lambda c=c: hammer(c)) for c in (
-            lambda: a.send(b"x"), lambda: a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
-            lambda: a.settimeout(0.5), lambda: b.recv(4096), lambda: a.getsockname())]
+        calls: list[Callable[[], Any]] = [
+            functools.partial(a.send, b"x"),
+            functools.partial(a.getsockopt, socket.SOL_SOCKET, socket.SO_SNDBUF),
+            functools.partial(a.settimeout, 0.5), functools.partial(b.recv, 4096),
+            a.getsockname]
+        workers = [Worker(functools.partial(hammer, call)) for call in calls]
         for worker in workers:
             worker.start()
         time.sleep(0.005)
@@ -268,7 +273,7 @@ def test_settimeout_under_calls_in_other_threads_never_hangs(impl: ModuleType) -
 
 def test_fork_while_threads_are_blocked(impl: ModuleType) -> None:
     pairs = [impl.socketpair() for _ in range(3)]
-    workers = [Worker(lambda s=pair[0]: s.recv(16)) for pair in pairs]
+    workers = [Worker(functools.partial(pair[0].recv, 16)) for pair in pairs]
     for worker in workers:
         worker.start()
     for worker in workers:

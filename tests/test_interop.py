@@ -46,6 +46,7 @@ def loop_kind(request: pytest.FixtureRequest) -> str:
 
 def run(loop_kind: str, main: Callable[[], Awaitable[T]]) -> T:
     """Run ``main()`` on a new loop of ``loop_kind``, bounded by TIMEOUT."""
+    loop: asyncio.AbstractEventLoop
     if loop_kind == "uvloop":
         # the test extra installs it where it has a build (not yet for
         # free-threaded CPython); without it only asyncio's loop runs
