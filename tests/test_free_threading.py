@@ -309,3 +309,22 @@ def test_fork_while_threads_are_blocked(impl: ModuleType) -> None:
         assert info.value.errno == errno.EBADF
     for pair in pairs:
         pair[1].close()
+
+
+def test_buffered_is_zero_while_another_threads_receive_holds_the_bytes(
+        impl: ModuleType) -> None:
+    # recv_until keeps what came in the buffer while it waits for the rest:
+    # those bytes are that call's, not the next call's, so buffered says 0
+    a, b = impl.socketpair()
+    with a, b:
+        b.settimeout(10)
+        a.sendall(b"abc")
+        worker = Worker(lambda: b.recv_until(b"\n"))
+        worker.start()
+        worker.entered.wait(5)
+        time.sleep(0.1)  # into its wait, "abc" taken into the buffer
+        assert b.buffered == 0
+        a.sendall(b"\nde")
+        assert worker.finish(10) == b"abc\n"
+        assert b.buffered == 2
+        assert b.recv(16) == b"de"

@@ -28,7 +28,6 @@ cdef enum:
     # the longest pause between two rounds (microseconds)
     WAKE_ROUNDS = 200
     WAKE_PAUSE_MAX_US = 5000
-    # threads close() signals in one round (more are signalled in the next)
 
 
 # -- errors -------------------------------------------------------------------
@@ -580,6 +579,7 @@ cdef class _Socket:
         cdef ssize_t res
         cdef int fd, err
         cdef double timeout
+        cdef bint blocking_now
         if c.load_int(&self.deferred_errno):
             self._raise_deferred()
         while True:
@@ -604,16 +604,14 @@ cdef class _Socket:
                     # settimeout() changes the value and the descriptor's mode
                     # together in this section: a call that would block with
                     # the GIL held goes round to the blocking path instead
-                    if self.timeout_ >= 0:
+                    blocking_now = self.timeout_ < 0
+                    if not blocking_now:
                         res = func(self.fd, data)  # EBADF once closed (-1)
                         err = errno
-                    else:
-                        res = -1
-                        err = EINTR
+                if blocking_now:
+                    continue
                 if res >= 0:
                     return res
-                if err == EINTR and self._timeout() < 0:
-                    continue
             if err == EINTR:
                 PyErr_CheckSignals()
                 continue

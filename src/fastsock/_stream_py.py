@@ -486,18 +486,7 @@ class StreamSocket(_Socket):
         peek = (flags if type(flags) is int else _index(flags)) & _MSG_PEEK
         if size < 0:  # after converting both arguments, as the stdlib
             raise ValueError(f"negative buffersize in {method}")
-        self._begin_receive()
-        try:
-            if not self._rbuf:
-                self._raise_if_closed()
-                self._raise_deferred()
-                return None
-            pos = self._rpos
-            if peek:
-                return bytes(self._rbuf[pos:pos + size])
-            return self._take_at(pos, size)
-        finally:
-            self._end_receive()
+        return self._buffered_bytes(size, peek)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive up to ``nbytes`` bytes (0: the buffer's size) into a writable buffer
@@ -519,22 +508,7 @@ class StreamSocket(_Socket):
         """Bytes copied from the buffer, or -1 when it turns out empty."""
         view = _writable_bytes(buffer, nbytes, method, flags)
         try:
-            peek = (flags if type(flags) is int else _index(flags)) & _MSG_PEEK
-            self._begin_receive()
-            try:
-                rbuf = self._rbuf
-                if not rbuf:
-                    self._raise_if_closed()
-                    self._raise_deferred()
-                    return -1
-                pos = self._rpos
-                size = min(len(view), len(rbuf) - pos)
-                view[:size] = rbuf[pos:pos + size]
-                if not peek:
-                    self._skip(size)
-                return size
-            finally:
-                self._end_receive()
+            return self._buffered_into([view], flags if type(flags) is int else _index(flags))
         finally:
             view.release()
 
@@ -1056,6 +1030,8 @@ class StreamSocket(_Socket):
         return bool(self._rbuf or self._receiving or self._deferred)
 
     def _buffered_bytes(self, size: int, flags: int) -> Optional[bytes]:
+        """Up to ``size`` buffered bytes, or None when the buffer is (or turns
+        out) empty: the kernel is next."""
         if not self._holds_received():
             return None
         self._begin_receive()
