@@ -264,7 +264,6 @@ class DatagramBatch:
     def address(self, i: int) -> _Address: ...
     def __iter__(self) -> Iterator[tuple[memoryview, _Address]]: ...
 
-@disjoint_base
 class SeqPacketSocket(_Socket):
     def __init__(
         self, family: int = -1, type: int = -1, proto: int = -1, fileno: Optional[int] = None
