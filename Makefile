@@ -32,7 +32,7 @@ SOURCES := $(wildcard src/fastsock/*.pyx src/fastsock/*.pxi src/fastsock/include
              src/fastsock/includes/*.h) setup.py
 
 .PHONY: test test-python test-debug asan-test valgrind-test leak-test fuzz fuzz-build bench bench-web build typecheck clean help
-.PHONY: bench-netlink sdist wheel dist-check test-ft tsan-test
+.PHONY: bench-netlink sdist wheel dist-check test-ft tsan-test bench-ft
 
 help:
 	@echo "make test        run the whole test suite (sets everything up)"
@@ -50,6 +50,8 @@ help:
 	@echo "make fuzz        coverage-guided fuzzing of the compiled module under ASan (needs root"
 	@echo "                 or clang installed; FUZZ_SECONDS=60 per target, FUZZ_TARGETS='address ...')"
 	@echo "make bench-web   load-test the demo web server with wrk (needs wrk, nginx)"
+	@echo "make bench-ft    fastsock on free-threaded CPython 3.13 against the GIL build:"
+	@echo "                 thread-per-connection echo, framing in 1 and 2 threads"
 	@echo "make bench-netlink  only the netlink dump of make bench: 20,000 routes, fastsock vs"
 	@echo "                 pyroute2 and the stdlib (root: a network namespace of its own)"
 	@echo "make sdist       dist/fastsock-VERSION.tar.gz, which builds anywhere (tools/dist)"
@@ -219,6 +221,16 @@ bench: build $(VENV)/.bench-installed
 # the demo web server under wrk against http.server, uvloop+httptools and nginx
 bench-web: build $(VENV)/.bench-installed
 	$(PY) -m bench.web $(BENCH_WEB_ARGS)
+
+# thread-per-connection echo and framing in threads, free-threaded 3.13 (GIL
+# off) against this venv's GIL build and 3.13's, each variant in a process of
+# its own
+bench-ft: build $(VENV)/.bench-installed $(FT_VENV)/.built
+	@# the GIL build of the same version too, where pyenv has 3.13
+	@if tools/pyenv-python 3.13 >/dev/null 2>&1; then \
+	    $(MAKE) --no-print-directory .venv-3.13/.built; fi
+	$(PY) -m bench.ft --ft $(FT_VENV)/bin/python --gil $(PY) \
+	    $$([ -x .venv-3.13/bin/python ] && echo --gil .venv-3.13/bin/python) $(BENCH_FT_ARGS)
 
 # routes dumped per second in a network namespace made for the run (needs root);
 # make bench runs it too

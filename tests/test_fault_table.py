@@ -16,6 +16,10 @@ peer is always a stdlib socket, so the fault it injects is the same for all.
   data went out without blocking;
 - partial: a send that stops part-way (non-blocking, or at its deadline) says
   how many bytes went out.
+
+Every row runs twice: alone, and with another Python thread alive, when the
+compiled twin makes even its non-blocking kernel calls (and a blocking
+socket's first try at a send) with the GIL released.
 """
 
 from __future__ import annotations
@@ -39,6 +43,22 @@ import fastsock
 APIS = ["stdlib", *IMPLEMENTATIONS]
 LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST
 FRAME = struct.pack(">I", 5) + b"hello"
+
+
+@pytest.fixture(autouse=True, params=["alone", "another thread"])
+def other_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An idle Python thread for the row's duration, or none."""
+    if request.param == "alone":
+        yield
+        return
+    done = threading.Event()
+    idle = threading.Thread(target=done.wait, daemon=True)
+    idle.start()
+    try:
+        yield
+    finally:
+        done.set()
+        idle.join(5)
 
 
 def api_module(name: str) -> Any:

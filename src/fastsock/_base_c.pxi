@@ -573,7 +573,8 @@ cdef class _Socket:
 
         ``slow``: the syscall may take long even on a non-blocking descriptor
         (sendfile() reads its file), so the GIL is released around it whatever
-        the timeout; the quick recv/send family keeps it there, which is cheaper.
+        the timeout; the quick recv/send family keeps it there, which is cheaper,
+        unless other Python threads exist (c.gil_shared()).
         """
         cdef BlockedCall node
         cdef ssize_t res
@@ -584,8 +585,9 @@ cdef class _Socket:
             self._raise_deferred()
         while True:
             timeout = self._timeout()
-            if timeout < 0 or slow:
-                # a blocking descriptor (or a slow call): it may wait, so drop the GIL
+            if timeout < 0 or slow or c.gil_shared():
+                # a blocking descriptor (or a slow call): it may wait, so drop
+                # the GIL; so too when other threads may want it meanwhile
                 fd = self._enter(&node)
                 if fd < 0:
                     return raise_errno(EBADF)
@@ -622,24 +624,30 @@ cdef class _Socket:
             return raise_errno(err)
 
     cdef ssize_t _send(self, short events, sock_func func, void *data, int *flags,
-                       size_t size, double deadline) except -1:
+                       size_t size, double deadline, bint *partial_try=NULL) except -1:
         """A send of ``size`` bytes through ``_call``, trying first without
         blocking on a blocking socket.
 
         The try keeps the GIL (there is room in the common case, and keeping
-        the GIL is then cheaper than releasing it) and keeps the kernel's
+        the GIL is then cheaper than releasing it) unless other Python
+        threads exist (they would wait through the send: the ordinary send,
+        which releases it, goes first then), and keeps the kernel's
         answer: bytes it sent, all or part, are the result; an error it
         reports is the caller's error (a pending error is consumed by the
         call that reports it, so it is never tried again).  Only "would
         block" goes on to the ordinary blocking send.  After a try that found
         the buffer full, the next few sends skip it.  ``flags`` points at the
         MSG_* flags inside ``data``, ``size`` 0 means any size may be tried.
+        ``partial_try`` is set when the result is the try's and short of
+        ``size``: the caller sends the rest as a blocking send would (a short
+        count from the kernel's own blocking send, which a signal cut short,
+        is the caller's result as it is).
         """
         cdef ssize_t sent
         cdef int saved = flags[0], err, backoff
         if c.load_int(&self.deferred_errno):
             self._raise_deferred()
-        if self._timeout() >= 0 or (size > TRY_SEND_MAX):
+        if self._timeout() >= 0 or (size > TRY_SEND_MAX) or c.gil_shared():
             return self._call(events, func, data, deadline)
         # a hint, not state to protect: racing sends may each skip or try
         backoff = c.load_int(&self.send_backoff)
@@ -654,6 +662,8 @@ cdef class _Socket:
         if sent >= 0:
             if size and <size_t>sent < size:
                 c.store_int(&self.send_backoff, SEND_BACKOFF)  # the buffer is full now
+                if partial_try != NULL:
+                    partial_try[0] = True
             return sent
         if c.would_block(err):
             c.store_int(&self.send_backoff, SEND_BACKOFF)
@@ -1370,14 +1380,16 @@ cdef class _Socket:
         cdef IOArgs a
         cdef ssize_t sent
         cdef double deadline
+        cdef bint partial_try = False
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)  # the data first, as the stdlib
         deadline = self._deadline()
         a.buf = <char *>view.buf
         a.len = <size_t>view.len
         try:
             a.flags = as_int(flags)
-            sent = self._send(c.POLLOUT, _do_send, &a, &a.flags, a.len, deadline)
-            if self._timeout() < 0 and 0 < sent < view.len:
+            sent = self._send(c.POLLOUT, _do_send, &a, &a.flags, a.len, deadline,
+                              &partial_try)
+            if partial_try and sent > 0:
                 # the try sent part: a blocking send sends the rest, as the
                 # kernel's own would; an error after part went out is, as the
                 # kernel's, the count now and the error for the next call (a

@@ -344,6 +344,7 @@ cdef object send_message(_Socket sock, object buffers, object ancdata, object fl
     cdef OutgoingControl control
     cdef Py_buffer *views = NULL
     cdef c.iovec *iov = NULL
+    cdef bint partial_try = False
     cdef c.iovec *rest
     cdef Py_ssize_t count, acquired = 0, i, left
     cdef size_t total = 0
@@ -380,8 +381,9 @@ cdef object send_message(_Socket sock, object buffers, object ancdata, object fl
             a.msg.msg_control = control.data
             a.msg.msg_controllen = control.length
         deadline = sock._deadline()
-        sent = sock._send(c.POLLOUT, _do_sendmsg, &a, &a.flags, total, deadline)
-        if sock._timeout() < 0 and 0 < sent and <size_t>sent < total:
+        sent = sock._send(c.POLLOUT, _do_sendmsg, &a, &a.flags, total, deadline,
+                          &partial_try)
+        if partial_try and sent > 0:
             # the try sent part: the rest as a blocking send, as send() does
             # (an error now is the count now and the error for the next call)
             rest = iov

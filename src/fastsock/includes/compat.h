@@ -4,6 +4,7 @@
 #ifndef FASTSOCK_COMPAT_H
 #define FASTSOCK_COMPAT_H
 
+#include <Python.h>
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
@@ -107,6 +108,22 @@ static inline double fastsock_load_double(const double *p)
 static inline void fastsock_store_double(double *p, double value)
 {
     __atomic_store(p, &value, __ATOMIC_RELAXED);
+}
+
+/* Whether other Python threads exist, which may be waiting for the GIL: a
+   kernel call then runs with the GIL released even when it cannot block.
+   On loopback a send runs the receiver's TCP input, microseconds during
+   which every other thread would wait (a thread-per-connection server's
+   CPU per request doubled); with no other thread, keeping the GIL is
+   cheaper.  Never on a free-threaded build: there is no GIL to hand over. */
+static inline int fastsock_gil_shared(void)
+{
+#ifdef Py_GIL_DISABLED
+    return 0;
+#else
+    PyThreadState *first = PyInterpreterState_ThreadHead(PyInterpreterState_Get());
+    return first != NULL && PyThreadState_Next(first) != NULL;
+#endif
 }
 
 /* 1 on a free-threaded CPython (PEP 703), where the GIL protects nothing */

@@ -27,6 +27,7 @@ cdef extern from "compat.h" nogil:
     double load_double "fastsock_load_double" (const double *p)
     void store_double "fastsock_store_double" (double *p, double value)
     const bint FREE_THREADED "FASTSOCK_FREE_THREADED"
+    bint gil_shared "fastsock_gil_shared" ()
 
 cdef extern from "compat.h" nogil:
     enum: FASTSOCK_WAKE_SIGNAL
