@@ -18,8 +18,7 @@ peer is always a stdlib socket, so the fault it injects is the same for all.
   how many bytes went out.
 
 Every row runs twice: alone, and with another Python thread alive, when the
-compiled twin makes even its non-blocking kernel calls (and a blocking
-socket's first try at a send) with the GIL released.
+compiled twin's send on a blocking socket skips its try with the GIL held.
 """
 
 from __future__ import annotations

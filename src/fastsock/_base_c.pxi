@@ -573,8 +573,7 @@ cdef class _Socket:
 
         ``slow``: the syscall may take long even on a non-blocking descriptor
         (sendfile() reads its file), so the GIL is released around it whatever
-        the timeout; the quick recv/send family keeps it there, which is cheaper,
-        unless other Python threads exist (c.gil_shared()).
+        the timeout; the quick recv/send family keeps it there, which is cheaper.
         """
         cdef BlockedCall node
         cdef ssize_t res
@@ -585,9 +584,8 @@ cdef class _Socket:
             self._raise_deferred()
         while True:
             timeout = self._timeout()
-            if timeout < 0 or slow or c.gil_shared():
-                # a blocking descriptor (or a slow call): it may wait, so drop
-                # the GIL; so too when other threads may want it meanwhile
+            if timeout < 0 or slow:
+                # a blocking descriptor (or a slow call): it may wait, so drop the GIL
                 fd = self._enter(&node)
                 if fd < 0:
                     return raise_errno(EBADF)

@@ -111,11 +111,11 @@ static inline void fastsock_store_double(double *p, double value)
 }
 
 /* Whether other Python threads exist, which may be waiting for the GIL: a
-   kernel call then runs with the GIL released even when it cannot block.
-   On loopback a send runs the receiver's TCP input, microseconds during
-   which every other thread would wait (a thread-per-connection server's
-   CPU per request doubled); with no other thread, keeping the GIL is
-   cheaper.  Never on a free-threaded build: there is no GIL to hand over. */
+   blocking socket's send then skips its try with the GIL held.  On loopback
+   a send runs the receiver's TCP input, microseconds during which every
+   other thread would wait (a thread-per-connection server's CPU per request
+   doubled); with no other thread, keeping the GIL is cheaper.  Never on a
+   free-threaded build: there is no GIL to hand over. */
 static inline int fastsock_gil_shared(void)
 {
 #ifdef Py_GIL_DISABLED
