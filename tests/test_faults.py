@@ -447,6 +447,43 @@ def test_close_while_blocked_never_touches_a_reused_descriptor(
     assert reused > 0, "the descriptor number was never reused: the test proved nothing"
 
 
+def test_pure_close_while_a_step_makes_its_twin_wakes_the_call(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pure twin's later steps of a timed call run on a private stdlib
+    socket on the same descriptor, which close() detaches.  A close() that
+    lands while that twin is being made (after the descriptor was read,
+    before the twin is listed) must still end the call at once with EBADF,
+    not leave it waiting out its timeout on the twin."""
+    pure = implementation_module("python")
+    a, b = pure.socketpair()
+    closer: list[Worker] = []
+    real_socket = socket.socket
+
+    def socket_while_closing(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("fileno") is not None and not closer:
+            worker = Worker(a.close)
+            worker.start()
+            closer.append(worker)
+            deadline = time.monotonic() + PROMPT_S
+            while a.fileno() != -1 and time.monotonic() < deadline:
+                time.sleep(0.001)  # close() has detached the socket: the race is on
+        return real_socket(*args, **kwargs)
+
+    with a, b:
+        a.settimeout(10)
+        b.sendall(b"partial")  # the first step takes it; the second makes the twin
+        monkeypatch.setattr(socket, "socket", socket_while_closing)
+        started = time.monotonic()
+        with pytest.raises(OSError) as info:
+            a.recv_exactly(1024)
+        monkeypatch.undo()
+        assert info.value.errno == errno.EBADF, info.value
+        assert time.monotonic() - started < PROMPT_S, "the call waited on its twin"
+        assert closer, "no twin was made: the test proved nothing"
+        closer[0].join(PROMPT_S)
+        assert not closer[0].is_alive()
+
+
 # -- allocation failures right after accept() ------------------------------------------
 
 _NOMEMORY_CHILD = textwrap.dedent("""

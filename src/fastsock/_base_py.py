@@ -294,6 +294,11 @@ class _Steps:
                                                 fileno=fd)
             if self._twins is not None:
                 self._twins.append(twin)
+                # close() detaches the twins it finds after detaching the
+                # socket: one listed too late for it is detached here
+                if self._sock.fileno() == -1:
+                    self.release()
+                    raise _closed_error()
         twin.settimeout(remaining)
         return twin
 
