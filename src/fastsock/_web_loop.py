@@ -14,6 +14,7 @@ import os
 import select
 import signal
 import socket as _stdlib
+import threading
 import time
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Sequence, TextIO, Tuple, Union, cast
@@ -119,7 +120,7 @@ class _Connection:
         limits = self.server.limits
         if self.head_bytes > limits.max_header_bytes or len(headers) > limits.max_headers:
             raise Reject(431)
-        kind = NOTABLE_HEADERS.get(name.lower())
+        kind = NOTABLE_HEADERS.get(name.decode("latin-1").lower())
         if kind is not None:
             if kind == HOST:
                 self.hosts += 1
@@ -292,6 +293,9 @@ class Server:
         self.stopping = False
         self.stop_deadline = 0.0
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # stop() never writes to a closed pipe's number (reentrant: a signal
+        # handler in the closing thread may call stop())
+        self._wake_lock = threading.RLock()
         self.poller.register(self._wake_r, self.poller.READ)
         self._tcp = listener.family in (fastsock.AF_INET, fastsock.AF_INET6)
         self.requests_served = 0
@@ -302,19 +306,15 @@ class Server:
         """Stop accepting and finish the responses in flight (any thread, or a signal)."""
         self.stopping = True
         try:
-            os.write(self._wake_w, b"\0")
+            with self._wake_lock:
+                if self._wake_w >= 0:
+                    os.write(self._wake_w, b"\0")
         except OSError:
             pass
 
     def install_signal_handlers(self) -> None:
         """SIGINT/SIGTERM stop the server gracefully; a second one stops it at once."""
-        def handler(signum: int, frame: Any) -> None:
-            if self.stopping:
-                self.stop_deadline = time.monotonic()
-            self.stop()
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        stop_on_signals([self])
 
     # -- the loop ----------------------------------------------------------------
 
@@ -383,8 +383,21 @@ class Server:
         if self.log.lines:
             self.log.write()
         self.poller.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._forget_signals()
+        with self._wake_lock:
+            wake_r, wake_w = self._wake_r, self._wake_w
+            self._wake_r = self._wake_w = -1
+            os.close(wake_r)
+            os.close(wake_w)
+
+    def _forget_signals(self) -> None:
+        """A signal after the wake pipe is closed must not write to its number
+        (another file may have it by then): the wakeup descriptor goes."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread sets it, and it is never this server's here
+        previous = signal.set_wakeup_fd(-1)
+        if previous != self._wake_w:
+            signal.set_wakeup_fd(previous)  # someone else's: keep it
 
     # -- accepting ----------------------------------------------------------------
 
@@ -809,3 +822,20 @@ class Server:
         if (not self.accepting and not self.stopping and now >= self.accept_paused_until
                 and len(self.conns) < limits.max_connections):
             self._start_accepting()
+
+
+def stop_on_signals(servers: Sequence[Server]) -> None:
+    """SIGINT/SIGTERM stop ``servers`` gracefully; a second one stops them at once.
+
+    Python runs signal handlers in the main thread: the first server's loop
+    should run there (its wake pipe gets the signal's byte, so its poll returns
+    at once); the others are woken by ``stop()``.
+    """
+    def handler(signum: int, frame: Any) -> None:
+        for server in servers:
+            if server.stopping:
+                server.stop_deadline = time.monotonic()
+            server.stop()
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    signal.set_wakeup_fd(servers[0]._wake_w, warn_on_full_buffer=False)

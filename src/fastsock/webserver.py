@@ -1,8 +1,10 @@
 """A static-file HTTP/1.1 server on fastsock: ``python -m fastsock.webserver``.
 
 One single-threaded readiness loop (epoll where the OS has it, the
-``selectors`` module elsewhere) per worker process drives non-blocking fastsock
-sockets; ``--workers N`` runs N such processes on one port with SO_REUSEPORT.
+``selectors`` module elsewhere) drives non-blocking fastsock sockets;
+``--workers N`` runs N such processes on one port with SO_REUSEPORT, and
+``--threads N`` N such loops in one process (in parallel on a free-threaded
+CPython; with the GIL they take turns, and processes are the way to scale).
 Requests are parsed by httptools (llhttp).  Small files are kept in memory
 and go out together with their headers; the responses to everything one read
 brought in leave in one ``send_buffers`` call.  Larger files go out with
@@ -50,10 +52,20 @@ def _url_host(address: Any) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
 def _announce(address: Any, args: argparse.Namespace) -> None:
+    threads = f" of {_plural(args.threads, 'thread')}" if args.threads > 1 else ""
     print(f"Serving HTTP on {address[0]} port {address[1]} "
           f"(http://{_url_host(address)}:{address[1]}/) from {os.path.abspath(args.directory)} "
-          f"with {args.workers} worker{'s' if args.workers != 1 else ''} ...", flush=True)
+          f"with {_plural(args.workers, 'worker')}{threads} ...", flush=True)
+
+
+def _gil_enabled() -> bool:
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    return True if is_enabled is None else bool(is_enabled())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -69,6 +81,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="directory to serve (default: the current one)")
     parser.add_argument("--workers", "-w", type=int, default=1,
                         help="worker processes sharing the port (default: 1)")
+    parser.add_argument("--threads", "-t", type=int, default=1,
+                        help="readiness loops per worker, one thread each, on a "
+                             "free-threaded CPython (default: 1)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no access log")
     parser.add_argument("--max-connections", type=int, default=Limits.max_connections,
                         help="open connections per worker (default: %(default)s)")
@@ -86,6 +101,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--port must be 0-65535")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
     for name in ("max_connections", "idle_timeout", "request_timeout"):
         if not getattr(args, name) > 0:  # (not "<= 0": NaN is no timeout either)
             parser.error(f"--{name.replace('_', '-')} must be positive")
@@ -98,6 +115,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"fastsock.webserver: warning: serving {os.path.abspath(args.directory)} on "
               "every network interface; anyone who can reach this machine can read it",
               file=sys.stderr)
+    if args.threads > 1 and _gil_enabled():
+        print("fastsock.webserver: warning: this Python runs with the GIL, so the "
+              f"{args.threads} threads take turns on one core; --workers scales here",
+              file=sys.stderr)
     args.bind = args.bind.strip("[]")
     limits = Limits(max_connections=args.max_connections, idle_timeout=args.idle_timeout,
                     request_timeout=args.request_timeout, cache_valid=args.cache_valid)
@@ -105,9 +126,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.workers > 1:
             return run_workers(args.bind, args.port, args.directory, args.workers, limits, log,
-                               lambda address: _announce(address, args))
+                               lambda address: _announce(address, args), args.threads)
         return serve(args.bind, args.port, args.directory, limits, log, False,
-                     lambda address: _announce(address, args))
+                     lambda address: _announce(address, args), args.threads)
     except OSError as exc:
         print(f"fastsock.webserver: cannot serve on {args.bind} port {args.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)
