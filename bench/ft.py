@@ -16,6 +16,12 @@ the rounds with the spread (min–max as a share of the median).
   the single-thread rate against the GIL builds' (the target is against
   the GIL build of the same CPython version: 3.13 makes and frees small
   objects slower than 3.11 whether or not it has a GIL).
+- The demo web server: ``--threads 2`` on free-threaded CPython against
+  ``--workers 2`` processes (on it and on each GIL build), and ``--threads
+  2`` on a GIL build; wrk, one thread and 50 connections, on the 691-byte page
+  of ``make bench-web``, keep-alive and 16 requests pipelined: requests per
+  second, the server's CPU µs per request, and its memory (proportional set
+  size, so pages the worker processes share count once).
 
 It writes summary.md and summary.json to the results folder (default
 results/ft).  ``make bench-ft`` builds the free-threaded interpreter and its
@@ -27,12 +33,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+from . import web
 from ._harness import build_cref
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,6 +68,79 @@ def run_worker(python: str, args: list[str], gil_off: bool) -> dict[str, Any]:
     return result
 
 
+def tree_pss_kib(root: int) -> int:
+    """Proportional set size of ``root`` and its children, in KiB: a page that
+    forked workers share counts once over them (RSS would count it in each)."""
+    total = 0
+    for pid in [root] + [int(p) for p in _children(root)]:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return children.read().split()
+    except OSError:
+        return []
+
+
+def measure_web(interpreters: dict[str, tuple[str, bool]], rounds: int,
+                seconds: float) -> Optional[dict[str, Any]]:
+    """The web server's threaded mode against worker processes, interleaved."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print("wrk is not installed: the web server rows are left out", file=sys.stderr)
+        return None
+    work = Path(tempfile.mkdtemp(prefix="fs-bench-ft-web-"))
+    try:
+        site = work / "site"
+        site.mkdir()
+        (site / web.SMALL).write_text(web.SMALL_PAGE)
+        script = work / "bench.lua"
+        script.write_text(web.LUA)
+        workloads = [web.Workload("keep-alive", f"/{web.SMALL}", 50),
+                     web.Workload("pipelined", f"/{web.SMALL}", 50, 16)]
+        servers = []
+        for name, (python, gil_off) in interpreters.items():
+            modes = (["--threads", "--workers"] if gil_off or name == min(interpreters)
+                     else ["--workers"])  # threads on one GIL build show what they cost there
+            for mode in modes:
+                env = {"PYTHON_GIL": "0"} if gil_off else {}
+                servers.append(web.Server(
+                    f"{mode} 2 {name}",
+                    [python, "-m", "fastsock.webserver", "--port", "0", "--quiet",
+                     "--cache-valid", "60", "--directory", str(site), mode, "2"],
+                    dict(env, FASTSOCK_NO_EXTENSIONS="0")))
+        results: dict[str, dict[str, list[dict[str, Any]]]] = {
+            w.name: {s.name: [] for s in servers} for w in workloads}
+        for r in range(rounds):
+            order = servers[r % len(servers):] + servers[:r % len(servers)]
+            for server in order:
+                server.start()
+                try:
+                    for workload in workloads:
+                        web.run_wrk(wrk, script, server.port, workload, 1, 1)  # warm-up
+                        row = web.measure(server, wrk, script, workload, seconds, 1)
+                        assert server.proc is not None
+                        row["pss_mib"] = tree_pss_kib(server.proc.pid) / 1024
+                        results[workload.name][server.name].append(row)
+                        print(f"round {r + 1}/{rounds} web {workload.name} {server.name}: "
+                              f"{row['rps']:,.0f} req/s, {row['cpu_us_per_request']:.1f} µs CPU, "
+                              f"{row['pss_mib']:.1f} MiB", flush=True)
+                finally:
+                    server.stop()
+        return results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def spread(values: list[float]) -> float:
     """max - min as a share of the median."""
     return (max(values) - min(values)) / statistics.median(values)
@@ -74,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--echo-requests", type=int, default=20000)
     parser.add_argument("--framing-messages", type=int, default=2_000_000,
                         help="messages per thread")
+    parser.add_argument("--web-rounds", type=int, default=3,
+                        help="rounds of the web server rows (0: none)")
+    parser.add_argument("--web-seconds", type=float, default=5)
     parser.add_argument("--results", default=str(REPO / "results" / "ft"))
     args = parser.parse_args(argv)
     cref = build_cref()
@@ -108,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {r + 1}/{args.rounds} {workload} {label}: "
                   f"{result['rate']:,.0f} {result['unit']}, {result['cpu_us']:.3f} µs CPU",
                   flush=True)
+
+    web_results = measure_web(interpreters, args.web_rounds, args.web_seconds) \
+        if args.web_rounds > 0 else None
 
     def med(label: str, key: str = "rate") -> float:
         return statistics.median(x[key] for x in results[label])
@@ -153,6 +241,26 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "" if target is None else (f"≥ {target} " + ("met" if value >= target
                                                                 else "**not met**"))
         lines.append(f"| {name} | {value:.2f}× | {verdict} |")
+    if web_results:
+        lines += ["", "The demo web server (wrk -t1 -c50, the 691-byte page; "
+                  f"medians of {args.web_rounds} interleaved rounds of {args.web_seconds:.0f} s):",
+                  "", "| workload | server | requests/s | CPU µs/request | memory (PSS) | spread |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for workload, per_server in web_results.items():
+            for name, runs in per_server.items():
+                rps = [x["rps"] for x in runs]
+                lines.append(
+                    f"| {workload} | {name} | {statistics.median(rps):,.0f} | "
+                    f"{statistics.median(x['cpu_us_per_request'] for x in runs):.1f} | "
+                    f"{statistics.median(x['pss_mib'] for x in runs):.1f} MiB | "
+                    f"{spread(rps):.0%} |")
+            threads = per_server.get("--threads 2 3.13t")
+            workers = per_server.get("--workers 2 3.13t")
+            if threads and workers:
+                ratio = (statistics.median(x["rps"] for x in threads)
+                         / statistics.median(x["rps"] for x in workers))
+                ratios[f"web {workload}: --threads 2 / --workers 2 on 3.13t (req/s)"] = ratio
+                lines.append(f"| {workload} | threads ÷ processes on 3.13t | {ratio:.2f}× | | | |")
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     out = Path(args.results)
@@ -160,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "summary.md").write_text(text)
     (out / "summary.json").write_text(json.dumps(
         {"rows": rows, "ratios": ratios, "targets": targets, "rounds": results,
-         "versions": versions}, indent=1))
+         "versions": versions, "web": web_results}, indent=1))
     return 0
 
 

@@ -62,7 +62,7 @@ def test_each_thread_is_a_loop_of_its_own(web_impl: str, site: Site) -> None:
             for client in clients:
                 client.sendall(b"GET /data.json HTTP/1.1\r\nHost: t\r\n\r\n")
             deadline = time.monotonic() + 3
-            answered = set()
+            answered: set[socket.socket] = set()
             while time.monotonic() < deadline and len(answered) < 3:
                 ready, _, _ = select.select([c for c in clients if c not in answered], [], [],
                                             max(0.0, deadline - time.monotonic()))

@@ -51,14 +51,14 @@ class Limits:
     max_pipeline: int = 100             # requests parsed ahead of their answers, per connection
     max_queued_bytes: int = 256 * 1024  # response bytes queued per connection before it stops
                                         # answering (and reading) until the client reads
-    max_connections: int = 1024         # per worker; beyond it new clients wait in the backlog
+    max_connections: int = 1024         # per loop; beyond it new clients wait in the backlog
     idle_timeout: float = 30.0          # a keep-alive connection with nothing to do
     request_timeout: float = 10.0       # first byte of a request to its last (slowloris)
     send_timeout: float = 30.0          # a client that stops reading its response
     linger_timeout: float = 2.0         # reading what a client still sends after we close
     shutdown_grace: float = 10.0        # SIGINT/SIGTERM: time to finish responses in flight
     cache_file_size: int = 65536        # files up to this size are served from memory
-    cache_bytes: int = 32 << 20         # memory for those files, per worker
+    cache_bytes: int = 32 << 20         # memory for those files, per loop
     cache_valid: int = 0                # seconds a cached file is served without a stat
                                         # (0: checked on every request)
 

@@ -82,11 +82,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--workers", "-w", type=int, default=1,
                         help="worker processes sharing the port (default: 1)")
     parser.add_argument("--threads", "-t", type=int, default=1,
-                        help="readiness loops per worker, one thread each, on a "
-                             "free-threaded CPython (default: 1)")
+                        help="readiness loops per worker, one thread each, in parallel "
+                             "on a free-threaded CPython (default: 1)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no access log")
     parser.add_argument("--max-connections", type=int, default=Limits.max_connections,
-                        help="open connections per worker (default: %(default)s)")
+                        help="open connections per loop (default: %(default)s)")
     parser.add_argument("--idle-timeout", type=float, default=Limits.idle_timeout,
                         help="seconds a keep-alive connection may sit idle (default: %(default)s)")
     parser.add_argument("--request-timeout", type=float, default=Limits.request_timeout,
