@@ -123,6 +123,7 @@ def measure_web(interpreters: dict[str, tuple[str, bool]], rounds: int,
         for r in range(rounds):
             order = servers[r % len(servers):] + servers[:r % len(servers)]
             for server in order:
+                server.port = 0  # a fresh process picks a port of its own
                 server.start()
                 try:
                     for workload in workloads:

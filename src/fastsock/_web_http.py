@@ -521,9 +521,11 @@ class Site:
             self.open_files.pop(oldest).retire()
         self.open_files[path] = opened
 
-    def _resolve(self, path: bytes) -> Tuple[str, bytes]:
-        """The file system path for a request path and the path in origin form
-        (``http://host/x`` is ``/x``), or Reject/OSError."""
+    def _resolve(self, path: bytes) -> Tuple[str, bytes, bool]:
+        """The file system path for a request path, the path in origin form
+        (``http://host/x`` is ``/x``), and whether it names a directory (it
+        ends with "/" once its dot segments are removed: "/x/", "/x/.",
+        "/x/%2e"), or Reject/OSError."""
         if not path.startswith(b"/"):
             if path == b"*":
                 raise Reject(400)
@@ -552,14 +554,14 @@ class Site:
         real = os.path.realpath(candidate)
         if real != self.root and not real.startswith(self.inside):
             raise Reject(403)  # a symlink that leads outside the served directory
-        return real, path
+        return real, path, decoded.endswith((b"/", b"/."))
 
     def _serve_path(self, conn: Exchange, method: bytes, path: bytes, query: bytes,
                     headers: List[Tuple[bytes, bytes]], keep_alive: bool, version: str) -> None:
-        real, origin = self._resolve(path)
+        real, origin, names_directory = self._resolve(path)
         info = os.stat(real)
         if stat.S_ISDIR(info.st_mode):
-            if not path.endswith(b"/"):
+            if not names_directory:
                 # "//host/" would name another host (a scheme-relative reference), so
                 # the redirect starts with one slash however many the request had
                 location = b"/" + origin.lstrip(b"/") + b"/" + (b"?" + query if query else b"")
@@ -579,8 +581,8 @@ class Site:
             return
         if not stat.S_ISREG(info.st_mode):
             raise Reject(403)  # never open a FIFO, socket or device
-        if path.endswith(b"/"):
-            raise Reject(404)  # a file is not a directory ("/file.txt/")
+        if names_directory:
+            raise Reject(404)  # a file is not a directory ("/file.txt/", "/file.txt/.")
         self._send_file(conn, method, path, real, headers, keep_alive, version)
 
     def _send_file(self, conn: Exchange, method: bytes, target: bytes, real: str,
