@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from web_support import ServerProcess, get, read_responses, running_server, status_of
+from web_support import ServerProcess, get, read_responses, running_server, status_of, trickle
 
 Site = tuple[Path, dict[str, bytes]]
 
@@ -66,35 +66,6 @@ def test_non_reading_pipeliner_is_no_longer_read(web_impl: str, site: Site) -> N
         assert all(r.status == 200 and r.body == site[1]["/data.json"] for r in responses)
 
 
-def _trickle(address: tuple[str, int], pieces: list[bytes], first: bytes = b"",
-             every: float = 0.2, limit: float = 6.0) -> tuple[float, bytes]:
-    """Send ``first`` (and read its answer), then one of ``pieces`` every
-    ``every`` seconds until the server answers or closes; returns the seconds
-    the trickle lasted and what the server sent."""
-    with socket.create_connection(address, timeout=10) as sock:
-        if first:
-            sock.sendall(first)
-            assert read_responses(sock, 1)[0].status == 200
-        started = time.monotonic()
-        answer = b""
-        i = 0
-        while time.monotonic() - started < limit:
-            try:
-                sock.sendall(pieces[i % len(pieces)])
-            except OSError:
-                break
-            i += 1
-            sock.settimeout(every)
-            try:
-                answer = sock.recv(65536)
-            except TimeoutError:
-                continue
-            except ConnectionResetError:
-                break
-            break
-        return time.monotonic() - started, answer
-
-
 @pytest.mark.parametrize("name, first, pieces", [
     # empty lines after a finished request on a kept-alive connection
     ("empty lines after a response", GET_DATA, [b"\r\n"]),
@@ -116,7 +87,7 @@ def test_byte_trickle_is_closed_at_the_request_timeout(web_impl: str, site: Site
     apply once something of a request has arrived."""
     with running_server(web_impl, site[0], "--idle-timeout", "3", "--request-timeout", "1",
                         "--quiet") as server:
-        elapsed, answer = _trickle(server.address, pieces, first)
+        elapsed, answer = trickle(server.address, pieces, first)
         assert 0.8 < elapsed < 2.5, (name, elapsed)
         assert answer == b"" or status_of(answer) == 408, (name, answer[:200])
         assert get(server.address, "/data.json").status == 200

@@ -10,7 +10,8 @@ import socket
 import time
 from pathlib import Path
 
-from web_support import ServerProcess, exchange, get, read_responses, running_server, status_of
+from web_support import (ServerProcess, exchange, get, read_responses, running_server, status_of,
+                         trickle)
 
 Site = tuple[Path, dict[str, bytes]]
 
@@ -145,23 +146,7 @@ def test_trickle_of_empty_lines_is_closed_at_the_request_timeout(web_impl: str,
     connection is answered 408 and closed after about 1 s."""
     with running_server(web_impl, site[0], "--idle-timeout", "3", "--request-timeout", "1",
                         "--quiet") as server:
-        with socket.create_connection(server.address, timeout=10) as sock:
-            started = time.monotonic()
-            answer = b""
-            while time.monotonic() - started < 6:
-                try:
-                    sock.sendall(b"\r\n")
-                except OSError:
-                    break
-                sock.settimeout(0.2)
-                try:
-                    answer = sock.recv(65536)
-                except TimeoutError:
-                    continue
-                except ConnectionResetError:
-                    break
-                break
-            elapsed = time.monotonic() - started
+        elapsed, answer = trickle(server.address, [b"\r\n"])
         assert 0.8 < elapsed < 2.5, elapsed
         assert answer == b"" or status_of(answer) == 408
         assert get(server.address, "/data.json").status == 200

@@ -22,6 +22,7 @@ import pytest
 from conftest import HAS_IPV6
 from web_support import (
     ServerProcess,
+    child_pids,
     exchange,
     get,
     read_head,
@@ -757,23 +758,9 @@ def test_serves_ipv6(web_impl: str, site: Site) -> None:
         assert get(("::1", server.port), "/data.json").body == site[1]["/data.json"]
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
 def test_workers_share_the_port(web_impl: str, site: Site) -> None:
     with running_server(web_impl, site[0], "--workers", "3", "--quiet") as server:
-        workers = _children(server.proc.pid)
+        workers = child_pids(server.proc.pid)
         assert len(workers) == 3
         for _ in range(30):
             assert get(server.address, "/data.json").status == 200
@@ -792,15 +779,15 @@ def _is_zombie(pid: int) -> bool:
 
 def test_crashed_worker_is_replaced(web_impl: str, site: Site) -> None:
     with running_server(web_impl, site[0], "--workers", "2", "--quiet") as server:
-        first = _children(server.proc.pid)
+        first = child_pids(server.proc.pid)
         os.kill(first[0], signal.SIGKILL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            now = _children(server.proc.pid)
+            now = child_pids(server.proc.pid)
             if len(now) == 2 and first[0] not in now:
                 break
             time.sleep(0.1)
-        assert len(_children(server.proc.pid)) == 2
+        assert len(child_pids(server.proc.pid)) == 2
         for _ in range(10):
             assert get(server.address, "/data.json").status == 200
 

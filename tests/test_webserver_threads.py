@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
-from web_support import get, read_head, running_server
+from web_support import child_pids, get, read_head, running_server
 
 Site = Tuple[Path, Dict[str, bytes]]
 
@@ -23,20 +23,6 @@ GIL_ENABLED = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 def _threads_of(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
-
-
-def _children(pid: int) -> List[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def test_threads_serve_one_port_and_stop_together(web_impl: str, site: Site) -> None:
@@ -80,7 +66,7 @@ def test_workers_of_threads(web_impl: str, site: Site) -> None:
     with running_server(web_impl, site[0], "--workers", "2", "--threads", "2",
                         "--quiet") as server:
         assert "with 2 workers of 2 threads" in server.announce
-        workers = _children(server.proc.pid)
+        workers = child_pids(server.proc.pid)
         assert len(workers) == 2
         assert [_threads_of(pid) for pid in workers] == [2, 2]
         for _ in range(20):

@@ -255,6 +255,50 @@ def recv_all(sock: socket.socket, timeout: float = 10.0) -> bytes:
     return out
 
 
+def child_pids(pid: int) -> List[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def trickle(address: Tuple[str, int], pieces: Sequence[bytes], first: bytes = b"",
+            every: float = 0.2, limit: float = 6.0) -> Tuple[float, bytes]:
+    """Send ``first`` (and read its answer), then one of ``pieces`` every
+    ``every`` seconds until the server answers or closes; returns the seconds
+    the trickle lasted and what the server sent."""
+    with socket.create_connection(address, timeout=10) as sock:
+        if first:
+            sock.sendall(first)
+            assert read_responses(sock, 1)[0].status == 200
+        started = time.monotonic()
+        answer = b""
+        i = 0
+        while time.monotonic() - started < limit:
+            try:
+                sock.sendall(pieces[i % len(pieces)])
+            except OSError:
+                break
+            i += 1
+            sock.settimeout(every)
+            try:
+                answer = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                break
+            break
+        return time.monotonic() - started, answer
+
+
 def status_of(raw: bytes) -> int:
     match = re.match(rb"HTTP/1\.1 (\d{3}) ", raw)
     assert match, f"not an HTTP response: {raw[:200]!r}"
