@@ -523,6 +523,21 @@ def test_header_options_replace_the_clients_own(impl: str) -> None:
     assert requests[0].split(b"\r\n")[1] == b"Host: example.test"   # Host comes first
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_header_options_without_a_value_leave_the_header_out(impl: str) -> None:
+    """As curl's -H 'Name:': the client's own header is not sent, nor one of
+    that name given without a value."""
+    requests: list[bytes] = []
+    with fake_server(_answering(requests, lambda r: _ok())) as port:
+        result = run_client(impl, "-H", "User-Agent:", "-H", "Accept:  ", "-H", "X-Empty:",
+                            "-H", "X-Kept: 1", f"http://127.0.0.1:{port}/")
+    assert result.returncode == 0, result.stderr
+    for name in (b"user-agent", b"accept", b"x-empty"):
+        assert _header_values(requests[0], name) == [], requests[0]
+    assert _header_values(requests[0], b"x-kept") == [b"1"]
+    assert _header_values(requests[0], b"host") == [f"127.0.0.1:{port}".encode()]
+
+
 def _endless(start: bytes, filler: bytes) -> Callable[[socket.socket], None]:
     """Sends ``start``, then ``filler`` over and over (for at most 15 s)."""
     def answer(conn: socket.socket) -> None:

@@ -419,14 +419,18 @@ class Connection:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, method: str, target: Target, headers: Sequence[Tuple[str, str]]) -> None:
-        # a header given for Host, User-Agent or Accept replaces the client's own
+        # a header given for Host, User-Agent or Accept replaces the client's own;
+        # one given with no value is not sent at all (as curl's -H 'Name:')
         given = {name.lower(): (name, value) for name, value in headers}
         host = given.get("host", ("Host", target.host_header))
-        lines = [f"{method} {target.path} HTTP/1.1", f"{host[0]}: {host[1]}"]
+        lines = [f"{method} {target.path} HTTP/1.1"]
+        if host[1]:
+            lines.append(f"{host[0]}: {host[1]}")
         for name, value in (("User-Agent", USER_AGENT), ("Accept", "*/*")):
             if name.lower() not in given:
                 lines.append(f"{name}: {value}")
-        lines += [f"{name}: {value}" for name, value in headers if name.lower() != "host"]
+        lines += [f"{name}: {value}" for name, value in headers
+                  if name.lower() != "host" and value]
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         doing = f"sending to {target.host}"
         self._arm(doing)
@@ -847,7 +851,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("-L", "--location", action="store_true", help="follow redirects")
     parser.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
                         help="an extra request header (repeatable); Host, User-Agent and "
-                             "Accept replace the client's own; Authorization, Cookie, "
+                             "Accept replace the client's own, and 'NAME:' with no value "
+                             "leaves NAME out; Authorization, Cookie, "
                              "Proxy-Authorization and Host are not sent to another host "
                              "or port a redirect leads to")
     parser.add_argument("--timeout", type=_seconds, default=30.0, metavar="SECONDS",
