@@ -27,6 +27,13 @@ def _rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def _sanitized(pid: int) -> bool:
+    """Whether the server runs under AddressSanitizer (``make asan-test``),
+    whose quarantine keeps freed memory resident by design."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return "libasan" in maps.read()
+
+
 def test_non_reading_pipeliner_is_no_longer_read(web_impl: str, site: Site) -> None:
     """A client pipelines small GETs as fast as it can and reads nothing: once
     the answers queued for it reach their bound, the server reads no more from
@@ -55,8 +62,9 @@ def test_non_reading_pipeliner_is_no_longer_read(web_impl: str, site: Site) -> N
                 sent += count
                 rest = rest[count:] or memoryview(block)  # whole requests, in order
                 last_sent = time.monotonic()
-            assert sent < 64 * 1024 * 1024, sent
-            assert _rss_kib(server.proc.pid) - before < 32 * 1024
+            assert sent < 16 * 1024 * 1024, sent  # kernel buffers and the bounded queue
+            if not _sanitized(server.proc.pid):
+                assert _rss_kib(server.proc.pid) - before < 32 * 1024
             served_at = time.monotonic()
             assert get(server.address, "/data.json").status == 200
             assert time.monotonic() - served_at < 2
