@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from aio_support import Runner, loop_runner
+import fastsock
 from fastsock import aio
 
 
@@ -834,4 +835,161 @@ def test_a_read_that_waits_first_sees_bytes_that_came_while_nobody_waited(
             while True:
                 await asyncio.wait_for(reader.readexactly(2), 2.0)
         await _close(writer)
+    run(main)
+
+
+# -- read_msg's read-ahead against every other read ------------------------------
+
+_READ_OPS = st.one_of(
+    st.tuples(st.just("read_msg"), st.sampled_from([1, 2, 4]),
+              st.sampled_from([3, 64, aio.DEFAULT_MAX_MESSAGE])),
+    st.tuples(st.just("read_msgs"), st.integers(1, 5)),
+    st.tuples(st.just("readexactly"), st.integers(0, 20)),
+    st.tuples(st.just("read"), st.integers(1, 20)),
+    st.tuples(st.just("readline")),
+    st.tuples(st.just("socket.recv"), st.integers(1, 20)),
+)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payloads=st.lists(st.binary(max_size=80).map(lambda b: b.replace(b"\0", b"\n")),
+                         min_size=1, max_size=30),
+       cut=st.integers(0, 6),
+       ops=st.lists(_READ_OPS, min_size=1, max_size=25))
+def test_read_msg_read_ahead_loses_and_reorders_nothing(impl: ModuleType, run: Runner,
+                                                        payloads: list[bytes], cut: int,
+                                                        ops: list[tuple[Any, ...]]) -> None:
+    # read_msg() splits frames ahead of the caller; any other read, in any
+    # order, must see the stream exactly as if nothing had been split: checked
+    # against a model of the stream (everything sent, then the end, maybe
+    # mid-frame)
+    data = frames(payloads)
+    data = data[:len(data) - cut]
+
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        peer_writer.write(data)
+        peer_writer.write_eof()
+        await peer_writer.drain()
+        pos = 0
+
+        def frame_at(at: int, prefix_size: int) -> tuple[int, int]:
+            """(the payload's length, where it ends), the end past the data
+            when it is cut short"""
+            length = int.from_bytes(data[at:at + prefix_size], "big")
+            return length, at + prefix_size + length
+
+        for op in ops:
+            name = op[0]
+            rest = data[pos:]
+            if name == "read_msg":
+                prefix_size, max_size = op[1], op[2]
+                length, end = frame_at(pos, prefix_size)
+                if len(rest) >= prefix_size and length > max_size:
+                    with pytest.raises(fastsock.MessageTooLargeError):
+                        await reader.read_msg(prefix_size=prefix_size, max_size=max_size)
+                elif len(rest) < prefix_size or end > len(data):
+                    with pytest.raises(asyncio.IncompleteReadError) as info:
+                        await reader.read_msg(prefix_size=prefix_size, max_size=max_size)
+                    # the partial payload, or the partial prefix (recv_msg()'s rule)
+                    if len(rest) < prefix_size:
+                        assert (info.value.partial, info.value.expected) == (rest, prefix_size)
+                    else:
+                        assert (info.value.partial, info.value.expected) == (
+                            rest[prefix_size:], length)
+                    pos = len(data)
+                else:
+                    got = await reader.read_msg(prefix_size=prefix_size, max_size=max_size)
+                    assert got == data[pos + prefix_size:end]
+                    pos = end
+            elif name == "read_msgs":
+                expected: list[bytes] = []
+                at = pos
+                while len(expected) < op[1]:
+                    length, end = frame_at(at, 4)
+                    if len(data) - at < 4 or length > aio.DEFAULT_MAX_MESSAGE or end > len(data):
+                        break
+                    expected.append(data[at + 4:end])
+                    at = end
+                if not expected:
+                    with pytest.raises((asyncio.IncompleteReadError, fastsock.MessageTooLargeError)):
+                        await reader.read_msgs(op[1])
+                    if len(rest) < 4 or frame_at(pos, 4)[0] <= aio.DEFAULT_MAX_MESSAGE:
+                        pos = len(data)  # incomplete: all of it taken
+                    continue
+                got_msgs = await reader.read_msgs(op[1])
+                assert 1 <= len(got_msgs) and got_msgs == expected[:len(got_msgs)]
+                pos += sum(4 + len(m) for m in got_msgs)
+            elif name == "readexactly":
+                if op[1] > len(rest):
+                    with pytest.raises(asyncio.IncompleteReadError) as info:
+                        await reader.readexactly(op[1])
+                    assert info.value.partial == rest
+                    pos = len(data)
+                else:
+                    assert await reader.readexactly(op[1]) == rest[:op[1]]
+                    pos += op[1]
+            elif name == "read":
+                got = await reader.read(op[1])
+                assert got == rest[:len(got)] and (got or not rest)
+                pos += len(got)
+            elif name == "readline":
+                line = await reader.readline()
+                newline = rest.find(b"\n")
+                assert line == (rest[:newline + 1] if newline >= 0 else rest)
+                pos += len(line)
+            else:  # the socket itself, as get_extra_info() hands it out
+                sock = writer.get_extra_info("socket")
+                try:
+                    got = sock.recv(op[1])
+                except BlockingIOError:
+                    got = None  # the kernel's bytes not readable yet: allowed
+                if got is not None:
+                    assert got == rest[:len(got)] and (got or not rest)
+                    pos += len(got)
+        assert await reader.read() == data[pos:]
+        assert reader.at_eof()
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_at_eof_is_false_while_frames_read_ahead_are_left(impl: ModuleType,
+                                                         run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        peer_writer.write(frames([b"one", b"two", b"three"]))
+        peer_writer.write_eof()
+        await peer_writer.drain()
+        await asyncio.sleep(0.01)
+        assert await reader.read_msg() == b"one"
+        assert reader._frames  # the path under test: two read ahead
+        assert not reader.at_eof()
+        assert [await reader.read_msg(), await reader.read_msg()] == [b"two", b"three"]
+        with pytest.raises(asyncio.IncompleteReadError) as info:
+            await reader.read_msg()
+        assert info.value.partial == b""
+        assert reader.at_eof()
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
+def test_read_ahead_frames_obey_a_later_smaller_max_size(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        peer_writer.write(frames([b"one", b"x" * 10, b"three"]))
+        await peer_writer.drain()
+        await asyncio.sleep(0.01)
+        assert await reader.read_msg() == b"one"
+        assert len(reader._frames) == 2  # the path under test: read ahead
+        with pytest.raises(fastsock.MessageTooLargeError):
+            await reader.read_msg(max_size=5)
+        # refused, and kept with its prefix, as StreamSocket.recv_msg() keeps it
+        assert await reader.readexactly(4) == b"\x00\x00\x00\x0a"
+        assert await reader.readexactly(10) == b"x" * 10
+        assert await reader.read_msgs() == [b"three"]
+        await _close(writer, peer_writer)
+
     run(main)

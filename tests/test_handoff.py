@@ -8,11 +8,12 @@ TLS socket.  Tested with real TLS over the handed-over connection.
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
 import threading
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from conftest import Worker, client_context, connected, server_context
@@ -181,3 +182,101 @@ def test_from_socket_refuses_a_tls_socket(impl: ModuleType, certificate: tuple[s
             with pytest.raises(TypeError, match="SSLSocket"):
                 impl.StreamSocket.from_socket(tls)
             assert tls.fileno() != -1  # refused: left as it was
+
+
+# -- unrecv: a layer that read ahead gives back what it will not use ----------
+
+def _recv_into(sock: Any) -> bytes:
+    buffer = bytearray(100)
+    return bytes(buffer[:sock.recv_into(buffer)])
+
+
+RECEIVES: dict[str, Callable[[Any], bytes]] = {
+    "recv_into": _recv_into,
+    "recv": lambda s: s.recv(100),
+    "recv_exactly": lambda s: s.recv_exactly(9),
+    "recv_until": lambda s: s.recv_until(b"!"),
+    "recv_msg": lambda s: s.recv_msg(),
+    "take_buffered": lambda s: s.take_buffered(),
+}
+
+
+@pytest.mark.parametrize("receive, given_back, sent, expected", [
+    ("recv", b"sniffed", b"", b"sniffed"),
+    ("recv_into", b"sniffed", b"", b"sniffed"),
+    ("recv_exactly", b"sniff", b"ed!rest", b"sniffed!r"),
+    ("recv_until", b"sni", b"ffed!rest", b"sniffed!"),
+    ("recv_msg", b"\x00\x00", b"\x00\x03abcrest", b"abc"),
+    ("take_buffered", b"given back", b"", b"given back"),
+])
+def test_unrecv_bytes_come_first_for_every_receive(impl: ModuleType, receive: str,
+                                                   given_back: bytes, sent: bytes,
+                                                   expected: bytes) -> None:
+    with connected(impl, "unix") as (a, b):
+        a.settimeout(5)
+        if sent:
+            b.sendall(sent)
+        a.unrecv(given_back)
+        assert RECEIVES[receive](a) == expected
+
+
+def test_unrecv_keeps_the_order_with_what_the_socket_holds(impl: ModuleType) -> None:
+    with connected(impl, "unix") as (a, b):
+        a.settimeout(5)
+        b.sendall(b"one\ntwo\nthree\n")
+        assert a.recv_until(b"\n") == b"one\n"
+        assert a.buffered == len(b"two\nthree\n")  # the rest is held by the socket
+        a.unrecv(memoryview(b"zero\n"))  # any bytes-like
+        a.unrecv(bytearray(b"minus one\n"))
+        assert [a.recv_until(b"\n") for _ in range(4)] == [
+            b"minus one\n", b"zero\n", b"two\n", b"three\n"]
+        b.sendall(b"four\n")
+        assert a.recv_until(b"\n") == b"four\n"
+
+
+def test_unrecv_held_bytes_block_a_handoff_until_taken(impl: ModuleType) -> None:
+    # a protocol sniffer peeks at the first bytes, gives them back, then hands
+    # the connection over: the hand-over refuses until they are taken
+    with connected(impl, "unix") as (a, b):
+        a.settimeout(5)
+        b.sendall(b"\x16\x03\x01")
+        head = a.recv_exactly(3)
+        a.unrecv(head)
+        with pytest.raises(RuntimeError):
+            a.detach()
+        assert a.take_buffered() == b"\x16\x03\x01"
+        fd = a.detach()
+        socket.socket(fileno=fd).close()
+
+
+def test_unrecv_of_nothing_changes_nothing(impl: ModuleType) -> None:
+    with connected(impl, "unix") as (a, b):
+        a.unrecv(b"")
+        assert a.buffered == 0
+        fd = a.detach()  # nothing held
+        socket.socket(fileno=fd).close()
+
+
+def test_unrecv_errors(impl: ModuleType) -> None:
+    with connected(impl, "unix") as (a, b):
+        with pytest.raises(TypeError, match="a bytes-like object is required, not 'str'"):
+            a.unrecv("text")
+        assert a.buffered == 0
+        a.close()
+        with pytest.raises(OSError) as info:
+            a.unrecv(b"late")
+        assert info.value.errno == errno.EBADF
+        assert a.buffered == 0
+
+
+def test_unrecv_during_a_receive_is_refused(impl: ModuleType) -> None:
+    with connected(impl, "unix") as (a, b):
+        worker = Worker(lambda: a.recv_exactly(10))
+        worker.start()
+        worker.entered.wait(5)
+        threading.Event().wait(0.2)
+        with pytest.raises(RuntimeError):
+            a.unrecv(b"cut in")
+        b.sendall(b"0123456789")
+        assert worker.finish() == b"0123456789"
+        assert a.buffered == 0

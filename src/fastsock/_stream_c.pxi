@@ -256,6 +256,27 @@ cdef class StreamSocket(_Socket):
         finally:
             self._end_receive()
 
+    def unrecv(self, data, /):
+        """Put ``data`` back in front of the received bytes: the next receive of
+        any kind returns it first, then what was buffered, then the kernel's.  A
+        layer that read ahead (a parser, a protocol sniffer, a reader that split
+        messages in advance) gives back what it will not use.  OSError (EBADF)
+        when the socket is closed; RuntimeError during another receive."""
+        cdef Py_buffer view
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            self._begin_receive()
+            try:
+                if self._closed():
+                    raise_errno(EBADF)
+                rb_unread(&self.rbuf, <char *>view.buf, view.len)
+            finally:
+                self._end_receive()
+            if self._closed():  # a close() meanwhile left the buffer to us
+                self._forget_received()
+        finally:
+            PyBuffer_Release(&view)
+
     # -- files --------------------------------------------------------------------
 
     def makefile(self, mode="r", buffering=None, *, encoding=None, errors=None,

@@ -235,6 +235,23 @@ class StreamSocket(_Socket):
         finally:
             self._end_receive()
 
+    def unrecv(self, data: Any, /) -> None:
+        """Put ``data`` back in front of the received bytes: the next receive of
+        any kind returns it first, then what was buffered, then the kernel's.  A
+        layer that read ahead (a parser, a protocol sniffer, a reader that split
+        messages in advance) gives back what it will not use.  OSError (EBADF)
+        when the socket is closed; RuntimeError during another receive."""
+        data = _readable_bytes(data).tobytes()
+        self._begin_receive()
+        try:
+            if self._sock.fileno() == -1:
+                raise _closed_error()
+            self._unread(data)
+        finally:
+            self._end_receive()
+        if self._sock.fileno() == -1:  # a close() meanwhile left the buffer to us
+            self._forget_received()
+
     def _begin_receive(self) -> None:
         if not self._claim.acquire(blocking=False):
             raise RuntimeError("another receive call is in progress on this socket")

@@ -58,6 +58,9 @@ DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024  # StreamSocket.recv_msg()'s
 _HIGH_WATER = 64 * 1024  # asyncio's transport defaults
 _ACCEPT_RETRY_DELAY = 1.0  # as asyncio, after running out of descriptors
 _SEND_CHUNK = 256 * 1024
+# frames read_msg() splits per receive and hands out one per call: a bounded
+# batch (as read_msgs() hands out), so one call is a list pop, not a socket call
+_READ_AHEAD_FRAMES = 256
 
 # the twins' framing errors, turned into asyncio's own at this boundary
 _FastIncomplete = fastsock.IncompleteReadError
@@ -148,6 +151,10 @@ class StreamReader:
         # the next one waits for readability first instead of trying a receive
         # bound to fail (a request/response peer is nearly always so)
         self._drained = False
+        # frames read_msg() split ahead, last first (popped), with the prefix
+        # size they were split with; every other read puts them back first
+        self._frames: list[bytes] = []
+        self._frames_prefix = 0
         conn.reader = self
 
     def __repr__(self) -> str:
@@ -168,10 +175,11 @@ class StreamReader:
         """True once the stream has ended and nothing is left to read."""
         if self._conn.closing:
             return True
-        return self._eof and not self._sock.buffered
+        return self._eof and not self._frames and not self._sock.buffered
 
     def _connection_closed(self) -> None:
         self._eof = True
+        self._frames = []  # reads end here, as for the bytes the socket held
         self._watching = False  # the connection unregisters the descriptor
         if self._waiter is not None:
             _wake(self._waiter)
@@ -223,6 +231,19 @@ class StreamReader:
         """The kernel reported the connection broken: end it as asyncio does."""
         self._conn.close(exc)
 
+    def _unsplit(self) -> None:
+        """Give the frames read_msg() split ahead back to the socket, prefixes
+        and all, in front of what it holds: every read but read_msg() starts
+        from the socket's bytes in their order."""
+        frames = self._frames
+        if not frames:
+            return
+        self._frames = []
+        if self._conn.closing:
+            return  # reads end: nothing will read them
+        pack = _PREFIXES[self._frames_prefix].pack
+        self._sock.unrecv(b"".join([pack(len(frame)) + frame for frame in reversed(frames)]))
+
     # -- asyncio's methods ----------------------------------------------------
     #
     # Each read spells out its own try/wait loop: a shared helper coroutine
@@ -233,6 +254,7 @@ class StreamReader:
         """Read up to ``n`` bytes (all until the end when negative); b"" at the end."""
         if n == 0:
             return b""
+        self._unsplit()
         if n < 0:
             blocks: list[bytes] = []
             while True:
@@ -269,6 +291,7 @@ class StreamReader:
             raise ValueError("readexactly size can not be less than zero")
         if n == 0:
             return b""
+        self._unsplit()
         sock = self._sock
         conn = self._conn
         while not conn.closing:
@@ -309,6 +332,7 @@ class StreamReader:
             separator = seps[0]
         if not separator:
             raise ValueError("Separator should be at least one-byte string")
+        self._unsplit()
         sock = self._sock
         limit = self._limit + len(separator)  # asyncio bounds where the separator starts
         conn = self._conn
@@ -337,6 +361,7 @@ class StreamReader:
         raise asyncio.IncompleteReadError(b"", None)
 
     async def _readuntil_any(self, seps: list[bytes]) -> bytes:
+        self._unsplit()
         conn = self._conn
         while not conn.closing:
             try:
@@ -437,7 +462,16 @@ class StreamReader:
         fastsock.MessageTooLargeError when the prefix announces more than
         ``max_size`` bytes (the prefix stays buffered); asyncio.IncompleteReadError
         when the stream ends mid-message or before one.
+
+        One receive splits up to a batch of the frames already there; the
+        following calls hand them out without a socket call, and any other
+        read gives them back to the socket first (nothing is reordered).
         """
+        frames = self._frames
+        if frames:
+            if prefix_size == self._frames_prefix and len(frames[-1]) <= max_size:
+                return frames.pop()
+            self._unsplit()  # another framing: the socket decides, in order
         sock = self._sock
         conn = self._conn
         while not conn.closing:
@@ -445,9 +479,8 @@ class StreamReader:
                 await self._wait_readable("read_msg")
                 continue
             try:
-                data: bytes = sock.recv_msg(prefix_size=prefix_size, max_size=max_size)
-                self._drained = not sock.buffered
-                return data
+                messages: list[bytes] = sock.recv_msgs(
+                    _READ_AHEAD_FRAMES, prefix_size=prefix_size, max_size=max_size)
             except BlockingIOError:
                 pass
             except _FastIncomplete as exc:
@@ -456,6 +489,15 @@ class StreamReader:
             except ConnectionError as exc:
                 self._lost(exc)
                 raise
+            else:
+                self._drained = not sock.buffered
+                if len(messages) == 1:
+                    return messages[0]
+                messages.reverse()
+                data = messages.pop()
+                self._frames = messages
+                self._frames_prefix = prefix_size
+                return data
             await self._wait_readable("read_msg")
         self._ended()  # the error that ended the connection, if any
         raise asyncio.IncompleteReadError(b"", prefix_size)
@@ -467,6 +509,7 @@ class StreamReader:
         Errors as read_msg(); an error after the first message is raised by the
         next call.
         """
+        self._unsplit()
         sock = self._sock
         conn = self._conn
         while not conn.closing:
@@ -495,6 +538,7 @@ class StreamReader:
         rule: all of it within ``limit`` bytes.  asyncio.LimitOverrunError (the
         data stays buffered) past that, asyncio.IncompleteReadError when the
         stream ends first."""
+        self._unsplit()
         sock = self._sock
         conn = self._conn
         while not conn.closing:
@@ -524,6 +568,7 @@ class StreamReader:
         return that count; asyncio.IncompleteReadError when the stream ends first.
         When cancelled, the bytes read so far stay in the socket's buffer (the
         buffer's contents are then undefined)."""
+        self._unsplit()
         sock = self._sock
         conn = self._conn
         while not conn.closing:
@@ -587,6 +632,8 @@ class StreamWriter:
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``socket`` (the fastsock socket), ``sockname``, ``peername``."""
+        if name == "socket" and self._reader is not None:
+            self._reader._unsplit()  # whoever reads the socket reads every byte
         return self._extra.get(name, default)
 
     def get_write_buffer_size(self) -> int:
