@@ -13,8 +13,9 @@ stdlib socket.
   meanwhile in a thread or not reading, and sometimes resetting in that
   thread after a fuzzed number of bytes;
 - ours receives (recv, recv_into, recv_exactly, recv_until, recv_msg,
-  recv_msgs with a fuzzed max_count, take_buffered) and checks that
-  detach()/to_socket() refuse while bytes are buffered.
+  recv_msgs with a fuzzed max_count, take_buffered), gives back some of
+  the bytes it received (unrecv, as a reader that read ahead does) and
+  checks that detach()/to_socket() refuse while bytes are buffered.
 
 A model of each direction of the stream checks every result:
 
@@ -118,7 +119,7 @@ class Source:
 # step kinds by the first byte of a step (weights: receives and sends most often)
 KINDS = ("peer_send", "peer_frames", "peer_read", "send", "send", "send",
          "recv", "recv", "recv", "recv", "take_buffered", "handoff",
-         "peer_reset", "peer_close", "peer_shutdown", "peer_frames")
+         "peer_reset", "peer_close", "peer_shutdown", "peer_frames", "unrecv")
 
 
 def peer_bytes(src: Source, index: int) -> bytes:
@@ -161,6 +162,9 @@ def decode(data: bytes) -> tuple[int, list[tuple[Any, ...]]]:
             total_peer += len(out)
         elif kind == "peer_read":
             steps.append(("peer_read", None if src.below(2) else 1 + src.size(40000)))
+        elif kind == "unrecv":
+            # how many of the bytes last returned go back (at most all returned)
+            steps.append(("unrecv", choose(src, (1, 4, 100), lambda: src.size(70000))))
         elif kind == "send":
             method = SENDS[src.below(len(SENDS))]
             mode = MODES[src.below(3)]
@@ -269,7 +273,29 @@ def seed_close_and_take_buffered() -> bytes:
     return bytes(e.out)
 
 
+def seed_unrecv_around_the_end() -> bytes:
+    # a frame taken and given back with the line before it, read again by
+    # recv_until and recv_msg; then the peer closes, bytes go back after the
+    # end was reported and come again before the end is reported again
+    e = Encoder().below(4, 2)  # prefix 4
+    e.kind("peer_send").below(32, 4).raw(b"hi!\n").size(4096, 4)
+    e.kind("peer_frames").below(5, 0).below(8, 2)  # one frame of 5 bytes
+    e.kind("recv").below(6, 3).below(3, 0).below(4, 0).below(4, 0)  # recv_until b"\n"
+    e.kind("recv").below(6, 4).below(3, 1).below(8, 1).below(4, 0).below(20, 0)
+    e.kind("unrecv").below(4, 2)  # 100: all of it
+    e.kind("recv").below(6, 2).below(3, 0).below(7, 1)  # recv_exactly(1)
+    e.kind("unrecv").below(4, 0)
+    e.kind("peer_close")
+    e.kind("recv").below(6, 0).below(3, 0).below(6, 4)  # recv(65536)
+    e.kind("recv").below(6, 0).below(3, 0).below(6, 4)  # the end
+    e.kind("unrecv").below(4, 1)
+    e.kind("recv").below(6, 4).below(3, 2).below(8, 1).below(4, 0).below(20, 0)
+    e.kind("take_buffered")
+    return bytes(e.out)
+
+
 SEEDS = {
+    "unrecv-around-the-end": seed_unrecv_around_the_end,
     "frames-then-reset": seed_frames_then_reset,
     "partial-sends": seed_partial_sends,
     "close-and-take-buffered": seed_close_and_take_buffered,
@@ -673,6 +699,17 @@ def step(m: Model, ours: Any, peer: socket.socket, prefix: int, index: int,
         if result[0] != "ok" or len(result[1]) != held or ours.buffered:
             raise m.defect(f"take_buffered() with {held} bytes buffered: {result!r:.200}")
         m.take(result[1], "take_buffered()")
+    elif kind == "unrecv":
+        # a reader that read ahead gives bytes back: the next receives return
+        # them again, in front of what the socket holds
+        count = min(st[1], m.pos)
+        held = ours.buffered
+        given_back = bytes(m.stream[m.pos - count:m.pos])
+        result = harness.outcome(lambda: ours.unrecv(given_back))
+        if result[0] != "ok" or ours.buffered != held + count:
+            raise m.defect(f"unrecv() of {count} bytes with {held} buffered: {result!r:.200}, "
+                           f"{ours.buffered} buffered after")
+        m.pos -= count
     elif kind == "handoff":
         held = ours.buffered
         if held:  # with nothing buffered the descriptor would really go
