@@ -13,7 +13,7 @@ stdlib socket.
   meanwhile in a thread or not reading, and sometimes resetting in that
   thread after a fuzzed number of bytes;
 - ours receives (recv, recv_into, recv_exactly, recv_until, recv_msg,
-  recv_msgs with a fuzzed max_count, take_buffered), gives back some of
+  recv_msgs with a fuzzed max_count and max_bytes, take_buffered), gives back some of
   the bytes it received (unrecv, as a reader that read ahead does) and
   checks that detach()/to_socket() refuse while bytes are buffered.
 
@@ -433,8 +433,11 @@ def check_receive(m: Model, sock: Any, method: str, args: tuple[Any, ...],
         elif method == "recv_msg":
             m.take_msg(args[0], value, what)
         else:
-            if not value or len(value) > args[2]:
-                raise m.defect(f"{what} returned {len(value)} messages")
+            bound = msgs_byte_bound(args[2])
+            if not value or len(value) > args[2] or (
+                    bound is not None and len(value) > 1 and sum(map(len, value)) > bound):
+                raise m.defect(f"{what} returned {len(value)} messages "
+                               f"of {sum(map(len, value))} bytes (max_bytes={bound})")
             for payload in value:
                 m.take_msg(args[0], payload, what)
         return
@@ -653,7 +656,14 @@ def recv_call(ours: Any, method: str, args: tuple[Any, ...]) -> tuple[str, Any]:
         return harness.outcome(lambda: getattr(ours, method)(*args))
     if method == "recv_msg":
         return harness.outcome(lambda: ours.recv_msg(prefix_size=args[0], max_size=args[1]))
-    return harness.outcome(lambda: ours.recv_msgs(args[2], prefix_size=args[0], max_size=args[1]))
+    return harness.outcome(lambda: ours.recv_msgs(args[2], prefix_size=args[0], max_size=args[1],
+                                                  max_bytes=msgs_byte_bound(args[2])))
+
+
+def msgs_byte_bound(count: int) -> Optional[int]:
+    """recv_msgs()'s max_bytes, from its count (the inputs keep their meaning):
+    none for an odd count, else a bound that a few hundred-byte frames reach."""
+    return None if count % 2 else count * 40
 
 
 Log = list[tuple[int, Any, Any]]

@@ -65,7 +65,8 @@ def call(fdp: atheris.FuzzedDataProvider) -> tuple[str, tuple[Any, ...]]:
     if choice <= 2:
         return "recv_msg", (prefix, max_size)
     if choice <= 4:
-        return "recv_msgs", (fdp.ConsumeIntInRange(-1, 20), prefix, max_size)
+        max_bytes = pick(fdp, [None, None, 1, 100, fdp.ConsumeIntInRange(-1, 70000), 0])
+        return "recv_msgs", (fdp.ConsumeIntInRange(-1, 20), prefix, max_size, max_bytes)
     if choice <= 6:
         delim = pick(fdp, [b"\r\n", b"\n", b"\0", b"ab", b"\r\n\r\n", b""])
         return "recv_until", (delim, pick(fdp, [65536, 1, 2, 10, fdp.ConsumeIntInRange(-1, 6000)]))
@@ -77,7 +78,7 @@ def run(sock: Any, name: str, args: tuple[Any, ...]) -> tuple[str, Any]:
         return harness.outcome(lambda: sock.recv_msg(prefix_size=args[0], max_size=args[1]))
     if name == "recv_msgs":
         return harness.outcome(lambda: sock.recv_msgs(args[0], prefix_size=args[1],
-                                                      max_size=args[2]))
+                                                      max_size=args[2], max_bytes=args[3]))
     return harness.outcome(lambda: getattr(sock, name)(*args))
 
 

@@ -993,3 +993,18 @@ def test_read_ahead_frames_obey_a_later_smaller_max_size(impl: ModuleType, run: 
         await _close(writer, peer_writer)
 
     run(main)
+
+
+def test_read_ahead_is_bounded_in_bytes(impl: ModuleType, run: Runner) -> None:
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        payloads = [bytes([i]) * 20000 for i in range(30)]
+        peer_writer.write(frames(payloads))  # more than the kernel holds: sent as read
+        got = []
+        for _ in payloads:
+            got.append(await reader.read_msg())
+            assert sum(map(len, reader._frames)) <= 64 * 1024  # never 30 frames ahead
+        assert got == payloads
+        await _close(writer, peer_writer)
+
+    run(main)

@@ -868,6 +868,44 @@ def test_recv_msgs_respects_max_count(impl: ModuleType, pair: tuple[Any, Any]) -
     assert b.recv_msgs(prefix_size=2) == payloads[11:]
 
 
+def test_recv_msgs_respects_max_bytes(impl: ModuleType, pair: tuple[Any, Any]) -> None:
+    a, b = pair
+    payloads = [b"a" * 10, b"b" * 10, b"c" * 5, b"", b"d" * 100, b"e"]
+    stream = b"".join(framed(p) for p in payloads)
+    a.sendall(stream)
+    wait_queued(b, len(stream))
+    assert b.recv_msgs(max_bytes=5) == payloads[:1]  # the first always
+    assert b.recv_msgs(max_bytes=25) == payloads[1:4]  # 15 bytes; d's 100 wait
+    assert b.recv_msgs(max_bytes=1) == payloads[4:5]
+    assert b.recv_msgs(max_bytes=1000) == payloads[5:]
+    for bad, error in ((0, ValueError), (-1, ValueError), (2 ** 70, OverflowError),
+                       ("1", TypeError), (1.0, TypeError)):
+        with pytest.raises(error):
+            b.recv_msgs(max_bytes=bad)
+
+
+def test_recv_msgs_max_bytes_bounds_each_batch_of_a_fast_sender(impl: ModuleType,
+                                                                  pair: tuple[Any, Any]) -> None:
+    # large frames streaming in: no batch holds more than max_bytes after its
+    # first message, and the socket does not read ahead without bound either
+    a, b = pair
+    payloads = [pattern(30000, i) for i in range(60)]
+
+    def send() -> None:
+        for payload in payloads:
+            a.send_msg(payload)
+
+    received: list[bytes] = []
+    with background(send, a, b) as sender:
+        while len(received) < len(payloads):
+            batch = b.recv_msgs(max_bytes=70000)
+            assert len(batch) == 1 or sum(map(len, batch)) <= 70000
+            assert b.buffered <= 70000 + 2 * 30004 + 65536
+            received += batch
+        sender.finish()
+    assert received == payloads
+
+
 def test_recv_msgs_collects_everything_in_bounded_calls(impl: ModuleType,
                                                         pair: tuple[Any, Any]) -> None:
     a, b = pair

@@ -154,10 +154,11 @@ def test_recv_msg_gets_every_message(impl: ModuleType, sizes: list[int], prefix_
 @SETTINGS
 @given(sizes=message_sizes(), prefix_size=st.sampled_from([1, 2, 4, 8]),
        max_count=st.integers(1, 40), split_sizes=splits, pause_flags=pauses,
-       transport=transports)
+       transport=transports, max_bytes=st.none() | st.integers(1, 5000))
 def test_recv_msgs_gets_every_message(impl: ModuleType, sizes: list[int], prefix_size: int,
                                       max_count: int, split_sizes: list[int],
-                                      pause_flags: list[bool], transport: str) -> None:
+                                      pause_flags: list[bool], transport: str,
+                                      max_bytes: Optional[int]) -> None:
     messages = payloads_for(sizes, prefix_size)
     stream = b"".join(framed(m, prefix_size) for m in messages)
 
@@ -166,8 +167,10 @@ def test_recv_msgs_gets_every_message(impl: ModuleType, sizes: list[int], prefix
         for _ in range(len(messages)):
             if len(got) == len(messages):
                 break
-            batch = sock.recv_msgs(max_count, prefix_size=prefix_size)
+            batch = sock.recv_msgs(max_count, prefix_size=prefix_size, max_bytes=max_bytes)
             assert 1 <= len(batch) <= max_count
+            if max_bytes is not None and len(batch) > 1:
+                assert sum(map(len, batch)) <= max_bytes
             got += batch
         with pytest.raises(impl.IncompleteReadError):
             sock.recv_msgs(prefix_size=prefix_size)

@@ -31,6 +31,7 @@ from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
 from cpython.long cimport PyLong_AsLong, PyLong_AsSsize_t, PyLong_AsUnsignedLongMask
 from cpython.number cimport PyNumber_AsSsize_t
 from cpython.object cimport PyObject, PyTypeObject
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.sequence cimport (
     PySequence_Check,
     PySequence_Fast,

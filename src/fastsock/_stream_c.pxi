@@ -813,43 +813,62 @@ cdef class StreamSocket(_Socket):
         finally:
             self._end_receive()
 
-    def recv_msgs(self, max_count=1024, *, prefix_size=4, max_size=16777216):
+    def recv_msgs(self, max_count=1024, *, prefix_size=4, max_size=16777216,
+                  max_bytes=None):
         """Receive the next message (waiting for it as recv_msg() does) and every
         complete one already received after it, at most ``max_count`` in all; returns
         their payloads.  Once it has a message it never waits; a next message larger
-        than ``max_size`` is left for the next call to report.
+        than ``max_size`` is left for the next call to report.  ``max_bytes``: the
+        messages after the first are taken only while all the payloads returned
+        stay within that many bytes (the rest wait for the next call), which bounds
+        a batch's memory whatever the messages' sizes.
         """
         cdef Py_ssize_t count = check_positive(max_count, "max_count")
         cdef int psize = check_prefix_size(prefix_size)
         cdef Py_ssize_t cmax = check_positive(max_size, "max_size")
+        cdef Py_ssize_t room = PY_SSIZE_T_MAX
         cdef list messages = []
+        cdef bint full
+        if max_bytes is not None:
+            room = check_positive(max_bytes, "max_bytes")
         self._begin_receive()
         try:
-            self._take_msgs(messages, count, psize, cmax)
+            full = self._take_msgs(messages, count, psize, cmax, &room)
             if not messages:
-                messages.append(self._recv_one(psize, cmax, self._deadline()))
-                self._take_msgs(messages, count, psize, cmax)
-            # and whatever the kernel already holds, without waiting
-            while len(messages) < count and self._fill_nowait():
-                self._take_msgs(messages, count, psize, cmax)
+                first = self._recv_one(psize, cmax, self._deadline())
+                messages.append(first)
+                room -= len(<bytes>first)
+                full = self._take_msgs(messages, count, psize, cmax, &room)
+            # and whatever the kernel already holds, without waiting, until
+            # the batch is full or its next message cannot join it
+            while not full and self._fill_nowait():
+                full = self._take_msgs(messages, count, psize, cmax, &room)
             return messages
         finally:
             self._end_receive()
 
-    cdef int _take_msgs(self, list messages, Py_ssize_t count, int psize,
-                        Py_ssize_t cmax) except -1:
-        """Move the complete messages in the receive buffer to ``messages``."""
+    cdef bint _take_msgs(self, list messages, Py_ssize_t count, int psize,
+                         Py_ssize_t cmax, Py_ssize_t *room) except -1:
+        """Move the complete messages in the receive buffer to ``messages``
+        (after the first, only while their payloads fit in ``room``, which
+        they use up).  True when more bytes from the kernel would not add a
+        message: the batch is full, or the next one is too large for it."""
         cdef unsigned long long length
         cdef Py_ssize_t held
         while len(messages) < count:
             held = self.rbuf.end - self.rbuf.start
             if held < psize:
-                break
+                return False
             length = decode_prefix(self.rbuf.data + self.rbuf.start, psize)
-            if length > <unsigned long long>cmax or <unsigned long long>(held - psize) < length:
-                break  # too large (reported by the next call) or incomplete
+            if length > <unsigned long long>cmax:
+                return True  # reported by the next call
+            if messages and <Py_ssize_t>length > room[0]:  # length <= cmax: no overflow
+                return True  # for the next batch
+            if <unsigned long long>(held - psize) < length:
+                return False
             messages.append(rb_take_after(&self.rbuf, psize, <Py_ssize_t>length))
-        return 0
+            room[0] -= <Py_ssize_t>length
+        return True
 
     cdef object _recv_one(self, int psize, Py_ssize_t cmax, double deadline):
         """One framed message (the caller holds ``receiving``)."""

@@ -760,23 +760,30 @@ class StreamSocket(_Socket):
             self._end_receive()
 
     def recv_msgs(self, max_count: int = 1024, *, prefix_size: int = 4,
-                  max_size: int = DEFAULT_MAX_MESSAGE) -> list[bytes]:
+                  max_size: int = DEFAULT_MAX_MESSAGE,
+                  max_bytes: Optional[int] = None) -> list[bytes]:
         """Receive the next message (waiting for it as recv_msg() does) and every
         complete one already received after it, at most ``max_count`` in all; returns
         their payloads.  Once it has a message it never waits; a next message larger
-        than ``max_size`` is left for the next call to report.
+        than ``max_size`` is left for the next call to report.  ``max_bytes``: the
+        messages after the first are taken only while all the payloads returned
+        stay within that many bytes (the rest wait for the next call), which bounds
+        a batch's memory whatever the messages' sizes.
         """
         count = _positive(max_count, "max_count")
         header = _prefix_struct(prefix_size)
         most = _positive(max_size, "max_size")
+        room = _SSIZE_MAX if max_bytes is None else _positive(max_bytes, "max_bytes")
         self._begin_receive()
         try:
-            return self._recv_msgs(count, header, most)
+            return self._recv_msgs(count, header, most, room)
         finally:
             self._end_receive()
 
-    def _recv_msgs(self, count: int, header: struct.Struct, most: int) -> list[bytes]:
+    def _recv_msgs(self, count: int, header: struct.Struct, most: int,
+                   room: int) -> list[bytes]:
         messages = [self._recv_msg(header, most)]
+        room -= len(messages[0])
         hsize = header.size
         unpack = header.unpack_from
         while len(messages) < count:  # each pass takes a message or reads a byte or more
@@ -788,8 +795,11 @@ class StreamSocket(_Socket):
                 size = unpack(rbuf, pos)[0]
                 if size > most:
                     break  # the next call reports it
+                if size > room:
+                    break  # for the next batch
                 if avail - hsize >= size:
                     messages.append(self._take_at(pos + hsize, size))
+                    room -= size
                     continue
                 need = hsize + size - avail
             else:
@@ -799,6 +809,7 @@ class StreamSocket(_Socket):
                 break  # the next message has not fully arrived
             if size > _CHUNK:
                 messages.append(self._recv_msg(header, most))  # all there: no wait
+                room -= size
             elif not self._fill_queued(min(queued, _CHUNK)):
                 break
         return messages

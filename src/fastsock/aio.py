@@ -58,9 +58,11 @@ DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024  # StreamSocket.recv_msg()'s
 _HIGH_WATER = 64 * 1024  # asyncio's transport defaults
 _ACCEPT_RETRY_DELAY = 1.0  # as asyncio, after running out of descriptors
 _SEND_CHUNK = 256 * 1024
-# frames read_msg() splits per receive and hands out one per call: a bounded
-# batch (as read_msgs() hands out), so one call is a list pop, not a socket call
+# what read_msg() splits per receive and hands out one per call, so that a
+# call is a list pop, not a socket call: a batch bounded in count and in bytes
+# (whatever the frames' sizes, what is held ahead stays small)
 _READ_AHEAD_FRAMES = 256
+_READ_AHEAD_BYTES = 64 * 1024
 
 # the twins' framing errors, turned into asyncio's own at this boundary
 _FastIncomplete = fastsock.IncompleteReadError
@@ -480,7 +482,8 @@ class StreamReader:
                 continue
             try:
                 messages: list[bytes] = sock.recv_msgs(
-                    _READ_AHEAD_FRAMES, prefix_size=prefix_size, max_size=max_size)
+                    _READ_AHEAD_FRAMES, prefix_size=prefix_size, max_size=max_size,
+                    max_bytes=_READ_AHEAD_BYTES)
             except BlockingIOError:
                 pass
             except _FastIncomplete as exc:
@@ -503,9 +506,11 @@ class StreamReader:
         raise asyncio.IncompleteReadError(b"", prefix_size)
 
     async def read_msgs(self, max_count: int = 1024, *, prefix_size: int = 4,
-                        max_size: int = DEFAULT_MAX_MESSAGE) -> list[bytes]:
+                        max_size: int = DEFAULT_MAX_MESSAGE,
+                        max_bytes: Optional[int] = None) -> list[bytes]:
         """Wait for the next message and return it with every complete one
-        already received after it, at most ``max_count``: one wake per batch.
+        already received after it, at most ``max_count`` (and, after the first,
+        only while the payloads stay within ``max_bytes``): one wake per batch.
         Errors as read_msg(); an error after the first message is raised by the
         next call.
         """
@@ -518,7 +523,8 @@ class StreamReader:
                 continue
             try:
                 messages: list[bytes] = sock.recv_msgs(
-                    max_count, prefix_size=prefix_size, max_size=max_size)
+                    max_count, prefix_size=prefix_size, max_size=max_size,
+                    max_bytes=max_bytes)
                 self._drained = not sock.buffered
                 return messages
             except BlockingIOError:
