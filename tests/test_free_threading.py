@@ -328,3 +328,45 @@ def test_buffered_is_zero_while_another_threads_receive_holds_the_bytes(
         assert worker.finish(10) == b"abc\n"
         assert b.buffered == 2
         assert b.recv(16) == b"de"
+
+
+def test_bytes_given_back_while_threads_receive_are_each_read_once(impl: ModuleType) -> None:
+    # threads take lines, some giving lines back once (unrecv), while the
+    # others take lines too: every line is kept exactly once in all, never
+    # torn or doubled; a give-back that meets another's receive is refused
+    lines = [b"%05d\n" % i for i in range(3000)]
+    a, b = impl.socketpair()
+    with a, b:
+        b.settimeout(2)
+        kept: list[list[bytes]] = [[] for _ in range(4)]
+        given_back: set[bytes] = set()
+        lock = threading.Lock()
+
+        def reader(index: int, gives_back: bool) -> None:
+            while True:
+                try:
+                    line = b.recv_until(b"\n")
+                except RuntimeError:
+                    continue  # another thread's call holds the buffer
+                except (TimeoutError, EOFError):
+                    return
+                if gives_back and int(line[:5]) % 3 == 0:
+                    with lock:
+                        first_time = line not in given_back
+                        given_back.add(line)
+                    if first_time:
+                        try:
+                            b.unrecv(line)
+                            continue  # whoever takes it next keeps it
+                        except RuntimeError:
+                            pass  # refused: nothing changed, this thread keeps it
+                kept[index].append(line)
+
+        def send() -> None:
+            for start in range(0, len(lines), 100):
+                a.sendall(b"".join(lines[start:start + 100]))
+            a.shutdown(socket.SHUT_WR)
+
+        run_all(send, *(functools.partial(reader, i, i % 2 == 0) for i in range(4)))
+        assert sorted(line for mine in kept for line in mine) == lines
+        assert given_back  # the path under test
