@@ -269,6 +269,19 @@ def test_reads_match_the_stdlib_file(impl: ModuleType, data: bytes,
             assert ours.read() == theirs.read()
 
 
+@pytest.mark.parametrize("hint", [1, 2, 3, 4, 6, 7, 0, -1])
+def test_readlines_hint_stops_as_the_stdlib_file(impl: ModuleType, hint: int) -> None:
+    # the stdlib stops once the lines hold more than hint bytes: a hint equal
+    # to a line boundary takes the next line too
+    data = b"ab\ncd\nef"
+    with fed(stdlib_pair, data) as theirs_sock, fed(impl_pair(impl), data) as ours_sock:
+        with theirs_sock.makefile("rb") as theirs, ours_sock.makefile("rb") as ours:
+            expected = theirs.readlines(hint)
+            assert ours.readlines(hint) == expected
+            assert ours.read() == theirs.read()
+    assert expected == ([b"ab\n", b"cd\n"] if hint == 3 else expected)
+
+
 @pytest.mark.parametrize("newline", [None, "", "\n", "\r", "\r\n"])
 def test_text_lines_match_the_stdlib_file(impl: ModuleType, newline: Optional[str]) -> None:
     data = "a\r\nb\rc\nd\r\r\ne \u00e9\u20ac\U0001f600\nlast".encode()

@@ -366,7 +366,8 @@ cdef class SocketFile:
             sock._end_receive()
 
     def readlines(self, hint=-1, /):
-        """The lines up to the end of the stream, or until they hold ``hint`` bytes."""
+        """The lines up to the end of the stream, or until they hold more than
+        ``hint`` bytes (the stdlib file's rule)."""
         cdef Py_ssize_t most = file_size_arg(hint), total = 0
         cdef list lines = []
         cdef StreamSocket sock = self._open()
@@ -376,7 +377,7 @@ cdef class SocketFile:
                 return lines
             lines.append(line)
             total += len(line)
-            if 0 < most <= total:
+            if 0 < most < total:
                 return lines
 
     def __iter__(self):

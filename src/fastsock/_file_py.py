@@ -294,14 +294,15 @@ class SocketFile(io.BufferedIOBase):
         return line
 
     def readlines(self, hint: Optional[int] = -1, /) -> list[bytes]:
-        """The lines up to the end of the stream, or until they hold ``hint`` bytes."""
+        """The lines up to the end of the stream, or until they hold more than
+        ``hint`` bytes (the stdlib file's rule)."""
         most = _size(hint)
         lines = []
         total = 0
         for line in self:
             lines.append(line)
             total += len(line)
-            if 0 < most <= total:
+            if 0 < most < total:
                 break
         return lines
 
