@@ -249,7 +249,8 @@ def test_cancelled_read_loses_nothing(impl: ModuleType, run: Runner) -> None:
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout() is new in 3.11")
-@pytest.mark.parametrize("method", ["read_msgs", "readexactly", "readexactly_into", "readuntil"])
+@pytest.mark.parametrize("method", ["read_msg", "read_msgs", "readexactly", "readexactly_into",
+                                    "readuntil"])
 def test_asyncio_timeout_around_a_read_loses_nothing(impl: ModuleType, run: Runner,
                                                      method: str) -> None:
     async def main() -> None:
@@ -257,7 +258,8 @@ def test_asyncio_timeout_around_a_read_loses_nothing(impl: ModuleType, run: Runn
         data = frames([b"x" * 70000, b"y"])
         size = len(data)
         buffer = bytearray(size)
-        reads = {"read_msgs": reader.read_msgs, "readexactly": lambda: reader.readexactly(size),
+        reads = {"read_msg": reader.read_msg, "read_msgs": reader.read_msgs,
+                 "readexactly": lambda: reader.readexactly(size),
                  "readexactly_into": lambda: reader.readexactly_into(buffer),
                  "readuntil": lambda: reader.readuntil(b"\xff")}
         peer_writer.write(data[:40000])  # part of the first frame: the read must wait
@@ -319,6 +321,36 @@ def test_reset_reported(impl: ModuleType, run: Runner) -> None:
             reader = await accepted
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()  # an RST
+            with pytest.raises(ConnectionResetError):
+                await reader.read_msg()
+            assert reader.exception() is not None
+            server.close_clients()
+
+    run(main)
+
+
+def test_reset_after_frames_read_ahead_comes_after_them(impl: ModuleType, run: Runner) -> None:
+    # read_msg() splits the three frames at once; the reset the same receive
+    # met is raised only once they have all been handed out
+    async def main() -> None:
+        listener = impl.create_server(("127.0.0.1", 0))
+        accepted: asyncio.Future[aio.StreamReader] = asyncio.get_running_loop().create_future()
+
+        async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+            accepted.set_result(reader)
+
+        server = await aio.start_server(handle, sock=listener)
+        async with server:
+            client = socket.create_connection(listener.getsockname())
+            reader = await accepted
+            client.sendall(frames([b"one", b"two", b"three"]))
+            await asyncio.sleep(0.05)  # arrived before the reset
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()  # an RST
+            await asyncio.sleep(0.05)
+            assert await reader.read_msg() == b"one"
+            assert reader._frames  # the path under test: read ahead
+            assert [await reader.read_msg(), await reader.read_msg()] == [b"two", b"three"]
             with pytest.raises(ConnectionResetError):
                 await reader.read_msg()
             assert reader.exception() is not None

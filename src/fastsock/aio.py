@@ -494,13 +494,10 @@ class StreamReader:
                 raise
             else:
                 self._drained = not sock.buffered
-                if len(messages) == 1:
-                    return messages[0]
-                messages.reverse()
-                data = messages.pop()
-                self._frames = messages
-                self._frames_prefix = prefix_size
-                return data
+                if len(messages) > 1:
+                    self._frames = messages[:0:-1]  # the rest, last first
+                    self._frames_prefix = prefix_size
+                return messages[0]
             await self._wait_readable("read_msg")
         self._ended()  # the error that ended the connection, if any
         raise asyncio.IncompleteReadError(b"", prefix_size)
