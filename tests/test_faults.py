@@ -129,6 +129,38 @@ def test_peer_reset_during_receive_keeps_what_arrived(
             a.send(b"x")
 
 
+@pytest.mark.parametrize("ending", ["reset", "close"])
+@pytest.mark.parametrize("method", ["recv_exactly", "recv_msg", "recv_msgs", "recv_until"])
+def test_an_answer_ready_when_the_time_is_up_is_reported_not_a_timeout(
+        impl: ModuleType, method: str, ending: str) -> None:
+    """A call that takes part of a frame and then finds its deadline passed
+    still asks the kernel once: the peer's reset or end, already there, is
+    what it reports.  The timeout is a nanosecond, so every step after the
+    first comes after the deadline."""
+    head = struct.pack(">I", 1000) + b"p" * 60
+    calls: dict[str, Callable[[Any], Any]] = {
+        "recv_exactly": lambda s: s.recv_exactly(1000),
+        "recv_msg": lambda s: s.recv_msg(),
+        "recv_msgs": lambda s: s.recv_msgs(),
+        "recv_until": lambda s: s.recv_until(b"\n"),
+    }
+    with connected(impl, "tcp") as (a, b):
+        b.sendall(head)
+        if ending == "reset":
+            reset(b)
+        else:
+            b.close()
+        time.sleep(0.05)  # loopback delivers at once; this is margin
+        a.settimeout(1e-9)
+        expected = ConnectionResetError if ending == "reset" else impl.IncompleteReadError
+        with pytest.raises(expected):
+            calls[method](a)
+        if ending == "reset":
+            assert a.buffered == len(head)  # what the call took stays
+        a.settimeout(5)
+        assert a.recv(1 << 16) == (head if ending == "reset" else b"")
+
+
 # -- a peer that half-closes ------------------------------------------------------
 
 @pytest.mark.parametrize("transport", ["unix", "tcp"])

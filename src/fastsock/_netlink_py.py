@@ -177,7 +177,7 @@ class NetlinkSocket(DatagramSocket):
 
     def _exchange(self, steps: _Steps, message: bytes, seq: int,
                   wait_ack: bool) -> list[NetlinkMessage]:
-        steps.sock().send(message)
+        steps.sock(writing=True).send(message)
         if self._port_id is None:  # the kernel bound the socket at its first send
             self._port_id = self._sock.getsockname()[0]
         replies: list[NetlinkMessage] = []

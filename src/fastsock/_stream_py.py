@@ -906,7 +906,7 @@ class StreamSocket(_Socket):
             count = len(items)
             while first < count:
                 batch = items[first:first + _IOV_MAX] if first or count > _IOV_MAX else items
-                sent = steps.sock().sendmsg(batch, (), flags)
+                sent = steps.sock(writing=True).sendmsg(batch, (), flags)
                 total += sent
                 while sent:
                     size = len(items[first])
@@ -1011,7 +1011,7 @@ class StreamSocket(_Socket):
             if deadline >= 0.0:
                 remaining = deadline - _monotonic()
                 if remaining <= 0.0:
-                    return False
+                    return bool(poller.poll(0))  # a last look: ready now is in time
                 wait = min(wait, remaining)
             if poller.poll(math.ceil(wait * 1000)):
                 return True
@@ -1041,7 +1041,7 @@ class StreamSocket(_Socket):
                 if not view:
                     return
                 while view:
-                    moved = steps.sock().send(view, _NOSIGNAL)
+                    moved = steps.sock(writing=True).send(view, _NOSIGNAL)
                     sent += moved
                     yield moved
                     view = view[moved:]
