@@ -13,9 +13,11 @@ stdlib socket.
   meanwhile in a thread or not reading, and sometimes resetting in that
   thread after a fuzzed number of bytes;
 - ours receives (recv, recv_into, recv_exactly, recv_until, recv_msg,
-  recv_msgs with a fuzzed max_count and max_bytes, take_buffered), gives back some of
-  the bytes it received (unrecv, as a reader that read ahead does) and
-  checks that detach()/to_socket() refuse while bytes are buffered.
+  recv_msgs with a fuzzed max_count and max_bytes, take_buffered), moves the
+  kernel's bytes into its buffer (recv_ahead, as an event loop's readiness
+  callback does), gives back some of the bytes it received (unrecv, as a
+  reader that read ahead does) and checks that detach()/to_socket() refuse
+  while bytes are buffered.
 
 A model of each direction of the stream checks every result:
 
@@ -119,7 +121,7 @@ class Source:
 # step kinds by the first byte of a step (weights: receives and sends most often)
 KINDS = ("peer_send", "peer_frames", "peer_read", "send", "send", "send",
          "recv", "recv", "recv", "recv", "take_buffered", "handoff",
-         "peer_reset", "peer_close", "peer_shutdown", "peer_frames", "unrecv")
+         "peer_reset", "peer_close", "peer_shutdown", "recv_ahead", "unrecv")
 
 
 def peer_bytes(src: Source, index: int) -> bytes:
@@ -162,6 +164,10 @@ def decode(data: bytes) -> tuple[int, list[tuple[Any, ...]]]:
             total_peer += len(out)
         elif kind == "peer_read":
             steps.append(("peer_read", None if src.below(2) else 1 + src.size(40000)))
+        elif kind == "recv_ahead":
+            mode = MODES[src.below(3)]
+            steps.append(("recv_ahead", mode, choose(src, (1, 100, 65536),
+                                                     lambda: 1 + src.size(70000))))
         elif kind == "unrecv":
             # how many of the bytes last returned go back (at most all returned)
             steps.append(("unrecv", choose(src, (1, 4, 100), lambda: src.size(70000))))
@@ -294,7 +300,26 @@ def seed_unrecv_around_the_end() -> bytes:
     return bytes(e.out)
 
 
+def seed_recv_ahead_then_reset() -> bytes:
+    # frames taken in ahead (a byte, then the rest), split by recv_msgs; then
+    # the peer sends half a frame and resets: recv_ahead takes the half in,
+    # then reports the reset once, and the half is still returned before the end
+    e = Encoder().below(4, 2)  # prefix 4
+    e.kind("peer_frames").below(5, 2).below(8, 2).below(8, 1).below(8, 3)  # 5, 1, 100 bytes
+    e.kind("recv_ahead").below(3, 1).below(4, 0)  # non-blocking, 1 byte
+    e.kind("recv_ahead").below(3, 2).below(4, 2)  # small timeout, 65536
+    e.kind("recv").below(6, 5).below(3, 1).below(8, 1).below(4, 0).below(20, 8)
+    e.kind("peer_send").below(32, 8).raw(b"\0\0\0\x09half").size(4096, 8)
+    e.kind("peer_reset")
+    e.kind("recv_ahead").below(3, 0).below(4, 1)  # blocking, 100
+    e.kind("recv_ahead").below(3, 0).below(4, 1)  # the reset
+    e.kind("recv_ahead").below(3, 1).below(4, 2)  # the end
+    e.kind("recv").below(6, 4).below(3, 0).below(8, 1).below(4, 0).below(20, 0)
+    return bytes(e.out)
+
+
 SEEDS = {
+    "recv-ahead-then-reset": seed_recv_ahead_then_reset,
     "unrecv-around-the-end": seed_unrecv_around_the_end,
     "frames-then-reset": seed_frames_then_reset,
     "partial-sends": seed_partial_sends,
@@ -669,6 +694,49 @@ def msgs_byte_bound(count: int) -> Optional[int]:
 Log = list[tuple[int, Any, Any]]
 
 
+def recv_ahead(m: Model, ours: Any, index: int, st: tuple[Any, ...], log: Log,
+               gate: Any) -> None:
+    """The kernel's bytes move into the socket's buffer: at most as many as
+    asked, the buffer grows by what it says, the next receives return them
+    in order (the model checks them there), and the end, a reset and a
+    timeout follow the rules of a receive."""
+    _, mode, most = st
+    held = ours.buffered
+    waiting = len(m.stream) - m.pos - held  # what the peer sent that ours has not taken in
+    # the twins read ahead differently (one may already hold what the other
+    # still finds in the kernel): compared only when they agree on that
+    gate = (*gate, bool(waiting))
+    if mode == "blocking" and m.fault == "open" and not waiting:
+        mode = "timeout"  # would wait for bytes the peer never sends
+    set_mode(ours, mode)
+    result = harness.outcome(lambda: ours.recv_ahead(most))
+    what = f"recv_ahead({most}) {mode} with {held} buffered"
+    if TRACE:
+        print(f"{m.name} {index} {what}: {result!r:.200}", file=sys.stderr)
+    kind, value = result
+    if kind == "ok":
+        if ours.buffered != held + value or not 0 <= value <= min(most, waiting):
+            raise m.defect(f"{what} returned {value}, {ours.buffered} buffered after, "
+                           f"{waiting} bytes on the way")
+        if not value and not m.at_end_allowed():
+            raise m.defect(f"{what} reported an end of stream while the peer is {m.fault}")
+        if not value and m.fault == "eof" and waiting:
+            raise m.defect(f"{what} reported the end with {waiting} bytes not taken in")
+        log.append((index, gate, ("ok", bool(value))))
+        return
+    if ours.buffered != held:
+        raise m.defect(f"{what} raised {value!r} and changed the buffer to {ours.buffered}")
+    if isinstance(value, ConnectionResetError):
+        m.reset_reported(what, value)
+    elif isinstance(value, (BlockingIOError, TimeoutError)):
+        if m.fault != "open" or waiting:
+            raise m.defect(f"{what} raised {value!r} though the peer is {m.fault} and "
+                           f"{waiting} bytes were on the way")
+    else:
+        raise m.defect(f"{what} raised {value!r}")
+    log.append((index, gate, ("error",) + harness.error_key(value, message=False)))
+
+
 def step(m: Model, ours: Any, peer: socket.socket, prefix: int, index: int,
          st: tuple[Any, ...], log: Log) -> None:
     kind = st[0]
@@ -720,6 +788,8 @@ def step(m: Model, ours: Any, peer: socket.socket, prefix: int, index: int,
             raise m.defect(f"unrecv() of {count} bytes with {held} buffered: {result!r:.200}, "
                            f"{ours.buffered} buffered after")
         m.pos -= count
+    elif kind == "recv_ahead":
+        recv_ahead(m, ours, index, st, log, recv_gate)
     elif kind == "handoff":
         held = ours.buffered
         if held:  # with nothing buffered the descriptor would really go

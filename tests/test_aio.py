@@ -870,6 +870,60 @@ def test_a_read_that_waits_first_sees_bytes_that_came_while_nobody_waited(
     run(main)
 
 
+def test_one_wait_per_request_of_a_request_response_peer(
+        impl: ModuleType, run: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the readiness callback moves the bytes into the socket: the default
+    # loop's next poll, which comes before the woken reader runs, finds
+    # nothing left and reports nothing, so no wait is woken for nothing (it
+    # was, for about half the requests, each costing a receive that fails)
+    waits = 0
+    wait_readable = aio.StreamReader._wait_readable
+
+    async def counted(self: aio.StreamReader, name: str) -> None:
+        nonlocal waits
+        waits += 1
+        await wait_readable(self, name)
+
+    monkeypatch.setattr(aio.StreamReader, "_wait_readable", counted)
+    connections, requests, size = 4, 150, 1024
+
+    def client(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for i in range(requests):
+                request = bytes([i % 251]) * size
+                sock.sendall(request)
+                answer = b""
+                while len(answer) < size:
+                    chunk = sock.recv(size - len(answer))
+                    assert chunk, "the server closed"
+                    answer += chunk
+                assert answer == request
+
+    async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+        try:
+            while True:
+                writer.write(await reader.readexactly(size))
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        listener = impl.create_server(("127.0.0.1", 0))
+        server = await aio.start_server(handle, sock=listener)
+        port = listener.getsockname()[1]
+        loop = asyncio.get_running_loop()
+        async with server:
+            await asyncio.gather(*[loop.run_in_executor(None, client, port)
+                                   for _ in range(connections)])
+    run(main)
+    # one wait per request, and each connection's last one sees the end; a
+    # request that arrives in two TCP segments may take one more
+    assert waits <= connections * (requests + 1) * 1.1, waits
+
+
 # -- read_msg's read-ahead against every other read ------------------------------
 
 _READ_OPS = st.one_of(

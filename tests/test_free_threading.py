@@ -161,6 +161,7 @@ BLOCKING_CALLS: dict[str, Callable[[Any], Any]] = {
     "recv_exactly": lambda s: s.recv_exactly(16),
     "recv_until": lambda s: s.recv_until(b"\n"),
     "recvmsg": lambda s: s.recvmsg(16),
+    "recv_ahead": lambda s: s.recv_ahead(),
 }
 
 

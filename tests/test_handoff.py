@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import socket
 import ssl
+import struct
 import threading
 from types import ModuleType
 from typing import Any, Callable
@@ -163,6 +164,8 @@ def test_buffer_calls_during_a_receive_are_refused(impl: ModuleType) -> None:
             a.detach()
         with pytest.raises(RuntimeError):
             a.unrecv(b"cut in")
+        with pytest.raises(RuntimeError):
+            a.recv_ahead()
         b.sendall(b"0123456789")
         assert worker.finish() == b"0123456789"
         assert a.buffered == 0
@@ -271,3 +274,94 @@ def test_unrecv_errors(impl: ModuleType) -> None:
         assert info.value.errno == errno.EBADF
         assert a.buffered == 0
 
+
+
+# -- recv_ahead: the kernel's bytes moved into the socket's buffer -------------
+
+@pytest.mark.parametrize("receive, sent, expected", [
+    ("recv", b"ahead", b"ahead"),
+    ("recv_into", b"ahead", b"ahead"),
+    ("recv_exactly", b"ahead of!", b"ahead of!"),
+    ("recv_until", b"ahead!rest", b"ahead!"),
+    ("recv_msg", b"\x00\x00\x00\x03abcrest", b"abc"),
+    ("take_buffered", b"ahead", b"ahead"),
+])
+def test_recv_ahead_bytes_are_what_every_receive_returns_next(
+        impl: ModuleType, receive: str, sent: bytes, expected: bytes) -> None:
+    with connected(impl, "unix") as (a, b):
+        a.settimeout(5)
+        b.sendall(sent)
+        assert a.recv_ahead() == len(sent)
+        assert a.buffered == len(sent)
+        assert RECEIVES[receive](a) == expected
+
+
+def test_recv_ahead_appends_after_what_the_socket_holds(impl: ModuleType) -> None:
+    with connected(impl, "tcp") as (a, b):
+        a.settimeout(5)
+        b.sendall(b"one\ntw")
+        assert a.recv_until(b"\n") == b"one\n"
+        a.unrecv(b"zero\n")
+        b.sendall(b"o\nthree\n")
+        got = 0
+        while got < len(b"o\nthree\n"):  # TCP may deliver it in pieces
+            got += a.recv_ahead(4)  # at most what is asked
+            assert a.buffered <= len(b"zero\ntwo\nthree\n")
+        assert [a.recv_until(b"\n") for _ in range(3)] == [b"zero\n", b"two\n", b"three\n"]
+        assert a.buffered == 0
+
+
+def test_recv_ahead_waits_as_recv_does(impl: ModuleType) -> None:
+    with connected(impl, "unix") as (a, b):
+        a.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            a.recv_ahead()
+        a.settimeout(0.05)
+        with pytest.raises(TimeoutError):
+            a.recv_ahead()
+        assert a.buffered == 0
+        a.settimeout(5)
+        timer = threading.Timer(0.1, b.sendall, (b"late",))
+        timer.start()
+        try:
+            assert a.recv_ahead() == 4  # blocked until they came
+        finally:
+            timer.join()
+        assert a.take_buffered() == b"late"
+
+
+def test_recv_ahead_at_the_end_and_after_a_reset(impl: ModuleType) -> None:
+    with connected(impl, "unix") as (a, b):
+        a.settimeout(5)
+        b.sendall(b"last")
+        b.close()
+        assert a.recv_ahead() == 4
+        assert a.recv_ahead() == 0  # the end, and the bytes before it kept
+        assert a.recv(100) == b"last"
+        assert a.recv(100) == b""
+    with connected(impl, "tcp") as (a, b):
+        a.settimeout(5)
+        b.sendall(b"partial")
+        assert a.recv_ahead() == 7
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        b.close()
+        with pytest.raises(ConnectionResetError):
+            a.recv_ahead()
+        assert a.take_buffered() == b"partial"  # what came before the reset stays
+
+
+def test_recv_ahead_errors(impl: ModuleType) -> None:
+    with connected(impl, "unix") as (a, b):
+        for bad in (0, -1):
+            with pytest.raises(ValueError, match="max_bytes must be positive"):
+                a.recv_ahead(bad)
+        with pytest.raises(TypeError):
+            a.recv_ahead(1.5)
+        b.sendall(b"dropped")
+        a.settimeout(5)
+        assert a.recv_ahead() == 7
+        a.close()
+        assert a.buffered == 0  # they go with the socket
+        with pytest.raises(OSError) as info:
+            a.recv_ahead()
+        assert info.value.errno == errno.EBADF

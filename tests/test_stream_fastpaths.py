@@ -1275,7 +1275,7 @@ def test_sendfile_never_raises_sigpipe(impl: ModuleType) -> None:
 # -- close() from another thread ------------------------------------------------------
 
 BLOCKING_CALLS = ["recv_exactly", "recv_exactly_large", "recv_exactly_into", "recv_until",
-                  "recv_msg", "recv_msg_large", "recv_msgs", "recv_iter",
+                  "recv_msg", "recv_msg_large", "recv_msgs", "recv_iter", "recv_ahead",
                   "sendall_buffers", "send_msg", "sendfile"]
 
 
@@ -1303,6 +1303,7 @@ def test_close_wakes_a_blocked_call(impl: ModuleType, pair: tuple[Any, Any], met
         "recv_msg_large": lambda: b.recv_msg(),
         "recv_msgs": lambda: b.recv_msgs(),
         "recv_iter": lambda: [bytes(view) for view in b.recv_iter(bytearray(2))],
+        "recv_ahead": lambda: b.recv_ahead() and b.recv_ahead(),  # the second waits
         "sendall_buffers": lambda: a.sendall_buffers([big[:MiB], big[MiB:]]),
         "send_msg": lambda: a.send_msg(big),
     }

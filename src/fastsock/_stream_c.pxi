@@ -277,6 +277,33 @@ cdef class StreamSocket(_Socket):
         finally:
             PyBuffer_Release(&view)
 
+    def recv_ahead(self, Py_ssize_t max_bytes=65536, /):
+        """Receive up to ``max_bytes`` into the socket's receive buffer instead of
+        returning them, and return how many arrived (0 at the end of the stream):
+        every receive call returns them next, after the bytes already buffered.  It
+        waits as recv() does (BlockingIOError when non-blocking and nothing came).
+        An event loop's readiness callback calls it, so that the readiness is used
+        up when the callback returns and the reader's own calls find the bytes
+        where the framing calls read them.  OSError (EBADF) when the socket is
+        closed; RuntimeError during another receive."""
+        cdef IOArgs a
+        cdef Py_ssize_t n
+        if max_bytes <= 0:
+            raise ValueError("max_bytes must be positive")
+        self._begin_receive()
+        try:
+            rb_reserve_tail(&self.rbuf, max_bytes)
+            a.buf = self.rbuf.data + self.rbuf.end
+            a.len = <size_t>max_bytes
+            a.flags = 0
+            n = self._call(c.POLLIN, _do_recv, &a, self._deadline())
+            self.rbuf.end += n
+        finally:
+            self._end_receive()
+        if self._closed():  # a close() meanwhile left the buffer to us
+            self._forget_received()
+        return n
+
     # -- files --------------------------------------------------------------------
 
     def makefile(self, mode="r", buffering=None, *, encoding=None, errors=None,

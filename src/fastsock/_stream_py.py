@@ -252,6 +252,30 @@ class StreamSocket(_Socket):
         if self._sock.fileno() == -1:  # a close() meanwhile left the buffer to us
             self._forget_received()
 
+    def recv_ahead(self, max_bytes: int = 65536, /) -> int:
+        """Receive up to ``max_bytes`` into the socket's receive buffer instead of
+        returning them, and return how many arrived (0 at the end of the stream):
+        every receive call returns them next, after the bytes already buffered.  It
+        waits as recv() does (BlockingIOError when non-blocking and nothing came).
+        An event loop's readiness callback calls it, so that the readiness is used
+        up when the callback returns and the reader's own calls find the bytes
+        where the framing calls read them.  OSError (EBADF) when the socket is
+        closed; RuntimeError during another receive."""
+        size = _index(max_bytes)
+        if size <= 0:
+            raise ValueError("max_bytes must be positive")
+        self._begin_receive()
+        try:
+            data: bytes = self._call(self._sock.recv, size)
+            if not data and self._sock.fileno() == -1:
+                raise _closed_error()  # closed meanwhile: report the close, not an end
+            self._append(data)
+        finally:
+            self._end_receive()
+        if self._sock.fileno() == -1:  # a close() meanwhile left the buffer to us
+            self._forget_received()
+        return len(data)
+
     def _begin_receive(self) -> None:
         if not self._claim.acquire(blocking=False):
             raise RuntimeError("another receive call is in progress on this socket")

@@ -227,6 +227,18 @@ class StreamReader:
             self._watching = False
             self._conn.loop.remove_reader(self._conn.fd)
             return
+        # the bytes move into the socket's buffer here, as a transport reads in
+        # its callback: the readiness is used up before the loop polls again.
+        # Left to the woken reader, the default loop's next poll (which comes
+        # first) reports it once more, and that stale report would wake the
+        # reader's next wait for nothing: a receive bound to fail per request.
+        try:
+            self._sock.recv_ahead(_READ_AHEAD_BYTES)
+        except BlockingIOError:
+            return  # such a stale report: keep waiting
+        except OSError as exc:
+            self._lost(exc)  # the waiting read raises it
+            return
         fut.set_result(None)
 
     def _lost(self, exc: OSError) -> None:
