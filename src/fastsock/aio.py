@@ -163,7 +163,7 @@ class StreamReader:
         info = ["StreamReader", f"fd={self._conn.fd}"]
         if self._eof:
             info.append("eof")
-        if self._waiter is not None:
+        if self._waiter is not None and not self._waiter.done():
             info.append("waiting")
         return "<{}>".format(" ".join(info))
 
@@ -183,8 +183,10 @@ class StreamReader:
         self._eof = True
         self._frames = []  # reads end here, as for the bytes the socket held
         self._watching = False  # the connection unregisters the descriptor
-        if self._waiter is not None:
-            _wake(self._waiter)
+        fut = self._waiter
+        if fut is not None:
+            self._waiter = None
+            _wake(fut)
 
     def _stop(self) -> None:
         """The writer is closing: reads end now, as asyncio's once its
@@ -202,21 +204,23 @@ class StreamReader:
             raise conn.exception
         return conn.closing
 
-    async def _wait_readable(self, name: str) -> None:
-        if self._waiter is not None:
+    def _wait_readable(self, name: str) -> "asyncio.Future[None]":
+        """What a read awaits until the socket has news: a future, not a
+        coroutine (a coroutine and its frame per wait cost about 5% of an
+        echo request's instructions).  Whoever completes it also clears
+        ``_waiter``; one cancelled is left there, and the next wait replaces it."""
+        fut = self._waiter
+        if fut is not None and not fut.cancelled():
             raise RuntimeError(
                 f"{name}() called while another coroutine is already waiting for incoming data")
         conn = self._conn
-        fut: asyncio.Future[None] = conn.loop.create_future()
+        fut = conn.loop.create_future()
         self._waiter = fut
+        self._drained = False  # after the wait, try before waiting again
         if not self._watching:
             self._watching = True
             conn.loop.add_reader(conn.fd, self._on_readable)
-        try:
-            await fut
-        finally:
-            self._waiter = None
-            self._drained = False
+        return fut
 
     def _on_readable(self) -> None:
         # the descriptor stays watched between a wake and the next wait (a
@@ -239,6 +243,7 @@ class StreamReader:
         except OSError as exc:
             self._lost(exc)  # the waiting read raises it
             return
+        self._waiter = None
         fut.set_result(None)
 
     def _lost(self, exc: OSError) -> None:
@@ -268,7 +273,8 @@ class StreamReader:
         """Read up to ``n`` bytes (all until the end when negative); b"" at the end."""
         if n == 0:
             return b""
-        self._unsplit()
+        if self._frames:  # (a call per read costs more than the test)
+            self._unsplit()
         if n < 0:
             blocks: list[bytes] = []
             while True:
@@ -305,7 +311,8 @@ class StreamReader:
             raise ValueError("readexactly size can not be less than zero")
         if n == 0:
             return b""
-        self._unsplit()
+        if self._frames:
+            self._unsplit()
         sock = self._sock
         conn = self._conn
         while not conn.closing:
@@ -346,7 +353,8 @@ class StreamReader:
             separator = seps[0]
         if not separator:
             raise ValueError("Separator should be at least one-byte string")
-        self._unsplit()
+        if self._frames:
+            self._unsplit()
         sock = self._sock
         limit = self._limit + len(separator)  # asyncio bounds where the separator starts
         conn = self._conn
@@ -375,7 +383,8 @@ class StreamReader:
         raise asyncio.IncompleteReadError(b"", None)
 
     async def _readuntil_any(self, seps: list[bytes]) -> bytes:
-        self._unsplit()
+        if self._frames:
+            self._unsplit()
         conn = self._conn
         while not conn.closing:
             try:
@@ -523,7 +532,8 @@ class StreamReader:
         Errors as read_msg(); an error after the first message is raised by the
         next call.
         """
-        self._unsplit()
+        if self._frames:
+            self._unsplit()
         sock = self._sock
         conn = self._conn
         while not conn.closing:
@@ -553,7 +563,8 @@ class StreamReader:
         rule: all of it within ``limit`` bytes.  asyncio.LimitOverrunError (the
         data stays buffered) past that, asyncio.IncompleteReadError when the
         stream ends first."""
-        self._unsplit()
+        if self._frames:
+            self._unsplit()
         sock = self._sock
         conn = self._conn
         while not conn.closing:
@@ -583,7 +594,8 @@ class StreamReader:
         return that count; asyncio.IncompleteReadError when the stream ends first.
         When cancelled, the bytes read so far stay in the socket's buffer (the
         buffer's contents are then undefined)."""
-        self._unsplit()
+        if self._frames:
+            self._unsplit()
         sock = self._sock
         conn = self._conn
         while not conn.closing:
@@ -683,7 +695,10 @@ class StreamWriter:
 
     def write(self, data: Any) -> None:
         """Send ``data`` now as far as the kernel takes it; keep the rest."""
-        if not self._check_writable() or not data:
+        if self._eof_pending or self._eof_sent or self._closing or self._conn.closed:
+            if not self._check_writable():  # (the common case tested inline: no call)
+                return
+        if not data:
             return
         if type(data) is not bytes:
             data = memoryview(data).cast("B")  # lengths in bytes, whatever the format
