@@ -38,7 +38,7 @@ from ._harness import (
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = "results"  # relative to the repository root
-PASSES = {"quick": 4, "normal": 6, "long": 20}
+PASSES = {"quick": 4, "normal": 5, "long": 20}
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -53,7 +53,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                       help="more passes and bigger sizes, for a more precise run")
     parser.set_defaults(mode="normal")
     parser.add_argument("--passes", type=int, metavar="N",
-                        help="number of passes (default: quick 4, normal 6, long 20)")
+                        help="number of passes (default: quick 4, normal 5, long 20)")
     parser.add_argument("--only", metavar="PATTERN",
                         help="run only the benchmarks matching this pytest -k expression")
     parser.add_argument("--pin", type=int, metavar="CPU",
@@ -70,7 +70,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              "or bench/peer.py")
     parser.add_argument("--heavy-every", type=int, metavar="K",
                         help="run the framing workloads in every K-th pass only "
-                             "(default: quick 2, normal 6, long 4; 1 with --only)")
+                             "(default: quick 2, normal 3, long 4; 1 with --only)")
     args = parser.parse_args(argv)
     if args.passes is not None and args.passes < 1:
         parser.error("--passes must be at least 1")
