@@ -38,7 +38,7 @@ from ._harness import (
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = "results"  # relative to the repository root
-PASSES = {"quick": 4, "normal": 5, "long": 20}
+PASSES = {"quick": 4, "normal": 4, "long": 20}
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -53,7 +53,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                       help="more passes and bigger sizes, for a more precise run")
     parser.set_defaults(mode="normal")
     parser.add_argument("--passes", type=int, metavar="N",
-                        help="number of passes (default: quick 4, normal 5, long 20)")
+                        help="number of passes (default: quick 4, normal 4, long 20)")
     parser.add_argument("--only", metavar="PATTERN",
                         help="run only the benchmarks matching this pytest -k expression")
     parser.add_argument("--pin", type=int, metavar="CPU",
