@@ -219,6 +219,8 @@ def _blocking_call(impl: ModuleType, op: str, timeout: Optional[float],
         return (lambda: a.recv_exactly(8)), (lambda: b.send(b"poke-poke"))
     if op == "recv_msg":
         return (lambda: a.recv_msg()), (lambda: b.send(b"\0\0\0\1!"))
+    if op == "recv_ahead":
+        return (lambda: a.recv_ahead()), (lambda: b.send(b"poke"))
     if op == "recvfrom":
         return (lambda: a.recvfrom(1024)), (lambda: b.send(b"poke"))
     buf = bytearray(1024)
@@ -269,8 +271,8 @@ def _blocked_connect(impl: ModuleType, timeout: Optional[float],
     return (lambda: sock.connect(path)), poke
 
 
-OPS = ["recv", "recv_into", "recvfrom", "accept", "recv_exactly", "recv_msg", "connect",
-       *_SEND_OPS]
+OPS = ["recv", "recv_into", "recvfrom", "accept", "recv_exactly", "recv_msg", "recv_ahead",
+       "connect", *_SEND_OPS]
 TIMEOUTS = [pytest.param(None, id="blocking"), pytest.param(30.0, id="timeout")]
 
 
