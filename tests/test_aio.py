@@ -9,20 +9,38 @@ import socket
 import struct
 import sys
 from types import ModuleType
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from aio_support import Runner, loop_runner
 import fastsock
-from fastsock import aio
+from fastsock import _aio_stream_py, aio
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
 def run(request: pytest.FixtureRequest) -> Runner:
     """Run a coroutine function on a fresh loop of each kind, bounded in time."""
     return loop_runner(request.param)
+
+
+@pytest.fixture(params=["inline", "scheduled"])
+def resume(request: pytest.FixtureRequest) -> Iterator[str]:
+    """How a read's wait ends: the readiness callback runs the waiting task at
+    once (the fast path), or its wake-up goes through the loop's scheduling
+    (asyncio's own way): the faults are run both ways, on both cores."""
+    inline = request.param == "inline"
+    compiled = sys.modules.get("fastsock._socket_c")
+    _aio_stream_py.RESUME_INLINE = inline
+    if compiled is not None:
+        compiled._aio_resume_inline(inline)
+    try:
+        yield request.param
+    finally:
+        _aio_stream_py.RESUME_INLINE = True
+        if compiled is not None:
+            compiled._aio_resume_inline(True)
 
 
 def frames(payloads: list[bytes], prefix_size: int = 4) -> bytes:
@@ -216,7 +234,7 @@ def test_errors_are_asyncios(impl: ModuleType, run: Runner) -> None:
     run(main)
 
 
-def test_cancelled_read_loses_nothing(impl: ModuleType, run: Runner) -> None:
+def test_cancelled_read_loses_nothing(impl: ModuleType, run: Runner, resume: str) -> None:
     async def main() -> None:
         reader, writer, peer_reader, peer_writer = await _pair(impl)
         data = frames([b"a" * 100, b"b" * 200000, b"c"])
@@ -252,7 +270,7 @@ def test_cancelled_read_loses_nothing(impl: ModuleType, run: Runner) -> None:
 @pytest.mark.parametrize("method", ["read_msg", "read_msgs", "readexactly", "readexactly_into",
                                     "readuntil"])
 def test_asyncio_timeout_around_a_read_loses_nothing(impl: ModuleType, run: Runner,
-                                                     method: str) -> None:
+                                                     method: str, resume: str) -> None:
     async def main() -> None:
         reader, writer, peer_reader, peer_writer = await _pair(impl)
         data = frames([b"x" * 70000, b"y"])
@@ -290,7 +308,7 @@ def test_concurrent_reads_refused(impl: ModuleType, run: Runner) -> None:
     run(main)
 
 
-def test_close_wakes_pending_read(impl: ModuleType, run: Runner) -> None:
+def test_close_wakes_pending_read(impl: ModuleType, run: Runner, resume: str) -> None:
     async def main() -> None:
         reader, writer, peer_reader, peer_writer = await _pair(impl)
         pending = [asyncio.ensure_future(reader.read_msg())]
@@ -307,7 +325,7 @@ def test_close_wakes_pending_read(impl: ModuleType, run: Runner) -> None:
     run(main)
 
 
-def test_reset_reported(impl: ModuleType, run: Runner) -> None:
+def test_reset_reported(impl: ModuleType, run: Runner, resume: str) -> None:
     async def main() -> None:
         listener = impl.create_server(("127.0.0.1", 0))
         accepted: asyncio.Future[aio.StreamReader] = asyncio.get_running_loop().create_future()
@@ -329,7 +347,7 @@ def test_reset_reported(impl: ModuleType, run: Runner) -> None:
     run(main)
 
 
-def test_reset_after_frames_read_ahead_comes_after_them(impl: ModuleType, run: Runner) -> None:
+def test_reset_after_frames_read_ahead_comes_after_them(impl: ModuleType, run: Runner, resume: str) -> None:
     # read_msg() splits the three frames at once; the reset the same receive
     # met is raised only once they have all been handed out
     async def main() -> None:
@@ -491,7 +509,7 @@ def test_readexactly_into(impl: ModuleType, run: Runner) -> None:
     run(main)
 
 
-def test_close_with_unsent_data_wakes_pending_read(impl: ModuleType, run: Runner) -> None:
+def test_close_with_unsent_data_wakes_pending_read(impl: ModuleType, run: Runner, resume: str) -> None:
     async def main() -> None:
         reader, writer, peer_reader, peer_writer = await _pair(impl)
         pending = asyncio.ensure_future(reader.readexactly(10))
@@ -515,7 +533,7 @@ def test_close_with_unsent_data_wakes_pending_read(impl: ModuleType, run: Runner
     run(main)
 
 
-def test_read_variants(impl: ModuleType, run: Runner) -> None:
+def test_read_variants(impl: ModuleType, run: Runner, resume: str) -> None:
     async def main() -> None:
         reader, writer, peer_reader, peer_writer = await _pair(impl)
         peer_writer.write(b"first\nsecond\nthird")
@@ -841,7 +859,7 @@ def test_readuntil_as_asyncio(impl: ModuleType, run: Runner, data: bytes, separa
 
 @pytest.mark.parametrize("method", ["read", "readexactly", "read_msg", "read_msgs"])
 def test_a_read_that_waits_first_sees_bytes_that_came_while_nobody_waited(
-        impl: ModuleType, run: Runner, method: str) -> None:
+        impl: ModuleType, run: Runner, method: str, resume: str) -> None:
     # after a read took everything, the next one waits for readability before
     # trying; bytes that arrived in between (their readiness found nobody
     # waiting) must still be seen, on both loops
@@ -870,21 +888,12 @@ def test_a_read_that_waits_first_sees_bytes_that_came_while_nobody_waited(
     run(main)
 
 
-def test_one_wait_per_request_of_a_request_response_peer(
-        impl: ModuleType, run: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_wait_per_request_of_a_request_response_peer(impl: ModuleType, run: Runner) -> None:
     # the readiness callback moves the bytes into the socket: the default
     # loop's next poll, which comes before the woken reader runs, finds
     # nothing left and reports nothing, so no wait is woken for nothing (it
     # was, for about half the requests, each costing a receive that fails)
     waits = 0
-    wait_readable = aio.StreamReader._wait_readable
-
-    async def counted(self: aio.StreamReader, name: str) -> None:
-        nonlocal waits
-        waits += 1
-        await wait_readable(self, name)
-
-    monkeypatch.setattr(aio.StreamReader, "_wait_readable", counted)
     connections, requests, size = 4, 150, 1024
 
     def client(port: int) -> None:
@@ -901,6 +910,7 @@ def test_one_wait_per_request_of_a_request_response_peer(
                 assert answer == request
 
     async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+        nonlocal waits
         try:
             while True:
                 writer.write(await reader.readexactly(size))
@@ -908,6 +918,7 @@ def test_one_wait_per_request_of_a_request_response_peer(
         except asyncio.IncompleteReadError:
             pass
         finally:
+            waits += reader._waits  # the core counts its waits for readability
             writer.close()
 
     async def main() -> None:

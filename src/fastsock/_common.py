@@ -575,6 +575,16 @@ GSO_REFUSED = frozenset({errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNO
 MAX_UDP_PAYLOAD = 65507
 MAX_SLOT_SIZE = 65536
 
+# fastsock.aio's streams (both cores)
+AIO_DEFAULT_LIMIT = 2 ** 16  # asyncio's
+AIO_HIGH_WATER = 64 * 1024  # asyncio's transport defaults
+AIO_SEND_CHUNK = 256 * 1024
+# what read_msg() splits per receive and hands out one per call, so that a
+# call is a list pop, not a socket call: a batch bounded in count and in bytes
+# (whatever the frames' sizes, what is held ahead stays small)
+AIO_READ_AHEAD_FRAMES = 256
+AIO_READ_AHEAD_BYTES = 64 * 1024
+
 
 def _probe_udp_option(option: int) -> bool:
     """Whether this kernel knows a UDP socket option (a getsockopt probe)."""

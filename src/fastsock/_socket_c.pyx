@@ -12,7 +12,8 @@ One extension, its source split by concern (one level deep; each file names
 its pure twin): _base_c.pxi (errors, integers, clock, syscalls, _Socket and
 its call helper), _address_c.pxi, _stream_c.pxi, _file_c.pxi (the file of
 StreamSocket.makefile()), _datagram_c.pxi, _seqpacket_c.pxi, _message_c.pxi
-(ancillary data), _netlink_c.pxi (NetlinkSocket).
+(ancillary data), _netlink_c.pxi (NetlinkSocket), _aio_stream_c.pxi (the
+core of fastsock.aio's StreamReader and StreamWriter).
 They are one translation unit so that the hot helpers inline across them (see
 docs/architecture.md).
 """
@@ -82,6 +83,7 @@ import os as _os
 from itertools import islice as _islice
 from operator import index as _index
 import socket as _stdlib  # its constants, enums and exceptions; never for I/O
+import struct as _struct
 import warnings as _warnings
 
 from . import _common, _makefile, _names
@@ -152,6 +154,7 @@ include "_datagram_c.pxi"
 include "_seqpacket_c.pxi"
 include "_message_c.pxi"
 include "_netlink_c.pxi"
+include "_aio_stream_c.pxi"
 
 
 # -- module functions -------------------------------------------------------------

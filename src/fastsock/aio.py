@@ -28,9 +28,13 @@ import os
 import socket as _stdlib
 import stat
 import struct
-from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence, Union
+import sys
+from typing import (TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Optional, Sequence, TypeVar,
+                    Union)
 
 import fastsock
+
+from . import _aio_stream_py
 
 from ._aio_datagram import (
     DatagramEndpoint as DatagramEndpoint,
@@ -53,41 +57,25 @@ __all__ = [
     "create_datagram_endpoint",
 ]
 
-_DEFAULT_LIMIT = 2 ** 16  # asyncio's
-DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024  # StreamSocket.recv_msg()'s
-_HIGH_WATER = 64 * 1024  # asyncio's transport defaults
+from ._aio_stream_py import (
+    DEFAULT_LIMIT as _DEFAULT_LIMIT,
+    DEFAULT_MAX_MESSAGE as DEFAULT_MAX_MESSAGE,
+    HIGH_WATER as _HIGH_WATER,
+    PREFIXES as _PREFIXES,
+    incomplete as _incomplete,
+    prefix as _prefix,
+    wake as _wake,
+)
+
 _ACCEPT_RETRY_DELAY = 1.0  # as asyncio, after running out of descriptors
-_SEND_CHUNK = 256 * 1024
-# what read_msg() splits per receive and hands out one per call, so that a
-# call is a list pop, not a socket call: a batch bounded in count and in bytes
-# (whatever the frames' sizes, what is held ahead stays small)
-_READ_AHEAD_FRAMES = 256
-_READ_AHEAD_BYTES = 64 * 1024
 
 # the twins' framing errors, turned into asyncio's own at this boundary
 _FastIncomplete = fastsock.IncompleteReadError
 _FastOverrun = fastsock.LimitOverrunError
 
-_PREFIXES = {size: struct.Struct(code)
-             for size, code in ((1, ">B"), (2, ">H"), (4, ">I"), (8, ">Q"))}
+_Self = TypeVar("_Self")
 
 ClientConnectedCallback = Callable[["StreamReader", "StreamWriter"], Optional[Awaitable[None]]]
-
-
-def _wake(fut: "asyncio.Future[None]") -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _incomplete(exc: Any) -> asyncio.IncompleteReadError:
-    return asyncio.IncompleteReadError(exc.partial, exc.expected)
-
-
-def _prefix(prefix_size: int) -> struct.Struct:
-    try:
-        return _PREFIXES[prefix_size]
-    except KeyError:
-        raise ValueError("prefix_size must be 1, 2, 4 or 8") from None
 
 
 class _Connection:
@@ -133,31 +121,23 @@ class _Connection:
             self.on_close()
 
 
-class StreamReader:
-    """asyncio.StreamReader over a non-blocking fastsock StreamSocket.
+class _ReaderMethods:
+    """What aio.StreamReader adds to its implementation's core: asyncio's
+    methods that are not per request."""
 
-    The bytes not yet returned live in the socket's own receive buffer
-    (``sock.buffered``), which the framing methods read in C.
-    """
+    _conn: _aio_stream_py.Connection
+    _sock: Any
+    _limit: int
+    _eof: bool
+    _waiter: Optional[asyncio.Future[None]]
+    _frames: list[bytes]
 
-    def __init__(self, conn: _Connection, limit: int = _DEFAULT_LIMIT) -> None:
-        if limit <= 0:
-            raise ValueError("Limit cannot be <= 0")
-        self._conn = conn
-        self._sock = conn.sock
-        self._limit = limit
-        self._eof = False
-        self._waiter: Optional[asyncio.Future[None]] = None
-        self._watching = False  # registered with add_reader
-        # the last read took everything there was, and no readiness came since:
-        # the next one waits for readability first instead of trying a receive
-        # bound to fail (a request/response peer is nearly always so)
-        self._drained = False
-        # frames read_msg() split ahead, last first (popped), with the prefix
-        # size they were split with; every other read puts them back first
-        self._frames: list[bytes] = []
-        self._frames_prefix = 0
-        conn.reader = self
+    if TYPE_CHECKING:  # the core's, which the methods here call
+        def _unsplit(self) -> None: ...
+        def _lost(self, exc: OSError) -> None: ...
+        def _ended(self) -> bool: ...
+        def _wait_readable(self, name: str) -> asyncio.Future[None]: ...
+        async def readuntil(self, separator: Union[bytes, tuple[bytes, ...]] = b"\n") -> bytes: ...
 
     def __repr__(self) -> str:
         info = ["StreamReader", f"fd={self._conn.fd}"]
@@ -166,221 +146,6 @@ class StreamReader:
         if self._waiter is not None and not self._waiter.done():
             info.append("waiting")
         return "<{}>".format(" ".join(info))
-
-    # -- state --------------------------------------------------------------
-
-    def exception(self) -> Optional[BaseException]:
-        """The error that ended the connection, or None."""
-        return self._conn.exception
-
-    def at_eof(self) -> bool:
-        """True once the stream has ended and nothing is left to read."""
-        if self._conn.closing:
-            return True
-        return self._eof and not self._frames and not self._sock.buffered
-
-    def _connection_closed(self) -> None:
-        self._eof = True
-        self._frames = []  # reads end here, as for the bytes the socket held
-        self._watching = False  # the connection unregisters the descriptor
-        fut = self._waiter
-        if fut is not None:
-            self._waiter = None
-            _wake(fut)
-
-    def _stop(self) -> None:
-        """The writer is closing: reads end now, as asyncio's once its
-        transport closes (the socket may still be sending)."""
-        if self._watching:
-            self._watching = False
-            self._conn.loop.remove_reader(self._conn.fd)
-        self._connection_closed()
-
-    def _ended(self) -> bool:
-        """Whether reads must report the end without asking the socket
-        (closed, or lost with an error: that error is raised)."""
-        conn = self._conn
-        if conn.exception is not None:
-            raise conn.exception
-        return conn.closing
-
-    def _wait_readable(self, name: str) -> "asyncio.Future[None]":
-        """What a read awaits until the socket has news: a future, not a
-        coroutine (a coroutine and its frame per wait cost about 5% of an
-        echo request's instructions).  Whoever completes it also clears
-        ``_waiter``; one cancelled is left there, and the next wait replaces it."""
-        fut = self._waiter
-        if fut is not None and not fut.cancelled():
-            raise RuntimeError(
-                f"{name}() called while another coroutine is already waiting for incoming data")
-        conn = self._conn
-        fut = conn.loop.create_future()
-        self._waiter = fut
-        self._drained = False  # after the wait, try before waiting again
-        if not self._watching:
-            self._watching = True
-            conn.loop.add_reader(conn.fd, self._on_readable)
-        return fut
-
-    def _on_readable(self) -> None:
-        # the descriptor stays watched between a wake and the next wait (a
-        # reader that keeps up then costs no epoll_ctl per batch); a readiness
-        # that finds nobody waiting stops the watch until someone does
-        fut = self._waiter
-        if fut is None or fut.done():
-            self._watching = False
-            self._conn.loop.remove_reader(self._conn.fd)
-            return
-        # the bytes move into the socket's buffer here, as a transport reads in
-        # its callback: the readiness is used up before the loop polls again.
-        # Left to the woken reader, the default loop's next poll (which comes
-        # first) reports it once more, and that stale report would wake the
-        # reader's next wait for nothing: a receive bound to fail per request.
-        try:
-            self._sock.recv_ahead(_READ_AHEAD_BYTES)
-        except BlockingIOError:
-            return  # such a stale report: keep waiting
-        except OSError as exc:
-            self._lost(exc)  # the waiting read raises it
-            return
-        self._waiter = None
-        fut.set_result(None)
-
-    def _lost(self, exc: OSError) -> None:
-        """The kernel reported the connection broken: end it as asyncio does."""
-        self._conn.close(exc)
-
-    def _unsplit(self) -> None:
-        """Give the frames read_msg() split ahead back to the socket, prefixes
-        and all, in front of what it holds: every read but read_msg() starts
-        from the socket's bytes in their order."""
-        frames = self._frames
-        if not frames:
-            return
-        self._frames = []
-        if self._conn.closing:
-            return  # reads end: nothing will read them
-        pack = _PREFIXES[self._frames_prefix].pack
-        self._sock.unrecv(b"".join([pack(len(frame)) + frame for frame in reversed(frames)]))
-
-    # -- asyncio's methods ----------------------------------------------------
-    #
-    # Each read spells out its own try/wait loop: a shared helper coroutine
-    # costs a coroutine and a frame per call, which halved read_msg()'s rate
-    # (3.7 to 1.7 million messages/s) when the messages are already there.
-
-    async def read(self, n: int = -1) -> bytes:
-        """Read up to ``n`` bytes (all until the end when negative); b"" at the end."""
-        if n == 0:
-            return b""
-        if self._frames:  # (a call per read costs more than the test)
-            self._unsplit()
-        if n < 0:
-            blocks: list[bytes] = []
-            while True:
-                block = await self.read(self._limit)
-                if not block:
-                    return b"".join(blocks)
-                blocks.append(block)
-        sock = self._sock
-        conn = self._conn
-        while not conn.closing:
-            if self._drained and not sock.buffered:
-                await self._wait_readable("read")
-                continue
-            try:
-                data: bytes = sock.recv(n)
-            except BlockingIOError:
-                await self._wait_readable("read")
-                continue
-            except ConnectionError as exc:
-                self._lost(exc)
-                raise
-            if not data:
-                self._eof = True
-            # less than asked and nothing held: the kernel had no more
-            self._drained = 0 < len(data) < n and not sock.buffered
-            return data
-        self._ended()  # the error that ended the connection, if any
-        return b""
-
-    async def readexactly(self, n: int) -> bytes:
-        """Read exactly ``n`` bytes; asyncio.IncompleteReadError when the stream
-        ends first."""
-        if n < 0:
-            raise ValueError("readexactly size can not be less than zero")
-        if n == 0:
-            return b""
-        if self._frames:
-            self._unsplit()
-        sock = self._sock
-        conn = self._conn
-        while not conn.closing:
-            if self._drained and not sock.buffered:
-                await self._wait_readable("readexactly")
-                continue
-            try:
-                data: bytes = sock.recv_exactly(n)
-                self._drained = not sock.buffered
-                return data
-            except BlockingIOError:
-                pass
-            except _FastIncomplete as exc:
-                self._eof = True
-                raise _incomplete(exc) from None
-            except ConnectionError as exc:
-                self._lost(exc)
-                raise
-            await self._wait_readable("readexactly")
-        self._ended()  # the error that ended the connection, if any
-        raise asyncio.IncompleteReadError(b"", n)
-
-    async def readuntil(self, separator: Union[bytes, tuple[bytes, ...]] = b"\n") -> bytes:
-        """Read up to and including ``separator``, as asyncio's readuntil().
-
-        asyncio.LimitOverrunError (the data stays buffered) when the separator
-        does not start within the reader's limit, asyncio.IncompleteReadError
-        (holding everything read) when the stream ends first.
-        """
-        if isinstance(separator, tuple):
-            seps = sorted(separator, key=len)  # asyncio's: the shortest wins a tie
-            if not seps:
-                raise ValueError("Separator should contain at least one element")
-            if not seps[0]:
-                raise ValueError("Separator should be at least one-byte string")
-            if len(seps) > 1:
-                return await self._readuntil_any(seps)
-            separator = seps[0]
-        if not separator:
-            raise ValueError("Separator should be at least one-byte string")
-        if self._frames:
-            self._unsplit()
-        sock = self._sock
-        limit = self._limit + len(separator)  # asyncio bounds where the separator starts
-        conn = self._conn
-        while not conn.closing:
-            if self._drained and not sock.buffered:
-                await self._wait_readable("readuntil")
-                continue
-            try:
-                data: bytes = sock.recv_until(separator, limit)
-                self._drained = not sock.buffered
-                return data
-            except BlockingIOError:
-                pass
-            except _FastIncomplete as exc:
-                self._eof = True
-                raise _incomplete(exc) from None
-            except _FastOverrun as exc:
-                raise asyncio.LimitOverrunError(
-                    "Separator is not found, and chunk exceed the limit",
-                    exc.consumed) from None
-            except ConnectionError as exc:
-                self._lost(exc)
-                raise
-            await self._wait_readable("readuntil")
-        self._ended()  # the error that ended the connection, if any
-        raise asyncio.IncompleteReadError(b"", None)
 
     async def _readuntil_any(self, seps: list[bytes]) -> bytes:
         if self._frames:
@@ -466,7 +231,7 @@ class StreamReader:
                 sock.take_buffered()
             raise ValueError(exc.args[0]) from None
 
-    def __aiter__(self) -> "StreamReader":
+    def __aiter__(self: _Self) -> _Self:
         return self
 
     async def __anext__(self) -> bytes:
@@ -475,168 +240,32 @@ class StreamReader:
             raise StopAsyncIteration
         return line
 
-    # -- fast methods ---------------------------------------------------------
 
-    async def read_msg(self, *, prefix_size: int = 4,
-                       max_size: int = DEFAULT_MAX_MESSAGE) -> bytes:
-        """Read one message framed by a big-endian length prefix (write_msg(),
-        StreamSocket.send_msg()) and return its payload.
+class _WriterMethods:
+    """What aio.StreamWriter adds to its implementation's core: the
+    transport's information and limits, closing, the rarer writes."""
 
-        fastsock.MessageTooLargeError when the prefix announces more than
-        ``max_size`` bytes (the prefix stays buffered); asyncio.IncompleteReadError
-        when the stream ends mid-message or before one.
+    _conn: _aio_stream_py.Connection
+    _reader: Optional[_aio_stream_py.ReaderCore]
+    _buffer: bytearray
+    _closing: bool
+    _eof_pending: bool
+    _eof_sent: bool
+    _high: int
+    _low: int
 
-        One receive splits up to a batch of the frames already there; the
-        following calls hand them out without a socket call, and any other
-        read gives them back to the socket first (nothing is reordered).
-        """
-        frames = self._frames
-        if frames:
-            if prefix_size == self._frames_prefix and len(frames[-1]) <= max_size:
-                return frames.pop()
-            self._unsplit()  # another framing: the socket decides, in order
-        sock = self._sock
-        conn = self._conn
-        while not conn.closing:
-            if self._drained and not sock.buffered:
-                await self._wait_readable("read_msg")
-                continue
-            try:
-                messages: list[bytes] = sock.recv_msgs(
-                    _READ_AHEAD_FRAMES, prefix_size=prefix_size, max_size=max_size,
-                    max_bytes=_READ_AHEAD_BYTES)
-            except BlockingIOError:
-                pass
-            except _FastIncomplete as exc:
-                self._eof = True
-                raise _incomplete(exc) from None
-            except ConnectionError as exc:
-                self._lost(exc)
-                raise
-            else:
-                self._drained = not sock.buffered
-                if len(messages) > 1:
-                    self._frames = messages[:0:-1]  # the rest, last first
-                    self._frames_prefix = prefix_size
-                return messages[0]
-            await self._wait_readable("read_msg")
-        self._ended()  # the error that ended the connection, if any
-        raise asyncio.IncompleteReadError(b"", prefix_size)
+    if TYPE_CHECKING:  # the core's, which the methods here call
+        def _maybe_resume(self) -> None: ...
+        def _send_eof(self) -> None: ...
+        def write(self, data: Any) -> None: ...
 
-    async def read_msgs(self, max_count: int = 1024, *, prefix_size: int = 4,
-                        max_size: int = DEFAULT_MAX_MESSAGE,
-                        max_bytes: Optional[int] = None) -> list[bytes]:
-        """Wait for the next message and return it with every complete one
-        already received after it, at most ``max_count`` (and, after the first,
-        only while the payloads stay within ``max_bytes``): one wake per batch.
-        Errors as read_msg(); an error after the first message is raised by the
-        next call.
-        """
-        if self._frames:
-            self._unsplit()
-        sock = self._sock
-        conn = self._conn
-        while not conn.closing:
-            if self._drained and not sock.buffered:
-                await self._wait_readable("read_msgs")
-                continue
-            try:
-                messages: list[bytes] = sock.recv_msgs(
-                    max_count, prefix_size=prefix_size, max_size=max_size,
-                    max_bytes=max_bytes)
-                self._drained = not sock.buffered
-                return messages
-            except BlockingIOError:
-                pass
-            except _FastIncomplete as exc:
-                self._eof = True
-                raise _incomplete(exc) from None
-            except ConnectionError as exc:
-                self._lost(exc)
-                raise
-            await self._wait_readable("read_msgs")
-        self._ended()  # the error that ended the connection, if any
-        raise asyncio.IncompleteReadError(b"", prefix_size)
-
-    async def read_until(self, delimiter: Any, limit: int = 65536) -> bytes:
-        """Read up to and including ``delimiter`` with StreamSocket.recv_until()'s
-        rule: all of it within ``limit`` bytes.  asyncio.LimitOverrunError (the
-        data stays buffered) past that, asyncio.IncompleteReadError when the
-        stream ends first."""
-        if self._frames:
-            self._unsplit()
-        sock = self._sock
-        conn = self._conn
-        while not conn.closing:
-            if self._drained and not sock.buffered:
-                await self._wait_readable("read_until")
-                continue
-            try:
-                data: bytes = sock.recv_until(delimiter, limit)
-                self._drained = not sock.buffered
-                return data
-            except BlockingIOError:
-                pass
-            except _FastIncomplete as exc:
-                self._eof = True
-                raise _incomplete(exc) from None
-            except _FastOverrun as exc:
-                raise asyncio.LimitOverrunError(str(exc), exc.consumed) from None
-            except ConnectionError as exc:
-                self._lost(exc)
-                raise
-            await self._wait_readable("read_until")
-        self._ended()  # the error that ended the connection, if any
-        raise asyncio.IncompleteReadError(b"", None)
-
-    async def readexactly_into(self, buffer: Any, nbytes: int = 0) -> int:
-        """Fill the first ``nbytes`` bytes (0: all) of a writable buffer and
-        return that count; asyncio.IncompleteReadError when the stream ends first.
-        When cancelled, the bytes read so far stay in the socket's buffer (the
-        buffer's contents are then undefined)."""
-        if self._frames:
-            self._unsplit()
-        sock = self._sock
-        conn = self._conn
-        while not conn.closing:
-            if self._drained and not sock.buffered:
-                await self._wait_readable("readexactly_into")
-                continue
-            try:
-                filled: int = sock.recv_exactly_into(buffer, nbytes)
-                self._drained = not sock.buffered
-                return filled
-            except BlockingIOError:
-                pass
-            except _FastIncomplete as exc:
-                self._eof = True
-                raise _incomplete(exc) from None
-            except ConnectionError as exc:
-                self._lost(exc)
-                raise
-            await self._wait_readable("readexactly_into")
-        self._ended()  # the error that ended the connection, if any
-        raise asyncio.IncompleteReadError(b"", nbytes or len(memoryview(buffer).cast("B")))
-
-
-class StreamWriter:
-    """asyncio.StreamWriter over a non-blocking fastsock StreamSocket: a write
-    is tried at once, what the kernel does not take is kept and sent when the
-    socket is writable; drain() waits while more than the high-water mark is
-    kept, until no more than the low-water mark is."""
+    @property
+    def transport(self: _Self) -> _Self:
+        """asyncio's writers expose their transport; here the writer is its own."""
+        return self
 
     def __init__(self, conn: _Connection, reader: Optional[StreamReader]) -> None:
-        self._conn = conn
-        self._sock = conn.sock
-        self._reader = reader
-        self._buffer = bytearray()
-        self._writing = False  # registered with add_writer
-        self._closing = False
-        self._eof_pending = False
-        self._eof_sent = False
-        self._high = _HIGH_WATER
-        self._low = _HIGH_WATER // 4
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        super().__init__(conn, reader)  # type: ignore[call-arg]
         self._extra: dict[str, Any] = {"socket": conn.sock}
         for key, getter in (("sockname", conn.sock.getsockname),
                             ("peername", conn.sock.getpeername)):
@@ -644,18 +273,12 @@ class StreamWriter:
                 self._extra[key] = getter()
             except OSError:  # e.g. a peer already gone: asyncio says None too
                 self._extra[key] = None
-        conn.writer = self
 
     def __repr__(self) -> str:
         info = ["StreamWriter", f"fd={self._conn.fd}"]
         if self._closing:
             info.append("closing")
         return "<{}>".format(" ".join(info))
-
-    @property
-    def transport(self) -> "StreamWriter":
-        """asyncio's writers expose their transport; here the writer is its own."""
-        return self
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``socket`` (the fastsock socket), ``sockname``, ``peername``."""
@@ -685,74 +308,9 @@ class StreamWriter:
         self._low = low
         self._maybe_resume()
 
-    # -- writing ------------------------------------------------------------
-
-    def _check_writable(self) -> bool:
-        if self._eof_pending or self._eof_sent:
-            raise RuntimeError("Cannot call write() after write_eof()")
-        # asyncio drops writes on a lost or closing connection silently
-        return not (self._closing or self._conn.closed)
-
-    def write(self, data: Any) -> None:
-        """Send ``data`` now as far as the kernel takes it; keep the rest."""
-        if self._eof_pending or self._eof_sent or self._closing or self._conn.closed:
-            if not self._check_writable():  # (the common case tested inline: no call)
-                return
-        if not data:
-            return
-        if type(data) is not bytes:
-            data = memoryview(data).cast("B")  # lengths in bytes, whatever the format
-        if self._buffer:
-            self._buffer += data
-            return
-        try:
-            sent: int = self._sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            self._conn.close(exc)
-            return
-        if sent < len(data):
-            self._buffer += data[sent:]
-            self._start_writing()
-
     def writelines(self, data: Iterable[Any]) -> None:
         """write() of the concatenated buffers."""
         self.write(b"".join(data))
-
-    def write_msg(self, payload: Any, *, prefix_size: int = 4) -> None:
-        """Write ``payload`` after its length as a big-endian ``prefix_size``-byte
-        integer (1, 2, 4 or 8), the framing of read_msg(); OverflowError when
-        the length does not fit."""
-        header = _prefix(prefix_size)
-        data = payload if type(payload) is bytes else memoryview(payload).cast("B")
-        size = len(data)
-        try:
-            prefix = header.pack(size)
-        except struct.error:
-            raise OverflowError(f"message of {size} bytes does not fit a "
-                                f"{prefix_size}-byte length prefix") from None
-        if not self._check_writable():
-            return
-        buffer = self._buffer
-        if buffer:
-            buffer += prefix
-            buffer += data
-            return
-        try:  # one sendmsg(), the payload not copied
-            sent: int = self._sock.send_buffers([prefix, data])
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            self._conn.close(exc)
-            return
-        if sent < len(prefix):
-            buffer += prefix[sent:]
-            buffer += data
-        else:
-            buffer += data[sent - len(prefix):]
-        if buffer:
-            self._start_writing()
 
     def write_msgs(self, payloads: Iterable[Any], *, prefix_size: int = 4) -> None:
         """write_msg() of each payload, with one send."""
@@ -779,73 +337,6 @@ class StreamWriter:
         self._eof_pending = True
         if not self._buffer:
             self._send_eof()
-
-    def _send_eof(self) -> None:
-        self._eof_pending = False
-        self._eof_sent = True
-        try:
-            self._sock.shutdown(_stdlib.SHUT_WR)
-        except OSError as exc:
-            self._conn.close(exc)
-
-    def _start_writing(self) -> None:
-        if not self._writing:
-            self._writing = True
-            self._conn.loop.add_writer(self._conn.fd, self._on_writable)
-
-    def _on_writable(self) -> None:
-        buffer = self._buffer
-        try:
-            sent: int = self._sock.send(memoryview(buffer)[:_SEND_CHUNK])
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._conn.close(exc)
-            return
-        del buffer[:sent]
-        if buffer:
-            self._maybe_resume()
-            return
-        self._writing = False
-        self._conn.loop.remove_writer(self._conn.fd)
-        self._maybe_resume()
-        if self._eof_pending:
-            self._send_eof()
-        if self._closing:
-            self._conn.close()
-
-    def _maybe_resume(self) -> None:
-        if len(self._buffer) <= self._low:
-            waiters, self._drain_waiters = self._drain_waiters, []
-            for fut in waiters:
-                _wake(fut)
-
-    def _connection_closed(self) -> None:
-        self._buffer.clear()
-        self._writing = False
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for fut in waiters:
-            _wake(fut)
-
-    async def drain(self) -> None:
-        """Wait while more than the high-water mark is waiting to be sent.
-        Raises the error that ended the connection; ConnectionResetError once
-        it is closed."""
-        conn = self._conn
-        if not (self._closing or conn.closed) and len(self._buffer) <= self._high:
-            return  # the common case: nothing to wait for (a lost connection is closed)
-        if conn.exception is not None:
-            raise conn.exception
-        if self._closing or conn.closed:
-            await asyncio.sleep(0)  # as asyncio: let the close proceed
-        while len(self._buffer) > self._high and not conn.closed:
-            fut: asyncio.Future[None] = conn.loop.create_future()
-            self._drain_waiters.append(fut)
-            await fut
-        if conn.exception is not None:
-            raise conn.exception
-        if conn.closed and not self._closing:
-            raise ConnectionResetError("Connection lost")
 
     # -- closing ------------------------------------------------------------
 
@@ -879,11 +370,61 @@ class StreamWriter:
         await asyncio.shield(self._conn.closed_future)
 
 
+if TYPE_CHECKING:  # type checkers see the pure core: it is the typed reference
+    from ._aio_stream_py import ReaderCore as _ReaderCore, WriterCore as _WriterCore
+else:
+    if fastsock.IMPLEMENTATION == "cython":
+        _compiled = sys.modules["fastsock._socket_c"]
+        _ReaderCore, _WriterCore = _compiled.AioReaderCore, _compiled.AioWriterCore
+    else:
+        _ReaderCore, _WriterCore = _aio_stream_py.ReaderCore, _aio_stream_py.WriterCore
+
+
+class StreamReader(_ReaderMethods, _ReaderCore):
+    """asyncio.StreamReader over a non-blocking fastsock StreamSocket.
+
+    The bytes not yet returned live in the socket's own receive buffer
+    (``sock.buffered``), which the framing methods read in C; the per-request
+    methods are the core of the live implementation (compiled or pure).
+    """
+
+
+class StreamWriter(_WriterMethods, _WriterCore):
+    """asyncio.StreamWriter over a non-blocking fastsock StreamSocket: a write
+    is tried at once, what the kernel does not take is kept and sent when the
+    socket is writable; drain() waits while more than the high-water mark is
+    kept, until no more than the low-water mark is."""
+
+
+_PURE_CLASSES: Optional[tuple[type[StreamReader], type[StreamWriter]]] = None
+
+
+def _stream_classes(sock: Any) -> tuple[type[StreamReader], type[StreamWriter]]:
+    """StreamReader and StreamWriter for a socket of the live implementation;
+    for one of the pure implementation while the compiled one is live, classes
+    of the same names on the pure core (each core works with either socket:
+    this keeps a twin's socket with its twin's core)."""
+    global _PURE_CLASSES
+    if _ReaderCore is _aio_stream_py.ReaderCore or isinstance(sock, fastsock.StreamSocket):
+        return StreamReader, StreamWriter
+    if _PURE_CLASSES is None:
+        _PURE_CLASSES = (
+            type("StreamReader", (_ReaderMethods, _aio_stream_py.ReaderCore),
+                 {"__doc__": StreamReader.__doc__, "__module__": __name__}),
+            type("StreamWriter", (_WriterMethods, _aio_stream_py.WriterCore),
+                 {"__doc__": StreamWriter.__doc__, "__module__": __name__}))
+    return _PURE_CLASSES
+
+
 def _streams(sock: Any, loop: asyncio.AbstractEventLoop,
              limit: int) -> tuple[StreamReader, StreamWriter]:
-    conn = _Connection(sock, loop)
-    reader = StreamReader(conn, limit)
-    return reader, StreamWriter(conn, reader)
+    return _streams_of(_Connection(sock, loop), limit)
+
+
+def _streams_of(conn: _Connection, limit: int) -> tuple[StreamReader, StreamWriter]:
+    reader_class, writer_class = _stream_classes(conn.sock)
+    reader = reader_class(conn, limit)
+    return reader, writer_class(conn, reader)
 
 
 def _as_fastsock(sock: Any) -> Any:
@@ -1070,8 +611,8 @@ class Server:
 
     def _serve(self, sock: Any) -> None:
         _set_nodelay(sock)
-        reader, writer = _streams(sock, self._loop, self._limit)
-        conn = reader._conn
+        conn = _Connection(sock, self._loop)
+        reader, writer = _streams_of(conn, self._limit)
         self._connections.add(conn)
         conn.on_close = lambda: self._forget(conn)
         result = self._callback(reader, writer)

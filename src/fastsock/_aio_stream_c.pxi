@@ -1,0 +1,575 @@
+# The compiled core of fastsock.aio's streams: the reads, writes and waits run
+# per request, as C methods of the classes aio.StreamReader and aio.StreamWriter
+# derive from.  Pure twin: _aio_stream_py.py (the same steps, line for line;
+# the comments on why live there).  The socket is called through its Python
+# methods, so either implementation's socket works here.
+#
+# asyncio is imported on first use, not with fastsock: its exceptions are
+# raised only when a read fails.
+
+cdef Py_ssize_t aio_read_ahead_frames = _common.AIO_READ_AHEAD_FRAMES
+cdef Py_ssize_t aio_read_ahead_bytes = _common.AIO_READ_AHEAD_BYTES
+cdef Py_ssize_t aio_send_chunk = _common.AIO_SEND_CHUNK
+cdef object aio_default_limit = _common.AIO_DEFAULT_LIMIT
+cdef object aio_high_water = _common.AIO_HIGH_WATER
+cdef object aio_max_message = _common.DEFAULT_MAX_MESSAGE
+cdef dict aio_prefixes = {size: _struct.Struct(code)
+                          for size, code in ((1, ">B"), (2, ">H"), (4, ">I"), (8, ">Q"))}
+cdef object _asyncio_module = None
+
+
+cdef object _asyncio():
+    global _asyncio_module
+    if _asyncio_module is None:
+        import asyncio
+        _asyncio_module = asyncio
+    return _asyncio_module
+
+
+cdef object _aio_incomplete(object exc):
+    return _asyncio().IncompleteReadError(exc.partial, exc.expected)
+
+
+cdef object _aio_prefix(object prefix_size):
+    try:
+        return aio_prefixes[prefix_size]
+    except KeyError:
+        raise ValueError("prefix_size must be 1, 2, 4 or 8") from None
+
+
+cdef inline int _aio_wake(object fut) except -1:
+    if not fut.done():
+        fut.set_result(None)
+    return 0
+
+
+cdef bint aio_resume_inline = True
+
+
+def _aio_resume_inline(bint on):
+    """Off: every wake goes through the loop's scheduling (_aio_stream_py's
+    RESUME_INLINE; tests run the faults both ways)."""
+    global aio_resume_inline
+    aio_resume_inline = on
+
+
+cdef int _aio_resume_now(object fut) except -1:
+    # complete fut and run the one task waiting on it now (resume_now)
+    callbacks = fut._callbacks if aio_resume_inline else None
+    if callbacks is not None and len(callbacks) == 1:
+        wakeup, context = callbacks[0]
+        fut.remove_done_callback(wakeup)
+        fut.set_result(None)
+        context.run(wakeup, fut)
+    else:
+        fut.set_result(None)
+    return 0
+
+
+cdef class AioReaderCore:
+    """The compiled core of fastsock.aio.StreamReader."""
+
+    cdef public object _conn
+    cdef public object _sock
+    cdef public object _limit
+    cdef public bint _eof
+    cdef public object _waiter
+    cdef public Py_ssize_t _waits
+    cdef public bint _watching
+    cdef public bint _drained
+    cdef public list _frames
+    cdef public int _frames_prefix
+
+    def __init__(self, conn, limit=aio_default_limit):
+        if limit <= 0:
+            raise ValueError("Limit cannot be <= 0")
+        self._conn = conn
+        self._sock = conn.sock
+        self._limit = limit
+        self._eof = False
+        self._waiter = None
+        self._waits = 0
+        self._watching = False
+        self._drained = False
+        self._frames = []
+        self._frames_prefix = 0
+        conn.reader = self
+
+    # -- state --------------------------------------------------------------
+
+    def exception(self):
+        """The error that ended the connection, or None."""
+        return self._conn.exception
+
+    def at_eof(self):
+        """True once the stream has ended and nothing is left to read."""
+        if self._conn.closing:
+            return True
+        return self._eof and not self._frames and not self._sock.buffered
+
+    def _connection_closed(self):
+        self._eof = True
+        self._frames = []
+        self._watching = False
+        fut = self._waiter
+        if fut is not None:
+            self._waiter = None
+            _aio_wake(fut)
+
+    def _stop(self):
+        if self._watching:
+            self._watching = False
+            self._conn.loop.remove_reader(self._conn.fd)
+        self._connection_closed()
+
+    def _ended(self):
+        conn = self._conn
+        if conn.exception is not None:
+            raise conn.exception
+        return conn.closing
+
+    def _wait_readable(self, name):
+        return self._wait(name)
+
+    cdef object _wait(self, str name):
+        fut = self._waiter
+        if fut is not None and not fut.cancelled():
+            raise RuntimeError(
+                f"{name}() called while another coroutine is already waiting for incoming data")
+        conn = self._conn
+        loop = conn.loop
+        fut = loop.create_future()
+        self._waiter = fut
+        self._waits += 1
+        self._drained = False
+        if not self._watching:
+            self._watching = True
+            loop.add_reader(conn.fd, self._on_readable)
+        return fut
+
+    def _on_readable(self):
+        fut = self._waiter
+        if fut is None or fut.done():
+            self._watching = False
+            self._conn.loop.remove_reader(self._conn.fd)
+            return
+        try:
+            self._sock.recv_ahead(aio_read_ahead_bytes)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        self._waiter = None
+        _aio_resume_now(fut)
+
+    def _lost(self, exc):
+        """The kernel reported the connection broken: end it as asyncio does."""
+        self._conn.close(exc)
+
+    def _unsplit(self):
+        """Give the frames read_msg() split ahead back to the socket."""
+        cdef list frames = self._frames
+        if not frames:
+            return
+        self._frames = []
+        if self._conn.closing:
+            return
+        pack = aio_prefixes[self._frames_prefix].pack
+        self._sock.unrecv(b"".join([pack(len(frame)) + frame for frame in reversed(frames)]))
+
+    # -- asyncio's methods ----------------------------------------------------
+
+    async def read(self, n=-1):
+        """Read up to ``n`` bytes (all until the end when negative); b"" at the end."""
+        if n == 0:
+            return b""
+        if self._frames:
+            self._unsplit()
+        if n < 0:
+            blocks = []
+            while True:
+                block = await self.read(self._limit)
+                if not block:
+                    return b"".join(blocks)
+                blocks.append(block)
+        sock = self._sock
+        conn = self._conn
+        while not conn.closing:
+            if self._drained and not sock.buffered:
+                await self._wait("read")
+                continue
+            try:
+                data = sock.recv(n)
+            except BlockingIOError:
+                await self._wait("read")
+                continue
+            except ConnectionError as exc:
+                self._lost(exc)
+                raise
+            if not data:
+                self._eof = True
+            self._drained = 0 < len(data) < n and not sock.buffered
+            return data
+        self._ended()
+        return b""
+
+    async def readexactly(self, n):
+        """Read exactly ``n`` bytes; asyncio.IncompleteReadError when the stream
+        ends first."""
+        if n < 0:
+            raise ValueError("readexactly size can not be less than zero")
+        if n == 0:
+            return b""
+        if self._frames:
+            self._unsplit()
+        sock = self._sock
+        conn = self._conn
+        while not conn.closing:
+            if self._drained and not sock.buffered:
+                await self._wait("readexactly")
+                continue
+            try:
+                data = sock.recv_exactly(n)
+                self._drained = not sock.buffered
+                return data
+            except BlockingIOError:
+                pass
+            except IncompleteReadError as exc:
+                self._eof = True
+                raise _aio_incomplete(exc) from None
+            except ConnectionError as exc:
+                self._lost(exc)
+                raise
+            await self._wait("readexactly")
+        self._ended()
+        raise _asyncio().IncompleteReadError(b"", n)
+
+    async def readuntil(self, separator=b"\n"):
+        """Read up to and including ``separator``, as asyncio's readuntil()."""
+        if isinstance(separator, tuple):
+            seps = sorted(separator, key=len)
+            if not seps:
+                raise ValueError("Separator should contain at least one element")
+            if not seps[0]:
+                raise ValueError("Separator should be at least one-byte string")
+            if len(seps) > 1:
+                return await self._readuntil_any(seps)
+            separator = seps[0]
+        if not separator:
+            raise ValueError("Separator should be at least one-byte string")
+        if self._frames:
+            self._unsplit()
+        sock = self._sock
+        limit = self._limit + len(separator)
+        conn = self._conn
+        while not conn.closing:
+            if self._drained and not sock.buffered:
+                await self._wait("readuntil")
+                continue
+            try:
+                data = sock.recv_until(separator, limit)
+                self._drained = not sock.buffered
+                return data
+            except BlockingIOError:
+                pass
+            except IncompleteReadError as exc:
+                self._eof = True
+                raise _aio_incomplete(exc) from None
+            except LimitOverrunError as exc:
+                raise _asyncio().LimitOverrunError(
+                    "Separator is not found, and chunk exceed the limit",
+                    exc.consumed) from None
+            except ConnectionError as exc:
+                self._lost(exc)
+                raise
+            await self._wait("readuntil")
+        self._ended()
+        raise _asyncio().IncompleteReadError(b"", None)
+
+    # -- fast methods ---------------------------------------------------------
+
+    async def read_msg(self, *, prefix_size=4, max_size=aio_max_message):
+        """Read one message framed by a big-endian length prefix (write_msg(),
+        StreamSocket.send_msg()) and return its payload."""
+        cdef list frames = self._frames
+        cdef list messages
+        if frames:
+            if prefix_size == self._frames_prefix and len(frames[-1]) <= max_size:
+                return frames.pop()
+            self._unsplit()
+        sock = self._sock
+        conn = self._conn
+        while not conn.closing:
+            if self._drained and not sock.buffered:
+                await self._wait("read_msg")
+                continue
+            try:
+                messages = sock.recv_msgs(
+                    aio_read_ahead_frames, prefix_size=prefix_size, max_size=max_size,
+                    max_bytes=aio_read_ahead_bytes)
+            except BlockingIOError:
+                pass
+            except IncompleteReadError as exc:
+                self._eof = True
+                raise _aio_incomplete(exc) from None
+            except ConnectionError as exc:
+                self._lost(exc)
+                raise
+            else:
+                self._drained = not sock.buffered
+                if len(messages) > 1:
+                    self._frames = messages[:0:-1]
+                    self._frames_prefix = prefix_size
+                return messages[0]
+            await self._wait("read_msg")
+        self._ended()
+        raise _asyncio().IncompleteReadError(b"", prefix_size)
+
+    async def read_msgs(self, max_count=1024, *, prefix_size=4, max_size=aio_max_message,
+                        max_bytes=None):
+        """Wait for the next message and return it with every complete one
+        already received after it (read_msg()'s framing and errors)."""
+        if self._frames:
+            self._unsplit()
+        sock = self._sock
+        conn = self._conn
+        while not conn.closing:
+            if self._drained and not sock.buffered:
+                await self._wait("read_msgs")
+                continue
+            try:
+                messages = sock.recv_msgs(
+                    max_count, prefix_size=prefix_size, max_size=max_size,
+                    max_bytes=max_bytes)
+                self._drained = not sock.buffered
+                return messages
+            except BlockingIOError:
+                pass
+            except IncompleteReadError as exc:
+                self._eof = True
+                raise _aio_incomplete(exc) from None
+            except ConnectionError as exc:
+                self._lost(exc)
+                raise
+            await self._wait("read_msgs")
+        self._ended()
+        raise _asyncio().IncompleteReadError(b"", prefix_size)
+
+    async def read_until(self, delimiter, limit=65536):
+        """Read up to and including ``delimiter`` with StreamSocket.recv_until()'s
+        rule: all of it within ``limit`` bytes."""
+        if self._frames:
+            self._unsplit()
+        sock = self._sock
+        conn = self._conn
+        while not conn.closing:
+            if self._drained and not sock.buffered:
+                await self._wait("read_until")
+                continue
+            try:
+                data = sock.recv_until(delimiter, limit)
+                self._drained = not sock.buffered
+                return data
+            except BlockingIOError:
+                pass
+            except IncompleteReadError as exc:
+                self._eof = True
+                raise _aio_incomplete(exc) from None
+            except LimitOverrunError as exc:
+                raise _asyncio().LimitOverrunError(str(exc), exc.consumed) from None
+            except ConnectionError as exc:
+                self._lost(exc)
+                raise
+            await self._wait("read_until")
+        self._ended()
+        raise _asyncio().IncompleteReadError(b"", None)
+
+    async def readexactly_into(self, buffer, nbytes=0):
+        """Fill the first ``nbytes`` bytes (0: all) of a writable buffer and
+        return that count; asyncio.IncompleteReadError when the stream ends first."""
+        if self._frames:
+            self._unsplit()
+        sock = self._sock
+        conn = self._conn
+        while not conn.closing:
+            if self._drained and not sock.buffered:
+                await self._wait("readexactly_into")
+                continue
+            try:
+                filled = sock.recv_exactly_into(buffer, nbytes)
+                self._drained = not sock.buffered
+                return filled
+            except BlockingIOError:
+                pass
+            except IncompleteReadError as exc:
+                self._eof = True
+                raise _aio_incomplete(exc) from None
+            except ConnectionError as exc:
+                self._lost(exc)
+                raise
+            await self._wait("readexactly_into")
+        self._ended()
+        raise _asyncio().IncompleteReadError(b"", nbytes or len(memoryview(buffer).cast("B")))
+
+
+cdef class AioWriterCore:
+    """The compiled core of fastsock.aio.StreamWriter."""
+
+    cdef public object _conn
+    cdef public object _sock
+    cdef public object _reader
+    cdef public bytearray _buffer
+    cdef public bint _writing
+    cdef public bint _closing
+    cdef public bint _eof_pending
+    cdef public bint _eof_sent
+    cdef public object _high
+    cdef public object _low
+    cdef public list _drain_waiters
+
+    def __init__(self, conn, reader):
+        self._conn = conn
+        self._sock = conn.sock
+        self._reader = reader
+        self._buffer = bytearray()
+        self._writing = False
+        self._closing = False
+        self._eof_pending = False
+        self._eof_sent = False
+        self._high = aio_high_water
+        self._low = aio_high_water // 4
+        self._drain_waiters = []
+        conn.writer = self
+
+    def _check_writable(self):
+        if self._eof_pending or self._eof_sent:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        return not (self._closing or self._conn.closed)
+
+    def write(self, data):
+        """Send ``data`` now as far as the kernel takes it; keep the rest."""
+        cdef Py_ssize_t sent
+        if self._eof_pending or self._eof_sent or self._closing or self._conn.closed:
+            if not self._check_writable():
+                return
+        if not data:
+            return
+        if type(data) is not bytes:
+            data = memoryview(data).cast("B")
+        if self._buffer:
+            self._buffer += data
+            return
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._conn.close(exc)
+            return
+        if sent < len(data):
+            self._buffer += data[sent:]
+            self._start_writing()
+
+    def write_msg(self, payload, *, prefix_size=4):
+        """Write ``payload`` after its length as a big-endian ``prefix_size``-byte
+        integer (1, 2, 4 or 8), the framing of read_msg(); OverflowError when
+        the length does not fit."""
+        cdef Py_ssize_t sent
+        header = _aio_prefix(prefix_size)
+        data = payload if type(payload) is bytes else memoryview(payload).cast("B")
+        size = len(data)
+        try:
+            packed = header.pack(size)
+        except _struct.error:
+            raise OverflowError(f"message of {size} bytes does not fit a "
+                                f"{prefix_size}-byte length prefix") from None
+        if not self._check_writable():
+            return
+        buffer = self._buffer
+        if buffer:
+            buffer += packed
+            buffer += data
+            return
+        try:
+            sent = self._sock.send_buffers([packed, data])
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._conn.close(exc)
+            return
+        if sent < len(packed):
+            buffer += packed[sent:]
+            buffer += data
+        else:
+            buffer += data[sent - len(packed):]
+        if buffer:
+            self._start_writing()
+
+    def _send_eof(self):
+        self._eof_pending = False
+        self._eof_sent = True
+        try:
+            self._sock.shutdown(_stdlib.SHUT_WR)
+        except OSError as exc:
+            self._conn.close(exc)
+
+    def _start_writing(self):
+        if not self._writing:
+            self._writing = True
+            self._conn.loop.add_writer(self._conn.fd, self._on_writable)
+
+    def _on_writable(self):
+        cdef Py_ssize_t sent
+        buffer = self._buffer
+        try:
+            sent = self._sock.send(memoryview(buffer)[:aio_send_chunk])
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._conn.close(exc)
+            return
+        del buffer[:sent]
+        if buffer:
+            self._maybe_resume()
+            return
+        self._writing = False
+        self._conn.loop.remove_writer(self._conn.fd)
+        self._maybe_resume()
+        if self._eof_pending:
+            self._send_eof()
+        if self._closing:
+            self._conn.close()
+
+    def _maybe_resume(self):
+        if len(self._buffer) <= self._low:
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for fut in waiters:
+                _aio_wake(fut)
+
+    def _connection_closed(self):
+        self._buffer.clear()
+        self._writing = False
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for fut in waiters:
+            _aio_wake(fut)
+
+    async def drain(self):
+        """Wait while more than the high-water mark is waiting to be sent.
+        Raises the error that ended the connection; ConnectionResetError once
+        it is closed."""
+        conn = self._conn
+        if not (self._closing or conn.closed) and len(self._buffer) <= self._high:
+            return
+        if conn.exception is not None:
+            raise conn.exception
+        if self._closing or conn.closed:
+            await _asyncio().sleep(0)
+        while len(self._buffer) > self._high and not conn.closed:
+            fut = conn.loop.create_future()
+            self._drain_waiters.append(fut)
+            await fut
+        if conn.exception is not None:
+            raise conn.exception
+        if conn.closed and not self._closing:
+            raise ConnectionResetError("Connection lost")
