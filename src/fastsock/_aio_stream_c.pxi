@@ -1,8 +1,8 @@
 # The compiled core of fastsock.aio's streams: the reads, writes and waits run
 # per request, as C methods of the classes aio.StreamReader and aio.StreamWriter
 # derive from.  Pure twin: _aio_stream_py.py (the same steps, line for line;
-# the comments on why live there).  The socket is called through its Python
-# methods, so either implementation's socket works here.
+# the comments on why live there).  A StreamSocket of this module (not a
+# subclass) is called in C; any other socket through its Python methods.
 #
 # asyncio is imported on first use, not with fastsock: its exceptions are
 # raised only when a read fails.
@@ -66,11 +66,66 @@ cdef int _aio_resume_now(object fut) except -1:
     return 0
 
 
+cdef class AioConnection:
+    """What the reader and the writer of one socket share: its loop
+    registrations and its end (the compiled twin of _aio_stream_py.Connection)."""
+
+    cdef public object sock
+    cdef public int fd
+    cdef public object loop
+    cdef public bint closed
+    cdef public bint closing
+    cdef public object exception
+    cdef public object reader
+    cdef public object writer
+    cdef public object closed_future
+    cdef public object on_close
+    cdef object __weakref__
+
+    def __init__(self, sock, loop):
+        sock.setblocking(False)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.loop = loop
+        self.closed = False
+        self.closing = False
+        self.exception = None
+        self.reader = None
+        self.writer = None
+        self.closed_future = loop.create_future()
+        self.on_close = None
+
+    def close(self, exc=None):
+        """Close the descriptor now and wake whoever waits on it."""
+        if self.closed:
+            return
+        self.closed = True
+        self.closing = True
+        if exc is not None and self.exception is None:
+            self.exception = exc
+        self.loop.remove_reader(self.fd)
+        self.loop.remove_writer(self.fd)
+        self.sock.close()
+        if self.reader is not None:
+            self.reader._connection_closed()
+        if self.writer is not None:
+            self.writer._connection_closed()
+        if not self.closed_future.done():
+            if exc is not None:
+                self.closed_future.set_exception(exc)
+                self.closed_future.exception()
+            else:
+                self.closed_future.set_result(None)
+        if self.on_close is not None:
+            self.on_close()
+
+
 cdef class AioReaderCore:
     """The compiled core of fastsock.aio.StreamReader."""
 
-    cdef public object _conn
+    cdef public AioConnection _conn
     cdef public object _sock
+    cdef StreamSocket _fast  # the socket, when it is this module's StreamSocket
     cdef public object _limit
     cdef public bint _eof
     cdef public object _waiter
@@ -80,11 +135,12 @@ cdef class AioReaderCore:
     cdef public list _frames
     cdef public int _frames_prefix
 
-    def __init__(self, conn, limit=aio_default_limit):
+    def __init__(self, AioConnection conn not None, limit=aio_default_limit):
         if limit <= 0:
             raise ValueError("Limit cannot be <= 0")
         self._conn = conn
         self._sock = conn.sock
+        self._fast = conn.sock if type(conn.sock) is StreamSocket else None
         self._limit = limit
         self._eof = False
         self._waiter = None
@@ -105,7 +161,7 @@ cdef class AioReaderCore:
         """True once the stream has ended and nothing is left to read."""
         if self._conn.closing:
             return True
-        return self._eof and not self._frames and not self._sock.buffered
+        return self._eof and not self._frames and not self._holds()
 
     def _connection_closed(self):
         self._eof = True
@@ -123,10 +179,16 @@ cdef class AioReaderCore:
         self._connection_closed()
 
     def _ended(self):
-        conn = self._conn
+        cdef AioConnection conn = self._conn
         if conn.exception is not None:
             raise conn.exception
         return conn.closing
+
+    cdef inline bint _holds(self) except -1:
+        """Whether the socket holds received bytes (sock.buffered)."""
+        if self._fast is not None:
+            return self._fast._held() != 0
+        return bool(self._sock.buffered)
 
     def _wait_readable(self, name):
         return self._wait(name)
@@ -136,7 +198,7 @@ cdef class AioReaderCore:
         if fut is not None and not fut.cancelled():
             raise RuntimeError(
                 f"{name}() called while another coroutine is already waiting for incoming data")
-        conn = self._conn
+        cdef AioConnection conn = self._conn
         loop = conn.loop
         fut = loop.create_future()
         self._waiter = fut
@@ -154,7 +216,10 @@ cdef class AioReaderCore:
             self._conn.loop.remove_reader(self._conn.fd)
             return
         try:
-            self._sock.recv_ahead(aio_read_ahead_bytes)
+            if self._fast is not None:
+                self._fast._recv_ahead(aio_read_ahead_bytes)
+            else:
+                self._sock.recv_ahead(aio_read_ahead_bytes)
         except BlockingIOError:
             return
         except OSError as exc:
@@ -194,9 +259,9 @@ cdef class AioReaderCore:
                     return b"".join(blocks)
                 blocks.append(block)
         sock = self._sock
-        conn = self._conn
+        cdef AioConnection conn = self._conn
         while not conn.closing:
-            if self._drained and not sock.buffered:
+            if self._drained and not self._holds():
                 await self._wait("read")
                 continue
             try:
@@ -209,7 +274,7 @@ cdef class AioReaderCore:
                 raise
             if not data:
                 self._eof = True
-            self._drained = 0 < len(data) < n and not sock.buffered
+            self._drained = 0 < len(data) < n and not self._holds()
             return data
         self._ended()
         return b""
@@ -224,14 +289,15 @@ cdef class AioReaderCore:
         if self._frames:
             self._unsplit()
         sock = self._sock
-        conn = self._conn
+        cdef AioConnection conn = self._conn
         while not conn.closing:
-            if self._drained and not sock.buffered:
+            if self._drained and not self._holds():
                 await self._wait("readexactly")
                 continue
             try:
-                data = sock.recv_exactly(n)
-                self._drained = not sock.buffered
+                data = (self._fast._recv_exactly(n) if self._fast is not None
+                        else sock.recv_exactly(n))
+                self._drained = not self._holds()
                 return data
             except BlockingIOError:
                 pass
@@ -262,14 +328,14 @@ cdef class AioReaderCore:
             self._unsplit()
         sock = self._sock
         limit = self._limit + len(separator)
-        conn = self._conn
+        cdef AioConnection conn = self._conn
         while not conn.closing:
-            if self._drained and not sock.buffered:
+            if self._drained and not self._holds():
                 await self._wait("readuntil")
                 continue
             try:
                 data = sock.recv_until(separator, limit)
-                self._drained = not sock.buffered
+                self._drained = not self._holds()
                 return data
             except BlockingIOError:
                 pass
@@ -299,15 +365,19 @@ cdef class AioReaderCore:
                 return frames.pop()
             self._unsplit()
         sock = self._sock
-        conn = self._conn
+        cdef AioConnection conn = self._conn
         while not conn.closing:
-            if self._drained and not sock.buffered:
+            if self._drained and not self._holds():
                 await self._wait("read_msg")
                 continue
             try:
-                messages = sock.recv_msgs(
-                    aio_read_ahead_frames, prefix_size=prefix_size, max_size=max_size,
-                    max_bytes=aio_read_ahead_bytes)
+                if self._fast is not None:
+                    messages = self._fast._recv_msgs(aio_read_ahead_frames, prefix_size,
+                                                     max_size, aio_read_ahead_bytes)
+                else:
+                    messages = sock.recv_msgs(
+                        aio_read_ahead_frames, prefix_size=prefix_size, max_size=max_size,
+                        max_bytes=aio_read_ahead_bytes)
             except BlockingIOError:
                 pass
             except IncompleteReadError as exc:
@@ -317,7 +387,7 @@ cdef class AioReaderCore:
                 self._lost(exc)
                 raise
             else:
-                self._drained = not sock.buffered
+                self._drained = not self._holds()
                 if len(messages) > 1:
                     self._frames = messages[:0:-1]
                     self._frames_prefix = prefix_size
@@ -333,16 +403,20 @@ cdef class AioReaderCore:
         if self._frames:
             self._unsplit()
         sock = self._sock
-        conn = self._conn
+        cdef AioConnection conn = self._conn
         while not conn.closing:
-            if self._drained and not sock.buffered:
+            if self._drained and not self._holds():
                 await self._wait("read_msgs")
                 continue
             try:
-                messages = sock.recv_msgs(
-                    max_count, prefix_size=prefix_size, max_size=max_size,
-                    max_bytes=max_bytes)
-                self._drained = not sock.buffered
+                if self._fast is not None:
+                    messages = self._fast._recv_msgs(max_count, prefix_size, max_size,
+                                                     max_bytes)
+                else:
+                    messages = sock.recv_msgs(
+                        max_count, prefix_size=prefix_size, max_size=max_size,
+                        max_bytes=max_bytes)
+                self._drained = not self._holds()
                 return messages
             except BlockingIOError:
                 pass
@@ -362,14 +436,14 @@ cdef class AioReaderCore:
         if self._frames:
             self._unsplit()
         sock = self._sock
-        conn = self._conn
+        cdef AioConnection conn = self._conn
         while not conn.closing:
-            if self._drained and not sock.buffered:
+            if self._drained and not self._holds():
                 await self._wait("read_until")
                 continue
             try:
                 data = sock.recv_until(delimiter, limit)
-                self._drained = not sock.buffered
+                self._drained = not self._holds()
                 return data
             except BlockingIOError:
                 pass
@@ -391,14 +465,14 @@ cdef class AioReaderCore:
         if self._frames:
             self._unsplit()
         sock = self._sock
-        conn = self._conn
+        cdef AioConnection conn = self._conn
         while not conn.closing:
-            if self._drained and not sock.buffered:
+            if self._drained and not self._holds():
                 await self._wait("readexactly_into")
                 continue
             try:
                 filled = sock.recv_exactly_into(buffer, nbytes)
-                self._drained = not sock.buffered
+                self._drained = not self._holds()
                 return filled
             except BlockingIOError:
                 pass
@@ -416,8 +490,9 @@ cdef class AioReaderCore:
 cdef class AioWriterCore:
     """The compiled core of fastsock.aio.StreamWriter."""
 
-    cdef public object _conn
+    cdef public AioConnection _conn
     cdef public object _sock
+    cdef StreamSocket _fast  # the socket, when it is this module's StreamSocket
     cdef public object _reader
     cdef public bytearray _buffer
     cdef public bint _writing
@@ -428,9 +503,10 @@ cdef class AioWriterCore:
     cdef public object _low
     cdef public list _drain_waiters
 
-    def __init__(self, conn, reader):
+    def __init__(self, AioConnection conn not None, reader):
         self._conn = conn
         self._sock = conn.sock
+        self._fast = conn.sock if type(conn.sock) is StreamSocket else None
         self._reader = reader
         self._buffer = bytearray()
         self._writing = False
@@ -461,7 +537,8 @@ cdef class AioWriterCore:
             self._buffer += data
             return
         try:
-            sent = self._sock.send(data)
+            sent = (self._fast._send_data(data, 0) if self._fast is not None
+                    else self._sock.send(data))
         except BlockingIOError:
             sent = 0
         except OSError as exc:
@@ -558,7 +635,7 @@ cdef class AioWriterCore:
         """Wait while more than the high-water mark is waiting to be sent.
         Raises the error that ended the connection; ConnectionResetError once
         it is closed."""
-        conn = self._conn
+        cdef AioConnection conn = self._conn
         if not (self._closing or conn.closed) and len(self._buffer) <= self._high:
             return
         if conn.exception is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import socket as _stdlib
 import struct
-from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import _common
 from ._common import (
@@ -33,20 +33,47 @@ PREFIXES = {size: struct.Struct(code)
             for size, code in ((1, ">B"), (2, ">H"), (4, ">I"), (8, ">Q"))}
 
 
-class Connection(Protocol):
-    """What the reader and the writer of one socket share (aio._Connection)."""
+class Connection:
+    """What the reader and the writer of one socket share: its loop
+    registrations and its end."""
 
-    sock: Any
-    fd: int
-    loop: asyncio.AbstractEventLoop
-    closed: bool
-    closing: bool
-    exception: Optional[BaseException]
-    reader: Any
-    writer: Any
-    closed_future: asyncio.Future[None]
+    def __init__(self, sock: Any, loop: asyncio.AbstractEventLoop) -> None:
+        sock.setblocking(False)  # a closed socket raises OSError (EBADF) here
+        self.sock = sock
+        self.fd: int = sock.fileno()
+        self.loop = loop
+        self.closed = False
+        self.closing = False  # closed, or to be once the writer has sent all
+        self.exception: Optional[BaseException] = None
+        self.reader: Any = None  # aio.StreamReader
+        self.writer: Any = None  # aio.StreamWriter
+        self.closed_future: asyncio.Future[None] = loop.create_future()
+        self.on_close: Optional[Callable[[], None]] = None
 
-    def close(self, exc: Optional[BaseException] = None) -> None: ...
+    def close(self, exc: Optional[BaseException] = None) -> None:
+        """Close the descriptor now and wake whoever waits on it."""
+        if self.closed:
+            return
+        self.closed = True
+        self.closing = True
+        if exc is not None and self.exception is None:
+            self.exception = exc
+        # unregister before closing: a loop must never watch a reused number
+        self.loop.remove_reader(self.fd)
+        self.loop.remove_writer(self.fd)
+        self.sock.close()
+        if self.reader is not None:
+            self.reader._connection_closed()
+        if self.writer is not None:
+            self.writer._connection_closed()
+        if not self.closed_future.done():
+            if exc is not None:
+                self.closed_future.set_exception(exc)
+                self.closed_future.exception()  # retrieved: wait_closed() is optional
+            else:
+                self.closed_future.set_result(None)
+        if self.on_close is not None:
+            self.on_close()
 
 
 def wake(fut: "asyncio.Future[None]") -> None:

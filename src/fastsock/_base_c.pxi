@@ -1374,6 +1374,9 @@ cdef class _Socket:
         only some), as socket.send(); never raises SIGPIPE: a stream whose peer is gone
         gives BrokenPipeError.
         """
+        return self._send_data(data, flags)
+
+    cdef object _send_data(self, object data, object flags):
         cdef Py_buffer view
         cdef IOArgs a
         cdef ssize_t sent

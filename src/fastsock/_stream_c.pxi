@@ -286,6 +286,9 @@ cdef class StreamSocket(_Socket):
         up when the callback returns and the reader's own calls find the bytes
         where the framing calls read them.  OSError (EBADF) when the socket is
         closed; RuntimeError during another receive."""
+        return self._recv_ahead(max_bytes)
+
+    cdef Py_ssize_t _recv_ahead(self, Py_ssize_t max_bytes) except -1:
         cdef IOArgs a
         cdef Py_ssize_t n
         if max_bytes <= 0:
@@ -496,6 +499,9 @@ cdef class StreamSocket(_Socket):
         see them: check this before waiting for readability.  While a receive call
         runs in another thread the bytes are that call's: 0.
         """
+        return self._held()
+
+    cdef inline Py_ssize_t _held(self) noexcept:
         cdef Py_ssize_t held = 0
         with cython.critical_section(self):
             if not self.receiving:
@@ -661,6 +667,9 @@ cdef class StreamSocket(_Socket):
         first; on any other error (TimeoutError, OSError, a signal handler's exception)
         the bytes read so far stay in the receive buffer.
         """
+        return self._recv_exactly(n)
+
+    cdef bytes _recv_exactly(self, object n):
         cdef Py_ssize_t size = PyLong_AsSsize_t(_index(n))  # the stdlib's message
         cdef Py_ssize_t got = 0, held
         cdef bytes result
@@ -850,6 +859,10 @@ cdef class StreamSocket(_Socket):
         stay within that many bytes (the rest wait for the next call), which bounds
         a batch's memory whatever the messages' sizes.
         """
+        return self._recv_msgs(max_count, prefix_size, max_size, max_bytes)
+
+    cdef list _recv_msgs(self, object max_count, object prefix_size, object max_size,
+                         object max_bytes):
         cdef Py_ssize_t count = check_positive(max_count, "max_count")
         cdef int psize = check_prefix_size(prefix_size)
         cdef Py_ssize_t cmax = check_positive(max_size, "max_size")

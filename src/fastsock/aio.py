@@ -78,54 +78,27 @@ _Self = TypeVar("_Self")
 ClientConnectedCallback = Callable[["StreamReader", "StreamWriter"], Optional[Awaitable[None]]]
 
 
-class _Connection:
-    """What the reader and the writer of one socket share: its loop
-    registrations and its end."""
-
-    def __init__(self, sock: Any, loop: asyncio.AbstractEventLoop) -> None:
-        sock.setblocking(False)  # a closed socket raises OSError (EBADF) here
-        self.sock = sock
-        self.fd: int = sock.fileno()
-        self.loop = loop
-        self.closed = False
-        self.closing = False  # closed, or to be once the writer has sent all
-        self.exception: Optional[BaseException] = None
-        self.reader: Optional[StreamReader] = None
-        self.writer: Optional[StreamWriter] = None
-        self.closed_future: asyncio.Future[None] = loop.create_future()
-        self.on_close: Optional[Callable[[], None]] = None
-
-    def close(self, exc: Optional[BaseException] = None) -> None:
-        """Close the descriptor now and wake whoever waits on it."""
-        if self.closed:
-            return
-        self.closed = True
-        self.closing = True
-        if exc is not None and self.exception is None:
-            self.exception = exc
-        # unregister before closing: a loop must never watch a reused number
-        self.loop.remove_reader(self.fd)
-        self.loop.remove_writer(self.fd)
-        self.sock.close()
-        if self.reader is not None:
-            self.reader._connection_closed()
-        if self.writer is not None:
-            self.writer._connection_closed()
-        if not self.closed_future.done():
-            if exc is not None:
-                self.closed_future.set_exception(exc)
-                self.closed_future.exception()  # retrieved: wait_closed() is optional
-            else:
-                self.closed_future.set_result(None)
-        if self.on_close is not None:
-            self.on_close()
+# the per-request methods: the live implementation's core
+if TYPE_CHECKING:  # type checkers see the pure core: it is the typed reference
+    from ._aio_stream_py import (
+        Connection as _Connection,
+        ReaderCore as _ReaderCore,
+        WriterCore as _WriterCore,
+    )
+elif fastsock.IMPLEMENTATION == "cython":
+    _compiled = sys.modules["fastsock._socket_c"]
+    _Connection = _compiled.AioConnection
+    _ReaderCore, _WriterCore = _compiled.AioReaderCore, _compiled.AioWriterCore
+else:
+    _Connection = _aio_stream_py.Connection
+    _ReaderCore, _WriterCore = _aio_stream_py.ReaderCore, _aio_stream_py.WriterCore
 
 
 class _ReaderMethods:
     """What aio.StreamReader adds to its implementation's core: asyncio's
     methods that are not per request."""
 
-    _conn: _aio_stream_py.Connection
+    _conn: _Connection
     _sock: Any
     _limit: int
     _eof: bool
@@ -245,8 +218,8 @@ class _WriterMethods:
     """What aio.StreamWriter adds to its implementation's core: the
     transport's information and limits, closing, the rarer writes."""
 
-    _conn: _aio_stream_py.Connection
-    _reader: Optional[_aio_stream_py.ReaderCore]
+    _conn: _Connection
+    _reader: Optional[_ReaderCore]
     _buffer: bytearray
     _closing: bool
     _eof_pending: bool
@@ -264,7 +237,7 @@ class _WriterMethods:
         """asyncio's writers expose their transport; here the writer is its own."""
         return self
 
-    def __init__(self, conn: _Connection, reader: Optional[StreamReader]) -> None:
+    def __init__(self, conn: _Connection, reader: Optional[_ReaderCore]) -> None:
         super().__init__(conn, reader)  # type: ignore[call-arg]
         self._extra: dict[str, Any] = {"socket": conn.sock}
         for key, getter in (("sockname", conn.sock.getsockname),
@@ -370,16 +343,6 @@ class _WriterMethods:
         await asyncio.shield(self._conn.closed_future)
 
 
-if TYPE_CHECKING:  # type checkers see the pure core: it is the typed reference
-    from ._aio_stream_py import ReaderCore as _ReaderCore, WriterCore as _WriterCore
-else:
-    if fastsock.IMPLEMENTATION == "cython":
-        _compiled = sys.modules["fastsock._socket_c"]
-        _ReaderCore, _WriterCore = _compiled.AioReaderCore, _compiled.AioWriterCore
-    else:
-        _ReaderCore, _WriterCore = _aio_stream_py.ReaderCore, _aio_stream_py.WriterCore
-
-
 class StreamReader(_ReaderMethods, _ReaderCore):
     """asyncio.StreamReader over a non-blocking fastsock StreamSocket.
 
@@ -396,19 +359,20 @@ class StreamWriter(_WriterMethods, _WriterCore):
     kept, until no more than the low-water mark is."""
 
 
-_PURE_CLASSES: Optional[tuple[type[StreamReader], type[StreamWriter]]] = None
+_PURE_CLASSES: Optional[tuple[Any, type[StreamReader], type[StreamWriter]]] = None
 
 
-def _stream_classes(sock: Any) -> tuple[type[StreamReader], type[StreamWriter]]:
-    """StreamReader and StreamWriter for a socket of the live implementation;
-    for one of the pure implementation while the compiled one is live, classes
-    of the same names on the pure core (each core works with either socket:
-    this keeps a twin's socket with its twin's core)."""
+def _stream_classes(sock: Any) -> tuple[Any, type[StreamReader], type[StreamWriter]]:
+    """The connection, reader and writer classes for a socket: the live
+    implementation's core; for a socket of the pure implementation while the
+    compiled one is live, the pure core under the same names (each core works
+    with either socket: this keeps a twin's socket with its twin's core)."""
     global _PURE_CLASSES
     if _ReaderCore is _aio_stream_py.ReaderCore or isinstance(sock, fastsock.StreamSocket):
-        return StreamReader, StreamWriter
+        return _Connection, StreamReader, StreamWriter
     if _PURE_CLASSES is None:
         _PURE_CLASSES = (
+            _aio_stream_py.Connection,
             type("StreamReader", (_ReaderMethods, _aio_stream_py.ReaderCore),
                  {"__doc__": StreamReader.__doc__, "__module__": __name__}),
             type("StreamWriter", (_WriterMethods, _aio_stream_py.WriterCore),
@@ -418,11 +382,9 @@ def _stream_classes(sock: Any) -> tuple[type[StreamReader], type[StreamWriter]]:
 
 def _streams(sock: Any, loop: asyncio.AbstractEventLoop,
              limit: int) -> tuple[StreamReader, StreamWriter]:
-    return _streams_of(_Connection(sock, loop), limit)
-
-
-def _streams_of(conn: _Connection, limit: int) -> tuple[StreamReader, StreamWriter]:
-    reader_class, writer_class = _stream_classes(conn.sock)
+    """A reader and a writer on a new connection of ``sock``."""
+    connection_class, reader_class, writer_class = _stream_classes(sock)
+    conn = connection_class(sock, loop)
     reader = reader_class(conn, limit)
     return reader, writer_class(conn, reader)
 
@@ -611,8 +573,8 @@ class Server:
 
     def _serve(self, sock: Any) -> None:
         _set_nodelay(sock)
-        conn = _Connection(sock, self._loop)
-        reader, writer = _streams_of(conn, self._limit)
+        reader, writer = _streams(sock, self._loop, self._limit)
+        conn = reader._conn
         self._connections.add(conn)
         conn.on_close = lambda: self._forget(conn)
         result = self._callback(reader, writer)
