@@ -375,6 +375,58 @@ def control_descriptor(m: ModuleType, stack: ExitStack) -> Body:
     return body
 
 
+def aio_streams(m: ModuleType, stack: ExitStack) -> Body:
+    """fastsock.aio streams over a socketpair of the implementation (so on its
+    core): every kind of read, a framed write, a read cancelled while it
+    waits, a read timed out, the end of the stream and closing."""
+    import asyncio
+
+    from fastsock import aio
+
+    loop = asyncio.new_event_loop()
+    stack.callback(loop.close)
+    header = struct.Struct(">I")
+
+    async def once() -> None:
+        a, b = m.socketpair()
+        reader, writer = await aio.open_unix_connection(sock=a)
+        peer_reader, peer_writer = await aio.open_unix_connection(sock=b)
+        peer_writer.write(b"x" * 100 + b"line\n" + header.pack(3) + b"abc" + header.pack(1) + b"d")
+        writer.write_msg(b"hello")
+        assert await reader.readexactly(100) == b"x" * 100
+        assert await reader.readuntil(b"\n") == b"line\n"
+        assert await reader.read_msg() == b"abc"
+        assert await reader.read_msgs() == [b"d"]
+        assert await peer_reader.read_msg() == b"hello"
+        pending = asyncio.ensure_future(reader.read(10))
+        await asyncio.sleep(0)
+        pending.cancel()
+        try:
+            await pending
+        except asyncio.CancelledError:
+            pass
+        peer_writer.write(b"more")
+        await peer_writer.drain()
+        assert await reader.readexactly(4) == b"more"
+        try:
+            await asyncio.wait_for(reader.read_msg(), 0.001)
+        except asyncio.TimeoutError:
+            pass
+        peer_writer.close()
+        await peer_writer.wait_closed()
+        try:
+            await reader.readexactly(1)
+        except asyncio.IncompleteReadError:
+            pass
+        writer.close()
+        await writer.wait_closed()
+
+    def body(i: int) -> None:
+        loop.run_until_complete(once())
+
+    return body
+
+
 WORKLOADS: dict[str, Callable[[ModuleType, ExitStack], Body]] = {
     "control_memory": control_memory,
     "control_descriptor": control_descriptor,
@@ -388,6 +440,7 @@ WORKLOADS: dict[str, Callable[[ModuleType, ExitStack], Body]] = {
     "eof": eof,
     "too_large": too_large,
     "truncated": truncated,
+    "aio_streams": aio_streams,
 }
 
 

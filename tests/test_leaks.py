@@ -34,7 +34,8 @@ TRACED_BOUND = 256 * 1024
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "leak_workloads.py")
 # workload: (iterations in the default suite, iterations in the full run)
 # "calls" makes 8 sends and 8 receives per iteration; "timeouts" spends a
-# few milliseconds per iteration waiting for its deadlines.
+# few milliseconds per iteration waiting for its deadlines, "aio_streams"
+# (an event loop's round trips and a 1 ms timeout) about as much.
 COUNTS = {
     "cycles_tcp": (5_000, 100_000),
     "cycles_unix": (5_000, 100_000),
@@ -46,6 +47,7 @@ COUNTS = {
     "eof": (1_000, 20_000),
     "too_large": (1_000, 20_000),
     "truncated": (1_000, 20_000),
+    "aio_streams": (300, 5_000),
 }
 
 
