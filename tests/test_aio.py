@@ -4,6 +4,7 @@ with sockets of both implementations (passed in through ``sock=``)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import socket
 import struct
@@ -305,6 +306,42 @@ def test_concurrent_reads_refused(impl: ModuleType, run: Runner) -> None:
         assert await task == b"z"
         await _close(writer, peer_writer)
 
+    run(main)
+
+
+_STEP = contextvars.ContextVar("_STEP", default=0)
+
+
+def test_a_resumed_read_runs_in_its_task_and_its_context(impl: ModuleType, run: Runner,
+                                                        resume: str) -> None:
+    # the readiness callback runs in a copy of the context made when the
+    # descriptor was first watched; a read it resumes must run in its task's
+    # own context, and as that task (asyncio.timeout() and current_task()
+    # rely on it)
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        me = asyncio.current_task()
+        seen = []
+
+        async def feed() -> None:
+            for i in range(3):
+                await asyncio.sleep(0.01)
+                peer_writer.write(bytes([i]))
+
+        feeder = asyncio.ensure_future(feed())
+        for i in range(1, 4):
+            _STEP.set(i)  # changed after the watch began: only the task's context has it
+            assert await reader.readexactly(1) == bytes([i - 1])
+            seen.append((_STEP.get(), asyncio.current_task() is me))
+        await feeder
+        assert seen == [(1, True), (2, True), (3, True)]
+        # after a step through the loop, still in the task's own context:
+        # what the resumed steps set is there (run in another context, the
+        # sets after the first wait would have gone there)
+        await asyncio.sleep(0)
+        assert _STEP.get() == 3
+        assert reader._waits >= 3  # each read waited: each was resumed
+        await _close(writer, peer_writer)
     run(main)
 
 

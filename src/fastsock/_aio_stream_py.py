@@ -143,6 +143,8 @@ class ReaderCore:
     if TYPE_CHECKING:  # aio.StreamReader's: readuntil() with several separators
         async def _readuntil_any(self, seps: list[bytes]) -> bytes: ...
 
+    # -- state --------------------------------------------------------------
+
     def exception(self) -> Optional[BaseException]:
         """The error that ended the connection, or None."""
         return self._conn.exception
@@ -237,6 +239,12 @@ class ReaderCore:
             return  # reads end: nothing will read them
         pack = PREFIXES[self._frames_prefix].pack
         self._sock.unrecv(b"".join([pack(len(frame)) + frame for frame in reversed(frames)]))
+
+    # -- asyncio's methods ----------------------------------------------------
+    #
+    # Each read spells out its own try/wait loop: a shared helper coroutine
+    # costs a coroutine and a frame per call, which halved read_msg()'s rate
+    # (3.7 to 1.7 million messages/s) when the messages are already there.
 
     async def read(self, n: int = -1) -> bytes:
         """Read up to ``n`` bytes (all until the end when negative); b"" at the end."""
@@ -350,6 +358,8 @@ class ReaderCore:
             await self._wait_readable("readuntil")
         self._ended()  # the error that ended the connection, if any
         raise asyncio.IncompleteReadError(b"", None)
+
+    # -- fast methods ---------------------------------------------------------
 
     async def read_msg(self, *, prefix_size: int = 4,
                        max_size: int = DEFAULT_MAX_MESSAGE) -> bytes:

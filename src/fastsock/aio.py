@@ -35,12 +35,18 @@ from typing import (TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Optional,
 import fastsock
 
 from . import _aio_stream_py
-
 from ._aio_datagram import (
     DatagramEndpoint as DatagramEndpoint,
     DatagramTransport as DatagramTransport,
     create_datagram_endpoint as create_datagram_endpoint,
     open_datagram_endpoint as open_datagram_endpoint,
+)
+from ._aio_stream_py import (
+    DEFAULT_LIMIT as _DEFAULT_LIMIT,
+    DEFAULT_MAX_MESSAGE as DEFAULT_MAX_MESSAGE,
+    HIGH_WATER as _HIGH_WATER,
+    prefix as _prefix,
+    wake as _wake,
 )
 
 __all__ = [
@@ -56,16 +62,6 @@ __all__ = [
     "open_datagram_endpoint",
     "create_datagram_endpoint",
 ]
-
-from ._aio_stream_py import (
-    DEFAULT_LIMIT as _DEFAULT_LIMIT,
-    DEFAULT_MAX_MESSAGE as DEFAULT_MAX_MESSAGE,
-    HIGH_WATER as _HIGH_WATER,
-    PREFIXES as _PREFIXES,
-    incomplete as _incomplete,
-    prefix as _prefix,
-    wake as _wake,
-)
 
 _ACCEPT_RETRY_DELAY = 1.0  # as asyncio, after running out of descriptors
 
