@@ -1142,3 +1142,159 @@ def test_read_ahead_is_bounded_in_bytes(impl: ModuleType, run: Runner) -> None:
         await _close(writer, peer_writer)
 
     run(main)
+
+
+# -- a server handler's reads, resumed by the readiness callback ----------------
+
+@pytest.fixture(params=["driven", "task"])
+def drive(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The compiled core resumes a server handler's reads from the readiness
+    callback (AioHandler); off, its task resumes them: both ways, both cores."""
+    compiled = sys.modules.get("fastsock._socket_c")
+    if compiled is not None:
+        compiled._aio_drive(request.param == "driven")
+    try:
+        yield request.param
+    finally:
+        if compiled is not None:
+            compiled._aio_drive(True)
+
+
+async def _serve_one(impl: ModuleType, handle: Callable[..., Awaitable[None]],
+                     ) -> tuple[Any, asyncio.StreamReader, asyncio.StreamWriter]:
+    listener = impl.create_server(("127.0.0.1", 0))
+    server = await aio.start_server(handle, sock=listener)
+    reader, writer = await asyncio.open_connection(*listener.getsockname())
+    return server, reader, writer
+
+
+def test_driven_handler_keeps_task_context_and_cancellation(impl: ModuleType, run: Runner,
+                                                            drive: str) -> None:
+    async def main() -> None:
+        outcome: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+
+        async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+            me = asyncio.current_task()
+            assert me is not None
+            seen: list[Any] = []
+            try:
+                for i in range(1, 4):
+                    _STEP.set(i)
+                    data = await reader.readexactly(2)
+                    seen.append((data, _STEP.get(), asyncio.current_task() is me))
+                    writer.write(data)
+                await asyncio.sleep(0)  # a bare yield after a resumed read
+                await asyncio.sleep(0.01)  # another future
+                seen.append(await reader.readexactly(2))
+                # cancelled while running after a resumed read: the next wait raises
+                me.cancel()
+                try:
+                    await reader.readexactly(2)
+                except asyncio.CancelledError:
+                    if sys.version_info >= (3, 11):
+                        me.uncancel()
+                    seen.append("cancelled")
+                seen.append(await reader.readexactly(2))  # nothing lost
+                try:
+                    await asyncio.wait_for(reader.readexactly(2), 0.05)
+                except asyncio.TimeoutError:
+                    seen.append("timeout")
+                seen.append(await reader.readexactly(2))
+                seen.append(_STEP.get())
+            except BaseException as exc:
+                outcome.set_exception(exc)
+                raise
+            else:
+                outcome.set_result(seen)
+            writer.close()
+
+        server, reader, writer = await _serve_one(impl, handle)
+        for chunk in (b"a1", b"b2", b"c3"):
+            writer.write(chunk)
+            assert await reader.readexactly(2) == chunk
+        await asyncio.sleep(0.05)
+        writer.write(b"d4")
+        await asyncio.sleep(0.05)
+        writer.write(b"e5")
+        await asyncio.sleep(0.1)
+        writer.write(b"f6")
+        seen = await asyncio.wait_for(outcome, 5)
+        assert seen == [(b"a1", 1, True), (b"b2", 2, True), (b"c3", 3, True), b"d4",
+                        "cancelled", b"e5", "timeout", b"f6", 3]
+        writer.close()
+        server.close()
+        await server.wait_closed()
+    run(main)
+
+
+@pytest.mark.parametrize("ending", ["returns", "raises"])
+def test_driven_handler_ends_after_a_resumed_read(impl: ModuleType, run: Runner, drive: str,
+                                                  ending: str) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        reported: list[Any] = []
+        loop.set_exception_handler(lambda loop, context: reported.append(context))
+        tasks: list[asyncio.Task[Any]] = []
+
+        async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+            current = asyncio.current_task()
+            assert current is not None
+            tasks.append(current)
+            data = await reader.readexactly(3)
+            writer.write(data.upper())
+            if ending == "raises":
+                raise ValueError(data)
+            writer.close()
+
+        server, reader, writer = await _serve_one(impl, handle)
+        await asyncio.sleep(0.02)  # the handler waits for its data
+        writer.write(b"abc")
+        assert await reader.readexactly(3) == b"ABC"
+        assert await reader.read() == b""
+        for _ in range(100):
+            if tasks and tasks[0].done() and (ending == "returns" or reported):
+                break
+            await asyncio.sleep(0.01)
+        assert tasks[0].done()
+        if ending == "raises":
+            assert isinstance(tasks[0].exception(), ValueError)
+            assert [type(c["exception"]) for c in reported] == [ValueError]
+        else:
+            assert tasks[0].result() is None and not reported
+        writer.close()
+        server.close()
+        await server.wait_closed()
+    run(main)
+
+
+def test_driven_handler_cancelled_from_outside_loses_nothing(impl: ModuleType, run: Runner,
+                                                             drive: str) -> None:
+    async def main() -> None:
+        got: list[bytes] = []
+        tasks: list[asyncio.Task[Any]] = []
+        done = asyncio.Event()
+
+        async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+            current = asyncio.current_task()
+            assert current is not None
+            tasks.append(current)
+            got.append(await reader.readexactly(2))
+            try:
+                await reader.readexactly(2)
+            except asyncio.CancelledError:
+                got.append(await reader.readexactly(4))
+                done.set()
+            writer.close()
+
+        server, reader, writer = await _serve_one(impl, handle)
+        writer.write(b"01")
+        await asyncio.sleep(0.05)
+        tasks[0].cancel()
+        await asyncio.sleep(0.01)
+        writer.write(b"2345")
+        await asyncio.wait_for(done.wait(), 5)
+        assert got == [b"01", b"2345"]
+        writer.close()
+        server.close()
+        await server.wait_closed()
+    run(main)

@@ -18,6 +18,16 @@ cdef dict aio_prefixes = {size: _struct.Struct(code)
 cdef object _asyncio_module = None
 
 
+cdef extern from "Python.h":
+    ctypedef enum PySendResult:
+        PYGEN_RETURN
+        PYGEN_ERROR
+        PYGEN_NEXT
+    PySendResult PyIter_Send(object iter, object arg, PyObject **presult) except? PYGEN_ERROR
+    int PyContext_Enter(object context) except -1
+    int PyContext_Exit(object context) except -1
+
+
 cdef object _asyncio():
     global _asyncio_module
     if _asyncio_module is None:
@@ -64,6 +74,259 @@ cdef int _aio_resume_now(object fut) except -1:
     else:
         fut.set_result(None)
     return 0
+
+
+cdef bint aio_drive = True
+cdef object aio_task_type = None  # asyncio's C Task: the only kind a handler drives
+cdef object aio_current_task = None
+cdef object aio_enter_task = None
+cdef object aio_leave_task = None
+
+
+def _aio_drive(bint on):
+    """Off: a server handler's reads are resumed through its task like any
+    other (resume_now); tests run the faults both ways."""
+    global aio_drive
+    aio_drive = on
+
+
+cdef enum:
+    HANDLER_RUNS
+    HANDLER_YIELDED
+    HANDLER_RETURNED
+    HANDLER_RAISED
+
+
+cdef class AioHandler:
+    """The coroutine a fastsock.aio server's task runs for one connection: the
+    handler's coroutine, passed through, which the connection's readiness
+    callback may also resume directly.
+
+    Why: resuming a task costs a future per wait, completing it and a step of
+    the task: over a third of an echo request's instructions.  So while the
+    handler waits for its own connection's data, its task waits on ``park``, a
+    pending future that outlives the wait, and the readiness callback resumes
+    the handler's coroutine itself -- as the task would: as the current task,
+    in the task's context.  When the coroutine waits for the same connection
+    again it yields ``park`` once more, and nothing changes for the task.
+    Anything else it does (waits on another future, returns, raises) is handed
+    to the task: ``park`` completes, the task steps at once, and this object
+    gives it what the coroutine did (the stash).  Cancelling the task cancels
+    ``park``; the task then throws into the coroutine where it waits, as it
+    would have.
+    """
+
+    cdef object coro
+    cdef object loop
+    cdef object task
+    cdef object context  # the task's, learned from its wake-up on park
+    cdef object park
+    cdef bint running  # inside resume()
+    cdef int stash
+    cdef object stash_value
+
+    def __init__(self, coro, loop):
+        self.coro = coro
+        self.loop = loop
+        self.task = None
+        self.context = None
+        self.park = None
+        self.running = False
+        self.stash = HANDLER_RUNS
+        self.stash_value = None
+
+    def _set_task(self, task):
+        global aio_task_type, aio_current_task, aio_enter_task, aio_leave_task
+        if aio_task_type is None:
+            tasks = _asyncio().tasks
+            aio_current_task = tasks.current_task
+            aio_enter_task, aio_leave_task = tasks._enter_task, tasks._leave_task
+            aio_task_type = getattr(tasks, "_CTask", None) or tasks.Task
+        # a task of another kind (a task factory's subclass) steps by its own rules
+        self.task = task if type(task) is aio_task_type else None
+
+    cdef bint can_park(self) except -1:
+        """Whether a read of the handler's connection may wait on ``park``
+        (made anew when the task is the one stepping)."""
+        if self.task is None or not aio_drive:
+            return False
+        if aio_current_task(self.loop) is not self.task:
+            return False  # the read runs in another task
+        park = self.park
+        if self.running:
+            # the task waits on park if it is still pending; if not, the
+            # task's wake-up is under way and the read must wait its own way
+            return park is not None and not park.done()
+        if park is None or park.done():
+            self.park = self.loop.create_future()
+        return True
+
+    cdef int resume(self) except -1:
+        """Resume the handler's coroutine, which waits on ``park`` for data
+        that has now arrived."""
+        cdef PyObject *raw = NULL
+        cdef PySendResult status
+        park = self.park
+        if self.context is None:
+            callbacks = park._callbacks
+            if callbacks is None or len(callbacks) != 1:
+                _aio_resume_now(park)
+                return 0
+            self.context = callbacks[0][1]
+        context = self.context
+        task = self.task
+        aio_enter_task(self.loop, task)
+        PyContext_Enter(context)
+        self.running = True
+        try:
+            status = PyIter_Send(self.coro, None, &raw)
+            result = <object>raw
+            Py_XDECREF(raw)
+            if status == PYGEN_NEXT:
+                if result is park and not park.done():
+                    return 0  # waits for its connection again: the task waits on
+                self.stash = HANDLER_YIELDED
+            else:
+                self.stash = HANDLER_RETURNED
+            self.stash_value = result
+        except BaseException as exc:
+            # the handler's own exception (KeyboardInterrupt included): its
+            # task raises it, as when it steps the coroutine itself
+            self.stash = HANDLER_RAISED
+            self.stash_value = exc
+        finally:
+            self.running = False
+            PyContext_Exit(context)
+            aio_leave_task(self.loop, task)
+        self._hand_over()
+        return 0
+
+    cdef int _hand_over(self) except -1:
+        park, self.park = self.park, None
+        if not park.done():
+            _aio_resume_now(park)
+        # else the task was cancelled meanwhile: its wake-up is scheduled and
+        # throws into the coroutine where it now waits (throw())
+        return 0
+
+    # -- the coroutine the task steps ------------------------------------------
+
+    def send(self, value):
+        cdef int stash = self.stash
+        if stash == HANDLER_RUNS:
+            return self.coro.send(value)
+        result, self.stash, self.stash_value = self.stash_value, HANDLER_RUNS, None
+        if stash == HANDLER_YIELDED:
+            return result
+        if stash == HANDLER_RETURNED:
+            raise StopIteration(result)
+        raise result
+
+    def __next__(self):
+        cdef PyObject *raw = NULL
+        if self.stash != HANDLER_RUNS:
+            return self.send(None)
+        if PyIter_Send(self.coro, None, &raw) == PYGEN_NEXT:
+            result = <object>raw
+            Py_XDECREF(raw)
+            return result
+        result = <object>raw
+        Py_XDECREF(raw)
+        raise StopIteration(result)
+
+    def throw(self, typ, val=None, tb=None):
+        cdef int stash = self.stash
+        if stash != HANDLER_RUNS:
+            stashed, self.stash, self.stash_value = self.stash_value, HANDLER_RUNS, None
+            if stash == HANDLER_RAISED:
+                raise stashed  # ended with its own exception before the throw
+            if stash == HANDLER_RETURNED:
+                # ended before the cancellation reached it: the task ends
+                # cancelled, as asyncio's when cancel() comes as the coroutine returns
+                if val is None:
+                    raise typ
+                raise val
+            # it had moved on to wait on another future: cancelled with the task
+            if stashed is not None and _asyncio().isfuture(stashed):
+                stashed.cancel()
+        if val is None and tb is None:
+            return self.coro.throw(typ)
+        return self.coro.throw(typ, val, tb)
+
+    def close(self):
+        self.stash, self.stash_value = HANDLER_RUNS, None
+        return self.coro.close()
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    # what asyncio's reprs and stacks read of a coroutine: the handler's
+    @property
+    def __name__(self):
+        return getattr(self.coro, "__name__", type(self.coro).__name__)
+
+    @property
+    def __qualname__(self):
+        return getattr(self.coro, "__qualname__", self.__name__)
+
+    @property
+    def cr_code(self):
+        return getattr(self.coro, "cr_code", None)
+
+    @property
+    def cr_frame(self):
+        return getattr(self.coro, "cr_frame", None)
+
+    @property
+    def cr_running(self):
+        return self.running or getattr(self.coro, "cr_running", False)
+
+    @property
+    def cr_await(self):
+        return getattr(self.coro, "cr_await", None)
+
+    def __repr__(self):
+        return repr(self.coro)
+
+
+def _aio_serve(loop, reader, coro):
+    """The task of a server's handler coroutine for a connection whose
+    reader is ``reader``: driven by an AioHandler when the reader has the
+    compiled core."""
+    if not isinstance(reader, AioReaderCore):
+        return loop.create_task(coro)
+    handler = AioHandler(coro, loop)
+    task = loop.create_task(handler)
+    handler._set_task(task)
+    (<AioReaderCore>reader)._handler = handler
+    return task
+
+
+cdef class AioParked:
+    """What a read awaits while its task waits on its handler's ``park``: the
+    future once, then done at the next resumption (a future's own awaiting
+    refuses to resume while the future is pending, and park stays pending)."""
+
+    cdef object fut
+
+    cdef void arm(self, object fut):
+        self.fut = fut
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        fut = self.fut
+        if fut is None:
+            raise StopIteration
+        self.fut = None
+        return fut
 
 
 cdef class AioConnection:
@@ -134,6 +397,8 @@ cdef class AioReaderCore:
     cdef public bint _drained
     cdef public list _frames
     cdef public int _frames_prefix
+    cdef public AioHandler _handler  # the server task's driver, when it drives
+    cdef AioParked _parked
 
     def __init__(self, AioConnection conn not None, limit=aio_default_limit):
         if limit <= 0:
@@ -149,6 +414,8 @@ cdef class AioReaderCore:
         self._drained = False
         self._frames = []
         self._frames_prefix = 0
+        self._handler = None
+        self._parked = AioParked()
         conn.reader = self
 
     # -- state --------------------------------------------------------------
@@ -199,15 +466,23 @@ cdef class AioReaderCore:
             raise RuntimeError(
                 f"{name}() called while another coroutine is already waiting for incoming data")
         cdef AioConnection conn = self._conn
+        cdef AioHandler handler = self._handler
         loop = conn.loop
-        fut = loop.create_future()
+        if handler is not None and handler.can_park():
+            fut = handler.park
+            if not handler.running:
+                fut._asyncio_future_blocking = True  # a future awaited: the task checks
+            self._parked.arm(fut)
+            awaited = self._parked
+        else:
+            fut = awaited = loop.create_future()
         self._waiter = fut
         self._waits += 1
         self._drained = False
         if not self._watching:
             self._watching = True
             loop.add_reader(conn.fd, self._on_readable)
-        return fut
+        return awaited
 
     def _on_readable(self):
         fut = self._waiter
@@ -226,7 +501,11 @@ cdef class AioReaderCore:
             self._lost(exc)
             return
         self._waiter = None
-        _aio_resume_now(fut)
+        handler = self._handler
+        if handler is not None and fut is handler.park and not handler.running:
+            handler.resume()
+        else:
+            _aio_resume_now(fut)
 
     def _lost(self, exc):
         """The kernel reported the connection broken: end it as asyncio does."""

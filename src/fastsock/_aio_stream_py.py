@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import socket as _stdlib
 import struct
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Optional, Union
 
 from . import _common
 from ._common import (
@@ -100,6 +100,14 @@ def resume_now(fut: "asyncio.Future[None]") -> None:
         context.run(wakeup, fut)
     else:
         fut.set_result(None)
+
+
+def serve(loop: asyncio.AbstractEventLoop, reader: Any,
+          coro: "Coroutine[Any, Any, None]") -> "asyncio.Task[None]":
+    """The task of a server's handler coroutine.  The compiled core's drives
+    the handler's reads from the readiness callback (AioHandler); this core's
+    task steps them all."""
+    return loop.create_task(coro)
 
 
 def prefix(prefix_size: int) -> struct.Struct:

@@ -80,14 +80,17 @@ if TYPE_CHECKING:  # type checkers see the pure core: it is the typed reference
         Connection as _Connection,
         ReaderCore as _ReaderCore,
         WriterCore as _WriterCore,
+        serve as _serve_task,
     )
 elif fastsock.IMPLEMENTATION == "cython":
     _compiled = sys.modules["fastsock._socket_c"]
     _Connection = _compiled.AioConnection
     _ReaderCore, _WriterCore = _compiled.AioReaderCore, _compiled.AioWriterCore
+    _serve_task = _compiled._aio_serve
 else:
     _Connection = _aio_stream_py.Connection
     _ReaderCore, _WriterCore = _aio_stream_py.ReaderCore, _aio_stream_py.WriterCore
+    _serve_task = _aio_stream_py.serve
 
 
 class _ReaderMethods:
@@ -575,7 +578,7 @@ class Server:
         conn.on_close = lambda: self._forget(conn)
         result = self._callback(reader, writer)
         if asyncio.iscoroutine(result):
-            task = self._loop.create_task(result)
+            task = _serve_task(self._loop, reader, result)
             self._tasks.add(task)
             task.add_done_callback(lambda t: self._handler_done(t, writer))
 
