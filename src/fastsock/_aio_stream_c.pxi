@@ -184,7 +184,7 @@ cdef class AioHandler:
             Py_XDECREF(raw)
             if status == PYGEN_NEXT:
                 if result is park and not park.done():
-                    return 0  # waits for its connection again: the task waits on
+                    return 0  # waits for its connection again: the task still waits on park
                 self.stash = HANDLER_YIELDED
             else:
                 self.stash = HANDLER_RETURNED
