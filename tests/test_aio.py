@@ -1298,3 +1298,37 @@ def test_driven_handler_cancelled_from_outside_loses_nothing(impl: ModuleType, r
         server.close()
         await server.wait_closed()
     run(main)
+
+
+def test_driven_handler_waits_on_one_future_across_reads(impl: ModuleType, run: Runner,
+                                                         drive: str) -> None:
+    # the saving itself: resumed by the readiness callback, the handler's task
+    # keeps waiting on the same future from read to read; through its task,
+    # each read makes a new one
+    async def main() -> None:
+        tasks: list[asyncio.Task[Any]] = []
+        cores: list[bool] = []
+
+        async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+            current = asyncio.current_task()
+            assert current is not None
+            tasks.append(current)
+            compiled = sys.modules.get("fastsock._socket_c")
+            cores.append(compiled is not None and isinstance(reader, compiled.AioReaderCore))
+            for _ in range(3):
+                writer.write(await reader.readexactly(1))
+            writer.close()
+
+        server, reader, writer = await _serve_one(impl, handle)
+        waited = []
+        for byte in (b"x", b"y", b"z"):
+            await asyncio.sleep(0.02)  # the handler is waiting
+            waited.append(tasks[0]._fut_waiter)  # type: ignore[attr-defined]
+            writer.write(byte)
+            assert await reader.readexactly(1) == byte
+        driven = drive == "driven" and cores == [True]  # the compiled core drives
+        assert len({id(fut) for fut in waited}) == (1 if driven else 3)
+        writer.close()
+        server.close()
+        await server.wait_closed()
+    run(main)
