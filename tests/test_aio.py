@@ -309,6 +309,48 @@ def test_concurrent_reads_refused(impl: ModuleType, run: Runner) -> None:
     run(main)
 
 
+def test_reads_and_drain_behave_as_asyncios_coroutines(impl: ModuleType, run: Runner) -> None:
+    """What code does with asyncio's reads beyond awaiting them at once: the
+    compiled core's reads are awaitables of their own, not coroutines."""
+    async def main() -> None:
+        reader, writer, peer_reader, peer_writer = await _pair(impl)
+        peer_writer.write(frames([b"m1", b"m2"]) + b"abcdefgh")
+        await peer_writer.drain()
+        # made before they are awaited: each reads when awaited, in that order
+        first, second, drain = reader.read_msg(), reader.read_msg(), writer.drain()
+        assert asyncio.iscoroutine(first) and asyncio.iscoroutine(drain)
+        await drain
+        assert await second == b"m1"
+        assert await first == b"m2"
+        # a read made and closed unawaited reads nothing
+        reader.readexactly(1).close()
+        assert await asyncio.create_task(reader.readexactly(3)) == b"abc"
+        read = reader.readexactly(3)
+        assert await read == b"def"
+        with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+            await read
+        closed = reader.readexactly(1)
+        closed.close()
+        with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+            await closed
+        assert await asyncio.wait_for(reader.readexactly(2), 5) == b"gh"
+        # a read in a task of its own waits, then completes with what comes
+        task = asyncio.create_task(reader.read_msgs())
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        peer_writer.write(frames([b"n1", b"n2"]))
+        assert await task == [b"n1", b"n2"]
+        with pytest.raises(ValueError, match="less than zero"):
+            await reader.readexactly(-1)
+        assert await reader.readexactly(0) == b""
+        writer.write(b"x")
+        assert await asyncio.create_task(writer.drain()) is None
+        assert await peer_reader.readexactly(1) == b"x"
+        await _close(writer, peer_writer)
+
+    run(main)
+
+
 _STEP = contextvars.ContextVar("_STEP", default=0)
 
 

@@ -26,6 +26,12 @@ cdef extern from "Python.h":
     PySendResult PyIter_Send(object iter, object arg, PyObject **presult) except? PYGEN_ERROR
     int PyContext_Enter(object context) except -1
     int PyContext_Exit(object context) except -1
+    PyObject *PyDict_GetItem(object mapping, object key)  # borrowed; never raises
+
+
+cdef extern from "aio_send.h":
+    ctypedef object (*fastsock_aio_step_fn)(object awaitable, int *yielded)
+    int fastsock_aio_set_am_send(PyTypeObject *type, fastsock_aio_step_fn step) except -1
 
 
 cdef object _asyncio():
@@ -47,8 +53,24 @@ cdef object _aio_prefix(object prefix_size):
         raise ValueError("prefix_size must be 1, 2, 4 or 8") from None
 
 
+cdef object aio_future_type = None  # asyncio's C Future
+cdef object aio_future_done = None  # and its done(), found once
+
+
+cdef bint _aio_done(object fut) except -1:
+    """fut.done(), without looking the method up on asyncio's own futures
+    (a read's wait asks up to three times)."""
+    global aio_future_type, aio_future_done
+    if aio_future_type is None:
+        aio_future_type = _asyncio().Future
+        aio_future_done = aio_future_type.done
+    if type(fut) is aio_future_type:
+        return aio_future_done(fut) is True
+    return fut.done()
+
+
 cdef inline int _aio_wake(object fut) except -1:
-    if not fut.done():
+    if not _aio_done(fut):
         fut.set_result(None)
     return 0
 
@@ -81,6 +103,10 @@ cdef object aio_task_type = None  # asyncio's C Task: the only kind a handler dr
 cdef object aio_current_task = None
 cdef object aio_enter_task = None
 cdef object aio_leave_task = None
+# asyncio's own record of each loop's running task (3.10-3.13: a dict that
+# current_task(), _enter_task() and _leave_task() read and write), looked up
+# directly: calling them costs a fifth of a driven read's instructions
+cdef dict aio_current_tasks = None
 
 
 def _aio_drive(bint on):
@@ -137,10 +163,13 @@ cdef class AioHandler:
 
     def _set_task(self, task):
         global aio_task_type, aio_current_task, aio_enter_task, aio_leave_task
+        global aio_current_tasks
         if aio_task_type is None:
             tasks = _asyncio().tasks
             aio_current_task = tasks.current_task
             aio_enter_task, aio_leave_task = tasks._enter_task, tasks._leave_task
+            current_tasks = getattr(tasks, "_current_tasks", None)
+            aio_current_tasks = current_tasks if type(current_tasks) is dict else None
             aio_task_type = getattr(tasks, "_CTask", None) or tasks.Task
         # a task of another kind (a task factory's subclass) steps by its own rules
         self.task = task if type(task) is aio_task_type else None
@@ -150,14 +179,17 @@ cdef class AioHandler:
         (made anew when the task is the one stepping)."""
         if self.task is None or not aio_drive:
             return False
-        if aio_current_task(self.loop) is not self.task:
-            return False  # the read runs in another task
+        if aio_current_tasks is not None:
+            if PyDict_GetItem(aio_current_tasks, self.loop) is not <PyObject *>self.task:
+                return False  # the read runs in another task
+        elif aio_current_task(self.loop) is not self.task:
+            return False
         park = self.park
         if self.running:
             # the task waits on park if it is still pending; if not, the
             # task's wake-up is under way and the read must wait its own way
-            return park is not None and not park.done()
-        if park is None or park.done():
+            return park is not None and not _aio_done(park)
+        if park is None or _aio_done(park):
             self.park = self.loop.create_future()
         return True
 
@@ -175,7 +207,11 @@ cdef class AioHandler:
             self.context = callbacks[0][1]
         context = self.context
         task = self.task
-        aio_enter_task(self.loop, task)
+        loop = self.loop
+        if aio_current_tasks is not None and PyDict_GetItem(aio_current_tasks, loop) is NULL:
+            aio_current_tasks[loop] = task
+        else:
+            aio_enter_task(loop, task)  # raises as asyncio does, or has no dict
         PyContext_Enter(context)
         self.running = True
         try:
@@ -183,7 +219,7 @@ cdef class AioHandler:
             result = <object>raw
             Py_XDECREF(raw)
             if status == PYGEN_NEXT:
-                if result is park and not park.done():
+                if result is park and not _aio_done(park):
                     return 0  # waits for its connection again: the task still waits on park
                 self.stash = HANDLER_YIELDED
             else:
@@ -197,13 +233,17 @@ cdef class AioHandler:
         finally:
             self.running = False
             PyContext_Exit(context)
-            aio_leave_task(self.loop, task)
+            if (aio_current_tasks is not None
+                    and PyDict_GetItem(aio_current_tasks, loop) is <PyObject *>task):
+                del aio_current_tasks[loop]
+            else:
+                aio_leave_task(loop, task)
         self._hand_over()
         return 0
 
     cdef int _hand_over(self) except -1:
         park, self.park = self.park, None
-        if not park.done():
+        if not _aio_done(park):
             _aio_resume_now(park)
         # else the task was cancelled meanwhile: its wake-up is scheduled and
         # throws into the coroutine where it now waits (throw())
@@ -460,7 +500,9 @@ cdef class AioReaderCore:
     def _wait_readable(self, name):
         return self._wait(name)
 
-    cdef object _wait(self, str name):
+    cdef object _wait_on(self, str name):
+        """Watch for readability and return the future the read waits on: its
+        handler's ``park`` when the handler's task may wait there, else a new one."""
         fut = self._waiter
         if fut is not None and not fut.cancelled():
             raise RuntimeError(
@@ -472,21 +514,28 @@ cdef class AioReaderCore:
             fut = handler.park
             if not handler.running:
                 fut._asyncio_future_blocking = True  # a future awaited: the task checks
-            self._parked.arm(fut)
-            awaited = self._parked
         else:
-            fut = awaited = loop.create_future()
+            fut = loop.create_future()
         self._waiter = fut
         self._waits += 1
         self._drained = False
         if not self._watching:
             self._watching = True
             loop.add_reader(conn.fd, self._on_readable)
-        return awaited
+        return fut
+
+    cdef object _wait(self, str name):
+        """What a read's coroutine awaits until the socket is readable."""
+        fut = self._wait_on(name)
+        handler = self._handler
+        if handler is not None and fut is (<AioHandler>handler).park:
+            self._parked.arm(fut)
+            return self._parked
+        return fut
 
     def _on_readable(self):
         fut = self._waiter
-        if fut is None or fut.done():
+        if fut is None or _aio_done(fut):
             self._watching = False
             self._conn.loop.remove_reader(self._conn.fd)
             return
@@ -558,37 +607,12 @@ cdef class AioReaderCore:
         self._ended()
         return b""
 
-    async def readexactly(self, n):
+    def readexactly(self, n):
         """Read exactly ``n`` bytes; asyncio.IncompleteReadError when the stream
         ends first."""
-        if n < 0:
-            raise ValueError("readexactly size can not be less than zero")
-        if n == 0:
-            return b""
-        if self._frames:
-            self._unsplit()
-        sock = self._sock
-        cdef AioConnection conn = self._conn
-        while not conn.closing:
-            if self._drained and not self._holds():
-                await self._wait("readexactly")
-                continue
-            try:
-                data = (self._fast._recv_exactly(n) if self._fast is not None
-                        else sock.recv_exactly(n))
-                self._drained = not self._holds()
-                return data
-            except BlockingIOError:
-                pass
-            except IncompleteReadError as exc:
-                self._eof = True
-                raise _aio_incomplete(exc) from None
-            except ConnectionError as exc:
-                self._lost(exc)
-                raise
-            await self._wait("readexactly")
-        self._ended()
-        raise _asyncio().IncompleteReadError(b"", n)
+        cdef AioRead read = _aio_read(self, AIO_READ_EXACTLY)
+        read.size = n
+        return read
 
     async def readuntil(self, separator=b"\n"):
         """Read up to and including ``separator``, as asyncio's readuntil()."""
@@ -634,80 +658,61 @@ cdef class AioReaderCore:
 
     # -- fast methods ---------------------------------------------------------
 
-    async def read_msg(self, *, prefix_size=4, max_size=aio_max_message):
+    def read_msg(self, *, prefix_size=4, max_size=aio_max_message):
         """Read one message framed by a big-endian length prefix (write_msg(),
         StreamSocket.send_msg()) and return its payload."""
-        cdef list frames = self._frames
-        cdef list messages
-        if frames:
-            if prefix_size == self._frames_prefix and len(frames[-1]) <= max_size:
-                return frames.pop()
-            self._unsplit()
-        sock = self._sock
-        cdef AioConnection conn = self._conn
-        while not conn.closing:
-            if self._drained and not self._holds():
-                await self._wait("read_msg")
-                continue
-            try:
-                if self._fast is not None:
-                    messages = self._fast._recv_msgs(aio_read_ahead_frames, prefix_size,
-                                                     max_size, aio_read_ahead_bytes)
-                else:
-                    messages = sock.recv_msgs(
-                        aio_read_ahead_frames, prefix_size=prefix_size, max_size=max_size,
-                        max_bytes=aio_read_ahead_bytes)
-            except BlockingIOError:
-                pass
-            except IncompleteReadError as exc:
-                self._eof = True
-                raise _aio_incomplete(exc) from None
-            except ConnectionError as exc:
-                self._lost(exc)
-                raise
-            else:
-                self._drained = not self._holds()
-                if len(messages) > 1:
-                    self._frames = messages[:0:-1]
-                    self._frames_prefix = prefix_size
-                return messages[0]
-            await self._wait("read_msg")
-        self._ended()
-        raise _asyncio().IncompleteReadError(b"", prefix_size)
+        cdef AioRead read = _aio_read(self, AIO_READ_MSG)
+        read.prefix_size = prefix_size
+        read.max_size = max_size
+        return read
 
-    async def read_msgs(self, max_count=1024, *, prefix_size=4, max_size=aio_max_message,
-                        max_bytes=None):
+    def read_msgs(self, max_count=1024, *, prefix_size=4, max_size=aio_max_message,
+                  max_bytes=None):
         """Wait for the next message and return it with every complete one
         already received after it (read_msg()'s framing and errors)."""
-        if self._frames:
-            self._unsplit()
-        sock = self._sock
-        cdef AioConnection conn = self._conn
-        while not conn.closing:
-            if self._drained and not self._holds():
-                await self._wait("read_msgs")
-                continue
-            try:
-                if self._fast is not None:
-                    messages = self._fast._recv_msgs(max_count, prefix_size, max_size,
-                                                     max_bytes)
-                else:
-                    messages = sock.recv_msgs(
-                        max_count, prefix_size=prefix_size, max_size=max_size,
-                        max_bytes=max_bytes)
-                self._drained = not self._holds()
-                return messages
-            except BlockingIOError:
-                pass
-            except IncompleteReadError as exc:
-                self._eof = True
-                raise _aio_incomplete(exc) from None
-            except ConnectionError as exc:
-                self._lost(exc)
-                raise
-            await self._wait("read_msgs")
-        self._ended()
-        raise _asyncio().IncompleteReadError(b"", prefix_size)
+        cdef AioRead read = _aio_read(self, AIO_READ_MSGS)
+        read.size = max_count
+        read.prefix_size = prefix_size
+        read.max_size = max_size
+        read.max_bytes = max_bytes
+        return read
+
+    # -- the attempts of an AioRead: the result, or NULL when the socket has
+    # nothing yet (the read then waits for readability and tries again)
+
+    cdef object _try_exactly(self, object n):
+        try:
+            data = (self._fast._recv_exactly(n) if self._fast is not None
+                    else self._sock.recv_exactly(n))
+        except BlockingIOError:
+            return aio_would_block
+        except IncompleteReadError as exc:
+            self._eof = True
+            raise _aio_incomplete(exc) from None
+        except ConnectionError as exc:
+            self._lost(exc)
+            raise
+        self._drained = not self._holds()
+        return data
+
+    cdef object _try_msgs(self, object max_count, object prefix_size, object max_size,
+                          object max_bytes):
+        try:
+            if self._fast is not None:
+                messages = self._fast._recv_msgs(max_count, prefix_size, max_size, max_bytes)
+            else:
+                messages = self._sock.recv_msgs(max_count, prefix_size=prefix_size,
+                                                max_size=max_size, max_bytes=max_bytes)
+        except BlockingIOError:
+            return aio_would_block
+        except IncompleteReadError as exc:
+            self._eof = True
+            raise _aio_incomplete(exc) from None
+        except ConnectionError as exc:
+            self._lost(exc)
+            raise
+        self._drained = not self._holds()
+        return messages
 
     async def read_until(self, delimiter, limit=65536):
         """Read up to and including ``delimiter`` with StreamSocket.recv_until()'s
@@ -910,13 +915,16 @@ cdef class AioWriterCore:
         for fut in waiters:
             _aio_wake(fut)
 
-    async def drain(self):
+    def drain(self):
         """Wait while more than the high-water mark is waiting to be sent.
         Raises the error that ended the connection; ConnectionResetError once
         it is closed."""
+        if not (self._closing or self._conn.closed) and len(self._buffer) <= self._high:
+            return aio_ready  # nothing to wait for: no coroutine made
+        return self._drain_wait()
+
+    async def _drain_wait(self):
         cdef AioConnection conn = self._conn
-        if not (self._closing or conn.closed) and len(self._buffer) <= self._high:
-            return
         if conn.exception is not None:
             raise conn.exception
         if self._closing or conn.closed:
@@ -929,3 +937,184 @@ cdef class AioWriterCore:
             raise conn.exception
         if conn.closed and not self._closing:
             raise ConnectionResetError("Connection lost")
+
+
+# -- the awaitable of the per-request reads ------------------------------------
+
+cdef object aio_would_block = object()  # an attempt's "nothing yet"
+
+cdef enum:
+    AIO_READ_EXACTLY = 1
+    AIO_READ_MSG
+    AIO_READ_MSGS
+    AIO_READY  # drain() with nothing to wait for
+
+cdef enum:
+    AIO_NEW
+    AIO_WAITING
+    AIO_ENDED
+
+
+@cython.final
+@cython.freelist(16)
+cdef class AioRead:
+    """What readexactly(), read_msg(), read_msgs() (and drain() with nothing to
+    wait for) return: a coroutine-like awaitable that makes its attempt when
+    awaited and waits for readability only when the socket has nothing.
+
+    Why: a Cython ``async def`` costs a coroutine object, a frame of its own
+    and a resumption through it for every read; this object comes from a
+    free list and returns its result through the am_send slot (aio_send.h),
+    without raising StopIteration.  It is a collections.abc.Coroutine (send,
+    throw, close, __await__), so create_task() and wait_for() take it.
+    """
+
+    cdef AioReaderCore reader
+    cdef int kind
+    cdef int state
+    cdef object size  # readexactly's n, read_msgs' max_count
+    cdef object prefix_size
+    cdef object max_size
+    cdef object max_bytes
+    cdef object waiting  # the future it yielded, while it waits
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        cdef int yielded = 0
+        result = _aio_read_step(self, &yielded)
+        if yielded:
+            return result
+        raise StopIteration(result)
+
+    def throw(self, typ, val=None, tb=None):
+        # a cancelled or failed wait ends the read where it waits, as the
+        # await of its future would
+        if self.kind != AIO_READY:
+            self.state = AIO_ENDED
+            self.waiting = None
+        if val is None:
+            exc = typ() if isinstance(typ, type) else typ
+        elif isinstance(val, BaseException):
+            exc = val
+        else:
+            exc = typ(val)
+        if tb is not None:
+            exc = exc.with_traceback(tb)
+        raise exc
+
+    def close(self):
+        if self.kind != AIO_READY:
+            self.state = AIO_ENDED
+            self.waiting = None
+
+    # what asyncio's reprs and stacks read of a coroutine
+    @property
+    def __name__(self):
+        return aio_read_names[self.kind]
+
+    @property
+    def __qualname__(self):
+        return "StreamReader." + aio_read_names[self.kind]
+
+    @property
+    def cr_await(self):
+        return self.waiting
+
+    @property
+    def cr_frame(self):
+        return None
+
+    @property
+    def cr_code(self):
+        return None
+
+    @property
+    def cr_running(self):
+        return False
+
+    def __repr__(self):
+        return f"<fastsock.aio {self.__qualname__}() awaitable at {id(self):#x}>"
+
+
+cdef tuple aio_read_names = (None, "readexactly", "read_msg", "read_msgs", "drain")  # by kind
+
+
+cdef inline AioRead _aio_read(AioReaderCore reader, int kind):
+    cdef AioRead read = AioRead.__new__(AioRead)
+    read.reader = reader
+    read.kind = kind
+    return read
+
+
+cdef object _aio_read_step(object awaitable, int *yielded):
+    """One step of an AioRead: its result (returned), or the future it now
+    waits on (yielded, ``yielded[0]`` set)."""
+    cdef AioRead read = <AioRead>awaitable
+    cdef AioReaderCore reader
+    cdef AioConnection conn
+    cdef int kind = read.kind
+    cdef list frames
+    if kind == AIO_READY:
+        return None
+    if read.state == AIO_ENDED:
+        raise RuntimeError("cannot reuse already awaited coroutine")
+    reader = read.reader
+    first = read.state == AIO_NEW
+    read.state = AIO_ENDED  # until it waits: an exception ends it
+    read.waiting = None
+    if first:
+        if kind == AIO_READ_EXACTLY:
+            if read.size < 0:
+                raise ValueError("readexactly size can not be less than zero")
+            if read.size == 0:
+                return b""
+        frames = reader._frames
+        if frames:
+            if (kind == AIO_READ_MSG and read.prefix_size == reader._frames_prefix
+                    and len(frames[-1]) <= read.max_size):
+                return frames.pop()
+            reader._unsplit()
+    conn = reader._conn
+    while not conn.closing:
+        if not reader._drained or reader._holds():
+            if kind == AIO_READ_EXACTLY:
+                result = reader._try_exactly(read.size)
+            elif kind == AIO_READ_MSGS:
+                result = reader._try_msgs(read.size, read.prefix_size, read.max_size,
+                                          read.max_bytes)
+            else:
+                result = reader._try_msgs(aio_read_ahead_frames, read.prefix_size,
+                                          read.max_size, aio_read_ahead_bytes)
+                if result is not aio_would_block:
+                    frames = result
+                    if len(frames) > 1:
+                        # the frames read ahead wait in reverse, popped from the end
+                        reader._frames = frames[:0:-1]
+                        reader._frames_prefix = read.prefix_size
+                    return frames[0]
+            if result is not aio_would_block:
+                return result
+        fut = reader._wait_on(aio_read_names[kind])
+        if reader._handler is None or fut is not reader._handler.park:
+            fut._asyncio_future_blocking = True  # a future awaited: the task checks
+        read.waiting = fut
+        read.state = AIO_WAITING
+        yielded[0] = 1
+        return fut
+    reader._ended()
+    raise _asyncio().IncompleteReadError(
+        b"", read.size if kind == AIO_READ_EXACTLY else read.prefix_size)
+
+
+fastsock_aio_set_am_send(<PyTypeObject *>AioRead, _aio_read_step)
+
+cdef AioRead aio_ready = AioRead.__new__(AioRead)
+aio_ready.kind = AIO_READY
