@@ -32,6 +32,8 @@ cdef extern from "Python.h":
 cdef extern from "aio_send.h":
     ctypedef object (*fastsock_aio_step_fn)(object awaitable, int *yielded)
     int fastsock_aio_set_am_send(PyTypeObject *type, fastsock_aio_step_fn step) except -1
+    int fastsock_aio_learn_future(object future_type) except -1
+    int fastsock_aio_done(object fut) except -1
 
 
 cdef object _asyncio():
@@ -53,20 +55,16 @@ cdef object _aio_prefix(object prefix_size):
         raise ValueError("prefix_size must be 1, 2, 4 or 8") from None
 
 
-cdef object aio_future_type = None  # asyncio's C Future
-cdef object aio_future_done = None  # and its done(), found once
+cdef bint aio_future_learned = False
 
 
-cdef bint _aio_done(object fut) except -1:
-    """fut.done(), without looking the method up on asyncio's own futures
-    (a read's wait asks up to three times)."""
-    global aio_future_type, aio_future_done
-    if aio_future_type is None:
-        aio_future_type = _asyncio().Future
-        aio_future_done = aio_future_type.done
-    if type(fut) is aio_future_type:
-        return aio_future_done(fut) is True
-    return fut.done()
+cdef inline bint _aio_done(object fut) except -1:
+    """fut.done() (aio_send.h: by the C function on asyncio's own futures)."""
+    global aio_future_learned
+    if not aio_future_learned:
+        fastsock_aio_learn_future(_asyncio().Future)
+        aio_future_learned = True
+    return fastsock_aio_done(fut)
 
 
 cdef inline int _aio_wake(object fut) except -1:

@@ -38,4 +38,46 @@ fastsock_aio_set_am_send(PyTypeObject *type, fastsock_aio_step_fn step)
     return 0;
 }
 
+/* fut.done() for asyncio's C Future by its C function, found once: a read's
+   wait asks up to three times, and a call through the method's descriptor
+   costs as much as the rest of the check.  1, 0, or -1 with the error set. */
+typedef PyObject *(*fastsock_noargs_fn)(PyObject *self, PyObject *unused);
+
+static PyObject *fastsock_future_type = NULL;
+static fastsock_noargs_fn fastsock_future_done = NULL;
+
+static int
+fastsock_aio_learn_future(PyObject *future_type)
+{
+    PyObject *descr = PyObject_GetAttrString(future_type, "done");
+    if (descr == NULL)
+        return -1;
+    if (Py_IS_TYPE(descr, &PyMethodDescr_Type)) {
+        PyMethodDef *method = ((PyMethodDescrObject *)descr)->d_method;
+        if ((method->ml_flags & ~METH_COEXIST) == METH_NOARGS) {
+            Py_INCREF(future_type);
+            fastsock_future_type = future_type;
+            fastsock_future_done = (fastsock_noargs_fn)(void (*)(void))method->ml_meth;
+        }
+    }
+    Py_DECREF(descr);
+    return 0;
+}
+
+static int
+fastsock_aio_done(PyObject *fut)
+{
+    PyObject *result;
+    int done;
+    if (fastsock_future_done != NULL && (PyObject *)Py_TYPE(fut) == fastsock_future_type)
+        result = fastsock_future_done(fut, NULL);
+    else
+        result = PyObject_CallMethod(fut, "done", NULL);
+    if (result == NULL)
+        return -1;
+    done = PyObject_IsTrue(result);
+    Py_DECREF(result);
+    return done;
+}
+
 #endif
