@@ -27,6 +27,7 @@ cdef extern from "Python.h":
     int PyContext_Enter(object context) except -1
     int PyContext_Exit(object context) except -1
     PyObject *PyDict_GetItem(object mapping, object key)  # borrowed; never raises
+    PyObject *PyDict_SetDefault(object mapping, object key, object value) except NULL  # borrowed
 
 
 cdef extern from "aio_send.h":
@@ -206,10 +207,9 @@ cdef class AioHandler:
         context = self.context
         task = self.task
         loop = self.loop
-        if aio_current_tasks is not None and PyDict_GetItem(aio_current_tasks, loop) is NULL:
-            aio_current_tasks[loop] = task
-        else:
-            aio_enter_task(loop, task)  # raises as asyncio does, or has no dict
+        if (aio_current_tasks is None
+                or PyDict_SetDefault(aio_current_tasks, loop, task) is not <PyObject *>task):
+            aio_enter_task(loop, task)  # raises as asyncio does (another task runs), or has no dict
         PyContext_Enter(context)
         self.running = True
         try:
@@ -231,11 +231,14 @@ cdef class AioHandler:
         finally:
             self.running = False
             PyContext_Exit(context)
-            if (aio_current_tasks is not None
-                    and PyDict_GetItem(aio_current_tasks, loop) is <PyObject *>task):
-                del aio_current_tasks[loop]
-            else:
+            if aio_current_tasks is None:
                 aio_leave_task(loop, task)
+            else:
+                current = aio_current_tasks.pop(loop, None)
+                if current is not task:
+                    if current is not None:
+                        aio_current_tasks[loop] = current
+                    aio_leave_task(loop, task)  # raises as asyncio does
         self._hand_over()
         return 0
 
