@@ -986,14 +986,10 @@ cdef class AioRead:
         return self
 
     def __next__(self):
-        return self.send(None)
+        return _aio_read_next(self)  # what an await calls on CPython 3.12+ (am_send before)
 
     def send(self, value):
-        cdef int yielded = 0
-        result = _aio_read_step(self, &yielded)
-        if yielded:
-            return result
-        raise StopIteration(result)
+        return _aio_read_next(self)
 
     def throw(self, typ, val=None, tb=None):
         # a cancelled or failed wait ends the read where it waits, as the
@@ -1053,6 +1049,15 @@ cdef inline AioRead _aio_read(AioReaderCore reader, int kind):
     read.reader = reader
     read.kind = kind
     return read
+
+
+cdef object _aio_read_next(AioRead read):
+    """A step as an iterator's: the future yielded, or StopIteration(result)."""
+    cdef int yielded = 0
+    result = _aio_read_step(read, &yielded)
+    if yielded:
+        return result
+    raise StopIteration(result)
 
 
 cdef object _aio_read_step(object awaitable, int *yielded):
