@@ -1374,3 +1374,45 @@ def test_driven_handler_waits_on_one_future_across_reads(impl: ModuleType, run: 
         server.close()
         await server.wait_closed()
     run(main)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are new in 3.12")
+def test_a_read_in_an_eager_task_inside_a_driven_handler_waits_in_that_task(
+        impl: ModuleType, run: Runner, drive: str) -> None:
+    # an eager task's first step runs inside the handler's (resumed) step:
+    # its read must wait as that task's, not on the handler's future
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        if type(loop).__module__.startswith("uvloop"):
+            pytest.skip("uvloop passes eager_start to a task factory, which asyncio's refuses")
+        loop.set_task_factory(getattr(asyncio, "eager_task_factory"))  # 3.12+, as the mark says
+        outcome: asyncio.Future[list[bytes]] = loop.create_future()
+
+        async def handle(reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
+            async def read_two() -> bytes:
+                return await reader.readexactly(2)
+
+            try:
+                # the first read waits through the task (the handler's task
+                # started eagerly, before it could be driven); the second is
+                # resumed by the readiness callback, and so runs what follows
+                got = [await reader.readexactly(1), await reader.readexactly(1)]
+                inner = asyncio.create_task(read_two())  # runs at once, and waits
+                assert not inner.done()
+                got.append(await inner)
+                got.append(await reader.readexactly(1))
+            except BaseException as exc:
+                outcome.set_exception(exc)
+                raise
+            outcome.set_result(got)
+            writer.close()
+
+        server, reader, writer = await _serve_one(impl, handle)
+        for chunk in (b"a", b"b", b"cd", b"e"):
+            await asyncio.sleep(0.02)
+            writer.write(chunk)
+        assert await asyncio.wait_for(outcome, 5) == [b"a", b"b", b"cd", b"e"]
+        writer.close()
+        server.close()
+        await server.wait_closed()
+    run(main)

@@ -178,11 +178,14 @@ cdef class AioHandler:
         (made anew when the task is the one stepping)."""
         if self.task is None or not aio_drive:
             return False
-        if aio_current_tasks is not None:
-            if PyDict_GetItem(aio_current_tasks, self.loop) is not <PyObject *>self.task:
-                return False  # the read runs in another task
-        elif aio_current_task(self.loop) is not self.task:
-            return False
+        # inside resume() the task is current, and before 3.12 no other task
+        # can step within its step (3.12's eager tasks start at once)
+        if not self.running or PY_VERSION_HEX >= 0x030C0000:
+            if aio_current_tasks is not None:
+                if PyDict_GetItem(aio_current_tasks, self.loop) is not <PyObject *>self.task:
+                    return False  # the read runs in another task
+            elif aio_current_task(self.loop) is not self.task:
+                return False
         park = self.park
         if self.running:
             # the task waits on park if it is still pending; if not, the
