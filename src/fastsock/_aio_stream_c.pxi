@@ -1,8 +1,11 @@
 # The compiled core of fastsock.aio's streams: the reads, writes and waits run
 # per request, as C methods of the classes aio.StreamReader and aio.StreamWriter
-# derive from.  Pure twin: _aio_stream_py.py (the same steps, line for line;
-# the comments on why live there).  A StreamSocket of this module (not a
-# subclass) is called in C; any other socket through its Python methods.
+# derive from.  Pure twin: _aio_stream_py.py (the same steps, line for line,
+# and the comments on why live there), except two things only this core does:
+# a server handler's reads resumed by the readiness callback (AioHandler), and
+# the per-request reads as awaitables of their own (AioRead, at the end)
+# rather than coroutines.  A StreamSocket of this module (not a subclass) is
+# called in C; any other socket through its Python methods.
 #
 # asyncio is imported on first use, not with fastsock: its exceptions are
 # raised only when a read fails.
