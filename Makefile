@@ -61,10 +61,13 @@ help:
 	@echo "                 with no compiler, each installed in a fresh venv and smoke-tested"
 	@echo "make clean       remove build outputs and virtual environments"
 
+# the editable installs leave the extension out (FASTSOCK_NO_EXTENSIONS=1):
+# each venv's build rule compiles it in place, once, and an editable install
+# would compile it again in an isolated build environment first
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	FASTSOCK_NO_EXTENSIONS=1 $(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
 # rebuild the extension in place whenever a .pyx/.pxd changes
@@ -94,7 +97,7 @@ test: build
 .venv-%/.installed: pyproject.toml setup.py
 	python="$$(tools/pyenv-python $*)" && "$$python" -m venv --clear .venv-$*
 	.venv-$*/bin/python -m pip install --quiet --upgrade pip
-	.venv-$*/bin/python -m pip install --quiet -e '.[test]'
+	FASTSOCK_NO_EXTENSIONS=1 .venv-$*/bin/python -m pip install --quiet -e '.[test]'
 	touch $@
 
 # the extension for that version (its own .cpython-3XY .so beside the others)
@@ -209,7 +212,7 @@ fuzz: fuzz-build
 	    FUZZ_PYTHON=$(FUZZ_VENV)/bin/python bash fuzz/run.sh
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	FASTSOCK_NO_EXTENSIONS=1 $(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
 bench: build $(VENV)/.bench-installed
