@@ -684,8 +684,8 @@ cdef class AioReaderCore:
         read.max_bytes = max_bytes
         return read
 
-    # -- the attempts of an AioRead: the result, or NULL when the socket has
-    # nothing yet (the read then waits for readability and tries again)
+    # -- the attempts of an AioRead: the result, or aio_would_block when the
+    # socket has nothing yet (the read then waits for readability and tries again)
 
     cdef object _try_exactly(self, object n):
         try:

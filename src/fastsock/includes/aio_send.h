@@ -1,4 +1,5 @@
-/* The am_send slot of fastsock.aio's compiled read awaitable (AioRead).
+/* Two C shortcuts of fastsock.aio's compiled core: the am_send slot of its
+   read awaitable (AioRead), and done() of asyncio's C Future (below).
 
    Why: an await of an object with am_send takes its result from the slot
    directly (CPython 3.10 and 3.11 in the await itself; every version when a
