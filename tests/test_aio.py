@@ -485,6 +485,44 @@ def test_backpressure(impl: ModuleType, run: Runner) -> None:
     run(main)
 
 
+@pytest.mark.parametrize("buffer", [bytes, bytearray, memoryview])
+def test_write_after_a_reset_reports_as_asyncios(impl: ModuleType, run: Runner,
+                                                 buffer: type) -> None:
+    # the same steps on asyncio's own streams and on fastsock.aio's (on both
+    # loops): the reset the write meets ends the connection; drain() and
+    # exception() tell it, later writes are dropped quietly (bytes, and other
+    # buffers, which the compiled writer sends by another path)
+    async def steps(streams: str) -> tuple[Any, ...]:
+        if streams == "asyncio":
+            listener: Any = socket.create_server(("127.0.0.1", 0))
+            connect: Any = asyncio.open_connection
+        else:
+            listener, connect = impl.create_server(("127.0.0.1", 0)), aio.open_connection
+        with listener:
+            reader, writer = await connect(sock=impl.create_connection(listener.getsockname())
+                                           if streams == "fastsock" else
+                                           socket.create_connection(listener.getsockname()))
+            peer, _ = listener.accept()
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.close()  # an RST
+            await asyncio.sleep(0.05)
+            writer.write(buffer(b"x" * 1000))
+            with pytest.raises(ConnectionError) as drained:
+                await writer.drain()
+            writer.write(buffer(b"y"))  # dropped: the connection has ended
+            with pytest.raises(ConnectionError):
+                await writer.drain()
+            seen = (drained.type, type(reader.exception()), writer.is_closing())
+            writer.close()
+            return seen
+
+    # the reference: asyncio's streams on its own loop (uvloop's refuse a
+    # write after the end with RuntimeError)
+    expected = loop_runner("asyncio")(lambda: steps("asyncio"))
+    assert expected[1] is ConnectionResetError and expected[2]
+    assert run(lambda: steps("fastsock")) == expected
+
+
 def test_write_after_eof_refused(impl: ModuleType, run: Runner) -> None:
     async def main() -> None:
         reader, writer, peer_reader, peer_writer = await _pair(impl)

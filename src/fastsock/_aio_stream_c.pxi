@@ -778,6 +778,16 @@ cdef class AioReaderCore:
         raise _asyncio().IncompleteReadError(b"", nbytes or len(memoryview(buffer).cast("B")))
 
 
+cdef Py_ssize_t _aio_send_view(StreamSocket sock, object data) except -1:
+    """StreamSocket._send_now of a buffer that is not bytes."""
+    cdef Py_buffer view
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        return sock._send_now(<const char *>view.buf, <size_t>view.len)
+    finally:
+        PyBuffer_Release(&view)
+
+
 cdef class AioWriterCore:
     """The compiled core of fastsock.aio.StreamWriter."""
 
@@ -828,8 +838,12 @@ cdef class AioWriterCore:
             self._buffer += data
             return
         try:
-            sent = (self._fast._send_data(data, 0) if self._fast is not None
-                    else self._sock.send(data))
+            if self._fast is None:
+                sent = self._sock.send(data)
+            elif type(data) is bytes:
+                sent = self._fast._send_now(PyBytes_AS_STRING(data), len(<bytes>data))
+            else:
+                sent = _aio_send_view(self._fast, data)
         except BlockingIOError:
             sent = 0
         except OSError as exc:

@@ -668,6 +668,30 @@ cdef class _Socket:
             return self._call(events, func, data, deadline)
         return raise_errno(err)
 
+    cdef ssize_t _send_now(self, const char *buf, size_t size) except -1:
+        """One send that never waits, for an event loop's writer: the bytes the
+        kernel took, 0 when its buffer is full (no BlockingIOError made and
+        caught per full buffer); its error raised, a kept one first."""
+        cdef IOArgs a
+        cdef ssize_t sent
+        cdef int err
+        if c.load_int(&self.deferred_errno):
+            self._raise_deferred()
+        a.buf = <char *>buf
+        a.len = size
+        a.flags = c.MSG_DONTWAIT
+        while True:
+            with cython.critical_section(self):
+                sent = _do_send(self.fd, &a)  # EBADF once closed (-1)
+                err = errno
+            if sent >= 0:
+                return sent
+            if c.would_block(err):
+                return 0
+            if err != EINTR:
+                return raise_errno(err)
+            PyErr_CheckSignals()
+
     cdef int _defer(self, object exc) except -1:
         """Keep an OSError for the next call (see deferred_errno), as the
         kernel keeps a pending socket error; EPIPE is no such error but the
