@@ -1087,6 +1087,7 @@ cdef object _aio_read_step(object awaitable, int *yielded):
     cdef AioReaderCore reader
     cdef AioConnection conn
     cdef int kind = read.kind
+    cdef bint first
     cdef list frames
     if kind == AIO_READY:
         return None

@@ -30,7 +30,7 @@ from cpython.buffer cimport (
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
 from cpython.long cimport PyLong_AsLong, PyLong_AsSsize_t, PyLong_AsUnsignedLongMask
-from cpython.number cimport PyNumber_AsSsize_t
+from cpython.number cimport PyNumber_AsSsize_t, PyNumber_Index
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.sequence cimport (
@@ -81,7 +81,6 @@ from .includes.sockapi cimport FIONBIO, FIONREAD, ioctl
 import io as _io
 import os as _os
 from itertools import islice as _islice
-from operator import index as _index
 import socket as _stdlib  # its constants, enums and exceptions; never for I/O
 import struct as _struct
 import warnings as _warnings
@@ -121,6 +120,11 @@ from ._common import (  # netlink
 )
 
 IMPLEMENTATION = "cython"
+
+
+cdef inline object _index(object value):
+    """operator.index(value), its message included, without a call through Python."""
+    return PyNumber_Index(value)
 
 # the stdlib's own objects (enum members), as the stdlib's code compares them
 AF_INET = _stdlib.AF_INET
