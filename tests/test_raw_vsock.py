@@ -461,19 +461,21 @@ def test_pings_at_once_see_only_their_replies() -> None:
 @needs_root
 def test_ping_ctrl_c_prints_the_summary() -> None:
     import signal
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fastsock.ping", "-i", "0.05", "127.0.0.1"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline(), process.stdout.readline()]
-        assert " bytes from 127.0.0.1: icmp_seq=1 " in lines[1], lines
-        process.send_signal(signal.SIGINT)
-        rest = process.communicate(timeout=30)[0]
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    # Ctrl-C's default in the child even when this run ignores SIGINT (a
+    # background job's does, and a child inherits it); the pipe closed on any failure
+    with subprocess.Popen(
+            [sys.executable, "-m", "fastsock.ping", "-i", "0.05", "127.0.0.1"],
+            stdout=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as process:
+        try:
+            assert process.stdout is not None
+            lines = [process.stdout.readline(), process.stdout.readline()]
+            assert " bytes from 127.0.0.1: icmp_seq=1 " in lines[1], lines
+            process.send_signal(signal.SIGINT)
+            rest = process.communicate(timeout=30)[0]
+        finally:
+            if process.poll() is None:
+                process.kill()
     assert process.returncode == 0
     assert "--- 127.0.0.1 ping statistics ---" in rest and "rtt min/avg/max/mdev" in rest
     assert "Traceback" not in rest
