@@ -12,6 +12,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 FUZZ_ARGS ?=
 FUZZ_INPUT ?=
+FUZZ_JOBS ?= 1
 PYTEST_ARGS ?=
 # the CPython versions make dist-check builds and tests wheels for (default: 3.10-3.13 where pyenv has them)
 DIST_VERSIONS ?=
@@ -48,7 +49,7 @@ help:
 	@echo "make valgrind-test  run the memory-safety subset of the suite under valgrind memcheck"
 	@echo "make leak-test   the leak tests at full counts (100k connections, 1M calls; minutes)"
 	@echo "make fuzz        coverage-guided fuzzing of the compiled module under ASan (needs root"
-	@echo "                 or clang installed; FUZZ_SECONDS=60 per target, FUZZ_TARGETS='address ...')"
+	@echo "                 or clang installed; FUZZ_SECONDS=60 per target, FUZZ_TARGETS='address ...', FUZZ_JOBS=2 at a time)"
 	@echo "make bench-web   load-test the demo web server with wrk (needs wrk, nginx)"
 	@echo "make bench-ft    fastsock on free-threaded CPython 3.13 against the GIL build:"
 	@echo "                 thread-per-connection echo, framing in 1 and 2 threads"
@@ -208,7 +209,7 @@ fuzz-build: $(FUZZ_LIB)/.built
 
 fuzz: fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" FUZZ_LIB=$(FUZZ_LIB) \
-	    FUZZ_ARGS="$(FUZZ_ARGS)" FUZZ_INPUT="$(FUZZ_INPUT)" \
+	    FUZZ_ARGS="$(FUZZ_ARGS)" FUZZ_INPUT="$(FUZZ_INPUT)" FUZZ_JOBS=$(FUZZ_JOBS) \
 	    FUZZ_PYTHON=$(FUZZ_VENV)/bin/python bash fuzz/run.sh
 
 $(VENV)/.bench-installed: $(VENV)/.installed

@@ -4,6 +4,7 @@
 #   FUZZ_SECONDS  seconds per target (default 60)
 #   FUZZ_ARGS     extra libFuzzer flags, e.g. "-runs=1000"
 #   FUZZ_INPUT    a saved input: run the target (FUZZ_TARGETS) on it once, to reproduce
+#   FUZZ_JOBS     targets run at a time (default 1)
 # Corpora grow in fuzz/corpus/<target>/; fixed regression inputs committed in
 # fuzz/seeds/<target>/ (if any) are read with it on every run.  An input that
 # finds a defect is saved as fuzz/findings/<target>-crash-*, -timeout-* or
@@ -16,19 +17,20 @@ python=${FUZZ_PYTHON:-.venv-fuzz/bin/python}
 lib=$(realpath "${FUZZ_LIB:-build/fuzz/lib}")
 seconds=${FUZZ_SECONDS:-60}
 targets=${FUZZ_TARGETS:-}
+jobs_max=${FUZZ_JOBS:-1}
 if [ -z "$targets" ]; then
     targets=$(for f in fuzz/fuzz_*.py; do basename "$f" .py | sed 's/^fuzz_//'; done)
 fi
 runtime=$("$python" -c 'import atheris, os; print(os.path.join(atheris.path(), "asan_with_fuzzer.so"))')
 mkdir -p fuzz/findings
 
-failed=()
-for target in $targets; do
+# one target's run and its report; non-zero on a finding or a failure
+run_target() {
+    local target=$1 script log start inputs limits rc runs cov
     script=fuzz/fuzz_$target.py
     if [ ! -f "$script" ]; then
         echo "no fuzz target $target ($script)" >&2
-        failed+=("$target")
-        continue
+        return 1
     fi
     mkdir -p "fuzz/corpus/$target"
     log=fuzz/findings/$target.log
@@ -62,8 +64,28 @@ for target in $targets; do
     if [ $rc -ne 0 ]; then
         grep -E -m 5 -A 15 'Defect|Uncaught Python exception|ERROR: AddressSanitizer|ALARM|deadly signal|out-of-memory' "$log" | head -n 40
         ls fuzz/findings/"$target"-* 2>/dev/null | grep -v '\.log$' | sed 's/^/   saved: /'
-        failed+=("$target")
+        return 1
     fi
+}
+
+# FUZZ_JOBS targets at a time (each runs on one core); their reports in order
+failed=()
+pids=()
+names=()
+for target in $targets; do
+    if [ "$jobs_max" -le 1 ]; then
+        run_target "$target" || failed+=("$target")
+        continue
+    fi
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
+    run_target "$target" >"fuzz/findings/$target.report" 2>&1 &
+    pids+=($!)
+    names+=("$target")
+done
+for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || failed+=("${names[$i]}")
+    cat "fuzz/findings/${names[$i]}.report"
+    rm -f "fuzz/findings/${names[$i]}.report"
 done
 
 if [ ${#failed[@]} -gt 0 ]; then
