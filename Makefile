@@ -186,9 +186,10 @@ asan-test: $(ASAN_VENV)/.installed
 valgrind-test: build
 	tools/sanitizers/valgrind-test $(VENV) $(PYTEST_ARGS)
 
-# the leak workloads at full counts, both implementations, printing what they measured
+# the leak workloads at full counts, both implementations, printing what they
+# measured; two processes side by side, each measuring itself
 leak-test: build
-	$(PY) -m pytest tests/test_leaks.py -m leak_full -v -s $(PYTEST_ARGS)
+	tools/in-shards 2 $(PY) -m pytest tests/test_leaks.py -m leak_full -v -s $(PYTEST_ARGS)
 
 # the fuzz build: clang, AddressSanitizer and libFuzzer coverage, in its own
 # venv and build directory (see docs/fuzzing.md)

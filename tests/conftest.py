@@ -32,6 +32,24 @@ from fastsock import _names
 IMPLEMENTATIONS = list(_names.IMPLEMENTATIONS)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """FASTSOCK_TEST_SHARD=i/n keeps every n-th selected test from the i-th,
+    so that n processes of a slow run (under memcheck) share the suite."""
+    shard = os.environ.get("FASTSOCK_TEST_SHARD", "")
+    if not shard:
+        return
+    try:
+        index, count = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise pytest.UsageError(f"FASTSOCK_TEST_SHARD={shard!r}: expected i/n") from None
+    if not 0 <= index < count:
+        raise pytest.UsageError(f"FASTSOCK_TEST_SHARD={shard!r}: i must be in 0..n-1")
+    config.hook.pytest_deselected(
+        items=[item for position, item in enumerate(items) if position % count != index])
+    items[:] = items[index::count]
+
+
 def implementation_module_name(name: str) -> str:
     """The module of implementation ``name``, for a child process to import."""
     return _names.IMPLEMENTATIONS[name][0]
