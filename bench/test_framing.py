@@ -80,7 +80,7 @@ IMPLS = [
 SHARES = {"readexactly": 8, "uvloop-readexactly": 8, "aio.read_msg": 4,
           "bufferedprotocol": 4, "uvloop-bufferedprotocol": 4,
           "aiofastnet-bufferedprotocol": 4}
-# The pure twin's blocking calls (about 0.5M and 1.2M messages/s) take an
+# The pure twin's blocking calls (about 0.4M and 1M messages/s) take an
 # eighth and a quarter too: whole rounds of them were a sixth of make bench.
 PURE_SHARES = {"aio.read_msg": 8, "aio.read_msgs": 4, "recv_msg": 8, "recv_msgs": 4}
 
