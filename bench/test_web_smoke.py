@@ -31,6 +31,9 @@ def test_web_load_benchmark_runs(tmp_path: Path) -> None:
         for server in ("fastsock-c", "fastsock-py", "nginx-tuned", "nginx-no-file-cache"):
             row = data["summary"][workload][server]
             assert row["rps"] > 0 and row["errors"] == 0, (workload, server, row)
-            assert row["cpu_us_per_request"] > 0
+            # CPU time comes in clock ticks (10 ms): a second of nginx on a
+            # busy host can stay under one; a second of a Python server cannot
+            least = 0 if server.startswith("nginx") else 1e-9
+            assert row["cpu_us_per_request"] >= least, (workload, server, row)
     assert len(data["targets"]) == 4  # http.server is not in this run
     assert "**keep-alive**" in (tmp_path / "summary.md").read_text()
