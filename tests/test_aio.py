@@ -456,11 +456,14 @@ def test_reset_after_frames_read_ahead_comes_after_them(impl: ModuleType, run: R
     run(main)
 
 
-def test_backpressure(impl: ModuleType, run: Runner) -> None:
+@pytest.mark.parametrize("buffer", [bytes, bytearray, memoryview])
+def test_backpressure(impl: ModuleType, run: Runner, buffer: type) -> None:
+    # partial sends and a full buffer, for bytes and for the other buffers
+    # (which the compiled writer sends by another path)
     async def main() -> None:
         reader, writer, peer_reader, peer_writer = await _pair(impl)
         writer.set_write_buffer_limits(high=65536)
-        chunk = b"q" * 65536
+        chunk = buffer(b"q" * 65536)
         total = 0
         blocked = False
         # a peer that does not read: drain() must come to wait
@@ -477,7 +480,9 @@ def test_backpressure(impl: ModuleType, run: Runner) -> None:
         drained = asyncio.ensure_future(writer.drain())
         received = 0
         while received < total:
-            received += len(await peer_reader.read(1 << 20))
+            block = await peer_reader.read(1 << 20)
+            assert block == b"q" * len(block)
+            received += len(block)
         await drained
         assert writer.get_write_buffer_size() == 0
         await _close(writer, peer_writer)

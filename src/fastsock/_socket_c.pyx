@@ -126,6 +126,7 @@ cdef inline object _index(object value):
     """operator.index(value), its message included, without a call through Python."""
     return PyNumber_Index(value)
 
+
 # the stdlib's own objects (enum members), as the stdlib's code compares them
 AF_INET = _stdlib.AF_INET
 AF_INET6 = _stdlib.AF_INET6
